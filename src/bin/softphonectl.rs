@@ -1,0 +1,100 @@
+//! `softphonectl`: the command-line client of softphoned's control socket.
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+use softphoned::control::client::Client;
+
+#[derive(Parser)]
+#[command(version, about = "Drive softphoned through its control socket")]
+struct Args {
+    /// The control socket (default: $XDG_RUNTIME_DIR/softphoned/control.sock).
+    #[arg(long, short)]
+    socket: Option<PathBuf>,
+    /// Print the raw JSON result instead of a short summary.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Daemon version, uptime, listening points and audio backends.
+    Status,
+    /// Place a call to a SIP URI; prints the call id.
+    Dial { to: String },
+    /// Answer an incoming call.
+    Answer { call: String },
+    /// Refuse an incoming call.
+    Reject {
+        call: String,
+        /// busy (486) or decline (603).
+        #[arg(long, default_value = "busy")]
+        reason: String,
+    },
+    /// End a call.
+    Hangup { call: String },
+    /// List live calls.
+    List,
+    /// Print events as they come (Ctrl-C to stop).
+    Events {
+        /// Topics to follow (call, callback, registration, recording, audio, agent); default all.
+        topics: Vec<String>,
+    },
+    /// Call any method with JSON params.
+    Raw { method: String, params: Option<String> },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let socket = args.socket.unwrap_or_else(softphoned::config::default_control_socket);
+    let mut client = Client::connect(&socket)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach softphoned at {}: {e}", socket.display()))?;
+    let (method, params) = match args.command {
+        Cmd::Status => ("daemon.status", json!({})),
+        Cmd::Dial { to } => ("call.dial", json!({ "to": to })),
+        Cmd::Answer { call } => ("call.answer", json!({ "call": call })),
+        Cmd::Reject { call, reason } => ("call.reject", json!({ "call": call, "reason": reason })),
+        Cmd::Hangup { call } => ("call.hangup", json!({ "call": call })),
+        Cmd::List => ("call.list", json!({})),
+        Cmd::Raw { method, params } => {
+            let params: Value = serde_json::from_str(params.as_deref().unwrap_or("{}"))?;
+            let result = client.call(&method, params).await?;
+            println!("{result}");
+            return Ok(());
+        }
+        Cmd::Events { topics } => {
+            let params = if topics.is_empty() { json!({}) } else { json!({ "topics": topics }) };
+            client.call("events.subscribe", params).await?;
+            loop {
+                let event = client.next_event().await?;
+                if args.json {
+                    println!("{event}");
+                } else {
+                    println!("{} {}", event["method"].as_str().unwrap_or("?"), event["params"]);
+                }
+            }
+        }
+    };
+    let result = client.call(method, params).await?;
+    if args.json {
+        println!("{result}");
+        return Ok(());
+    }
+    match method {
+        "call.dial" => println!("{}", result["call"].as_str().unwrap_or_default()),
+        "call.list" => {
+            for call in result["calls"].as_array().into_iter().flatten() {
+                println!("{}\t{}\t{}\t{}", call["call"].as_str().unwrap_or("?"), call["state"].as_str().unwrap_or("?"),
+                    call["direction"].as_str().unwrap_or("?"), call["remote"].as_str().unwrap_or("?"));
+            }
+        }
+        "daemon.status" => println!("{}", serde_json::to_string_pretty(&result)?),
+        _ => println!("ok"),
+    }
+    Ok(())
+}

@@ -1,0 +1,319 @@
+//! One call's life as a pure state machine: the agent's commands and the
+//! network's signals go in, SIP actions, media start/stop and `call.state`
+//! changes come out. SDP offer/answer is decided here too, so a call can be
+//! replayed in a unit test without a socket.
+
+pub mod phone;
+
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::sip::sdp::{self, Negotiated, RemoteMedia};
+
+/// A call's id: short, opaque, unique within a daemon run.
+pub type CallId = String;
+
+/// The states of `call.state` (PROTOCOL.md); later issues add hold and transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CallState {
+    /// We sent INVITE; nothing but 100 Trying yet.
+    Dialing,
+    /// The peer rings (180 without SDP).
+    Ringing,
+    /// The peer sends audio before answering (183, or 18x with SDP).
+    EarlyMedia,
+    /// An inbound call waits for the agent to answer or reject.
+    Incoming,
+    Connected,
+    Ended,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Outbound,
+    Inbound,
+}
+
+/// Why a call ended, as the `reason` of its final `call.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    /// The agent hung up a connected call.
+    LocalHangup,
+    /// The peer sent BYE.
+    RemoteHangup,
+    /// The agent hung up before the peer answered (we sent CANCEL).
+    Cancelled,
+    /// The caller gave up before the agent answered (we got CANCEL).
+    CallerCancelled,
+    /// The agent rejected an inbound call.
+    Rejected,
+    /// 486 or 600.
+    Busy,
+    /// 603.
+    Declined,
+    /// 404 or 604.
+    NotFound,
+    /// 408, 480 or no final response at all.
+    Timeout,
+    /// Neither side's SDP had a codec the other speaks.
+    NoCommonCodec,
+    /// Any other failure response.
+    Failed,
+}
+
+impl EndReason {
+    /// How a final failure response to our INVITE reads to an agent.
+    pub fn from_status(code: u16) -> Self {
+        match code {
+            486 | 600 => EndReason::Busy,
+            603 => EndReason::Declined,
+            404 | 604 => EndReason::NotFound,
+            408 | 480 => EndReason::Timeout,
+            488 | 606 => EndReason::NoCommonCodec,
+            _ => EndReason::Failed,
+        }
+    }
+}
+
+/// How the agent turns an inbound call down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectReason {
+    /// 486 Busy Here: the contact center may try another agent.
+    #[default]
+    Busy,
+    /// 603 Decline.
+    Decline,
+}
+
+impl RejectReason {
+    pub fn status(self) -> u16 {
+        match self {
+            RejectReason::Busy => 486,
+            RejectReason::Decline => 603,
+        }
+    }
+}
+
+/// What the agent asks of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Answer,
+    Reject(RejectReason),
+    Hangup,
+}
+
+/// What the network did to a call (mapped from SIP by the adapter).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signal {
+    /// A provisional response to our INVITE, with its SDP if any.
+    Progress { code: u16, sdp: Option<Vec<u8>> },
+    /// A 2xx to our INVITE.
+    Answered { sdp: Vec<u8> },
+    /// A final failure to our INVITE, or 408 when no response came.
+    Failed { code: u16 },
+    RemoteBye,
+    RemoteCancel,
+}
+
+/// The SIP side of an effect, carried out by the SIP adapter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SipAction {
+    Invite { to: String, offer: String },
+    Ringing,
+    Accept { answer: String },
+    Reject { code: u16 },
+    Cancel,
+    Bye,
+}
+
+/// Something the shell must do because a call moved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    Sip(SipAction),
+    StartMedia(Negotiated),
+    StopMedia,
+    /// The call's state changed: publish `call.state`.
+    StateChanged,
+}
+
+/// Misuse of a call by a command.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CallError {
+    /// The command does not apply in the call's current state.
+    #[error("cannot {command} a call that is {state:?} ({direction:?})")]
+    InvalidState { command: &'static str, state: CallState, direction: Direction },
+}
+
+/// One call.
+#[derive(Debug, Clone)]
+pub struct Call {
+    pub id: CallId,
+    pub direction: Direction,
+    /// The peer's URI as the agent knows it.
+    pub remote: String,
+    pub state: CallState,
+    pub reason: Option<EndReason>,
+    /// The SIP status that ended or refused the call, when one did.
+    pub sip_code: Option<u16>,
+    pub started_at: Instant,
+    pub connected_at: Option<Instant>,
+    pub ended_at: Option<Instant>,
+    local_rtp: SocketAddr,
+    session_id: u64,
+    remote_offer: Option<RemoteMedia>,
+}
+
+impl Call {
+    /// An outbound call: sends INVITE with our offer.
+    pub fn dial(id: CallId, to: String, local_rtp: SocketAddr, session_id: u64, now: Instant) -> (Self, Vec<Effect>) {
+        let offer = sdp::offer(local_rtp, session_id);
+        let call = Call::new(id, Direction::Outbound, to.clone(), CallState::Dialing, local_rtp, session_id, now);
+        (call, vec![Effect::Sip(SipAction::Invite { to, offer }), Effect::StateChanged])
+    }
+
+    /// An inbound INVITE: rings the agent, or refuses at once with 488 when
+    /// the offer has nothing we can speak (the agent could not talk anyway).
+    pub fn incoming(id: CallId, from: String, offer: &[u8], local_rtp: SocketAddr, session_id: u64, now: Instant) -> (Self, Vec<Effect>) {
+        let mut call = Call::new(id, Direction::Inbound, from, CallState::Incoming, local_rtp, session_id, now);
+        let usable = sdp::parse(offer).and_then(|m| sdp::accept_answer(&m).map(|_| m));
+        match usable {
+            Ok(media) => {
+                call.remote_offer = Some(media);
+                (call, vec![Effect::Sip(SipAction::Ringing), Effect::StateChanged])
+            }
+            Err(_) => {
+                let mut effects = vec![Effect::Sip(SipAction::Reject { code: 488 })];
+                call.end(EndReason::NoCommonCodec, Some(488), now, &mut effects);
+                (call, effects)
+            }
+        }
+    }
+
+    fn new(id: CallId, direction: Direction, remote: String, state: CallState, local_rtp: SocketAddr, session_id: u64, now: Instant) -> Self {
+        Call {
+            id,
+            direction,
+            remote,
+            state,
+            reason: None,
+            sip_code: None,
+            started_at: now,
+            connected_at: None,
+            ended_at: None,
+            local_rtp,
+            session_id,
+            remote_offer: None,
+        }
+    }
+
+    fn is_early(&self) -> bool {
+        matches!(self.state, CallState::Dialing | CallState::Ringing | CallState::EarlyMedia)
+    }
+
+    /// Apply the agent's command.
+    pub fn command(&mut self, command: Command, now: Instant) -> Result<Vec<Effect>, CallError> {
+        let mut effects = Vec::new();
+        match (command, self.state) {
+            (Command::Answer, CallState::Incoming) => {
+                let offer = self.remote_offer.take().expect("an incoming call keeps its usable offer");
+                let (answer, negotiated) = sdp::answer(&offer, self.local_rtp, self.session_id)
+                    .expect("the offer was checked on arrival");
+                effects.push(Effect::Sip(SipAction::Accept { answer }));
+                effects.push(Effect::StartMedia(negotiated));
+                self.connect(now, &mut effects);
+            }
+            (Command::Reject(reason), CallState::Incoming) => {
+                effects.push(Effect::Sip(SipAction::Reject { code: reason.status() }));
+                self.end(EndReason::Rejected, Some(reason.status()), now, &mut effects);
+            }
+            (Command::Hangup, CallState::Incoming) => {
+                let code = RejectReason::Decline.status();
+                effects.push(Effect::Sip(SipAction::Reject { code }));
+                self.end(EndReason::Rejected, Some(code), now, &mut effects);
+            }
+            (Command::Hangup, _) if self.is_early() => {
+                effects.push(Effect::Sip(SipAction::Cancel));
+                self.end(EndReason::Cancelled, None, now, &mut effects);
+            }
+            (Command::Hangup, CallState::Connected) => {
+                effects.push(Effect::Sip(SipAction::Bye));
+                self.end(EndReason::LocalHangup, None, now, &mut effects);
+            }
+            (command, state) => {
+                let command = match command {
+                    Command::Answer => "answer",
+                    Command::Reject(_) => "reject",
+                    Command::Hangup => "hang up",
+                };
+                return Err(CallError::InvalidState { command, state, direction: self.direction });
+            }
+        }
+        Ok(effects)
+    }
+
+    /// Apply what the network did. Signals that no longer matter (a late
+    /// 180 after the agent hung up, a BYE racing our own) change nothing.
+    pub fn signal(&mut self, signal: Signal, now: Instant) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        match signal {
+            Signal::Progress { code, sdp } if self.is_early() && code > 100 => {
+                let early = sdp.and_then(|body| sdp::parse(&body).and_then(|m| sdp::accept_answer(&m)).ok());
+                let next = if early.is_some() || code == 183 { CallState::EarlyMedia } else { CallState::Ringing };
+                if let Some(negotiated) = early {
+                    effects.push(Effect::StartMedia(negotiated));
+                }
+                if next != self.state {
+                    self.state = next;
+                    effects.push(Effect::StateChanged);
+                }
+            }
+            Signal::Answered { sdp } if self.is_early() => {
+                match sdp::parse(&sdp).and_then(|m| sdp::accept_answer(&m)) {
+                    Ok(negotiated) => {
+                        effects.push(Effect::StartMedia(negotiated));
+                        self.connect(now, &mut effects);
+                    }
+                    Err(_) => {
+                        effects.push(Effect::Sip(SipAction::Bye));
+                        self.end(EndReason::NoCommonCodec, None, now, &mut effects);
+                    }
+                }
+            }
+            Signal::Failed { code } if self.is_early() => {
+                self.end(EndReason::from_status(code), Some(code), now, &mut effects);
+            }
+            Signal::RemoteBye if self.state != CallState::Ended => {
+                self.end(EndReason::RemoteHangup, None, now, &mut effects);
+            }
+            Signal::RemoteCancel if self.state == CallState::Incoming => {
+                self.end(EndReason::CallerCancelled, Some(487), now, &mut effects);
+            }
+            _ => {}
+        }
+        effects
+    }
+
+    fn connect(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        self.state = CallState::Connected;
+        self.connected_at = Some(now);
+        effects.push(Effect::StateChanged);
+    }
+
+    fn end(&mut self, reason: EndReason, sip_code: Option<u16>, now: Instant, effects: &mut Vec<Effect>) {
+        self.state = CallState::Ended;
+        self.reason = Some(reason);
+        self.sip_code = sip_code;
+        self.ended_at = Some(now);
+        effects.push(Effect::StopMedia);
+        effects.push(Effect::StateChanged);
+    }
+}
+
+#[cfg(test)]
+mod tests;

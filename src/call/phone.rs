@@ -1,0 +1,131 @@
+//! The phone: every call the daemon carries, addressed by id. It routes
+//! commands and signals to the right call and keeps a call only while it
+//! lives; there is no "current call".
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{Call, CallError, CallId, CallState, Command, Direction, Effect, EndReason, Signal};
+
+/// What `call.list` and `call.state` say about one call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct CallSummary {
+    pub call: CallId,
+    pub state: CallState,
+    pub direction: Direction,
+    pub remote: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<EndReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sip_code: Option<u16>,
+}
+
+/// Misuse of the phone by a command.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum PhoneError {
+    /// No live call has this id (it never existed or has ended).
+    #[error("no such call: {0}")]
+    UnknownCall(CallId),
+    /// A call with this id already exists.
+    #[error("call id already in use: {0}")]
+    DuplicateCall(CallId),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
+
+/// An effect, with the call it belongs to and that call as it now stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub call: CallSummary,
+    pub effect: Effect,
+}
+
+#[derive(Default)]
+pub struct Phone {
+    calls: HashMap<CallId, Call>,
+}
+
+impl Phone {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Place a call. `id` and `session_id` are drawn by the shell.
+    pub fn dial(&mut self, id: CallId, to: String, local_rtp: SocketAddr, session_id: u64, now: Instant) -> Result<Vec<Output>, PhoneError> {
+        self.insert(Call::dial(id, to, local_rtp, session_id, now))
+    }
+
+    /// An INVITE arrived for a new call.
+    pub fn incoming(&mut self, id: CallId, from: String, offer: &[u8], local_rtp: SocketAddr, session_id: u64, now: Instant) -> Result<Vec<Output>, PhoneError> {
+        self.insert(Call::incoming(id, from, offer, local_rtp, session_id, now))
+    }
+
+    pub fn command(&mut self, id: &str, command: Command, now: Instant) -> Result<Vec<Output>, PhoneError> {
+        let call = self.calls.get_mut(id).ok_or_else(|| PhoneError::UnknownCall(id.to_string()))?;
+        let effects = call.command(command, now)?;
+        Ok(self.finish(id, effects))
+    }
+
+    /// A signal for a call that has already ended (or never was ours) is dropped.
+    pub fn signal(&mut self, id: &str, signal: Signal, now: Instant) -> Vec<Output> {
+        match self.calls.get_mut(id) {
+            Some(call) => {
+                let effects = call.signal(signal, now);
+                self.finish(id, effects)
+            }
+            None => Vec::new(),
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Call> {
+        self.calls.get(id)
+    }
+
+    /// Live calls, oldest first.
+    pub fn list(&self) -> Vec<CallSummary> {
+        let mut calls: Vec<&Call> = self.calls.values().collect();
+        calls.sort_by_key(|c| c.started_at);
+        calls.into_iter().map(summary).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    fn insert(&mut self, (call, effects): (Call, Vec<Effect>)) -> Result<Vec<Output>, PhoneError> {
+        if self.calls.contains_key(&call.id) {
+            return Err(PhoneError::DuplicateCall(call.id));
+        }
+        let id = call.id.clone();
+        self.calls.insert(id.clone(), call);
+        Ok(self.finish(&id, effects))
+    }
+
+    /// Tag effects with their call, and forget the call once it has ended.
+    fn finish(&mut self, id: &str, effects: Vec<Effect>) -> Vec<Output> {
+        let Some(call) = self.calls.get(id) else { return Vec::new() };
+        let summary = summary(call);
+        if call.state == CallState::Ended {
+            self.calls.remove(id);
+        }
+        effects.into_iter().map(|effect| Output { call: summary.clone(), effect }).collect()
+    }
+}
+
+fn summary(call: &Call) -> CallSummary {
+    CallSummary {
+        call: call.id.clone(),
+        state: call.state,
+        direction: call.direction,
+        remote: call.remote.clone(),
+        reason: call.reason,
+        sip_code: call.sip_code,
+    }
+}

@@ -1,0 +1,7 @@
+//! The control protocol: JSON-RPC framing, the method and event types that
+//! `proto/` documents, and the Unix socket server.
+
+pub mod api;
+pub mod client;
+pub mod rpc;
+pub mod server;

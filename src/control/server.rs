@@ -1,0 +1,224 @@
+//! The Unix control socket: many clients at once, one JSON-RPC object per
+//! line each way. A connection task frames and parses; the daemon's run
+//! loop answers; events reach subscribed connections through a broadcast
+//! channel, so a slow client can only lose its own events, never stall the
+//! daemon.
+
+use std::collections::HashSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedReadHalf;
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::api::{self, SubscribeParams, SubscribeResult, Topic};
+use super::rpc::{self, code, Request, RpcError, MAX_LINE_BYTES};
+
+/// A request handed to the run loop, with where its answer goes.
+pub struct ControlRequest {
+    pub request: Request,
+    pub reply: oneshot::Sender<Result<Value, RpcError>>,
+}
+
+/// A notification, serialized once for all subscribers.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    pub topic: Option<Topic>,
+    pub line: Arc<str>,
+}
+
+impl Notification {
+    pub fn new(method: &str, params: &Value) -> Self {
+        Notification { topic: Topic::of(method), line: rpc::notification(method, params).into() }
+    }
+}
+
+/// Bind the socket with mode 0600 in a private folder, replacing a stale
+/// socket left by a crash but never a live daemon's.
+pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).await.is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{} is in use by a running daemon", path.display()),
+            ));
+        }
+        std::fs::remove_file(path)?;
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    Ok(listener)
+}
+
+/// Accept clients until `shutdown`.
+pub async fn serve(
+    listener: UnixListener,
+    requests: mpsc::Sender<ControlRequest>,
+    events: broadcast::Sender<Notification>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (requests, events, shutdown) = (requests.clone(), events.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {}
+                            _ = Connection::new(stream, requests, events).run() => {}
+                        }
+                    });
+                }
+                Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
+            }
+        }
+    }
+}
+
+struct Connection {
+    reader: LineReader,
+    writer: tokio::net::unix::OwnedWriteHalf,
+    requests: mpsc::Sender<ControlRequest>,
+    events: broadcast::Sender<Notification>,
+    subscription: Option<(broadcast::Receiver<Notification>, HashSet<Topic>)>,
+}
+
+impl Connection {
+    fn new(stream: UnixStream, requests: mpsc::Sender<ControlRequest>, events: broadcast::Sender<Notification>) -> Self {
+        let (read, writer) = stream.into_split();
+        Connection { reader: LineReader::new(read), writer, requests, events, subscription: None }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let out = tokio::select! {
+                line = self.reader.next_line() => match line {
+                    Ok(Some(Line::Complete(bytes))) => match self.handle_line(&bytes).await {
+                        Some(out) => out,
+                        None => continue,
+                    },
+                    Ok(Some(Line::TooLong)) => rpc::response(
+                        Value::Null,
+                        Err(RpcError::new(code::INVALID_REQUEST, format!("invalid request: line longer than {MAX_LINE_BYTES} bytes"))),
+                    ),
+                    Ok(None) => return,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "control client read failed");
+                        return;
+                    }
+                },
+                Some(event) = next_event(&mut self.subscription) => event,
+            };
+            if self.writer.write_all(format!("{out}\n").as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Answer one line; `None` when nothing is owed (blank line, notification).
+    async fn handle_line(&mut self, line: &[u8]) -> Option<String> {
+        if line.iter().all(u8::is_ascii_whitespace) {
+            return None;
+        }
+        let request = match rpc::parse_request(line) {
+            Ok(request) => request,
+            Err((id, error)) => return Some(rpc::response(id.unwrap_or(Value::Null), Err(error))),
+        };
+        let id = request.id.clone();
+        let result = if request.method == api::method::EVENTS_SUBSCRIBE {
+            self.subscribe(request.params)
+        } else {
+            let (reply, answer) = oneshot::channel();
+            if self.requests.send(ControlRequest { request, reply }).await.is_err() {
+                Err(RpcError::new(code::INTERNAL_ERROR, "daemon is shutting down"))
+            } else {
+                answer.await.unwrap_or_else(|_| Err(RpcError::new(code::INTERNAL_ERROR, "daemon dropped the request")))
+            }
+        };
+        id.map(|id| rpc::response(id, result))
+    }
+
+    /// Subscriptions are per connection, so they live here, not in the daemon.
+    fn subscribe(&mut self, params: Value) -> Result<Value, RpcError> {
+        let params: SubscribeParams = serde_json::from_value(params).map_err(RpcError::invalid_params)?;
+        let topics: Vec<Topic> = params.topics.unwrap_or_else(|| Topic::ALL.to_vec());
+        let receiver = match self.subscription.take() {
+            Some((receiver, _)) => receiver,
+            None => self.events.subscribe(),
+        };
+        self.subscription = Some((receiver, topics.iter().copied().collect()));
+        Ok(serde_json::to_value(SubscribeResult { topics }).expect("plain struct"))
+    }
+}
+
+async fn next_event(subscription: &mut Option<(broadcast::Receiver<Notification>, HashSet<Topic>)>) -> Option<String> {
+    let Some((receiver, topics)) = subscription else { return std::future::pending().await };
+    loop {
+        match receiver.recv().await {
+            Ok(event) if event.topic.is_none_or(|t| topics.contains(&t)) => return Some(event.line.to_string()),
+            Ok(_) => continue,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                return Some(rpc::notification(api::event::EVENTS_OVERFLOW, &json!({ "missed": missed })))
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
+    }
+}
+
+enum Line {
+    Complete(Vec<u8>),
+    TooLong,
+}
+
+/// Reads `\n`-terminated lines, never holding more than `MAX_LINE_BYTES`:
+/// the rest of an over-long line is skipped as it arrives.
+struct LineReader {
+    inner: BufReader<OwnedReadHalf>,
+    pending: Vec<u8>,
+    discarding: bool,
+}
+
+impl LineReader {
+    fn new(read: OwnedReadHalf) -> Self {
+        LineReader { inner: BufReader::new(read), pending: Vec::new(), discarding: false }
+    }
+
+    async fn next_line(&mut self) -> std::io::Result<Option<Line>> {
+        loop {
+            let buf = self.inner.fill_buf().await?;
+            if buf.is_empty() {
+                // A last line without its newline still counts.
+                let rest = std::mem::take(&mut self.pending);
+                return Ok((!rest.is_empty() && !self.discarding).then_some(Line::Complete(rest)));
+            }
+            let (chunk, consumed, complete) = match buf.iter().position(|b| *b == b'\n') {
+                Some(i) => (&buf[..i], i + 1, true),
+                None => (buf, buf.len(), false),
+            };
+            if !self.discarding {
+                if self.pending.len() + chunk.len() > MAX_LINE_BYTES {
+                    self.discarding = true;
+                    self.pending = Vec::new();
+                } else {
+                    self.pending.extend_from_slice(chunk);
+                }
+            }
+            self.inner.consume(consumed);
+            if complete {
+                if std::mem::take(&mut self.discarding) {
+                    return Ok(Some(Line::TooLong));
+                }
+                return Ok(Some(Line::Complete(std::mem::take(&mut self.pending))));
+            }
+        }
+    }
+}

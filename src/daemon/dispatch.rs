@@ -1,0 +1,99 @@
+//! Control requests, answered by the run loop: each method's params are
+//! checked against its type in `control::api`, then turned into phone
+//! commands. Errors carry the stable codes of `control::rpc::code`.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::Daemon;
+use crate::call::phone::PhoneError;
+use crate::call::{CallError, Command};
+use crate::control::api::{self, method, CallInfo, CallListResult, CallParams, DialParams, DialResult, Empty, NoParams, RejectParams, StatusResult};
+use crate::control::rpc::{code, Request, RpcError};
+use crate::sip::SipAgent;
+
+impl Daemon {
+    pub(super) fn dispatch(&mut self, request: Request) -> Result<Value, RpcError> {
+        let params = request.params;
+        match request.method.as_str() {
+            method::DAEMON_STATUS => parse::<NoParams>(params).and_then(|_| reply(self.status())),
+            method::CALL_DIAL => parse::<DialParams>(params).and_then(|p| self.dial(p)).and_then(reply),
+            method::CALL_ANSWER => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Answer)),
+            method::CALL_REJECT => {
+                parse::<RejectParams>(params).and_then(|p| self.command(&p.call, Command::Reject(p.reason)))
+            }
+            method::CALL_HANGUP => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hangup)),
+            method::CALL_LIST => parse::<NoParams>(params).and_then(|_| reply(self.call_list())),
+            other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("unknown method {other:?}; see proto/openrpc.json"))),
+        }
+    }
+
+    fn status(&self) -> StatusResult {
+        StatusResult {
+            version: env!("CARGO_PKG_VERSION").into(),
+            uptime_ms: self.started.elapsed().as_millis() as u64,
+            sip_listen: vec![format!("udp:{}", self.sip_addr)],
+            calls: self.phone.len(),
+            audio: api::AudioStatus { source: self.audio_info.0.clone(), sink: self.audio_info.1.clone() },
+            recording_dir: self.config.recording.dir.display().to_string(),
+        }
+    }
+
+    fn dial(&mut self, params: DialParams) -> Result<DialResult, RpcError> {
+        SipAgent::parse_target(&params.to).map_err(RpcError::invalid_params)?;
+        let call = self.sip.new_call_id();
+        let local = self
+            .media
+            .open(&call)
+            .map_err(|e| RpcError::new(code::UNAVAILABLE, format!("no RTP port available: {e}")))?;
+        let now = Instant::now().into_std();
+        match self.phone.dial(call.clone(), params.to, local, rand::random(), now) {
+            Ok(outputs) => {
+                self.apply(outputs);
+                Ok(DialResult { call })
+            }
+            Err(e) => {
+                self.media.stop(&call);
+                Err(phone_error(e))
+            }
+        }
+    }
+
+    fn command(&mut self, call: &str, command: Command) -> Result<Value, RpcError> {
+        let outputs = self.phone.command(call, command, Instant::now().into_std()).map_err(phone_error)?;
+        self.apply(outputs);
+        reply(Empty {})
+    }
+
+    fn call_list(&self) -> CallListResult {
+        let calls = self
+            .phone
+            .list()
+            .into_iter()
+            .map(|summary| {
+                let stats = self.media.stats(&summary.call);
+                CallInfo { codec: stats.map(|(codec, _)| codec), media: stats.map(|(_, s)| s), summary }
+            })
+            .collect();
+        CallListResult { calls }
+    }
+}
+
+fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+    serde_json::from_value(params).map_err(RpcError::invalid_params)
+}
+
+fn reply<T: Serialize>(result: T) -> Result<Value, RpcError> {
+    serde_json::to_value(result).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
+}
+
+fn phone_error(error: PhoneError) -> RpcError {
+    let code = match &error {
+        PhoneError::UnknownCall(_) => code::UNKNOWN_CALL,
+        PhoneError::DuplicateCall(_) => code::INTERNAL_ERROR,
+        PhoneError::Call(CallError::InvalidState { .. }) => code::INVALID_STATE,
+    };
+    RpcError::new(code, error.to_string())
+}

@@ -1,0 +1,205 @@
+//! The tokio shell: the one run loop that owns the phone, the SIP adapter,
+//! the media engine and the control socket, reads the clock, and carries
+//! out what the pure cores decide. `softphoned`, the demo and the tests all
+//! start a daemon through [`start`].
+
+mod dispatch;
+mod media;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use crate::audio::{self, AudioError, BackendInfo};
+use crate::call::phone::{Output, Phone};
+use crate::call::{Command, Effect};
+use crate::config::{Config, ConfigError};
+use crate::control::api;
+use crate::control::server::{self, ControlRequest, Notification};
+use crate::media::FRAME_SAMPLES;
+use crate::sip::{SipAgent, SipConfig, SipError, SipEvent};
+use media::MediaEngine;
+
+/// The media tick: one frame of audio per call.
+const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / crate::media::SAMPLE_RATE as u64);
+/// Notifications buffered per subscriber before it is told it missed some.
+const EVENT_BUFFER: usize = 1024;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Audio(#[from] AudioError),
+    #[error(transparent)]
+    Sip(#[from] SipError),
+    /// The control socket could not be bound.
+    #[error("control socket {path}: {source}")]
+    Control { path: PathBuf, source: std::io::Error },
+}
+
+/// A daemon running in the background of this process.
+pub struct RunningDaemon {
+    pub control_socket: PathBuf,
+    pub sip_addr: SocketAddr,
+    shutdown: CancellationToken,
+    run_loop: JoinHandle<()>,
+}
+
+impl RunningDaemon {
+    /// Hang up every call, stop, and remove the control socket.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.run_loop.await;
+        let _ = std::fs::remove_file(&self.control_socket);
+    }
+
+    /// A token that stops the daemon when cancelled (e.g. on SIGTERM).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Open everything the config names and start the run loop.
+pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
+    let listen = config.listen_addrs()?[0].addr;
+    if listen.ip().is_unspecified() {
+        return Err(ConfigError::Value {
+            key: "sip.listen",
+            message: format!("{listen}: give the address to advertise in SDP, not a wildcard"),
+        }
+        .into());
+    }
+    let (source, source_info) = audio::open_source(&config.audio.source)?;
+    let (sink, sink_info) = audio::open_sink(&config.audio.sink)?;
+    for info in [&source_info, &sink_info] {
+        // Loudly, as DESIGN asks: these are stand-ins, not a sound card.
+        tracing::warn!(backend = %info.spec, "audio backend is not a sound card");
+    }
+    let shutdown = CancellationToken::new();
+    let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let sip_config = SipConfig { listen, user: config.sip.user.clone(), t1: config.t1() };
+    let sip = SipAgent::start(sip_config, sip_tx, shutdown.clone()).await?;
+    let control_socket = config.control_socket();
+    let listener = server::bind(&control_socket)
+        .await
+        .map_err(|source| DaemonError::Control { path: control_socket.clone(), source })?;
+    let (control_tx, control_rx) = mpsc::channel(256);
+    let (events, _) = broadcast::channel(EVENT_BUFFER);
+    tokio::spawn(server::serve(listener, control_tx, events.clone(), shutdown.clone()));
+    let (rtp_tx, rtp_rx) = mpsc::channel(4096);
+    let daemon = Daemon {
+        started: Instant::now(),
+        phone: Phone::new(),
+        media: MediaEngine::new(source, sink, listen.ip(), rtp_tx),
+        audio_info: (source_info, sink_info),
+        sip_addr: sip.local_addr(),
+        sip,
+        events,
+        config,
+    };
+    tracing::info!(sip = %daemon.sip_addr, control = %control_socket.display(), "softphoned ready");
+    let sip_addr = daemon.sip_addr;
+    let run_loop = tokio::spawn(daemon.run(control_rx, sip_rx, rtp_rx, shutdown.clone()));
+    Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
+}
+
+struct Daemon {
+    config: Config,
+    started: Instant,
+    phone: Phone,
+    sip: SipAgent,
+    sip_addr: SocketAddr,
+    media: MediaEngine,
+    audio_info: (BackendInfo, BackendInfo),
+    events: broadcast::Sender<Notification>,
+}
+
+impl Daemon {
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<ControlRequest>,
+        mut sip: mpsc::UnboundedReceiver<SipEvent>,
+        mut rtp: mpsc::Receiver<media::RtpIn>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(TICK);
+        // Burst: after a stall, catch up so the RTP clock keeps real time.
+        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.media.tick(),
+                Some(packet) = rtp.recv() => self.media.receive(packet),
+                Some(event) = sip.recv() => self.on_sip(event),
+                Some(ControlRequest { request, reply }) = control.recv() => {
+                    let _ = reply.send(self.dispatch(request));
+                }
+            }
+        }
+        self.hang_up_all();
+    }
+
+    /// On shutdown, nobody is left hanging on a dead line.
+    fn hang_up_all(&mut self) {
+        let now = Instant::now().into_std();
+        for call in self.phone.list() {
+            if let Ok(outputs) = self.phone.command(&call.call, Command::Hangup, now) {
+                self.apply(outputs);
+            }
+        }
+    }
+
+    fn on_sip(&mut self, event: SipEvent) {
+        let now = Instant::now().into_std();
+        let outputs = match event {
+            SipEvent::Incoming { call, from, display_name, offer } => {
+                tracing::info!(%call, %from, display_name = display_name.as_deref().unwrap_or(""), "incoming call");
+                let local = match self.media.open(&call) {
+                    Ok(local) => local,
+                    Err(e) => {
+                        tracing::error!(%call, error = %e, "no RTP port for incoming call");
+                        self.sip.execute(&call, crate::call::SipAction::Reject { code: 503 });
+                        return;
+                    }
+                };
+                match self.phone.incoming(call, from, &offer, local, rand::random(), now) {
+                    Ok(outputs) => outputs,
+                    Err(e) => {
+                        tracing::error!(error = %e, "incoming call refused");
+                        return;
+                    }
+                }
+            }
+            SipEvent::Signal { call, signal } => self.phone.signal(&call, signal, now),
+        };
+        self.apply(outputs);
+    }
+
+    /// Carry out the effects the phone decided, in order.
+    fn apply(&mut self, outputs: Vec<Output>) {
+        for Output { call, effect } in outputs {
+            match effect {
+                Effect::Sip(action) => self.sip.execute(&call.call, action),
+                Effect::StartMedia(negotiated) => self.media.start(&call.call, negotiated),
+                Effect::StopMedia => self.media.stop(&call.call),
+                Effect::StateChanged => {
+                    tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
+                    self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
+                }
+            }
+        }
+    }
+
+    fn publish(&self, method: &str, params: &Value) {
+        // No subscriber is not an error.
+        let _ = self.events.send(Notification::new(method, params));
+    }
+}

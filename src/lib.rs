@@ -1,0 +1,22 @@
+//! softphoned: a SIP/RTP softphone daemon for contact-center agents.
+//!
+//! The run loop ([`daemon`]) is the only place that does IO and reads the
+//! clock. It feeds pure state machines and carries out what they decide:
+//!
+//! - [`call`]: one call's state machine and the phone holding all calls.
+//! - [`sip`]: the adapter over rsipstack, and SDP offer/answer (pure).
+//! - [`media`]: G.711, RTP packetization, the per-call media stream (pure).
+//! - [`audio`]: where the agent's audio comes from and goes to.
+//! - [`control`]: the JSON-RPC control socket and its protocol types.
+//! - [`config`]: the TOML configuration.
+//!
+//! Dependencies point one way: `sip` and `media` know nothing of each other
+//! beyond the negotiated result; `call` composes them; `daemon` drives all.
+
+pub mod audio;
+pub mod call;
+pub mod config;
+pub mod control;
+pub mod daemon;
+pub mod media;
+pub mod sip;
