@@ -3,6 +3,7 @@
 //! backend that does blocking IO (a file, later the sound card) does it on
 //! its own thread behind a lock-free ring, so the tick never waits.
 
+pub mod analysis;
 mod tone;
 mod wav;
 
