@@ -28,6 +28,8 @@ use media::MediaEngine;
 
 /// The media tick: one frame of audio per call.
 const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / crate::media::SAMPLE_RATE as u64);
+/// How long shutdown waits for BYEs and CANCELs to be answered.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Notifications buffered per subscriber before it is told it missed some.
 const EVENT_BUFFER: usize = 1024;
 
@@ -84,9 +86,11 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         tracing::warn!(backend = %info.spec, "audio backend is not a sound card");
     }
     let shutdown = CancellationToken::new();
+    // SIP outlives the run loop by the moment it takes to say goodbye.
+    let sip_shutdown = CancellationToken::new();
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
     let sip_config = SipConfig { listen, user: config.sip.user.clone(), t1: config.t1() };
-    let sip = SipAgent::start(sip_config, sip_tx, shutdown.clone()).await?;
+    let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;
     let control_socket = config.control_socket();
     let listener = server::bind(&control_socket)
         .await
@@ -107,7 +111,11 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     };
     tracing::info!(sip = %daemon.sip_addr, control = %control_socket.display(), "softphoned ready");
     let sip_addr = daemon.sip_addr;
-    let run_loop = tokio::spawn(daemon.run(control_rx, sip_rx, rtp_rx, shutdown.clone()));
+    let shutdown_loop = shutdown.clone();
+    let run_loop = tokio::spawn(async move {
+        daemon.run(control_rx, sip_rx, rtp_rx, shutdown_loop).await;
+        sip_shutdown.cancel();
+    });
     Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
 }
 
@@ -144,16 +152,22 @@ impl Daemon {
                 }
             }
         }
-        self.hang_up_all();
+        self.hang_up_all().await;
     }
 
-    /// On shutdown, nobody is left hanging on a dead line.
-    fn hang_up_all(&mut self) {
+    /// On shutdown, nobody is left hanging on a dead line: every call gets
+    /// its BYE or CANCEL, and we wait (briefly) for them to be answered.
+    async fn hang_up_all(&mut self) {
         let now = Instant::now().into_std();
+        let mut goodbyes = Vec::new();
         for call in self.phone.list() {
             if let Ok(outputs) = self.phone.command(&call.call, Command::Hangup, now) {
-                self.apply(outputs);
+                goodbyes.extend(self.apply(outputs));
             }
+        }
+        let all = wait_all(goodbyes);
+        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
+            tracing::warn!("some calls did not confirm their hangup before shutdown");
         }
     }
 
@@ -183,11 +197,13 @@ impl Daemon {
         self.apply(outputs);
     }
 
-    /// Carry out the effects the phone decided, in order.
-    fn apply(&mut self, outputs: Vec<Output>) {
+    /// Carry out the effects the phone decided, in order. Returns the tasks
+    /// ending dialogs, for a shutdown that wants to wait on them.
+    fn apply(&mut self, outputs: Vec<Output>) -> Vec<JoinHandle<()>> {
+        let mut endings = Vec::new();
         for Output { call, effect } in outputs {
             match effect {
-                Effect::Sip(action) => self.sip.execute(&call.call, action),
+                Effect::Sip(action) => endings.extend(self.sip.execute(&call.call, action)),
                 Effect::StartMedia(negotiated) => self.media.start(&call.call, negotiated),
                 Effect::StopMedia => self.media.stop(&call.call),
                 Effect::StateChanged => {
@@ -196,10 +212,17 @@ impl Daemon {
                 }
             }
         }
+        endings
     }
 
     fn publish(&self, method: &str, params: &Value) {
         // No subscriber is not an error.
         let _ = self.events.send(Notification::new(method, params));
+    }
+}
+
+async fn wait_all(tasks: Vec<JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
     }
 }

@@ -21,6 +21,7 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::call::{CallId, SipAction, Signal};
@@ -117,14 +118,23 @@ impl SipAgent {
 
     /// Check a dial target before a call is created for it.
     pub fn parse_target(to: &str) -> Result<Uri, SipError> {
+        let bad = |message: &str| SipError::BadUri { uri: to.into(), message: message.into() };
+        // rsip's parser accepts almost any text as a URI; insist on the scheme.
+        if !(to.starts_with("sip:") || to.starts_with("sips:")) {
+            return Err(bad("expected a sip: or sips: URI such as sip:bob@127.0.0.1:5070"));
+        }
         let uri = Uri::try_from(to).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
+        if uri.host_with_port.host.to_string().is_empty() {
+            return Err(bad("the URI has no host"));
+        }
         rsipstack::transport::SipAddr::try_from(&uri).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
         Ok(uri)
     }
 
     /// Carry out what the call core decided. Never blocks the caller:
-    /// anything that waits on the network runs in its own task.
-    pub fn execute(&self, call: &CallId, action: SipAction) {
+    /// anything that waits on the network runs in its own task, returned
+    /// for ending a dialog so that shutdown can wait for its BYE or CANCEL.
+    pub fn execute(&self, call: &CallId, action: SipAction) -> Option<JoinHandle<()>> {
         match action {
             SipAction::Invite { to, offer } => self.invite(call.clone(), to, offer),
             SipAction::Ringing => self.with_dialog(call, |d| d.ringing(None, None).map(|_| ())),
@@ -137,16 +147,17 @@ impl SipAgent {
                 self.forget(call);
             }
             SipAction::Cancel | SipAction::Bye => {
-                let Some(dialog) = self.forget(call) else { return };
+                let dialog = self.forget(call)?;
                 let call = call.clone();
-                tokio::spawn(async move {
+                return Some(tokio::spawn(async move {
                     let result = if matches!(action, SipAction::Cancel) { dialog.cancel().await } else { dialog.bye().await };
                     if let Err(e) = result {
                         tracing::warn!(%call, error = %e, "ending the dialog failed");
                     }
-                });
+                }));
             }
         }
+        None
     }
 
     fn with_dialog(&self, call: &CallId, act: impl FnOnce(&InviteDialog) -> rsipstack::Result<()>) {

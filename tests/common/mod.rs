@@ -1,0 +1,117 @@
+//! Shared by the integration tests: a real `softphoned` process on loopback
+//! driven through its control socket, and the rule for missing peers.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::json;
+use softphoned::control::client::Client;
+
+/// A `softphoned` child process with its own folder, config and socket.
+pub struct Daemon {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub sip_port: u16,
+}
+
+impl Daemon {
+    /// Start `softphoned` listening on 127.0.0.1 with `audio` (TOML lines of
+    /// the `[audio]` table) and wait until its socket answers.
+    pub async fn spawn(name: &str, audio: &str) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("control.sock");
+        let config = dir.path().join("softphoned.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n[control]\nsocket = \"{}\"\n[audio]\n{audio}\n",
+                socket.display()
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_softphoned"))
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "debug,rsipstack=info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("softphoned starts");
+        let mut daemon = Daemon { child, dir, socket, sip_port: 0 };
+        let mut client = daemon.wait_ready().await;
+        let status = client.call("daemon.status", json!({})).await.unwrap();
+        let listen = status["sip_listen"][0].as_str().unwrap();
+        daemon.sip_port = listen.rsplit(':').next().unwrap().parse().unwrap();
+        daemon
+    }
+
+    async fn wait_ready(&mut self) -> Client {
+        for _ in 0..500 {
+            if let Ok(client) = Client::connect(&self.socket).await {
+                return client;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("softphoned exited with {status}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("softphoned did not open its control socket in 10 s:\n{}", self.log());
+    }
+
+    /// A new client connection, subscribed to every event.
+    pub async fn client(&self) -> Client {
+        let mut client = Client::connect(&self.socket).await.unwrap();
+        client.call("events.subscribe", json!({})).await.unwrap();
+        client
+    }
+
+    pub fn uri(&self, user: &str) -> String {
+        format!("sip:{user}@127.0.0.1:{}", self.sip_port)
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, as systemd stops it; returns once the process has exited.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether an external tool is installed. Under `CI=true` a missing tool
+/// fails the test loudly; elsewhere it is skipped with a line saying so.
+pub fn require_tool(tool: &str) -> bool {
+    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    if !found {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("{tool} is required under CI=true: run tests/run.sh, which installs it");
+        }
+        // Straight to stderr: the harness hides a passing test's output.
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "SKIPPED: {tool} not installed (run tests/run.sh)");
+    }
+    found
+}
+
+/// Read a WAV file's samples.
+pub fn wav_samples(path: &Path) -> Vec<i16> {
+    let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    reader.samples::<i16>().collect::<Result<_, _>>().unwrap()
+}

@@ -1,0 +1,156 @@
+//! The daemon driven only through its control socket by separate clients:
+//! bad input, every documented method, many clients, and calls between two
+//! real `softphoned` processes where each side's events prove what the
+//! other side did.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use common::Daemon;
+use serde_json::{json, Value};
+use softphoned::control::client::{is_call_state, Client, ClientError};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn error_code(result: Result<Value, ClientError>) -> i64 {
+    match result {
+        Err(ClientError::Rpc(e)) => e.code,
+        other => panic!("expected a JSON-RPC error, got {other:?}"),
+    }
+}
+
+async fn raw_exchange(client: &mut Client, line: &[u8]) -> Value {
+    client.send_line(line).await.unwrap();
+    client.read_message().await.unwrap()
+}
+
+#[tokio::test]
+async fn bad_input_gets_errors_and_the_connection_and_daemon_stay_up() {
+    let daemon = Daemon::spawn("agent", "").await;
+    let mode = std::fs::metadata(&daemon.socket).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "control socket must be private to its user");
+
+    let mut client = Client::connect(&daemon.socket).await.unwrap();
+    let garbage = raw_exchange(&mut client, b"this is not json").await;
+    assert_eq!(garbage["error"]["code"], -32700);
+    assert_eq!(garbage["id"], Value::Null);
+
+    let not_object = raw_exchange(&mut client, b"[1,2,3]").await;
+    assert_eq!(not_object["error"]["code"], -32600);
+
+    let mut huge = br#"{"jsonrpc":"2.0","id":1,"method":"daemon.status","params":{"pad":""#.to_vec();
+    huge.extend(std::iter::repeat_n(b'x', 100 * 1024));
+    huge.extend_from_slice(br#""}}"#);
+    let too_long = raw_exchange(&mut client, &huge).await;
+    assert_eq!(too_long["error"]["code"], -32600);
+    assert!(too_long["error"]["message"].as_str().unwrap().contains("65536"), "{too_long}");
+
+    assert_eq!(error_code(client.call("call.fly", json!({})).await), -32601);
+    assert_eq!(error_code(client.call("call.dial", json!({})).await), -32602, "missing `to`");
+    assert_eq!(error_code(client.call("call.dial", json!({"to": "not a uri"})).await), -32602);
+    assert_eq!(error_code(client.call("call.hangup", json!({"call": 5})).await), -32602);
+    assert_eq!(error_code(client.call("call.hangup", json!({"call": "nope"})).await), -32000);
+    assert_eq!(error_code(client.call("call.reject", json!({"call": "x", "reason": "because"})).await), -32602);
+    assert_eq!(error_code(client.call("daemon.status", json!({"extra": 1})).await), -32602);
+
+    // The same connection still works, and so does a new one.
+    let status = client.call("daemon.status", json!({})).await.unwrap();
+    assert_eq!(status["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(status["audio"]["source"]["kind"], "null");
+    let mut other = Client::connect(&daemon.socket).await.unwrap();
+    assert_eq!(other.call("call.list", json!({})).await.unwrap(), json!({"calls": []}));
+}
+
+#[tokio::test]
+async fn every_documented_method_is_answered() {
+    let daemon = Daemon::spawn("agent", "").await;
+    let document: Value =
+        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/openrpc.json")).unwrap()).unwrap();
+    let mut client = Client::connect(&daemon.socket).await.unwrap();
+    let methods = document["methods"].as_array().unwrap();
+    assert!(methods.len() >= 7);
+    for method in methods {
+        let name = method["name"].as_str().unwrap();
+        // Empty params: either a result or a params/state error, never "unknown method".
+        let result = client.call(name, json!({})).await;
+        if let Err(ClientError::Rpc(e)) = &result {
+            assert_ne!(e.code, -32601, "{name} is documented but not implemented");
+        }
+    }
+}
+
+#[tokio::test]
+async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
+    let agent = Daemon::spawn("agent", "source = \"tone:1000\"").await;
+    let customer = Daemon::spawn("customer", "source = \"tone:400\"").await;
+    let mut ui = agent.client().await;
+    let mut second_ui = agent.client().await;
+    let mut customer_ui = customer.client().await;
+
+    // Outbound, answered by the other side, hung up by us.
+    let call = ui.call("call.dial", json!({"to": customer.uri("customer")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
+    assert_eq!(incoming["params"]["direction"], "inbound");
+    assert!(incoming["params"]["remote"].as_str().unwrap().starts_with("sip:agent@127.0.0.1:"), "{incoming}");
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "ringing")).await.unwrap();
+    let theirs = incoming["params"]["call"].as_str().unwrap().to_string();
+    customer_ui.call("call.answer", json!({"call": theirs})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    second_ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    assert_eq!(
+        error_code(ui.call("call.answer", json!({"call": call})).await),
+        -32001,
+        "answering our own outbound call names the state"
+    );
+    // Media flows both ways: wait until the customer has heard some of it.
+    let mut received = 0;
+    for _ in 0..200 {
+        let list = customer_ui.call("call.list", json!({})).await.unwrap();
+        received = list["calls"][0]["media"]["packets_received"].as_u64().unwrap_or(0);
+        if received >= 10 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(received >= 10, "the customer received {received} RTP packets");
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let ended = customer_ui.wait_event(WAIT, |e| is_call_state(e, &theirs, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "remote_hangup", "the customer saw our BYE");
+
+    // Inbound, rejected by the agent with decline: the caller sees 603.
+    let back = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let ringing = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
+    ui.call("call.reject", json!({"call": ringing["params"]["call"], "reason": "decline"})).await.unwrap();
+    let refused = customer_ui.wait_event(WAIT, |e| is_call_state(e, &back, "ended")).await.unwrap();
+    assert_eq!((refused["params"]["reason"].clone(), refused["params"]["sip_code"].clone()), (json!("declined"), json!(603)));
+
+    // Inbound, the caller gives up before the agent answers: both see it end.
+    let gave_up = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let ringing = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
+    customer_ui.wait_event(WAIT, |e| is_call_state(e, &gave_up, "ringing")).await.unwrap();
+    customer_ui.call("call.hangup", json!({"call": gave_up})).await.unwrap();
+    let mine = ringing["params"]["call"].as_str().unwrap();
+    let cancelled = ui.wait_event(WAIT, |e| is_call_state(e, mine, "ended")).await.unwrap();
+    assert_eq!(cancelled["params"]["reason"], "caller_cancelled");
+    let status = ui.call("daemon.status", json!({})).await.unwrap();
+    assert_eq!(status["calls"], 0, "ended calls are gone");
+}
+
+#[tokio::test]
+async fn sigterm_hangs_up_live_calls_before_exiting() {
+    let mut agent = Daemon::spawn("agent", "").await;
+    let customer = Daemon::spawn("customer", "").await;
+    let mut ui = agent.client().await;
+    let mut customer_ui = customer.client().await;
+    let call = ui.call("call.dial", json!({"to": customer.uri("c")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
+    let theirs = incoming["params"]["call"].as_str().unwrap().to_string();
+    customer_ui.call("call.answer", json!({"call": theirs})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    assert!(agent.terminate().success(), "clean exit on SIGTERM:\n{}", agent.log());
+    let ended = customer_ui.wait_event(WAIT, |e| is_call_state(e, &theirs, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "remote_hangup");
+    assert!(!agent.socket.exists(), "the control socket is removed on exit");
+}
