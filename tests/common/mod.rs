@@ -33,7 +33,9 @@ impl Daemon {
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        // Run in its own folder, so relative paths in `audio` land there.
         let child = Command::new(env!("CARGO_BIN_EXE_softphoned"))
+            .current_dir(dir.path())
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "debug,rsipstack=info")

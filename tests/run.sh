@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The test command (README, .ci/run): installs what the tests need on a fresh
+# Debian machine, then runs every test. Peers missing under CI=true fail the
+# run; they are never skipped silently.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash tests/deps.sh build-essential pkg-config cmake libasound2-dev \
+  sip-tester sox libsox-fmt-all tcpdump tshark socat
+for tool in sipp sox tshark tcpdump; do
+  command -v "$tool" >/dev/null || { echo "FATAL: $tool is still missing after install" >&2; exit 1; }
+done
+cargo test --all-targets "$@"
