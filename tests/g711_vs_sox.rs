@@ -1,62 +1,28 @@
 //! Cross-checks the G.711 codec against sox over every 16-bit input and every
 //! code. sox is an independent implementation (Sun-derived tables).
 
+mod common;
+
+use common::require_tool;
 use softphoned::media::g711::{alaw_decode, alaw_encode, ulaw_decode, ulaw_encode};
-use std::io::Write;
-use std::path::PathBuf;
 use std::process::Command;
-
-/// False (after a loud skip notice) when sox is missing outside CI.
-fn require_sox() -> bool {
-    if Command::new("sox")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-    {
-        return true;
-    }
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("sox is required: run tests/run.sh");
-    }
-    // Written to the stderr handle directly: libtest captures eprintln!.
-    let _ = std::io::stderr().write_all(b"SKIPPED: sox not installed\n");
-    false
-}
-
-/// Removes the temp file even when an assertion fails.
-struct TempFile(PathBuf);
-
-impl TempFile {
-    fn new(tag: &str) -> Self {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        let name = format!("g711_vs_sox_{}_{tag}_{nanos}.raw", std::process::id());
-        TempFile(std::env::temp_dir().join(name))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
 
 /// Runs sox raw-to-raw at 8 kHz mono. `-D` is essential: without it sox adds
 /// TPDF dither whenever it reduces precision (16 -> 14/13 bits for G.711),
 /// so its output would not be a pure function of the input.
 fn sox(input: &[u8], from: &[&str], to: &[&str]) -> Vec<u8> {
-    let (inp, out) = (TempFile::new("in"), TempFile::new("out"));
-    std::fs::write(&inp.0, input).expect("write sox input");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (inp, out) = (dir.path().join("in.raw"), dir.path().join("out.raw"));
+    std::fs::write(&inp, input).expect("write sox input");
     let output = Command::new("sox")
         .args(["-D", "-t", "raw"])
         .args(from)
         .args(["-r", "8000", "-c", "1"])
-        .arg(&inp.0)
+        .arg(&inp)
         .args(["-t", "raw"])
         .args(to)
         .args(["-r", "8000", "-c", "1"])
-        .arg(&out.0)
+        .arg(&out)
         .output()
         .expect("run sox");
     assert!(
@@ -64,7 +30,7 @@ fn sox(input: &[u8], from: &[&str], to: &[&str]) -> Vec<u8> {
         "sox failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    std::fs::read(&out.0).expect("read sox output")
+    std::fs::read(&out).expect("read sox output")
 }
 
 const S16: [&str; 4] = ["-e", "signed-integer", "-b", "16"];
@@ -114,7 +80,7 @@ fn compare(sox_out: &[u8], ours: fn(i16) -> u8, sox_input: fn(i16) -> i16) -> (u
 
 #[test]
 fn ulaw_encoder_matches_sox_on_all_inputs() {
-    if !require_sox() {
+    if !require_tool("sox") {
         return;
     }
     let out = encode_all_with_sox("u-law");
@@ -125,7 +91,7 @@ fn ulaw_encoder_matches_sox_on_all_inputs() {
 
 #[test]
 fn alaw_encoder_matches_sox_on_all_inputs() {
-    if !require_sox() {
+    if !require_tool("sox") {
         return;
     }
     let out = encode_all_with_sox("a-law");
@@ -135,7 +101,7 @@ fn alaw_encoder_matches_sox_on_all_inputs() {
 
 #[test]
 fn decoders_match_sox_on_all_codes() {
-    if !require_sox() {
+    if !require_tool("sox") {
         return;
     }
     let codes: Vec<u8> = (0..=255).collect();
