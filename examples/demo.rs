@@ -62,12 +62,18 @@ fn heard(path: &Path) -> anyhow::Result<(Option<f64>, f64)> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let seconds: u64 = std::env::args().skip_while(|a| a != "--seconds").nth(1).map(|s| s.parse()).transpose()?.unwrap_or(4);
-    tracing_subscriber::fmt().with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,softphoned=error".into())).init();
+    let seconds: u64 =
+        std::env::args().skip_while(|a| a != "--seconds").nth(1).map(|s| s.parse()).transpose()?.unwrap_or(4);
+    tracing_subscriber::fmt()
+        .with_env_filter(std::env::var("RUST_LOG").unwrap_or_else(|_| "warn,softphoned=error".into()))
+        .init();
     let dir = tempfile::tempdir()?;
     let customer = start(dir.path(), "customer", CUSTOMER_TONE).await?;
     let agent = start(dir.path(), "agent", AGENT_TONE).await?;
-    println!("softphoned demo: agent at udp:{} (tone {AGENT_TONE} Hz), customer at udp:{} (tone {CUSTOMER_TONE} Hz)", agent.sip_addr, customer.sip_addr);
+    println!(
+        "softphoned demo: agent at udp:{} (tone {AGENT_TONE} Hz), customer at udp:{} (tone {CUSTOMER_TONE} Hz)",
+        agent.sip_addr, customer.sip_addr
+    );
     println!("agent control socket: {}", agent.control_socket.display());
 
     let peer = tokio::spawn(answer_everything(Client::connect(&customer.control_socket).await?));
@@ -105,12 +111,18 @@ async fn main() -> anyhow::Result<()> {
     let (agent_heard, agent_secs) = heard(&dir.path().join("agent-heard.wav"))?;
     let (customer_heard, customer_secs) = heard(&dir.path().join("customer-heard.wav"))?;
     println!("\nsummary");
-    println!("  agent:    sent {} RTP packets, received {}, heard {:?} Hz over {agent_secs:.2} s (expected {CUSTOMER_TONE})",
-        media["packets_sent"], media["packets_received"], agent_heard);
-    println!("  customer: sent {} RTP packets, received {}, heard {:?} Hz over {customer_secs:.2} s (expected {AGENT_TONE})",
-        customer_media["packets_sent"], customer_media["packets_received"], customer_heard);
-    println!("  20 ms pacing of the agent's packets as the customer received them: mean deviation {} us, worst {} us",
-        customer_media["arrival_deviation_mean_us"], customer_media["arrival_deviation_max_us"]);
+    println!(
+        "  agent:    sent {} RTP packets, received {}, heard {:?} Hz over {agent_secs:.2} s (expected {CUSTOMER_TONE})",
+        media["packets_sent"], media["packets_received"], agent_heard
+    );
+    println!(
+        "  customer: sent {} RTP packets, received {}, heard {:?} Hz over {customer_secs:.2} s (expected {AGENT_TONE})",
+        customer_media["packets_sent"], customer_media["packets_received"], customer_heard
+    );
+    println!(
+        "  20 ms pacing of the agent's packets as the customer received them: mean deviation {} us, worst {} us",
+        customer_media["arrival_deviation_mean_us"], customer_media["arrival_deviation_max_us"]
+    );
     let ok = agent_heard == Some(CUSTOMER_TONE) && customer_heard == Some(AGENT_TONE);
     if !ok {
         bail!("audio did not cross both ways");

@@ -66,8 +66,10 @@ async fn bad_input_gets_errors_and_the_connection_and_daemon_stay_up() {
 #[tokio::test]
 async fn every_documented_method_is_answered() {
     let daemon = Daemon::spawn("agent", "").await;
-    let document: Value =
-        serde_json::from_str(&std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/openrpc.json")).unwrap()).unwrap();
+    let document: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/proto/openrpc.json")).unwrap(),
+    )
+    .unwrap();
     let mut client = Client::connect(&daemon.socket).await.unwrap();
     let methods = document["methods"].as_array().unwrap();
     assert!(methods.len() >= 7);
@@ -90,7 +92,10 @@ async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
     let mut customer_ui = customer.client().await;
 
     // Outbound, answered by the other side, hung up by us.
-    let call = ui.call("call.dial", json!({"to": customer.uri("customer")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let call = ui.call("call.dial", json!({"to": customer.uri("customer")})).await.unwrap()["call"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     assert_eq!(incoming["params"]["direction"], "inbound");
     assert!(incoming["params"]["remote"].as_str().unwrap().starts_with("sip:agent@127.0.0.1:"), "{incoming}");
@@ -120,14 +125,23 @@ async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
     assert_eq!(ended["params"]["reason"], "remote_hangup", "the customer saw our BYE");
 
     // Inbound, rejected by the agent with decline: the caller sees 603.
-    let back = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let back = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ringing = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     ui.call("call.reject", json!({"call": ringing["params"]["call"], "reason": "decline"})).await.unwrap();
     let refused = customer_ui.wait_event(WAIT, |e| is_call_state(e, &back, "ended")).await.unwrap();
-    assert_eq!((refused["params"]["reason"].clone(), refused["params"]["sip_code"].clone()), (json!("declined"), json!(603)));
+    assert_eq!(
+        (refused["params"]["reason"].clone(), refused["params"]["sip_code"].clone()),
+        (json!("declined"), json!(603))
+    );
 
     // Inbound, the caller gives up before the agent answers: both see it end.
-    let gave_up = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let gave_up = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let ringing = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     customer_ui.wait_event(WAIT, |e| is_call_state(e, &gave_up, "ringing")).await.unwrap();
     customer_ui.call("call.hangup", json!({"call": gave_up})).await.unwrap();
@@ -144,7 +158,8 @@ async fn sigterm_hangs_up_live_calls_before_exiting() {
     let customer = Daemon::spawn("customer", "").await;
     let mut ui = agent.client().await;
     let mut customer_ui = customer.client().await;
-    let call = ui.call("call.dial", json!({"to": customer.uri("c")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let call =
+        ui.call("call.dial", json!({"to": customer.uri("c")})).await.unwrap()["call"].as_str().unwrap().to_string();
     let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     let theirs = incoming["params"]["call"].as_str().unwrap().to_string();
     customer_ui.call("call.answer", json!({"call": theirs})).await.unwrap();

@@ -25,11 +25,7 @@ fn sox(input: &[u8], from: &[&str], to: &[&str]) -> Vec<u8> {
         .arg(&out)
         .output()
         .expect("run sox");
-    assert!(
-        output.status.success(),
-        "sox failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "sox failed: {}", String::from_utf8_lossy(&output.stderr));
     std::fs::read(&out).expect("read sox output")
 }
 
@@ -63,10 +59,7 @@ fn compare(sox_out: &[u8], ours: fn(i16) -> u8, sox_input: fn(i16) -> i16) -> (u
     let (mut pos, mut neg) = (0, 0);
     for (x, &got) in (i16::MIN..=i16::MAX).zip(sox_out) {
         let expected = ours(sox_input(x));
-        assert_eq!(
-            got, expected,
-            "x={x}: sox={got:#04x}, expected {expected:#04x}"
-        );
+        assert_eq!(got, expected, "x={x}: sox={got:#04x}, expected {expected:#04x}");
         if got != ours(x) {
             if x < 0 {
                 neg += 1
@@ -105,10 +98,7 @@ fn decoders_match_sox_on_all_codes() {
         return;
     }
     let codes: Vec<u8> = (0..=255).collect();
-    for (law, ours) in [
-        ("u-law", ulaw_decode as fn(u8) -> i16),
-        ("a-law", alaw_decode),
-    ] {
+    for (law, ours) in [("u-law", ulaw_decode as fn(u8) -> i16), ("a-law", alaw_decode)] {
         let out = sox(&codes, &["-e", law, "-b", "8"], &S16);
         assert_eq!(out.len(), 512, "sox {law} decode length");
         for (c, pair) in codes.iter().zip(out.chunks_exact(2)) {

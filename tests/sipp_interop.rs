@@ -143,7 +143,12 @@ impl Capture {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split('\t').collect();
-                Some((f.first()?.parse().ok()?, f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+                Some((
+                    f.first()?.parse().ok()?,
+                    f.get(1)?.parse().ok()?,
+                    f.get(2)?.parse().ok()?,
+                    f.get(3)?.parse().ok()?,
+                ))
             })
             .collect()
     }
@@ -197,11 +202,14 @@ async fn we_dial_a_sipp_uas_hear_its_tone_and_it_receives_our_rtp() {
     let packets = capture.stop(media_port);
     assert!(daemon.terminate().success());
 
-
     // What sipp received from us: consecutive sequence numbers, timestamps
     // 160 apart, PCMU, about 50 packets a second.
-    assert!(packets.len() as u64 >= sent, "sipp's port saw {} RTP packets from us, we sent {sent}: {}", packets.len(),
-        daemon.log().lines().filter(|l| l.contains("RTP")).collect::<Vec<_>>().join("\n"));
+    assert!(
+        packets.len() as u64 >= sent,
+        "sipp's port saw {} RTP packets from us, we sent {sent}: {}",
+        packets.len(),
+        daemon.log().lines().filter(|l| l.contains("RTP")).collect::<Vec<_>>().join("\n")
+    );
     for pair in packets.windows(2) {
         let ((_, s0, t0, pt), (_, s1, t1, _)) = (pair[0], pair[1]);
         assert_eq!(pt, 0, "PCMU");
@@ -274,7 +282,13 @@ async fn a_sipp_uac_calls_us_we_answer_and_it_hangs_up() {
     let daemon = Daemon::spawn("agent", "").await;
     let mut ui = daemon.client().await;
     let target = format!("127.0.0.1:{}", daemon.sip_port);
-    let uac = Sipp::start(work.path(), "uac_call.xml", free_port_pair(), free_port_pair(), &[&target, "-s", "agent", "-d", "1000"]);
+    let uac = Sipp::start(
+        work.path(),
+        "uac_call.xml",
+        free_port_pair(),
+        free_port_pair(),
+        &[&target, "-s", "agent", "-d", "1000"],
+    );
     let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     assert!(incoming["params"]["remote"].as_str().unwrap().starts_with("sip:sipp@127.0.0.1"), "{incoming}");
     let call = incoming["params"]["call"].as_str().unwrap().to_string();
@@ -297,7 +311,13 @@ async fn a_sipp_uac_is_rejected_with_486_or_603() {
         let daemon = Daemon::spawn("agent", "").await;
         let mut ui = daemon.client().await;
         let target = format!("127.0.0.1:{}", daemon.sip_port);
-        let uac = Sipp::start(work.path(), "uac_call_rejected.xml", free_port_pair(), free_port_pair(), &[&target, "-s", "agent"]);
+        let uac = Sipp::start(
+            work.path(),
+            "uac_call_rejected.xml",
+            free_port_pair(),
+            free_port_pair(),
+            &[&target, "-s", "agent"],
+        );
         let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
         ui.call("call.reject", json!({"call": incoming["params"]["call"], "reason": reason})).await.unwrap();
         let log = uac.expect_success().await;

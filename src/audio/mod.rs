@@ -75,7 +75,9 @@ pub fn open_source(spec: &str) -> Result<(Box<dyn AudioSource>, BackendInfo), Au
     let (kind, arg) = kind_of(spec);
     let source: Box<dyn AudioSource> = match kind {
         "null" if arg.is_empty() => Box::new(Silence),
-        "tone" => Box::new(ToneSource::new(arg.parse::<f64>().ok().filter(|hz| *hz > 0.0 && *hz < 4000.0).ok_or_else(bad)?)),
+        "tone" => {
+            Box::new(ToneSource::new(arg.parse::<f64>().ok().filter(|hz| *hz > 0.0 && *hz < 4000.0).ok_or_else(bad)?))
+        }
         "wav" if !arg.is_empty() => Box::new(WavSource::open(arg.as_ref())?),
         _ => return Err(bad()),
     };

@@ -23,9 +23,13 @@ impl WavSource {
         let mut reader = hound::WavReader::open(path).map_err(|e| err(e.to_string()))?;
         let spec = reader.spec();
         if spec.sample_format != hound::SampleFormat::Int || spec.bits_per_sample != 16 {
-            return Err(err(format!("{}-bit {:?} samples; 16-bit PCM is needed", spec.bits_per_sample, spec.sample_format)));
+            return Err(err(format!(
+                "{}-bit {:?} samples; 16-bit PCM is needed",
+                spec.bits_per_sample, spec.sample_format
+            )));
         }
-        let interleaved: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
+        let interleaved: Vec<i16> =
+            reader.samples::<i16>().collect::<Result<_, _>>().map_err(|e| err(e.to_string()))?;
         let channels = spec.channels.max(1) as usize;
         // Mix down rather than pick a channel: a stereo file may be silent on one side.
         let mono: Vec<i16> = interleaved
@@ -79,7 +83,12 @@ pub struct WavSink {
 
 impl WavSink {
     pub fn create(path: &Path) -> Result<Self, AudioError> {
-        let spec = hound::WavSpec { channels: 1, sample_rate: SAMPLE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 1,
+            sample_rate: SAMPLE_RATE,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let writer = hound::WavWriter::create(path, spec)
             .map_err(|e| AudioError::Wav { path: path.into(), message: e.to_string() })?;
         let (ring, consumer) = rtrb::RingBuffer::new(SINK_RING_SAMPLES);
@@ -182,7 +191,12 @@ mod tests {
     fn source_converts_rate_and_channels() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("in.wav");
-        let spec = hound::WavSpec { channels: 2, sample_rate: 16000, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 16000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
         let mut w = hound::WavWriter::create(&path, spec).unwrap();
         for _ in 0..16000 {
             w.write_sample(1000i16).unwrap();

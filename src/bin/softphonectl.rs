@@ -89,8 +89,13 @@ async fn main() -> anyhow::Result<()> {
         "call.dial" => println!("{}", result["call"].as_str().unwrap_or_default()),
         "call.list" => {
             for call in result["calls"].as_array().into_iter().flatten() {
-                println!("{}\t{}\t{}\t{}", call["call"].as_str().unwrap_or("?"), call["state"].as_str().unwrap_or("?"),
-                    call["direction"].as_str().unwrap_or("?"), call["remote"].as_str().unwrap_or("?"));
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    call["call"].as_str().unwrap_or("?"),
+                    call["state"].as_str().unwrap_or("?"),
+                    call["direction"].as_str().unwrap_or("?"),
+                    call["remote"].as_str().unwrap_or("?")
+                );
             }
         }
         "daemon.status" => println!("{}", serde_json::to_string_pretty(&result)?),

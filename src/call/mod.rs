@@ -112,11 +112,18 @@ pub enum Command {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// A provisional response to our INVITE, with its SDP if any.
-    Progress { code: u16, sdp: Option<Vec<u8>> },
+    Progress {
+        code: u16,
+        sdp: Option<Vec<u8>>,
+    },
     /// A 2xx to our INVITE.
-    Answered { sdp: Vec<u8> },
+    Answered {
+        sdp: Vec<u8>,
+    },
     /// A final failure to our INVITE, or 408 when no response came.
-    Failed { code: u16 },
+    Failed {
+        code: u16,
+    },
     RemoteBye,
     RemoteCancel,
 }
@@ -179,7 +186,14 @@ impl Call {
 
     /// An inbound INVITE: rings the agent, or refuses at once with 488 when
     /// the offer has nothing we can speak (the agent could not talk anyway).
-    pub fn incoming(id: CallId, from: String, offer: &[u8], local_rtp: SocketAddr, session_id: u64, now: Instant) -> (Self, Vec<Effect>) {
+    pub fn incoming(
+        id: CallId,
+        from: String,
+        offer: &[u8],
+        local_rtp: SocketAddr,
+        session_id: u64,
+        now: Instant,
+    ) -> (Self, Vec<Effect>) {
         let mut call = Call::new(id, Direction::Inbound, from, CallState::Incoming, local_rtp, session_id, now);
         let usable = sdp::parse(offer).and_then(|m| sdp::accept_answer(&m).map(|_| m));
         match usable {
@@ -195,7 +209,15 @@ impl Call {
         }
     }
 
-    fn new(id: CallId, direction: Direction, remote: String, state: CallState, local_rtp: SocketAddr, session_id: u64, now: Instant) -> Self {
+    fn new(
+        id: CallId,
+        direction: Direction,
+        remote: String,
+        state: CallState,
+        local_rtp: SocketAddr,
+        session_id: u64,
+        now: Instant,
+    ) -> Self {
         Call {
             id,
             direction,
@@ -222,8 +244,8 @@ impl Call {
         match (command, self.state) {
             (Command::Answer, CallState::Incoming) => {
                 let offer = self.remote_offer.take().expect("an incoming call keeps its usable offer");
-                let (answer, negotiated) = sdp::answer(&offer, self.local_rtp, self.session_id)
-                    .expect("the offer was checked on arrival");
+                let (answer, negotiated) =
+                    sdp::answer(&offer, self.local_rtp, self.session_id).expect("the offer was checked on arrival");
                 effects.push(Effect::Sip(SipAction::Accept { answer }));
                 effects.push(Effect::StartMedia(negotiated));
                 self.connect(now, &mut effects);

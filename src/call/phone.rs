@@ -54,12 +54,27 @@ impl Phone {
     }
 
     /// Place a call. `id` and `session_id` are drawn by the shell.
-    pub fn dial(&mut self, id: CallId, to: String, local_rtp: SocketAddr, session_id: u64, now: Instant) -> Result<Vec<Output>, PhoneError> {
+    pub fn dial(
+        &mut self,
+        id: CallId,
+        to: String,
+        local_rtp: SocketAddr,
+        session_id: u64,
+        now: Instant,
+    ) -> Result<Vec<Output>, PhoneError> {
         self.insert(Call::dial(id, to, local_rtp, session_id, now))
     }
 
     /// An INVITE arrived for a new call.
-    pub fn incoming(&mut self, id: CallId, from: String, offer: &[u8], local_rtp: SocketAddr, session_id: u64, now: Instant) -> Result<Vec<Output>, PhoneError> {
+    pub fn incoming(
+        &mut self,
+        id: CallId,
+        from: String,
+        offer: &[u8],
+        local_rtp: SocketAddr,
+        session_id: u64,
+        now: Instant,
+    ) -> Result<Vec<Output>, PhoneError> {
         self.insert(Call::incoming(id, from, offer, local_rtp, session_id, now))
     }
 

@@ -92,7 +92,10 @@ fn failure_responses_end_the_call_with_reason_and_code() {
         phone.dial("c".into(), "sip:x@h".into(), LOCAL.parse().unwrap(), 1, t0).unwrap();
         let out = phone.signal("c", Signal::Failed { code }, t0);
         let last = out.last().unwrap();
-        assert_eq!((last.call.state, last.call.reason, last.call.sip_code), (CallState::Ended, Some(reason), Some(code)));
+        assert_eq!(
+            (last.call.state, last.call.reason, last.call.sip_code),
+            (CallState::Ended, Some(reason), Some(code))
+        );
         assert!(sip(&out).is_empty(), "the transaction layer already ACKed the failure");
     }
 }
@@ -123,7 +126,8 @@ fn answer_without_common_codec_hangs_up() {
 fn inbound_call_rings_and_hangup_declines_it() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let out = phone.incoming("i1".into(), "sip:cust@h".into(), &peer_sdp("8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
+    let out =
+        phone.incoming("i1".into(), "sip:cust@h".into(), &peer_sdp("8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Ringing]);
     assert_eq!(states(&out), vec![CallState::Incoming]);
     let out = phone.command("i1", Command::Hangup, t0).unwrap();
@@ -152,7 +156,10 @@ fn inbound_answer_reject_and_caller_cancel() {
     phone.incoming("b".into(), "sip:c@h".into(), &peer_sdp("0"), local, 4, t0).unwrap();
     let out = phone.command("b", Command::Reject(RejectReason::Decline), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 603 }]);
-    assert_eq!((out.last().unwrap().call.reason, out.last().unwrap().call.sip_code), (Some(EndReason::Rejected), Some(603)));
+    assert_eq!(
+        (out.last().unwrap().call.reason, out.last().unwrap().call.sip_code),
+        (Some(EndReason::Rejected), Some(603))
+    );
 
     phone.incoming("c".into(), "sip:c@h".into(), &peer_sdp("0"), local, 5, t0).unwrap();
     let out = phone.command("c", Command::Reject(RejectReason::default()), t0).unwrap();
@@ -168,7 +175,9 @@ fn inbound_answer_reject_and_caller_cancel() {
 #[test]
 fn inbound_offer_without_common_codec_is_refused_with_488() {
     let mut phone = Phone::new();
-    let out = phone.incoming("x".into(), "sip:c@h".into(), &peer_sdp("18"), LOCAL.parse().unwrap(), 1, Instant::now()).unwrap();
+    let out = phone
+        .incoming("x".into(), "sip:c@h".into(), &peer_sdp("18"), LOCAL.parse().unwrap(), 1, Instant::now())
+        .unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 488 }]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
     assert!(phone.is_empty());

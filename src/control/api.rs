@@ -25,7 +25,8 @@ pub enum Topic {
 }
 
 impl Topic {
-    pub const ALL: [Topic; 6] = [Topic::Call, Topic::Callback, Topic::Registration, Topic::Recording, Topic::Audio, Topic::Agent];
+    pub const ALL: [Topic; 6] =
+        [Topic::Call, Topic::Callback, Topic::Registration, Topic::Recording, Topic::Audio, Topic::Agent];
 
     /// The topic of a notification, by its method's prefix.
     pub fn of(method: &str) -> Option<Topic> {
@@ -155,20 +156,65 @@ fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
 fn methods() -> Vec<Entry> {
     use method::*;
     vec![
-        Entry { name: DAEMON_STATUS, summary: "Version, uptime, listening points, call count and the audio backends in use.", params: schema::<NoParams>, result: Some(schema::<StatusResult>) },
-        Entry { name: EVENTS_SUBSCRIBE, summary: "Receive notifications on this connection, for the given topics (default all).", params: schema::<SubscribeParams>, result: Some(schema::<SubscribeResult>) },
-        Entry { name: CALL_DIAL, summary: "Place a call to a SIP URI.", params: schema::<DialParams>, result: Some(schema::<DialResult>) },
-        Entry { name: CALL_ANSWER, summary: "Answer an incoming call (200 OK with our SDP answer).", params: schema::<CallParams>, result: Some(schema::<Empty>) },
-        Entry { name: CALL_REJECT, summary: "Refuse an incoming call: busy (486) or decline (603).", params: schema::<RejectParams>, result: Some(schema::<Empty>) },
-        Entry { name: CALL_HANGUP, summary: "End a call: CANCEL before answer, BYE after; an incoming call is declined.", params: schema::<CallParams>, result: Some(schema::<Empty>) },
-        Entry { name: CALL_LIST, summary: "Live calls with state, direction, remote party and media counters.", params: schema::<NoParams>, result: Some(schema::<CallListResult>) },
+        Entry {
+            name: DAEMON_STATUS,
+            summary: "Version, uptime, listening points, call count and the audio backends in use.",
+            params: schema::<NoParams>,
+            result: Some(schema::<StatusResult>),
+        },
+        Entry {
+            name: EVENTS_SUBSCRIBE,
+            summary: "Receive notifications on this connection, for the given topics (default all).",
+            params: schema::<SubscribeParams>,
+            result: Some(schema::<SubscribeResult>),
+        },
+        Entry {
+            name: CALL_DIAL,
+            summary: "Place a call to a SIP URI.",
+            params: schema::<DialParams>,
+            result: Some(schema::<DialResult>),
+        },
+        Entry {
+            name: CALL_ANSWER,
+            summary: "Answer an incoming call (200 OK with our SDP answer).",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_REJECT,
+            summary: "Refuse an incoming call: busy (486) or decline (603).",
+            params: schema::<RejectParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_HANGUP,
+            summary: "End a call: CANCEL before answer, BYE after; an incoming call is declined.",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_LIST,
+            summary: "Live calls with state, direction, remote party and media counters.",
+            params: schema::<NoParams>,
+            result: Some(schema::<CallListResult>),
+        },
     ]
 }
 
 fn notifications() -> Vec<Entry> {
     vec![
-        Entry { name: event::CALL_STATE, summary: "A call changed state; the last one is `ended` with `reason` and, when SIP gave one, `sip_code`.", params: schema::<CallSummary>, result: None },
-        Entry { name: event::EVENTS_OVERFLOW, summary: "This subscriber missed events; re-read state.", params: schema::<OverflowEvent>, result: None },
+        Entry {
+            name: event::CALL_STATE,
+            summary: "A call changed state; the last one is `ended` with `reason` and, when SIP gave one, `sip_code`.",
+            params: schema::<CallSummary>,
+            result: None,
+        },
+        Entry {
+            name: event::EVENTS_OVERFLOW,
+            summary: "This subscriber missed events; re-read state.",
+            params: schema::<OverflowEvent>,
+            result: None,
+        },
     ]
 }
 
@@ -223,8 +269,11 @@ fn by_name_params(schema: &Value, generator: &SchemaGenerator) -> Vec<Value> {
         }
         None => schema.clone(),
     };
-    let required: Vec<&str> =
-        resolved.get("required").and_then(Value::as_array).map(|r| r.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+    let required: Vec<&str> = resolved
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
     let Some(properties) = resolved.get("properties").and_then(Value::as_object) else { return Vec::new() };
     properties
         .iter()

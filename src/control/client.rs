@@ -75,17 +75,19 @@ impl Client {
         if let Some(event) = self.events.pop_front() {
             return Ok(event);
         }
-        loop {
-            let message = self.read_message().await?;
-            if message.get("id").is_none() {
-                return Ok(message);
-            }
+        let message = self.read_message().await?;
+        if message.get("id").is_some() {
             return Err(ClientError::Protocol(message.to_string()));
         }
+        Ok(message)
     }
 
     /// Skip notifications until one satisfies `matches`, for at most `limit`.
-    pub async fn wait_event(&mut self, limit: Duration, mut matches: impl FnMut(&Value) -> bool) -> Result<Value, ClientError> {
+    pub async fn wait_event(
+        &mut self,
+        limit: Duration,
+        mut matches: impl FnMut(&Value) -> bool,
+    ) -> Result<Value, ClientError> {
         let search = async {
             loop {
                 let event = self.next_event().await?;

@@ -72,7 +72,10 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<Value>, RpcError)> 
     };
     let id = raw.id;
     if let Some(bad) = id.as_ref().filter(|v| !(v.is_string() || v.is_number() || v.is_null())) {
-        return Err((None, RpcError::new(code::INVALID_REQUEST, format!("invalid request: id must be a string or number, not {bad}"))));
+        return Err((
+            None,
+            RpcError::new(code::INVALID_REQUEST, format!("invalid request: id must be a string or number, not {bad}")),
+        ));
     }
     if raw.jsonrpc.as_deref() != Some("2.0") {
         return Err((id, RpcError::new(code::INVALID_REQUEST, "invalid request: \"jsonrpc\" must be \"2.0\"")));

@@ -93,7 +93,11 @@ struct Connection {
 }
 
 impl Connection {
-    fn new(stream: UnixStream, requests: mpsc::Sender<ControlRequest>, events: broadcast::Sender<Notification>) -> Self {
+    fn new(
+        stream: UnixStream,
+        requests: mpsc::Sender<ControlRequest>,
+        events: broadcast::Sender<Notification>,
+    ) -> Self {
         let (read, writer) = stream.into_split();
         Connection { reader: LineReader::new(read), writer, requests, events, subscription: None }
     }

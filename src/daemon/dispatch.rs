@@ -10,7 +10,10 @@ use tokio::time::Instant;
 use super::Daemon;
 use crate::call::phone::PhoneError;
 use crate::call::{CallError, Command};
-use crate::control::api::{self, method, CallInfo, CallListResult, CallParams, DialParams, DialResult, Empty, NoParams, RejectParams, StatusResult};
+use crate::control::api::{
+    self, method, CallInfo, CallListResult, CallParams, DialParams, DialResult, Empty, NoParams, RejectParams,
+    StatusResult,
+};
 use crate::control::rpc::{code, Request, RpcError};
 use crate::sip::SipAgent;
 
@@ -26,7 +29,9 @@ impl Daemon {
             }
             method::CALL_HANGUP => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hangup)),
             method::CALL_LIST => parse::<NoParams>(params).and_then(|_| reply(self.call_list())),
-            other => Err(RpcError::new(code::METHOD_NOT_FOUND, format!("unknown method {other:?}; see proto/openrpc.json"))),
+            other => {
+                Err(RpcError::new(code::METHOD_NOT_FOUND, format!("unknown method {other:?}; see proto/openrpc.json")))
+            }
         }
     }
 

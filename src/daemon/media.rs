@@ -51,7 +51,12 @@ pub struct MediaEngine {
 }
 
 impl MediaEngine {
-    pub fn new(source: Box<dyn AudioSource>, sink: Box<dyn AudioSink>, bind_ip: IpAddr, rtp_in: mpsc::Sender<RtpIn>) -> Self {
+    pub fn new(
+        source: Box<dyn AudioSource>,
+        sink: Box<dyn AudioSink>,
+        bind_ip: IpAddr,
+        rtp_in: mpsc::Sender<RtpIn>,
+    ) -> Self {
         MediaEngine {
             calls: HashMap::new(),
             source,
@@ -79,7 +84,8 @@ impl MediaEngine {
     /// negotiation wins, the RTP sequence continues only within one stream.
     pub fn start(&mut self, call: &CallId, negotiated: Negotiated) {
         if let Some(media) = self.calls.get_mut(call) {
-            let same = media.stream.as_ref().is_some_and(|s| s.remote() == negotiated.remote && s.codec() == negotiated.codec);
+            let same =
+                media.stream.as_ref().is_some_and(|s| s.remote() == negotiated.remote && s.codec() == negotiated.codec);
             if !same {
                 media.stream = Some(MediaStream::new(negotiated, rand::random(), rand::random(), rand::random()));
             }

@@ -59,11 +59,7 @@ const fn build_table(ulaw: bool) -> [i16; 256] {
     let mut t = [0i16; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = if ulaw {
-            ulaw_expand(i as u8)
-        } else {
-            alaw_expand(i as u8)
-        };
+        t[i] = if ulaw { ulaw_expand(i as u8) } else { alaw_expand(i as u8) };
         i += 1;
     }
     t
@@ -165,9 +161,7 @@ mod tests {
         }
         // Unadapted Sun μ-law is not G.191: it differs on the 4 lowest
         // negative inputs of every decision interval but the overload one.
-        let n = (i16::MIN..=i16::MAX)
-            .filter(|&x| ulaw_encode(x) != sun_linear2ulaw(x, false))
-            .count();
+        let n = (i16::MIN..=i16::MAX).filter(|&x| ulaw_encode(x) != sun_linear2ulaw(x, false)).count();
         assert_eq!(n, 127 * 4);
     }
 

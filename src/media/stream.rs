@@ -106,7 +106,8 @@ impl MediaStream {
 
     fn note_arrival(&mut self, now: Instant, timestamp: u32) {
         if let Some((previous, previous_ts)) = self.last_arrival {
-            let promised_us = u64::from(timestamp.wrapping_sub(previous_ts)) * 1_000_000 / u64::from(self.codec().clock_rate());
+            let promised_us =
+                u64::from(timestamp.wrapping_sub(previous_ts)) * 1_000_000 / u64::from(self.codec().clock_rate());
             let actual_us = now.saturating_duration_since(previous).as_micros() as u64;
             let deviation = actual_us.abs_diff(promised_us);
             self.deviation_sum_us += deviation;

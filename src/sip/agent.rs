@@ -3,6 +3,9 @@
 //! [`SipEvent`]s for the run loop and carries the call core's
 //! [`SipAction`]s back out. Nothing above this file knows rsipstack.
 
+// rsipstack's own error type is large; it is only ever logged here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{CallId, SipAction, Signal};
+use crate::call::{CallId, Signal, SipAction};
 
 /// What the SIP side tells the run loop.
 #[derive(Debug)]
@@ -70,10 +73,16 @@ struct Inner {
 
 impl SipAgent {
     /// Bind the UDP listening point and start serving; events go to `events`.
-    pub async fn start(config: SipConfig, events: mpsc::UnboundedSender<SipEvent>, shutdown: CancellationToken) -> Result<SipAgent, SipError> {
+    pub async fn start(
+        config: SipConfig,
+        events: mpsc::UnboundedSender<SipEvent>,
+        shutdown: CancellationToken,
+    ) -> Result<SipAgent, SipError> {
         let bind_err = |e: rsipstack::Error| SipError::Bind { addr: config.listen, message: e.to_string() };
         let transport = TransportLayer::new(shutdown.child_token());
-        let udp = UdpConnection::create_connection(config.listen, None, Some(shutdown.child_token())).await.map_err(bind_err)?;
+        let udp = UdpConnection::create_connection(config.listen, None, Some(shutdown.child_token()))
+            .await
+            .map_err(bind_err)?;
         let local = udp.get_addr().get_socketaddr().map_err(bind_err)?;
         transport.add_transport(udp.into());
         let option = EndpointOption {
@@ -127,7 +136,8 @@ impl SipAgent {
         if uri.host_with_port.host.to_string().is_empty() {
             return Err(bad("the URI has no host"));
         }
-        rsipstack::transport::SipAddr::try_from(&uri).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
+        rsipstack::transport::SipAddr::try_from(&uri)
+            .map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
         Ok(uri)
     }
 
@@ -150,7 +160,8 @@ impl SipAgent {
                 let dialog = self.forget(call)?;
                 let call = call.clone();
                 return Some(tokio::spawn(async move {
-                    let result = if matches!(action, SipAction::Cancel) { dialog.cancel().await } else { dialog.bye().await };
+                    let result =
+                        if matches!(action, SipAction::Cancel) { dialog.cancel().await } else { dialog.bye().await };
                     if let Err(e) = result {
                         tracing::warn!(%call, error = %e, "ending the dialog failed");
                     }
@@ -265,7 +276,9 @@ impl SipAgent {
                 self.new_incoming_call(tx);
                 continue;
             }
-            if let Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) = self.inner.dialog_layer.match_dialog(&tx) {
+            if let Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) =
+                self.inner.dialog_layer.match_dialog(&tx)
+            {
                 tokio::spawn(async move {
                     if let Err(e) = dialog.handle(&mut tx).await {
                         tracing::debug!(error = %e, "in-dialog request failed");
@@ -293,14 +306,15 @@ impl SipAgent {
             }
         };
         let (state_tx, state_rx) = self.inner.dialog_layer.new_dialog_state_channel();
-        let mut dialog = match self.inner.dialog_layer.get_or_create_server_invite(&tx, state_tx, None, Some(self.contact())) {
-            Ok(dialog) => dialog,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot create dialog for INVITE");
-                tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await.ok() });
-                return;
-            }
-        };
+        let mut dialog =
+            match self.inner.dialog_layer.get_or_create_server_invite(&tx, state_tx, None, Some(self.contact())) {
+                Ok(dialog) => dialog,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot create dialog for INVITE");
+                    tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await.ok() });
+                    return;
+                }
+            };
         let call = self.new_call_id();
         let offer = tx.original.body.clone();
         self.inner.dialogs.lock().expect("dialog map").insert(call.clone(), dialog.clone());

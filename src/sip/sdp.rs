@@ -62,10 +62,8 @@ pub fn build(local: SocketAddr, session_id: u64, version: u64, codecs: &[(u8, &s
         IpAddr::V6(ip) => ("IP6", ip.to_string()),
     };
     let mut formats: Vec<String> = codecs.iter().map(|(pt, _, _)| pt.to_string()).collect();
-    let mut attributes: Vec<Attribute> = codecs
-        .iter()
-        .map(|(pt, name, rate)| attr("rtpmap", format!("{pt} {name}/{rate}")))
-        .collect();
+    let mut attributes: Vec<Attribute> =
+        codecs.iter().map(|(pt, name, rate)| attr("rtpmap", format!("{pt} {name}/{rate}"))).collect();
     if let Some(te) = te {
         formats.push(te.to_string());
         attributes.push(attr("rtpmap", format!("{te} telephone-event/8000")));
@@ -90,7 +88,10 @@ pub fn build(local: SocketAddr, session_id: u64, version: u64, codecs: &[(u8, &s
         },
         session_name: "softphoned".into(),
         connection_information: Some(connection),
-        time_descriptions: vec![TimeDescription { timing: Timing { start_time: 0, stop_time: 0 }, repeat_times: vec![] }],
+        time_descriptions: vec![TimeDescription {
+            timing: Timing { start_time: 0, stop_time: 0 },
+            repeat_times: vec![],
+        }],
         media_descriptions: vec![MediaDescription {
             media_name: MediaName {
                 media: "audio".into(),
@@ -137,10 +138,8 @@ fn choose(remote: &RemoteMedia) -> Result<Negotiated, SdpError> {
     let find = |name: &str, rate: u32| {
         remote.formats.iter().find(|(_, n, r)| n.eq_ignore_ascii_case(name) && *r == rate).map(|(pt, _, _)| *pt)
     };
-    let (codec, payload_type) = SUPPORTED_CODECS
-        .iter()
-        .find_map(|c| find(c.name(), c.clock_rate()).map(|pt| (*c, pt)))
-        .ok_or_else(|| {
+    let (codec, payload_type) =
+        SUPPORTED_CODECS.iter().find_map(|c| find(c.name(), c.clock_rate()).map(|pt| (*c, pt))).ok_or_else(|| {
             let offered: Vec<String> = remote.formats.iter().map(|(pt, n, r)| format!("{pt} {n}/{r}")).collect();
             SdpError::NoCommonCodec(offered.join(", "))
         })?;
@@ -236,8 +235,12 @@ mod tests {
     fn refuses_offer_without_common_codec_or_audio() {
         let g729 = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP 18\r\n\
                     a=rtpmap:18 G729/8000\r\n";
-        assert!(matches!(answer(&parse(g729.as_bytes()).unwrap(), LOCAL.parse().unwrap(), 1), Err(SdpError::NoCommonCodec(_))));
-        let video = "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n";
+        assert!(matches!(
+            answer(&parse(g729.as_bytes()).unwrap(), LOCAL.parse().unwrap(), 1),
+            Err(SdpError::NoCommonCodec(_))
+        ));
+        let video =
+            "v=0\r\no=- 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\nm=video 6000 RTP/AVP 96\r\n";
         assert_eq!(parse(video.as_bytes()), Err(SdpError::NoAudio));
         assert!(matches!(parse(b"not sdp at all"), Err(SdpError::Parse(_))));
     }

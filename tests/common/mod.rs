@@ -100,7 +100,12 @@ impl Drop for Daemon {
 /// Whether an external tool is installed. Under `CI=true` a missing tool
 /// fails the test loudly; elsewhere it is skipped with a line saying so.
 pub fn require_tool(tool: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {tool}")).output().map(|o| o.status.success()).unwrap_or(false);
+    let found = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {tool}"))
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
     if !found {
         if std::env::var("CI").as_deref() == Ok("true") {
             panic!("{tool} is required under CI=true: run tests/run.sh, which installs it");
