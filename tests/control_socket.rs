@@ -85,8 +85,8 @@ async fn every_documented_method_is_answered() {
 
 #[tokio::test]
 async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
-    let agent = Daemon::spawn("agent", "source = \"tone:1000\"").await;
-    let customer = Daemon::spawn("customer", "source = \"tone:400\"").await;
+    let agent = Daemon::spawn("agent", "[audio]\nsource = \"tone:1000\"").await;
+    let customer = Daemon::spawn("customer", "[audio]\nsource = \"tone:400\"").await;
     let mut ui = agent.client().await;
     let mut second_ui = agent.client().await;
     let mut customer_ui = customer.client().await;
@@ -168,4 +168,80 @@ async fn sigterm_hangs_up_live_calls_before_exiting() {
     let ended = customer_ui.wait_event(WAIT, |e| is_call_state(e, &theirs, "ended")).await.unwrap();
     assert_eq!(ended["params"]["reason"], "remote_hangup");
     assert!(!agent.socket.exists(), "the control socket is removed on exit");
+}
+
+#[tokio::test]
+async fn an_unanswered_invite_times_out_with_408() {
+    // T1 of 20 ms: Timer B fires after 64*T1 = 1.28 s instead of 32 s.
+    let agent = Daemon::spawn("agent", "t1_ms = 20").await;
+    let silent_peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut ui = agent.client().await;
+    let to = format!("sip:nobody@{}", silent_peer.local_addr().unwrap());
+    let call = ui.call("call.dial", json!({"to": to})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(
+        (ended["params"]["reason"].clone(), ended["params"]["sip_code"].clone()),
+        (json!("timeout"), json!(408))
+    );
+    // The peer saw the INVITE and its retransmissions.
+    let mut buf = [0u8; 4096];
+    let mut invites = 0;
+    while let Ok(Ok(len)) = tokio::time::timeout(Duration::from_millis(100), silent_peer.recv(&mut buf)).await {
+        invites += usize::from(buf[..len].starts_with(b"INVITE "));
+    }
+    assert!(invites >= 3, "INVITE retransmitted per RFC 3261 timer A, saw {invites}");
+}
+
+#[tokio::test]
+async fn malformed_sip_datagrams_do_not_disturb_a_call() {
+    let agent = Daemon::spawn("agent", "[audio]\nsource = \"tone:1000\"").await;
+    let customer = Daemon::spawn("customer", "").await;
+    let mut ui = agent.client().await;
+    let mut customer_ui = customer.client().await;
+    let call =
+        ui.call("call.dial", json!({"to": customer.uri("c")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
+    customer_ui.call("call.answer", json!({"call": incoming["params"]["call"]})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+
+    let prober = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let sip = ("127.0.0.1", agent.sip_port);
+    let me = prober.local_addr().unwrap();
+    let junk: Vec<Vec<u8>> = vec![
+        vec![0xff; 700],
+        b"INVITE sip:agent@127.0.0.1 SIP/2.0\r\nVia: broken\r\n".to_vec(),
+        format!("BYE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:agent@h>;tag=2\r\nCall-ID: not-a-call\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n").into_bytes(),
+        format!("INVITE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK2\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:agent@h>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\nContent-Length: 99999\r\n\r\nv=0\r\n").into_bytes(),
+        b"\r\n\r\n".to_vec(),
+    ];
+    for datagram in &junk {
+        prober.send_to(datagram, sip).await.unwrap();
+    }
+    // A stray BYE for no dialog is answered 481, not obeyed.
+    let mut buf = [0u8; 4096];
+    let mut answers = Vec::new();
+    while let Ok(Ok(len)) = tokio::time::timeout(Duration::from_millis(300), prober.recv(&mut buf)).await {
+        answers.push(String::from_utf8_lossy(&buf[..len]).lines().next().unwrap_or_default().to_string());
+    }
+    assert!(answers.iter().any(|a| a.starts_with("SIP/2.0 481")), "answers to junk: {answers:?}");
+
+    // The call is untouched: still connected, and audio still reaches the customer.
+    let list = ui.call("call.list", json!({})).await.unwrap();
+    assert_eq!(list["calls"][0]["state"], "connected");
+    let before = customer_ui.call("call.list", json!({})).await.unwrap()["calls"][0]["media"]["packets_received"]
+        .as_u64()
+        .unwrap();
+    let mut after = before;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        after = customer_ui.call("call.list", json!({})).await.unwrap()["calls"][0]["media"]["packets_received"]
+            .as_u64()
+            .unwrap();
+        if after >= before + 10 {
+            break;
+        }
+    }
+    assert!(after >= before + 10, "RTP kept flowing: {before} -> {after}");
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
 }

@@ -170,7 +170,7 @@ async fn we_dial_a_sipp_uas_hear_its_tone_and_it_receives_our_rtp() {
         .status()
         .unwrap();
     assert!(made.success());
-    let mut daemon = Daemon::spawn("agent", "source = \"tone:440\"\nsink = \"wav:heard.wav\"").await;
+    let mut daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\nsink = \"wav:heard.wav\"").await;
     let heard = daemon.path("heard.wav");
     let (sip_port, media_port) = (free_port_pair(), free_port_pair());
     let capture = Capture::start(work.path(), media_port);

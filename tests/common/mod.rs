@@ -18,22 +18,22 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    /// Start `softphoned` listening on 127.0.0.1 with `audio` (TOML lines of
-    /// the `[audio]` table) and wait until its socket answers.
-    pub async fn spawn(name: &str, audio: &str) -> Daemon {
+    /// Start `softphoned` listening on 127.0.0.1, with `extra` TOML tables
+    /// appended to its config, and wait until its socket answers.
+    pub async fn spawn(name: &str, extra: &str) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         let config = dir.path().join("softphoned.toml");
         std::fs::write(
             &config,
             format!(
-                "[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n[control]\nsocket = \"{}\"\n[audio]\n{audio}\n",
+                "[control]\nsocket = \"{}\"\n[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n{extra}\n",
                 socket.display()
             ),
         )
         .unwrap();
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-        // Run in its own folder, so relative paths in `audio` land there.
+        // Run in its own folder, so relative paths in the config land there.
         let child = Command::new(env!("CARGO_BIN_EXE_softphoned"))
             .current_dir(dir.path())
             .arg("--config")
