@@ -9,4 +9,13 @@ bash tests/deps.sh build-essential pkg-config cmake libasound2-dev \
 for tool in sipp sox tshark tcpdump; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is still missing after install" >&2; exit 1; }
 done
-cargo test --all-targets "$@"
+cargo build --examples
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --lib --bins --tests "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+# One closing line for the whole run, whichever test binary came last.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
+exit "$status"
