@@ -8,7 +8,7 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::Daemon;
+use common::{dial, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::control::client::{is_call_state, Client, ClientError};
 
@@ -92,10 +92,7 @@ async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
     let mut customer_ui = customer.client().await;
 
     // Outbound, answered by the other side, hung up by us.
-    let call = ui.call("call.dial", json!({"to": customer.uri("customer")})).await.unwrap()["call"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let call = dial(&mut ui, &customer.uri("customer")).await;
     let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     assert_eq!(incoming["params"]["direction"], "inbound");
     assert!(incoming["params"]["remote"].as_str().unwrap().starts_with("sip:agent@127.0.0.1:"), "{incoming}");
@@ -109,26 +106,15 @@ async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
         -32001,
         "answering our own outbound call names the state"
     );
-    // Media flows both ways: wait until the customer has heard some of it.
-    let mut received = 0;
-    for _ in 0..200 {
-        let list = customer_ui.call("call.list", json!({})).await.unwrap();
-        received = list["calls"][0]["media"]["packets_received"].as_u64().unwrap_or(0);
-        if received >= 10 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Media flows: wait until the customer has heard some of it.
+    let received = wait_media_counter(&mut customer_ui, "packets_received", 10).await;
     assert!(received >= 10, "the customer received {received} RTP packets");
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     let ended = customer_ui.wait_event(WAIT, |e| is_call_state(e, &theirs, "ended")).await.unwrap();
     assert_eq!(ended["params"]["reason"], "remote_hangup", "the customer saw our BYE");
 
     // Inbound, rejected by the agent with decline: the caller sees 603.
-    let back = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let back = dial(&mut customer_ui, &agent.uri("agent")).await;
     let ringing = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     ui.call("call.reject", json!({"call": ringing["params"]["call"], "reason": "decline"})).await.unwrap();
     let refused = customer_ui.wait_event(WAIT, |e| is_call_state(e, &back, "ended")).await.unwrap();
@@ -138,10 +124,7 @@ async fn two_daemons_call_each_other_and_every_subscriber_sees_it() {
     );
 
     // Inbound, the caller gives up before the agent answers: both see it end.
-    let gave_up = customer_ui.call("call.dial", json!({"to": agent.uri("agent")})).await.unwrap()["call"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let gave_up = dial(&mut customer_ui, &agent.uri("agent")).await;
     let ringing = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     customer_ui.wait_event(WAIT, |e| is_call_state(e, &gave_up, "ringing")).await.unwrap();
     customer_ui.call("call.hangup", json!({"call": gave_up})).await.unwrap();
@@ -158,8 +141,7 @@ async fn sigterm_hangs_up_live_calls_before_exiting() {
     let customer = Daemon::spawn("customer", "").await;
     let mut ui = agent.client().await;
     let mut customer_ui = customer.client().await;
-    let call =
-        ui.call("call.dial", json!({"to": customer.uri("c")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let call = dial(&mut ui, &customer.uri("c")).await;
     let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     let theirs = incoming["params"]["call"].as_str().unwrap().to_string();
     customer_ui.call("call.answer", json!({"call": theirs})).await.unwrap();
@@ -177,7 +159,7 @@ async fn an_unanswered_invite_times_out_with_408() {
     let silent_peer = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut ui = agent.client().await;
     let to = format!("sip:nobody@{}", silent_peer.local_addr().unwrap());
-    let call = ui.call("call.dial", json!({"to": to})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let call = dial(&mut ui, &to).await;
     let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
     assert_eq!(
         (ended["params"]["reason"].clone(), ended["params"]["sip_code"].clone()),
@@ -198,8 +180,7 @@ async fn malformed_sip_datagrams_do_not_disturb_a_call() {
     let customer = Daemon::spawn("customer", "").await;
     let mut ui = agent.client().await;
     let mut customer_ui = customer.client().await;
-    let call =
-        ui.call("call.dial", json!({"to": customer.uri("c")})).await.unwrap()["call"].as_str().unwrap().to_string();
+    let call = dial(&mut ui, &customer.uri("c")).await;
     let incoming = customer_ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     customer_ui.call("call.answer", json!({"call": incoming["params"]["call"]})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
@@ -228,19 +209,8 @@ async fn malformed_sip_datagrams_do_not_disturb_a_call() {
     // The call is untouched: still connected, and audio still reaches the customer.
     let list = ui.call("call.list", json!({})).await.unwrap();
     assert_eq!(list["calls"][0]["state"], "connected");
-    let before = customer_ui.call("call.list", json!({})).await.unwrap()["calls"][0]["media"]["packets_received"]
-        .as_u64()
-        .unwrap();
-    let mut after = before;
-    for _ in 0..100 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        after = customer_ui.call("call.list", json!({})).await.unwrap()["calls"][0]["media"]["packets_received"]
-            .as_u64()
-            .unwrap();
-        if after >= before + 10 {
-            break;
-        }
-    }
+    let before = wait_media_counter(&mut customer_ui, "packets_received", 0).await;
+    let after = wait_media_counter(&mut customer_ui, "packets_received", before + 10).await;
     assert!(after >= before + 10, "RTP kept flowing: {before} -> {after}");
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{require_tool, wav_samples, Daemon};
+use common::{dial, require_tool, wait_media_counter, wav_samples, Daemon};
 use serde_json::json;
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::control::client::is_call_state;
@@ -177,22 +177,11 @@ async fn we_dial_a_sipp_uas_hear_its_tone_and_it_receives_our_rtp() {
     let uas = Sipp::start(work.path(), "uas_tone.xml", sip_port, media_port, &[]);
 
     let mut ui = daemon.client().await;
-    let call = ui.call("call.dial", json!({"to": format!("sip:uas@127.0.0.1:{sip_port}")})).await.unwrap()["call"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let call = dial(&mut ui, &format!("sip:uas@127.0.0.1:{sip_port}")).await;
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
     // Two seconds of audio each way before we hang up.
-    let (mut received, mut sent) = (0, 0);
-    for _ in 0..500 {
-        let list = ui.call("call.list", json!({})).await.unwrap();
-        received = list["calls"][0]["media"]["packets_received"].as_u64().unwrap_or(0);
-        sent = list["calls"][0]["media"]["packets_sent"].as_u64().unwrap_or(0);
-        if received >= 100 && sent >= 100 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let received = wait_media_counter(&mut ui, "packets_received", 100).await;
+    let sent = wait_media_counter(&mut ui, "packets_sent", 100).await;
     assert!(received >= 100, "only {received} RTP packets from sipp");
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
@@ -239,10 +228,7 @@ async fn a_busy_uas_ends_the_call_with_486() {
     let sip_port = free_port_pair();
     let uas = Sipp::start(work.path(), "uas_busy.xml", sip_port, free_port_pair(), &[]);
     let mut ui = daemon.client().await;
-    let call = ui.call("call.dial", json!({"to": format!("sip:busy@127.0.0.1:{sip_port}")})).await.unwrap()["call"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let call = dial(&mut ui, &format!("sip:busy@127.0.0.1:{sip_port}")).await;
     let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
     assert_eq!((ended["params"]["reason"].clone(), ended["params"]["sip_code"].clone()), (json!("busy"), json!(486)));
     let log = uas.expect_success().await;
@@ -259,10 +245,7 @@ async fn hanging_up_before_answer_sends_cancel() {
     let sip_port = free_port_pair();
     let uas = Sipp::start(work.path(), "uas_ring_cancel.xml", sip_port, free_port_pair(), &[]);
     let mut ui = daemon.client().await;
-    let call = ui.call("call.dial", json!({"to": format!("sip:ring@127.0.0.1:{sip_port}")})).await.unwrap()["call"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let call = dial(&mut ui, &format!("sip:ring@127.0.0.1:{sip_port}")).await;
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "ringing")).await.unwrap();
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();

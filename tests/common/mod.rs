@@ -122,3 +122,24 @@ pub fn wav_samples(path: &Path) -> Vec<i16> {
     let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     reader.samples::<i16>().collect::<Result<_, _>>().unwrap()
 }
+
+/// `call.dial` and return the new call's id.
+pub async fn dial(client: &mut Client, to: &str) -> String {
+    let result = client.call("call.dial", json!({ "to": to })).await.unwrap();
+    result["call"].as_str().expect("call.dial returns a call id").to_string()
+}
+
+/// Poll `call.list` until the first call's media counter `field` reaches
+/// `at_least` (or 10 s pass); returns the last value seen.
+pub async fn wait_media_counter(client: &mut Client, field: &str, at_least: u64) -> u64 {
+    let mut value = 0;
+    for _ in 0..500 {
+        let list = client.call("call.list", json!({})).await.unwrap();
+        value = list["calls"][0]["media"][field].as_u64().unwrap_or(0);
+        if value >= at_least {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    value
+}
