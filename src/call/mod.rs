@@ -195,7 +195,7 @@ impl Call {
         now: Instant,
     ) -> (Self, Vec<Effect>) {
         let mut call = Call::new(id, Direction::Inbound, from, CallState::Incoming, local_rtp, session_id, now);
-        let usable = sdp::parse(offer).and_then(|m| sdp::accept_answer(&m).map(|_| m));
+        let usable = sdp::parse(offer).and_then(|m| sdp::negotiate(&m).map(|_| m));
         match usable {
             Ok(media) => {
                 call.remote_offer = Some(media);
@@ -285,7 +285,7 @@ impl Call {
         let mut effects = Vec::new();
         match signal {
             Signal::Progress { code, sdp } if self.is_early() && code > 100 => {
-                let early = sdp.and_then(|body| sdp::parse(&body).and_then(|m| sdp::accept_answer(&m)).ok());
+                let early = sdp.and_then(|body| sdp::parse(&body).and_then(|m| sdp::negotiate(&m)).ok());
                 let next = if early.is_some() || code == 183 { CallState::EarlyMedia } else { CallState::Ringing };
                 if let Some(negotiated) = early {
                     effects.push(Effect::StartMedia(negotiated));
@@ -295,18 +295,16 @@ impl Call {
                     effects.push(Effect::StateChanged);
                 }
             }
-            Signal::Answered { sdp } if self.is_early() => {
-                match sdp::parse(&sdp).and_then(|m| sdp::accept_answer(&m)) {
-                    Ok(negotiated) => {
-                        effects.push(Effect::StartMedia(negotiated));
-                        self.connect(now, &mut effects);
-                    }
-                    Err(_) => {
-                        effects.push(Effect::Sip(SipAction::Bye));
-                        self.end(EndReason::NoCommonCodec, None, now, &mut effects);
-                    }
+            Signal::Answered { sdp } if self.is_early() => match sdp::parse(&sdp).and_then(|m| sdp::negotiate(&m)) {
+                Ok(negotiated) => {
+                    effects.push(Effect::StartMedia(negotiated));
+                    self.connect(now, &mut effects);
                 }
-            }
+                Err(_) => {
+                    effects.push(Effect::Sip(SipAction::Bye));
+                    self.end(EndReason::NoCommonCodec, None, now, &mut effects);
+                }
+            },
             Signal::Failed { code } if self.is_early() => {
                 self.end(EndReason::from_status(code), Some(code), now, &mut effects);
             }

@@ -117,7 +117,7 @@ pub fn offer(local: SocketAddr, session_id: u64) -> String {
 /// Answer an offer: the first of *our* preferences the peer offered, and
 /// telephone-event when the peer has it. Returns the SDP and what was agreed.
 pub fn answer(offer: &RemoteMedia, local: SocketAddr, session_id: u64) -> Result<(String, Negotiated), SdpError> {
-    let negotiated = choose(offer)?;
+    let negotiated = negotiate(offer)?;
     let codec = negotiated.codec;
     let sdp = build(
         local,
@@ -129,12 +129,9 @@ pub fn answer(offer: &RemoteMedia, local: SocketAddr, session_id: u64) -> Result
     Ok((sdp, negotiated))
 }
 
-/// Read the peer's answer to our offer.
-pub fn accept_answer(answer: &RemoteMedia) -> Result<Negotiated, SdpError> {
-    choose(answer)
-}
-
-fn choose(remote: &RemoteMedia) -> Result<Negotiated, SdpError> {
+/// What we agree on with the peer's SDP: for its answer to our offer, the
+/// outcome; for its offer, whether (and how) we could answer it.
+pub fn negotiate(remote: &RemoteMedia) -> Result<Negotiated, SdpError> {
     let find = |name: &str, rate: u32| {
         remote.formats.iter().find(|(_, n, r)| n.eq_ignore_ascii_case(name) && *r == rate).map(|(pt, _, _)| *pt)
     };
@@ -228,7 +225,7 @@ mod tests {
                     m=audio 6000 RTP/AVP 8\r\nc=IN IP4 10.0.0.2\r\n";
         let remote = parse(peer.as_bytes()).unwrap();
         assert_eq!(remote.rtp_addr, "10.0.0.2:6000".parse().unwrap());
-        assert_eq!(accept_answer(&remote).unwrap().codec, Codec::Pcma);
+        assert_eq!(negotiate(&remote).unwrap().codec, Codec::Pcma);
     }
 
     #[test]
