@@ -47,8 +47,10 @@ check() { # name got want
 capture_start() { # pcap
   CAP_PID=
   command -v tcpdump >/dev/null || return 0
-  tcpdump -i lo -n -U -w "$1" "udp and host 127.0.0.1 and portrange $UAS_MP-$((UAC_MP + 1))" \
-    >/dev/null 2>&1 &
+  # --immediate-mode: otherwise packets of the last ~1 s are still in
+  # libpcap's buffer when tcpdump is stopped, and are lost.
+  tcpdump -i lo -n -U --immediate-mode -w "$1" \
+    "udp and host 127.0.0.1 and portrange $UAS_MP-$((UAC_MP + 1))" >/dev/null 2>&1 &
   CAP_PID=$!
   sleep 1 # tcpdump needs a moment before it captures
 }
