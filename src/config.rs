@@ -86,12 +86,6 @@ impl Default for RecordingConfig {
     }
 }
 
-/// A parsed `sip.listen` entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListenAddr {
-    pub addr: SocketAddr,
-}
-
 impl Config {
     /// Read `path`, or the defaults when none is given.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
@@ -116,7 +110,7 @@ impl Config {
     }
 
     /// The SIP listening points; only UDP exists until the transports issue.
-    pub fn listen_addrs(&self) -> Result<Vec<ListenAddr>, ConfigError> {
+    pub fn listen_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
         if self.sip.listen.is_empty() {
             return Err(ConfigError::Value { key: "sip.listen", message: "needs at least one address".into() });
         }
@@ -131,11 +125,10 @@ impl Config {
                         message: format!("{entry:?}: only udp:HOST:PORT is supported so far"),
                     });
                 }
-                let addr = addr.parse().map_err(|e| ConfigError::Value {
+                addr.parse().map_err(|e| ConfigError::Value {
                     key: "sip.listen",
                     message: format!("{entry:?}: {e} (expected udp:HOST:PORT with a numeric IP)"),
-                })?;
-                Ok(ListenAddr { addr })
+                })
             })
             .collect()
     }
@@ -168,7 +161,7 @@ mod tests {
     #[test]
     fn defaults_serve_without_a_file() {
         let c = Config::load(None).unwrap();
-        assert_eq!(c.listen_addrs().unwrap()[0].addr, "127.0.0.1:5060".parse().unwrap());
+        assert_eq!(c.listen_addrs().unwrap()[0], "127.0.0.1:5060".parse().unwrap());
         assert_eq!(c.audio.source, "null");
         assert!(c.control_socket().ends_with("softphoned/control.sock"));
     }
@@ -189,7 +182,7 @@ mod tests {
             "#,
         )
         .unwrap();
-        assert_eq!(c.listen_addrs().unwrap()[0].addr.port(), 5099);
+        assert_eq!(c.listen_addrs().unwrap()[0].port(), 5099);
         assert_eq!(c.control_socket(), PathBuf::from("/tmp/x.sock"));
         assert_eq!((c.audio.source.as_str(), c.audio.sink.as_str()), ("tone:1000", "wav:/tmp/out.wav"));
         assert_eq!(c.recording.dir, PathBuf::from("/tmp/rec"));

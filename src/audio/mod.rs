@@ -35,10 +35,6 @@ pub trait AudioSource: Send {
 /// Consumes what the agent hears. It must not block.
 pub trait AudioSink: Send {
     fn write_frame(&mut self, frame: &[i16; FRAME_SAMPLES]);
-    /// Frames lost because the backend fell behind.
-    fn dropped_frames(&self) -> u64 {
-        0
-    }
 }
 
 /// What the daemon reports about a backend in `daemon.status`: it never

@@ -148,14 +148,14 @@ impl AudioSink for WavSink {
             }
         }
     }
-
-    fn dropped_frames(&self) -> u64 {
-        self.dropped.load(Ordering::Relaxed)
-    }
 }
 
 impl Drop for WavSink {
     fn drop(&mut self) {
+        let dropped = self.dropped.load(Ordering::Relaxed);
+        if dropped > 0 {
+            tracing::warn!(frames = dropped, "audio sink fell behind and lost frames");
+        }
         self.closing.store(true, Ordering::Release);
         if let Some(writer) = self.writer.take() {
             let _ = writer.join();

@@ -62,16 +62,11 @@ impl RunningDaemon {
         let _ = self.run_loop.await;
         let _ = std::fs::remove_file(&self.control_socket);
     }
-
-    /// A token that stops the daemon when cancelled (e.g. on SIGTERM).
-    pub fn shutdown_token(&self) -> CancellationToken {
-        self.shutdown.clone()
-    }
 }
 
 /// Open everything the config names and start the run loop.
 pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
-    let listen = config.listen_addrs()?[0].addr;
+    let listen = config.listen_addrs()?[0];
     if listen.ip().is_unspecified() {
         return Err(ConfigError::Value {
             key: "sip.listen",
