@@ -3,6 +3,7 @@
 //! The run loop ([`daemon`]) is the only place that does IO and reads the
 //! clock. It feeds pure state machines and carries out what they decide:
 //!
+//! - [`account`]: registration of the agent's accounts (pure).
 //! - [`call`]: one call's state machine and the phone holding all calls.
 //! - [`sip`]: the adapter over rsipstack, and SDP offer/answer (pure).
 //! - [`media`]: G.711, RTP packetization, the per-call media stream (pure).
@@ -13,6 +14,7 @@
 //! Dependencies point one way: `sip` and `media` know nothing of each other
 //! beyond the negotiated result; `call` composes them; `daemon` drives all.
 
+pub mod account;
 pub mod audio;
 pub mod call;
 pub mod config;

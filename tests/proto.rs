@@ -29,6 +29,10 @@ fn the_document_names_the_protocol_terms_we_promised() {
     let names: Vec<&str> = doc["methods"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names, softphoned::control::api::method_names());
     let dial = doc["methods"].as_array().unwrap().iter().find(|m| m["name"] == "call.dial").unwrap();
-    assert_eq!(dial["params"][0]["name"], "to");
-    assert_eq!(dial["params"][0]["required"], true);
+    let param = |name: &str| dial["params"].as_array().unwrap().iter().find(|p| p["name"] == name).cloned();
+    assert_eq!(param("to").unwrap()["required"], true);
+    assert_eq!(param("account").unwrap()["required"], false);
+    for state in ["registering", "registered", "failed", "unregistered", "not_ready", "auto_answer"] {
+        assert!(text.contains(&format!("\"{state}\"")), "{state} missing from proto");
+    }
 }

@@ -3,14 +3,18 @@
 //! changes come out. SDP offer/answer is decided here too, so a call can be
 //! replayed in a unit test without a socket.
 
+pub mod admission;
+mod deadlines;
 pub mod phone;
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use deadlines::{Countdown, CountdownStop};
 use crate::sip::sdp::{self, Negotiated, RemoteMedia};
+use crate::sip::session_timer::SessionTimer;
 
 /// A call's id: short, opaque, unique within a daemon run.
 pub type CallId = String;
@@ -62,6 +66,12 @@ pub enum EndReason {
     Timeout,
     /// Neither side's SDP had a codec the other speaks.
     NoCommonCodec,
+    /// Nobody answered an inbound call in time: it went back to the caller.
+    Unanswered,
+    /// The peer should have refreshed the session (RFC 4028) and did not.
+    SessionExpired,
+    /// Our session refresh was refused or went unanswered.
+    SessionRefreshFailed,
     /// Any other failure response.
     Failed,
 }
@@ -116,9 +126,10 @@ pub enum Signal {
         code: u16,
         sdp: Option<Vec<u8>>,
     },
-    /// A 2xx to our INVITE.
+    /// A 2xx to our INVITE, with the session timer it set up.
     Answered {
         sdp: Vec<u8>,
+        session_timer: Option<SessionTimer>,
     },
     /// A final failure to our INVITE, or 408 when no response came.
     Failed {
@@ -126,17 +137,24 @@ pub enum Signal {
     },
     RemoteBye,
     RemoteCancel,
+    /// The peer refreshed the session (a re-INVITE or UPDATE we answered).
+    PeerRefreshed,
+    /// The answer to our session refresh: 2xx, or the failure code.
+    RefreshAnswered { code: u16 },
 }
 
 /// The SIP side of an effect, carried out by the SIP adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SipAction {
-    Invite { to: String, offer: String },
+    Invite { to: String, offer: String, account: Option<String> },
     Ringing,
-    Accept { answer: String },
+    /// 200 to the INVITE, with the session timer to announce, if any.
+    Accept { answer: String, session_timer: Option<SessionTimer> },
     Reject { code: u16 },
     Cancel,
     Bye,
+    /// Refresh the session (a re-INVITE carrying our current SDP).
+    Refresh { session_timer: SessionTimer },
 }
 
 /// Something the shell must do because a call moved.
@@ -147,6 +165,8 @@ pub enum Effect {
     StopMedia,
     /// The call's state changed: publish `call.state`.
     StateChanged,
+    /// The auto-answer countdown moved: publish `call.countdown`.
+    Countdown(Countdown),
 }
 
 /// Misuse of a call by a command.
@@ -164,6 +184,12 @@ pub struct Call {
     pub direction: Direction,
     /// The peer's URI as the agent knows it.
     pub remote: String,
+    /// The caller's display name, on inbound calls that carry one.
+    pub display_name: Option<String>,
+    /// The account the call was placed with, or arrived for.
+    pub account: Option<String>,
+    /// An `answer-after` hint the caller sent (Call-Info/Alert-Info).
+    pub answer_after_hint: Option<Duration>,
     pub state: CallState,
     pub reason: Option<EndReason>,
     /// The SIP status that ended or refused the call, when one did.
@@ -174,32 +200,58 @@ pub struct Call {
     local_rtp: SocketAddr,
     session_id: u64,
     remote_offer: Option<RemoteMedia>,
+    /// Deadlines and countdowns; see `deadlines.rs`.
+    timers: deadlines::Timers,
+}
+
+/// An INVITE for a new call, with the policy the shell chose for it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Inbound {
+    pub from: String,
+    pub display_name: Option<String>,
+    pub account: Option<String>,
+    pub offer: Vec<u8>,
+    pub answer_after_hint: Option<Duration>,
+    /// Answer by ourselves after this long (a countdown the UI shows).
+    pub auto_answer_after: Option<Duration>,
+    /// Send the call back with this code when nobody answered in time.
+    pub ring_timeout: Option<(Duration, u16)>,
+    /// The session timer to announce when we answer.
+    pub session_timer: Option<SessionTimer>,
 }
 
 impl Call {
     /// An outbound call: sends INVITE with our offer.
-    pub fn dial(id: CallId, to: String, local_rtp: SocketAddr, session_id: u64, now: Instant) -> (Self, Vec<Effect>) {
-        let offer = sdp::offer(local_rtp, session_id);
-        let call = Call::new(id, Direction::Outbound, to.clone(), CallState::Dialing, local_rtp, session_id, now);
-        (call, vec![Effect::Sip(SipAction::Invite { to, offer }), Effect::StateChanged])
-    }
-
-    /// An inbound INVITE: rings the agent, or refuses at once with 488 when
-    /// the offer has nothing we can speak (the agent could not talk anyway).
-    pub fn incoming(
+    pub fn dial(
         id: CallId,
-        from: String,
-        offer: &[u8],
+        to: String,
+        account: Option<String>,
         local_rtp: SocketAddr,
         session_id: u64,
         now: Instant,
     ) -> (Self, Vec<Effect>) {
-        let mut call = Call::new(id, Direction::Inbound, from, CallState::Incoming, local_rtp, session_id, now);
-        let usable = sdp::parse(offer).and_then(|m| sdp::negotiate(&m).map(|_| m));
+        let offer = sdp::offer(local_rtp, session_id);
+        let mut call = Call::new(id, Direction::Outbound, to.clone(), CallState::Dialing, local_rtp, session_id, now);
+        call.account = account.clone();
+        (call, vec![Effect::Sip(SipAction::Invite { to, offer, account }), Effect::StateChanged])
+    }
+
+    /// An inbound INVITE: rings the agent (starting the auto-answer
+    /// countdown when policy says so), or refuses at once with 488 when the
+    /// offer has nothing we can speak (the agent could not talk anyway).
+    pub fn incoming(id: CallId, inbound: Inbound, local_rtp: SocketAddr, session_id: u64, now: Instant) -> (Self, Vec<Effect>) {
+        let mut call =
+            Call::new(id, Direction::Inbound, inbound.from.clone(), CallState::Incoming, local_rtp, session_id, now);
+        call.display_name = inbound.display_name.clone();
+        call.account = inbound.account.clone();
+        call.answer_after_hint = inbound.answer_after_hint;
+        let usable = sdp::parse(&inbound.offer).and_then(|m| sdp::negotiate(&m).map(|_| m));
         match usable {
             Ok(media) => {
                 call.remote_offer = Some(media);
-                (call, vec![Effect::Sip(SipAction::Ringing), Effect::StateChanged])
+                let mut effects = vec![Effect::Sip(SipAction::Ringing), Effect::StateChanged];
+                call.timers = deadlines::Timers::ringing(&inbound, now, &mut effects);
+                (call, effects)
             }
             Err(_) => {
                 let mut effects = vec![Effect::Sip(SipAction::Reject { code: 488 })];
@@ -222,6 +274,9 @@ impl Call {
             id,
             direction,
             remote,
+            display_name: None,
+            account: None,
+            answer_after_hint: None,
             state,
             reason: None,
             sip_code: None,
@@ -231,6 +286,7 @@ impl Call {
             local_rtp,
             session_id,
             remote_offer: None,
+            timers: deadlines::Timers::default(),
         }
     }
 
@@ -243,18 +299,16 @@ impl Call {
         let mut effects = Vec::new();
         match (command, self.state) {
             (Command::Answer, CallState::Incoming) => {
-                let offer = self.remote_offer.take().expect("an incoming call keeps its usable offer");
-                let (answer, negotiated) =
-                    sdp::answer(&offer, self.local_rtp, self.session_id).expect("the offer was checked on arrival");
-                effects.push(Effect::Sip(SipAction::Accept { answer }));
-                effects.push(Effect::StartMedia(negotiated));
-                self.connect(now, &mut effects);
+                self.timers.stop_countdown(CountdownStop::Answered, &mut effects);
+                self.answer(now, &mut effects);
             }
             (Command::Reject(reason), CallState::Incoming) => {
+                self.timers.stop_countdown(CountdownStop::Rejected, &mut effects);
                 effects.push(Effect::Sip(SipAction::Reject { code: reason.status() }));
                 self.end(EndReason::Rejected, Some(reason.status()), now, &mut effects);
             }
             (Command::Hangup, CallState::Incoming) => {
+                self.timers.stop_countdown(CountdownStop::Rejected, &mut effects);
                 let code = RejectReason::Decline.status();
                 effects.push(Effect::Sip(SipAction::Reject { code }));
                 self.end(EndReason::Rejected, Some(code), now, &mut effects);
@@ -295,10 +349,12 @@ impl Call {
                     effects.push(Effect::StateChanged);
                 }
             }
-            Signal::Answered { sdp } if self.is_early() => match sdp::parse(&sdp).and_then(|m| sdp::negotiate(&m)) {
+            Signal::Answered { sdp, session_timer } if self.is_early() => match sdp::parse(&sdp)
+                .and_then(|m| sdp::negotiate(&m))
+            {
                 Ok(negotiated) => {
                     effects.push(Effect::StartMedia(negotiated));
-                    self.connect(now, &mut effects);
+                    self.connect(session_timer, now, &mut effects);
                 }
                 Err(_) => {
                     effects.push(Effect::Sip(SipAction::Bye));
@@ -312,20 +368,40 @@ impl Call {
                 self.end(EndReason::RemoteHangup, None, now, &mut effects);
             }
             Signal::RemoteCancel if self.state == CallState::Incoming => {
+                self.timers.stop_countdown(CountdownStop::CallerCancelled, &mut effects);
                 self.end(EndReason::CallerCancelled, Some(487), now, &mut effects);
+            }
+            Signal::PeerRefreshed if self.state == CallState::Connected => self.timers.session_refreshed(now),
+            Signal::RefreshAnswered { code } if self.state == CallState::Connected => {
+                if self.timers.refresh_answered(code, now) {
+                    effects.push(Effect::Sip(SipAction::Bye));
+                    self.end(EndReason::SessionRefreshFailed, Some(code), now, &mut effects);
+                }
             }
             _ => {}
         }
         effects
     }
 
-    fn connect(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+    fn answer(&mut self, now: Instant, effects: &mut Vec<Effect>) {
+        let offer = self.remote_offer.take().expect("an incoming call keeps its usable offer");
+        let (answer, negotiated) =
+            sdp::answer(&offer, self.local_rtp, self.session_id).expect("the offer was checked on arrival");
+        let session_timer = self.timers.answer_session_timer();
+        effects.push(Effect::Sip(SipAction::Accept { answer, session_timer }));
+        effects.push(Effect::StartMedia(negotiated));
+        self.connect(session_timer, now, effects);
+    }
+
+    fn connect(&mut self, session_timer: Option<SessionTimer>, now: Instant, effects: &mut Vec<Effect>) {
         self.state = CallState::Connected;
         self.connected_at = Some(now);
+        self.timers.connected(session_timer, now);
         effects.push(Effect::StateChanged);
     }
 
     fn end(&mut self, reason: EndReason, sip_code: Option<u16>, now: Instant, effects: &mut Vec<Effect>) {
+        self.timers = deadlines::Timers::default();
         self.state = CallState::Ended;
         self.reason = Some(reason);
         self.sip_code = sip_code;

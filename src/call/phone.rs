@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Call, CallError, CallId, CallState, Command, Direction, Effect, EndReason, Signal};
+use super::{Call, CallError, CallId, CallState, Command, Direction, Effect, EndReason, Inbound, Signal};
 
 /// What `call.list` and `call.state` say about one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -17,6 +17,13 @@ pub struct CallSummary {
     pub state: CallState,
     pub direction: Direction,
     pub remote: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The caller's `answer-after` hint, in milliseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_after_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -58,24 +65,45 @@ impl Phone {
         &mut self,
         id: CallId,
         to: String,
+        account: Option<String>,
         local_rtp: SocketAddr,
         session_id: u64,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        self.insert(Call::dial(id, to, local_rtp, session_id, now))
+        self.insert(Call::dial(id, to, account, local_rtp, session_id, now))
     }
 
     /// An INVITE arrived for a new call.
     pub fn incoming(
         &mut self,
         id: CallId,
-        from: String,
-        offer: &[u8],
+        inbound: Inbound,
         local_rtp: SocketAddr,
         session_id: u64,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        self.insert(Call::incoming(id, from, offer, local_rtp, session_id, now))
+        self.insert(Call::incoming(id, inbound, local_rtp, session_id, now))
+    }
+
+    /// Carry out every call's deadlines that have fallen due.
+    pub fn poll(&mut self, now: Instant) -> Vec<Output> {
+        let due: Vec<CallId> = self
+            .calls
+            .values()
+            .filter(|c| c.next_deadline().is_some_and(|at| at <= now))
+            .map(|c| c.id.clone())
+            .collect();
+        let mut outputs = Vec::new();
+        for id in due {
+            let effects = self.calls.get_mut(&id).map(|c| c.poll(now)).unwrap_or_default();
+            outputs.extend(self.finish(&id, effects));
+        }
+        outputs
+    }
+
+    /// The earliest deadline of any call.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.calls.values().filter_map(Call::next_deadline).min()
     }
 
     pub fn command(&mut self, id: &str, command: Command, now: Instant) -> Result<Vec<Output>, PhoneError> {
@@ -140,6 +168,9 @@ fn summary(call: &Call) -> CallSummary {
         state: call.state,
         direction: call.direction,
         remote: call.remote.clone(),
+        display_name: call.display_name.clone(),
+        account: call.account.clone(),
+        answer_after_ms: call.answer_after_hint.map(|d| d.as_millis() as u64),
         reason: call.reason,
         sip_code: call.sip_code,
     }

@@ -16,6 +16,10 @@ fn peer_sdp(pts: &str) -> Vec<u8> {
         .into_bytes()
 }
 
+fn inbound(from: &str, pts: &str) -> Inbound {
+    Inbound { from: from.into(), offer: peer_sdp(pts), ..Inbound::default() }
+}
+
 fn states(outputs: &[phone::Output]) -> Vec<CallState> {
     outputs.iter().filter(|o| o.effect == Effect::StateChanged).map(|o| o.call.state).collect()
 }
@@ -34,10 +38,10 @@ fn sip(outputs: &[phone::Output]) -> Vec<SipAction> {
 fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let out = phone.dial("c1".into(), "sip:bob@127.0.0.1:5070".into(), LOCAL.parse().unwrap(), 9, t0).unwrap();
+    let out = phone.dial("c1".into(), "sip:bob@127.0.0.1:5070".into(), None, LOCAL.parse().unwrap(), 9, t0).unwrap();
     assert_eq!(states(&out), vec![CallState::Dialing]);
     match &sip(&out)[..] {
-        [SipAction::Invite { to, offer }] => {
+        [SipAction::Invite { to, offer, account: None }] => {
             assert_eq!(to, "sip:bob@127.0.0.1:5070");
             assert!(offer.contains("m=audio 40000 RTP/AVP 0 8 101"));
         }
@@ -45,7 +49,7 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     }
     let out = phone.signal("c1", Signal::Progress { code: 180, sdp: None }, t0);
     assert_eq!(states(&out), vec![CallState::Ringing]);
-    let out = phone.signal("c1", Signal::Answered { sdp: peer_sdp("8 101") }, t0 + Duration::from_secs(2));
+    let out = phone.signal("c1", Signal::Answered { sdp: peer_sdp("8 101"), session_timer: None }, t0 + Duration::from_secs(2));
     assert_eq!(states(&out), vec![CallState::Connected]);
     let started: Vec<_> = out
         .iter()
@@ -71,11 +75,11 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
 fn hangup_before_answer_cancels_and_a_late_answer_changes_nothing() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c1".into(), "sip:x@h".into(), LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c1".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
     let out = phone.command("c1", Command::Hangup, t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Cancel]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::Cancelled));
-    assert!(phone.signal("c1", Signal::Answered { sdp: peer_sdp("0") }, t0).is_empty());
+    assert!(phone.signal("c1", Signal::Answered { sdp: peer_sdp("0"), session_timer: None }, t0).is_empty());
 }
 
 #[test]
@@ -89,7 +93,7 @@ fn failure_responses_end_the_call_with_reason_and_code() {
     ] {
         let t0 = Instant::now();
         let mut phone = Phone::new();
-        phone.dial("c".into(), "sip:x@h".into(), LOCAL.parse().unwrap(), 1, t0).unwrap();
+        phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
         let out = phone.signal("c", Signal::Failed { code }, t0);
         let last = out.last().unwrap();
         assert_eq!(
@@ -104,7 +108,7 @@ fn failure_responses_end_the_call_with_reason_and_code() {
 fn early_media_starts_audio_before_the_answer() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c".into(), "sip:x@h".into(), LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
     let out = phone.signal("c", Signal::Progress { code: 183, sdp: Some(peer_sdp("0")) }, t0);
     assert_eq!(states(&out), vec![CallState::EarlyMedia]);
     assert!(out.iter().any(|o| matches!(o.effect, Effect::StartMedia(_))));
@@ -116,8 +120,8 @@ fn early_media_starts_audio_before_the_answer() {
 fn answer_without_common_codec_hangs_up() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c".into(), "sip:x@h".into(), LOCAL.parse().unwrap(), 1, t0).unwrap();
-    let out = phone.signal("c", Signal::Answered { sdp: peer_sdp("18") }, t0);
+    phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    let out = phone.signal("c", Signal::Answered { sdp: peer_sdp("18"), session_timer: None }, t0);
     assert_eq!(sip(&out), vec![SipAction::Bye]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
 }
@@ -127,7 +131,7 @@ fn inbound_call_rings_and_hangup_declines_it() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
     let out =
-        phone.incoming("i1".into(), "sip:cust@h".into(), &peer_sdp("8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
+        phone.incoming("i1".into(), inbound("sip:cust@h", "8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Ringing]);
     assert_eq!(states(&out), vec![CallState::Incoming]);
     let out = phone.command("i1", Command::Hangup, t0).unwrap();
@@ -139,10 +143,10 @@ fn inbound_answer_reject_and_caller_cancel() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
     let local = LOCAL.parse().unwrap();
-    phone.incoming("a".into(), "sip:c@h".into(), &peer_sdp("8 0 101"), local, 3, t0).unwrap();
+    phone.incoming("a".into(), inbound("sip:c@h", "8 0 101"), local, 3, t0).unwrap();
     let out = phone.command("a", Command::Answer, t0).unwrap();
     match &sip(&out)[..] {
-        [SipAction::Accept { answer }] => assert!(answer.contains("m=audio 40000 RTP/AVP 0 101"), "{answer}"),
+        [SipAction::Accept { answer, session_timer: None }] => assert!(answer.contains("m=audio 40000 RTP/AVP 0 101"), "{answer}"),
         other => panic!("expected 200 with SDP, got {other:?}"),
     }
     assert_eq!(states(&out), vec![CallState::Connected]);
@@ -153,7 +157,7 @@ fn inbound_answer_reject_and_caller_cancel() {
     let out = phone.signal("a", Signal::RemoteBye, t0);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::RemoteHangup));
 
-    phone.incoming("b".into(), "sip:c@h".into(), &peer_sdp("0"), local, 4, t0).unwrap();
+    phone.incoming("b".into(), inbound("sip:c@h", "0"), local, 4, t0).unwrap();
     let out = phone.command("b", Command::Reject(RejectReason::Decline), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 603 }]);
     assert_eq!(
@@ -161,11 +165,11 @@ fn inbound_answer_reject_and_caller_cancel() {
         (Some(EndReason::Rejected), Some(603))
     );
 
-    phone.incoming("c".into(), "sip:c@h".into(), &peer_sdp("0"), local, 5, t0).unwrap();
+    phone.incoming("c".into(), inbound("sip:c@h", "0"), local, 5, t0).unwrap();
     let out = phone.command("c", Command::Reject(RejectReason::default()), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 486 }]);
 
-    phone.incoming("d".into(), "sip:c@h".into(), &peer_sdp("0"), local, 6, t0).unwrap();
+    phone.incoming("d".into(), inbound("sip:c@h", "0"), local, 6, t0).unwrap();
     let out = phone.signal("d", Signal::RemoteCancel, t0);
     assert!(sip(&out).is_empty(), "the INVITE transaction answers 487 itself");
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::CallerCancelled));
@@ -176,7 +180,7 @@ fn inbound_answer_reject_and_caller_cancel() {
 fn inbound_offer_without_common_codec_is_refused_with_488() {
     let mut phone = Phone::new();
     let out = phone
-        .incoming("x".into(), "sip:c@h".into(), &peer_sdp("18"), LOCAL.parse().unwrap(), 1, Instant::now())
+        .incoming("x".into(), inbound("sip:c@h", "18"), LOCAL.parse().unwrap(), 1, Instant::now())
         .unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 488 }]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
@@ -187,11 +191,144 @@ fn inbound_offer_without_common_codec_is_refused_with_488() {
 fn outbound_calls_cannot_be_answered_and_ids_are_unique() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c".into(), "sip:x@h".into(), LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
     assert!(matches!(phone.command("c", Command::Answer, t0), Err(PhoneError::Call(_))));
     assert_eq!(
-        phone.dial("c".into(), "sip:y@h".into(), LOCAL.parse().unwrap(), 1, t0),
+        phone.dial("c".into(), "sip:y@h".into(), None, LOCAL.parse().unwrap(), 1, t0),
         Err(PhoneError::DuplicateCall("c".into()))
     );
     assert_eq!(phone.list().len(), 1);
+}
+
+fn countdowns(outputs: &[phone::Output]) -> Vec<(u64, Option<CountdownStop>)> {
+    outputs
+        .iter()
+        .filter_map(|o| match o.effect {
+            Effect::Countdown(c) => Some((c.remaining_ms, c.stopped)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn auto_answered(after_s: u64, ring_timeout_s: u64) -> Inbound {
+    Inbound {
+        auto_answer_after: Some(Duration::from_secs(after_s)),
+        ring_timeout: Some((Duration::from_secs(ring_timeout_s), 480)),
+        ..inbound("sip:cust@h", "0 101")
+    }
+}
+
+#[test]
+fn auto_answer_counts_down_each_second_and_answers_at_zero() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    let out = phone.incoming("a".into(), auto_answered(3, 30), LOCAL.parse().unwrap(), 1, t0).unwrap();
+    assert_eq!(countdowns(&out), [(3000, None)]);
+    let mut seen = Vec::new();
+    let mut now = t0;
+    while let Some(at) = phone.next_deadline() {
+        now = at;
+        let out = phone.poll(now);
+        seen.extend(countdowns(&out));
+        if states(&out).contains(&CallState::Connected) {
+            assert!(matches!(sip(&out)[..], [SipAction::Accept { .. }]));
+            break;
+        }
+    }
+    assert_eq!(seen, [(2000, None), (1000, None), (0, Some(CountdownStop::Elapsed))]);
+    assert_eq!(now, t0 + Duration::from_secs(3), "answered exactly at zero");
+    assert_eq!(phone.poll(now + Duration::from_secs(10)), Vec::new(), "a countdown never fires twice");
+}
+
+#[test]
+fn auto_answer_stops_on_answer_reject_or_caller_cancel() {
+    let t0 = Instant::now();
+    let local = LOCAL.parse().unwrap();
+    let mut phone = Phone::new();
+    phone.incoming("a".into(), auto_answered(9, 30), local, 1, t0).unwrap();
+    let out = phone.command("a", Command::Answer, t0 + Duration::from_secs(2)).unwrap();
+    assert_eq!(countdowns(&out), [(0, Some(CountdownStop::Answered))]);
+    assert_eq!(states(&out), [CallState::Connected]);
+
+    phone.incoming("r".into(), auto_answered(9, 30), local, 2, t0).unwrap();
+    let out = phone.command("r", Command::Reject(RejectReason::Busy), t0).unwrap();
+    assert_eq!(countdowns(&out), [(0, Some(CountdownStop::Rejected))]);
+    assert_eq!(sip(&out), [SipAction::Reject { code: 486 }]);
+
+    phone.incoming("c".into(), auto_answered(9, 30), local, 3, t0).unwrap();
+    let out = phone.signal("c", Signal::RemoteCancel, t0 + Duration::from_secs(1));
+    assert_eq!(countdowns(&out), [(0, Some(CountdownStop::CallerCancelled))]);
+    assert_eq!(phone.poll(t0 + Duration::from_secs(9)).len(), 0, "nothing fires for a cancelled call");
+    assert_eq!(phone.list().len(), 1, "only the answered call is left");
+}
+
+#[test]
+fn an_unanswered_call_goes_back_with_the_configured_code() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    let ringing = Inbound { ring_timeout: Some((Duration::from_secs(20), 480)), ..inbound("sip:c@h", "0") };
+    let out = phone.incoming("u".into(), ringing, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    assert!(countdowns(&out).is_empty(), "no countdown without auto-answer");
+    assert!(phone.poll(t0 + Duration::from_secs(19)).is_empty());
+    let out = phone.poll(t0 + Duration::from_secs(20));
+    assert_eq!(sip(&out), [SipAction::Reject { code: 480 }]);
+    assert_eq!(
+        (out.last().unwrap().call.reason, out.last().unwrap().call.sip_code),
+        (Some(EndReason::Unanswered), Some(480))
+    );
+}
+
+fn connected_outbound(phone: &mut Phone, timer: SessionTimer, t0: Instant) {
+    phone.dial("s".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.signal("s", Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer) }, t0);
+}
+
+#[test]
+fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
+    use crate::sip::session_timer::Refresher;
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };
+    connected_outbound(&mut phone, timer, t0);
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(45)));
+    let out = phone.poll(t0 + Duration::from_secs(45));
+    assert_eq!(sip(&out), [SipAction::Refresh { session_timer: timer }]);
+    assert_eq!(phone.next_deadline(), None, "the refresh transaction times itself out");
+    phone.signal("s", Signal::RefreshAnswered { code: 200 }, t0 + Duration::from_secs(46));
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(91)));
+    phone.poll(t0 + Duration::from_secs(91));
+    let out = phone.signal("s", Signal::RefreshAnswered { code: 408 }, t0 + Duration::from_secs(123));
+    assert_eq!(sip(&out), [SipAction::Bye]);
+    assert_eq!(
+        (out.last().unwrap().call.reason, out.last().unwrap().call.sip_code),
+        (Some(EndReason::SessionRefreshFailed), Some(408))
+    );
+}
+
+#[test]
+fn a_peer_that_stops_refreshing_loses_the_session() {
+    use crate::sip::session_timer::Refresher;
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Peer };
+    connected_outbound(&mut phone, timer, t0);
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(60)));
+    phone.signal("s", Signal::PeerRefreshed, t0 + Duration::from_secs(40));
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(100)), "a refresh restarts the interval");
+    let out = phone.poll(t0 + Duration::from_secs(100));
+    assert_eq!(sip(&out), [SipAction::Bye]);
+    assert_eq!(out.last().unwrap().call.reason, Some(EndReason::SessionExpired));
+}
+
+#[test]
+fn an_answered_call_announces_the_session_timer_it_was_offered() {
+    use crate::sip::session_timer::Refresher;
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    let timer = SessionTimer { interval: Duration::from_secs(1800), refresher: Refresher::Us };
+    let call = Inbound { session_timer: Some(timer), ..inbound("sip:c@h", "0") };
+    phone.incoming("t".into(), call, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    let out = phone.command("t", Command::Answer, t0).unwrap();
+    assert!(matches!(sip(&out)[..], [SipAction::Accept { session_timer: Some(t), .. }] if t == timer));
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(900)));
 }

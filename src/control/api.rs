@@ -6,9 +6,11 @@ use schemars::{JsonSchema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::account::registration::Report;
 use crate::audio::BackendInfo;
 use crate::call::phone::CallSummary;
-use crate::call::{CallId, RejectReason};
+use crate::call::{CallId, Countdown, RejectReason};
+use crate::config::{AgentState, Transport};
 use crate::media::stream::StreamStats;
 use crate::media::Codec;
 
@@ -58,10 +60,12 @@ pub struct SubscribeResult {
 pub struct StatusResult {
     pub version: String,
     pub uptime_ms: u64,
-    /// SIP listening points, as `udp:HOST:PORT`.
+    /// SIP listening points, as `udp:HOST:PORT`, `tcp:...`, `tls:...`.
     pub sip_listen: Vec<String>,
     /// Number of live calls.
     pub calls: usize,
+    pub agent_state: AgentState,
+    pub accounts: Vec<AccountInfo>,
     pub audio: AudioStatus,
     pub recording_dir: String,
 }
@@ -77,8 +81,71 @@ pub struct AudioStatus {
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DialParams {
-    /// A SIP URI (`sip:bob@127.0.0.1:5070`).
+    /// A SIP URI (`sip:bob@127.0.0.1:5070`), or a number or user dialled
+    /// at the account's domain.
     pub to: String,
+    /// The account to call from; the first configured one when absent.
+    pub account: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountParams {
+    pub account: String,
+}
+
+/// An account as ops see it: never its password.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct AccountInfo {
+    pub account: String,
+    pub aor: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub registrar: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outbound_proxy: Option<String>,
+    pub transport: Transport,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub display_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auto_answer_after_ms: Option<u64>,
+    /// The registration as last reported.
+    pub registration: Report,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AccountListResult {
+    pub accounts: Vec<AccountInfo>,
+}
+
+/// `registration.state`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RegistrationEvent {
+    pub account: String,
+    #[serde(flatten)]
+    pub report: Report,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentStateParams {
+    /// `ready` takes calls; `not_ready` refuses them without ringing.
+    pub state: AgentState,
+}
+
+/// What a countdown counts down to.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CountdownKind {
+    AutoAnswer,
+}
+
+/// `call.countdown`: when it starts, every second, and when it stops (with why).
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CallCountdownEvent {
+    pub call: CallId,
+    pub kind: CountdownKind,
+    #[serde(flatten)]
+    pub countdown: Countdown,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -134,11 +201,18 @@ pub mod method {
     pub const CALL_REJECT: &str = "call.reject";
     pub const CALL_HANGUP: &str = "call.hangup";
     pub const CALL_LIST: &str = "call.list";
+    pub const ACCOUNT_LIST: &str = "account.list";
+    pub const ACCOUNT_REGISTER: &str = "account.register";
+    pub const ACCOUNT_UNREGISTER: &str = "account.unregister";
+    pub const AGENT_SET_STATE: &str = "agent.set_state";
 }
 
 /// Notification names.
 pub mod event {
     pub const CALL_STATE: &str = "call.state";
+    pub const CALL_COUNTDOWN: &str = "call.countdown";
+    pub const REGISTRATION_STATE: &str = "registration.state";
+    pub const AGENT_STATE: &str = "agent.state";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";
 }
 
@@ -198,6 +272,30 @@ fn methods() -> Vec<Entry> {
             params: schema::<NoParams>,
             result: Some(schema::<CallListResult>),
         },
+        Entry {
+            name: ACCOUNT_LIST,
+            summary: "The configured accounts and their registration state (never a password).",
+            params: schema::<NoParams>,
+            result: Some(schema::<AccountListResult>),
+        },
+        Entry {
+            name: ACCOUNT_REGISTER,
+            summary: "Register the account now and keep it registered.",
+            params: schema::<AccountParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: ACCOUNT_UNREGISTER,
+            summary: "Remove the account's binding (Expires: 0) and stay unregistered.",
+            params: schema::<AccountParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: AGENT_SET_STATE,
+            summary: "Ready takes calls; not ready refuses them (486 or 480) without ringing.",
+            params: schema::<AgentStateParams>,
+            result: Some(schema::<Empty>),
+        },
     ]
 }
 
@@ -207,6 +305,24 @@ fn notifications() -> Vec<Entry> {
             name: event::CALL_STATE,
             summary: "A call changed state; the last one is `ended` with `reason` and, when SIP gave one, `sip_code`.",
             params: schema::<CallSummary>,
+            result: None,
+        },
+        Entry {
+            name: event::CALL_COUNTDOWN,
+            summary: "An inbound call's auto-answer countdown: at start, each second, and at its stop with why.",
+            params: schema::<CallCountdownEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::REGISTRATION_STATE,
+            summary: "An account's registration changed: registering, registered, failed (sip_code, reason), unregistered.",
+            params: schema::<RegistrationEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::AGENT_STATE,
+            summary: "The agent became ready or not ready.",
+            params: schema::<AgentStateParams>,
             result: None,
         },
         Entry {

@@ -11,11 +11,11 @@ use super::Daemon;
 use crate::call::phone::PhoneError;
 use crate::call::{CallError, Command};
 use crate::control::api::{
-    self, method, CallInfo, CallListResult, CallParams, DialParams, DialResult, Empty, NoParams, RejectParams,
-    StatusResult,
+    self, method, AccountListResult, AccountParams, AgentStateParams, CallInfo, CallListResult, CallParams,
+    DialParams, DialResult, Empty, NoParams, RejectParams, StatusResult,
 };
 use crate::control::rpc::{code, Request, RpcError};
-use crate::sip::SipAgent;
+use crate::sip::registrar::RegCommand;
 
 impl Daemon {
     pub(super) fn dispatch(&mut self, request: Request) -> Result<Value, RpcError> {
@@ -29,6 +29,19 @@ impl Daemon {
             }
             method::CALL_HANGUP => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hangup)),
             method::CALL_LIST => parse::<NoParams>(params).and_then(|_| reply(self.call_list())),
+            method::ACCOUNT_LIST => {
+                parse::<NoParams>(params).and_then(|_| reply(AccountListResult { accounts: self.account_list() }))
+            }
+            method::ACCOUNT_REGISTER => parse::<AccountParams>(params)
+                .and_then(|p| self.accounts.command(&p.account, RegCommand::Register))
+                .and_then(|_| reply(Empty {})),
+            method::ACCOUNT_UNREGISTER => parse::<AccountParams>(params)
+                .and_then(|p| self.accounts.command(&p.account, RegCommand::Unregister))
+                .and_then(|_| reply(Empty {})),
+            method::AGENT_SET_STATE => parse::<AgentStateParams>(params).and_then(|p| {
+                self.set_agent_state(p.state);
+                reply(Empty {})
+            }),
             other => {
                 Err(RpcError::new(code::METHOD_NOT_FOUND, format!("unknown method {other:?}; see proto/openrpc.json")))
             }
@@ -39,22 +52,26 @@ impl Daemon {
         StatusResult {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
-            sip_listen: vec![format!("udp:{}", self.sip_addr)],
+            sip_listen: self.sip.listens().iter().map(super::listen_text).collect(),
             calls: self.phone.len(),
+            agent_state: self.accounts.agent_state,
+            accounts: self.account_list(),
             audio: api::AudioStatus { source: self.audio_info.0.clone(), sink: self.audio_info.1.clone() },
             recording_dir: self.config.recording.dir.display().to_string(),
         }
     }
 
     fn dial(&mut self, params: DialParams) -> Result<DialResult, RpcError> {
-        SipAgent::parse_target(&params.to).map_err(RpcError::invalid_params)?;
+        // Without a choice, the first account (by config order) places the call.
+        let account = params.account.or_else(|| self.config.accounts.first().map(|a| a.id.clone()));
+        let to = self.sip.dial_target(&params.to, account.as_deref()).map_err(RpcError::invalid_params)?;
         let call = self.sip.new_call_id();
         let local = self
             .media
             .open(&call)
             .map_err(|e| RpcError::new(code::UNAVAILABLE, format!("no RTP port available: {e}")))?;
         let now = Instant::now().into_std();
-        match self.phone.dial(call.clone(), params.to, local, rand::random(), now) {
+        match self.phone.dial(call.clone(), to, account, local, rand::random(), now) {
             Ok(outputs) => {
                 self.apply(outputs);
                 Ok(DialResult { call })

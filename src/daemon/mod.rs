@@ -3,6 +3,7 @@
 //! out what the pure cores decide. `softphoned`, the demo and the tests all
 //! start a daemon through [`start`].
 
+mod accounts;
 mod dispatch;
 mod media;
 
@@ -17,13 +18,15 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::audio::{self, AudioError, BackendInfo};
+use crate::call::admission::{Admission, InboundPolicy};
 use crate::call::phone::{Output, Phone};
-use crate::call::{Command, Effect};
-use crate::config::{Config, ConfigError};
+use crate::call::{Command, Effect, SipAction};
+use crate::config::{Config, ConfigError, Listen};
 use crate::control::api;
 use crate::control::server::{self, ControlRequest, Notification};
 use crate::media::FRAME_SAMPLES;
-use crate::sip::{SipAgent, SipConfig, SipError, SipEvent};
+use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
+use accounts::Accounts;
 use media::MediaEngine;
 
 /// The media tick: one frame of audio per call.
@@ -50,6 +53,7 @@ pub enum DaemonError {
 /// A daemon running in the background of this process.
 pub struct RunningDaemon {
     pub control_socket: PathBuf,
+    /// The first listening point's address.
     pub sip_addr: SocketAddr,
     shutdown: CancellationToken,
     run_loop: JoinHandle<()>,
@@ -66,11 +70,11 @@ impl RunningDaemon {
 
 /// Open everything the config names and start the run loop.
 pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
-    let listen = config.listen_addrs()?[0];
-    if listen.ip().is_unspecified() {
+    let listens = config.listen_addrs()?;
+    if let Some(wild) = listens.iter().find(|l| l.addr.ip().is_unspecified()) {
         return Err(ConfigError::Value {
             key: "sip.listen",
-            message: format!("{listen}: give the address to advertise in SDP, not a wildcard"),
+            message: format!("{}: give the address to advertise in SDP and Contact, not a wildcard", wild.addr),
         }
         .into());
     }
@@ -84,7 +88,19 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     // SIP outlives the run loop by the moment it takes to say goodbye.
     let sip_shutdown = CancellationToken::new();
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
-    let sip_config = SipConfig { listen, user: config.sip.user.clone(), t1: config.t1() };
+    let sip_config = SipConfig {
+        listens: listens.clone(),
+        user: config.sip.user.clone(),
+        t1: config.t1(),
+        tls: TlsSettings {
+            ca_file: config.sip.tls_ca_file.clone(),
+            cert_file: config.sip.tls_cert_file.clone(),
+            key_file: config.sip.tls_key_file.clone(),
+        },
+        accounts: config.accounts.clone(),
+        session_expires_s: config.sip.session_expires_s,
+        min_se_s: config.sip.min_se_s,
+    };
     let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;
     let control_socket = config.control_socket();
     let listener = server::bind(&control_socket)
@@ -97,15 +113,17 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let daemon = Daemon {
         started: Instant::now(),
         phone: Phone::new(),
-        media: MediaEngine::new(source, sink, listen.ip(), rtp_tx),
+        media: MediaEngine::new(source, sink, listens[0].addr.ip(), rtp_tx),
         audio_info: (source_info, sink_info),
-        sip_addr: sip.local_addr(),
+        policy: accounts::inbound_policy(&config, &sip),
+        accounts: Accounts::start(&sip, &config),
         sip,
         events,
         config,
     };
-    tracing::info!(sip = %daemon.sip_addr, control = %control_socket.display(), "softphoned ready");
-    let sip_addr = daemon.sip_addr;
+    let sip_addr = daemon.sip.listens()[0].addr;
+    let listening: Vec<String> = daemon.sip.listens().iter().map(listen_text).collect();
+    tracing::info!(sip = ?listening, control = %control_socket.display(), "softphoned ready");
     let shutdown_loop = shutdown.clone();
     let run_loop = tokio::spawn(async move {
         daemon.run(control_rx, sip_rx, rtp_rx, shutdown_loop).await;
@@ -119,7 +137,8 @@ struct Daemon {
     started: Instant,
     phone: Phone,
     sip: SipAgent,
-    sip_addr: SocketAddr,
+    accounts: Accounts,
+    policy: InboundPolicy,
     media: MediaEngine,
     audio_info: (BackendInfo, BackendInfo),
     events: broadcast::Sender<Notification>,
@@ -137,9 +156,14 @@ impl Daemon {
         // Burst: after a stall, catch up so the RTP clock keeps real time.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         loop {
+            let deadline = self.phone.next_deadline().map(Instant::from_std);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => self.media.tick(),
+                _ = sleep_until(deadline) => {
+                    let outputs = self.phone.poll(Instant::now().into_std());
+                    self.apply(outputs);
+                }
                 Some(packet) = rtp.recv() => self.media.receive(packet),
                 Some(event) = sip.recv() => self.on_sip(event),
                 Some(ControlRequest { request, reply }) = control.recv() => {
@@ -148,6 +172,7 @@ impl Daemon {
             }
         }
         self.hang_up_all().await;
+        self.accounts.shutdown().await;
     }
 
     /// On shutdown, nobody is left hanging on a dead line: every call gets
@@ -169,17 +194,26 @@ impl Daemon {
     fn on_sip(&mut self, event: SipEvent) {
         let now = Instant::now().into_std();
         let outputs = match event {
-            SipEvent::Incoming { call, from, display_name, offer } => {
-                tracing::info!(%call, %from, display_name = display_name.as_deref().unwrap_or(""), "incoming call");
+            SipEvent::Incoming { call, source, inbound } => {
+                let inbound = match self.policy.admit(source, inbound, self.accounts.agent_state) {
+                    Admission::Admit(inbound) => *inbound,
+                    Admission::Refuse { code, why } => {
+                        tracing::warn!(%call, %source, code, why, "inbound call refused");
+                        self.sip.execute(&call, SipAction::Reject { code });
+                        return;
+                    }
+                };
+                tracing::info!(%call, from = %inbound.from, %source, account = inbound.account.as_deref().unwrap_or(""),
+                    auto_answer_ms = ?inbound.auto_answer_after.map(|d| d.as_millis()), "incoming call");
                 let local = match self.media.open(&call) {
                     Ok(local) => local,
                     Err(e) => {
                         tracing::error!(%call, error = %e, "no RTP port for incoming call");
-                        self.sip.execute(&call, crate::call::SipAction::Reject { code: 503 });
+                        self.sip.execute(&call, SipAction::Reject { code: 503 });
                         return;
                     }
                 };
-                match self.phone.incoming(call, from, &offer, local, rand::random(), now) {
+                match self.phone.incoming(call, inbound, local, rand::random(), now) {
                     Ok(outputs) => outputs,
                     Err(e) => {
                         tracing::error!(error = %e, "incoming call refused");
@@ -188,6 +222,12 @@ impl Daemon {
                 }
             }
             SipEvent::Signal { call, signal } => self.phone.signal(&call, signal, now),
+            SipEvent::Registration { account, report } => {
+                let event = api::RegistrationEvent { account: account.clone(), report: report.clone() };
+                self.publish(api::event::REGISTRATION_STATE, &serde_json::to_value(event).expect("plain struct"));
+                self.accounts.on_report(account, report);
+                return;
+            }
         };
         self.apply(outputs);
     }
@@ -205,6 +245,11 @@ impl Daemon {
                     tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
                     self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
                 }
+                Effect::Countdown(countdown) => {
+                    let kind = api::CountdownKind::AutoAnswer;
+                    let event = api::CallCountdownEvent { call: call.call.clone(), kind, countdown };
+                    self.publish(api::event::CALL_COUNTDOWN, &serde_json::to_value(event).expect("plain struct"));
+                }
             }
         }
         endings
@@ -214,6 +259,18 @@ impl Daemon {
         // No subscriber is not an error.
         let _ = self.events.send(Notification::new(method, params));
     }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `udp:127.0.0.1:5060`, as config and status write a listening point.
+pub fn listen_text(listen: &Listen) -> String {
+    format!("{}:{}", listen.transport.as_str(), listen.addr)
 }
 
 async fn wait_all(tasks: Vec<JoinHandle<()>>) {

@@ -1,123 +1,168 @@
-//! The SIP adapter over rsipstack: it owns the UDP transport, the
-//! transaction endpoint and the INVITE dialogs, turns their events into
-//! [`SipEvent`]s for the run loop and carries the call core's
-//! [`SipAction`]s back out. Nothing above this file knows rsipstack.
+//! The SIP adapter over rsipstack: it owns the transaction endpoint and the
+//! INVITE dialogs, turns their events into [`SipEvent`]s for the run loop
+//! and carries the call core's [`SipAction`]s back out. Nothing above the
+//! `sip` module knows rsipstack.
 
 // rsipstack's own error type is large; it is only ever logged here.
 #![allow(clippy::result_large_err)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
-use rsipstack::sip::{Header, Method, Response, StatusCode, Uri};
-use rsipstack::transaction::endpoint::EndpointOption;
-use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::TransportLayer;
+use rsipstack::sip::{Header, Response, StatusCode, Uri};
+use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
+use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::call::{CallId, Signal, SipAction};
+use super::account::{self, Account};
+use super::session_timer::{self, Role, SessionTimer};
+use super::transport::{self, TlsSettings};
+use super::{headers, inbound};
+use crate::account::registration::Report;
+use crate::call::{CallId, Inbound, Signal, SipAction};
+use crate::config::{AccountConfig, Listen, Transport};
 
 /// What the SIP side tells the run loop.
 #[derive(Debug)]
 pub enum SipEvent {
-    /// A new INVITE: the call is already ringing-capable but not yet announced.
-    Incoming { call: CallId, from: String, display_name: Option<String>, offer: Vec<u8> },
+    /// A new INVITE, not yet admitted: the run loop decides (and answers).
+    Incoming { call: CallId, source: SocketAddr, inbound: Inbound },
     /// Something happened to a call we know.
     Signal { call: CallId, signal: Signal },
+    /// An account's registration changed.
+    Registration { account: String, report: Report },
 }
 
 /// Local failures of the SIP adapter.
 #[derive(Debug, thiserror::Error)]
 pub enum SipError {
-    /// The listening socket could not be opened.
-    #[error("cannot listen on udp:{addr}: {message}")]
-    Bind { addr: SocketAddr, message: String },
+    /// A listening point could not be opened.
+    #[error("cannot listen on {}:{}: {message}", listen.transport.as_str(), listen.addr)]
+    Bind { listen: Listen, message: String },
+    /// A TLS file could not be used.
+    #[error("{key}: {message}")]
+    Tls { key: &'static str, message: String },
     /// The target is not a SIP URI we can route to.
     #[error("invalid SIP URI {uri:?}: {message}")]
     BadUri { uri: String, message: String },
+    /// No account has this id.
+    #[error("no such account: {0}")]
+    UnknownAccount(String),
 }
 
 pub struct SipConfig {
-    pub listen: SocketAddr,
+    pub listens: Vec<Listen>,
     pub user: String,
     pub t1: Duration,
+    pub tls: TlsSettings,
+    pub accounts: Vec<AccountConfig>,
+    /// RFC 4028 interval we ask for (0 = off) and the least we accept.
+    pub session_expires_s: u32,
+    pub min_se_s: u32,
 }
 
 /// Handle to the running SIP side; cheap to clone.
 #[derive(Clone)]
 pub struct SipAgent {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
-struct Inner {
+/// One call's dialog and the SDP we last sent in it (refreshes repeat it).
+#[derive(Clone)]
+struct Leg {
+    dialog: InviteDialog,
+    local_sdp: Option<Vec<u8>>,
+}
+
+pub(super) struct Inner {
+    pub(super) endpoint: EndpointInnerRef,
     dialog_layer: Arc<DialogLayer>,
-    dialogs: Mutex<HashMap<CallId, InviteDialog>>,
-    events: mpsc::UnboundedSender<SipEvent>,
-    local: SocketAddr,
+    legs: Mutex<HashMap<CallId, Leg>>,
+    /// Calls hung up before their INVITE left (it waits on a TCP connect).
+    abandoned: Mutex<HashSet<CallId>>,
+    pub(super) events: mpsc::UnboundedSender<SipEvent>,
+    pub(super) listens: Vec<Listen>,
     user: String,
+    pub(super) accounts: HashMap<String, Account>,
+    pub(super) session_expires_s: u32,
+    min_se_s: u32,
     id_prefix: u32,
     next_id: AtomicU64,
 }
 
 impl SipAgent {
-    /// Bind the UDP listening point and start serving; events go to `events`.
+    /// Open the listening points and start serving; events go to `events`.
     pub async fn start(
         config: SipConfig,
         events: mpsc::UnboundedSender<SipEvent>,
         shutdown: CancellationToken,
     ) -> Result<SipAgent, SipError> {
-        let bind_err = |e: rsipstack::Error| SipError::Bind { addr: config.listen, message: e.to_string() };
-        let transport = TransportLayer::new(shutdown.child_token());
-        let udp = UdpConnection::create_connection(config.listen, None, Some(shutdown.child_token()))
-            .await
-            .map_err(bind_err)?;
-        let local = udp.get_addr().get_socketaddr().map_err(bind_err)?;
-        transport.add_transport(udp.into());
+        let transport_layer = TransportLayer::new(shutdown.child_token());
+        let listens = transport::listen(&transport_layer, &config.listens, &config.tls, &shutdown).await?;
+        let first = listens[0];
         let option = EndpointOption {
             t1: config.t1,
             t1x64: config.t1 * 64,
             // rsipstack's default Call-ID suffix names its vendor; ours names the host.
-            callid_suffix: Some(local.ip().to_string()),
+            callid_suffix: Some(first.addr.ip().to_string()),
             ..Default::default()
         };
         let endpoint = EndpointBuilder::new()
             .with_user_agent(concat!("softphoned/", env!("CARGO_PKG_VERSION")))
-            .with_transport_layer(transport)
+            .with_transport_layer(transport_layer)
             .with_cancel_token(shutdown.child_token())
             .with_option(option)
             .build();
+        let bind_err = |e: rsipstack::Error| SipError::Bind { listen: first, message: e.to_string() };
         let incoming = endpoint.incoming_transactions().map_err(bind_err)?;
+        let mut accounts = HashMap::new();
+        for config in config.accounts {
+            accounts.insert(config.id.clone(), Account::resolve(config).await?);
+        }
         let inner = Arc::new(Inner {
+            endpoint: endpoint.inner.clone(),
             dialog_layer: Arc::new(DialogLayer::new(endpoint.inner.clone())),
-            dialogs: Mutex::new(HashMap::new()),
+            legs: Mutex::new(HashMap::new()),
+            abandoned: Mutex::new(HashSet::new()),
             events,
-            local,
+            listens,
             user: config.user,
+            accounts,
+            session_expires_s: config.session_expires_s,
+            min_se_s: config.min_se_s,
             id_prefix: rand::random::<u32>() & 0xffff,
             next_id: AtomicU64::new(1),
         });
         tokio::spawn(async move { endpoint.serve().await });
         let agent = SipAgent { inner };
         let receiver = agent.clone();
-        tokio::spawn(async move { receiver.receive_requests(incoming).await });
+        tokio::spawn(async move { inbound::receive_requests(receiver, incoming).await });
         Ok(agent)
     }
 
-    /// The address SIP listens on (with the real port when 0 was asked for).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.inner.local
+    /// The listening points, with real ports where 0 was asked for.
+    pub fn listens(&self) -> &[Listen] {
+        &self.inner.listens
+    }
+
+    /// The accounts, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
+        self.inner.accounts.values()
+    }
+
+    pub fn account(&self, id: &str) -> Result<&Account, SipError> {
+        self.inner.accounts.get(id).ok_or_else(|| SipError::UnknownAccount(id.into()))
     }
 
     /// A fresh call id, unique within this run and unlikely to repeat across runs.
@@ -125,20 +170,15 @@ impl SipAgent {
         format!("{:04x}-{}", self.inner.id_prefix, self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Check a dial target before a call is created for it.
-    pub fn parse_target(to: &str) -> Result<Uri, SipError> {
-        let bad = |message: &str| SipError::BadUri { uri: to.into(), message: message.into() };
-        // rsip's parser accepts almost any text as a URI; insist on the scheme.
-        if !(to.starts_with("sip:") || to.starts_with("sips:")) {
-            return Err(bad("expected a sip: or sips: URI such as sip:bob@127.0.0.1:5070"));
-        }
-        let uri = Uri::try_from(to).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
-        if uri.host_with_port.host.to_string().is_empty() {
-            return Err(bad("the URI has no host"));
-        }
-        rsipstack::transport::SipAddr::try_from(&uri)
-            .map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
-        Ok(uri)
+    /// Turn what the agent typed into a URI: a SIP URI as is, a number (or
+    /// user) at the account's domain.
+    pub fn dial_target(&self, to: &str, account: Option<&str>) -> Result<String, SipError> {
+        let text = match account.map(|id| self.account(id)).transpose()? {
+            Some(account) if !to.contains(':') => format!("sip:{to}@{}", account.domain()),
+            _ => to.to_string(),
+        };
+        parse_target(&text)?;
+        Ok(text)
     }
 
     /// Carry out what the call core decided. Never blocks the caller:
@@ -146,20 +186,26 @@ impl SipAgent {
     /// for ending a dialog so that shutdown can wait for its BYE or CANCEL.
     pub fn execute(&self, call: &CallId, action: SipAction) -> Option<JoinHandle<()>> {
         match action {
-            SipAction::Invite { to, offer } => self.invite(call.clone(), to, offer),
-            SipAction::Ringing => self.with_dialog(call, |d| d.ringing(None, None).map(|_| ())),
-            SipAction::Accept { answer } => {
-                let headers = vec![Header::ContentType("application/sdp".into())];
-                self.with_dialog(call, |d| d.accept(Some(headers), Some(answer.into_bytes())));
+            SipAction::Invite { to, offer, account } => self.invite(call.clone(), to, offer, account),
+            SipAction::Ringing => self.with_leg(call, |leg| leg.dialog.ringing(None, None).map(|_| ())),
+            SipAction::Accept { answer, session_timer } => {
+                let mut headers = vec![Header::ContentType("application/sdp".into())];
+                headers.extend(timer_headers(session_timer, Role::Uas));
+                self.set_local_sdp(call, answer.as_bytes());
+                self.with_leg(call, |leg| leg.dialog.accept(Some(headers), Some(answer.into_bytes())));
             }
             SipAction::Reject { code } => {
-                self.with_dialog(call, |d| d.reject(Some(StatusCode::from(code)), None));
+                self.with_leg(call, |leg| leg.dialog.reject(Some(StatusCode::from(code)), None));
                 self.forget(call);
             }
             SipAction::Cancel | SipAction::Bye => {
-                let dialog = self.forget(call)?;
+                let Some(leg) = self.forget(call) else {
+                    self.inner.abandoned.lock().expect("abandoned set").insert(call.clone());
+                    return None;
+                };
                 let call = call.clone();
                 return Some(tokio::spawn(async move {
+                    let dialog = leg.dialog;
                     let result =
                         if matches!(action, SipAction::Cancel) { dialog.cancel().await } else { dialog.bye().await };
                     if let Err(e) = result {
@@ -167,79 +213,173 @@ impl SipAgent {
                     }
                 }));
             }
+            SipAction::Refresh { session_timer } => self.refresh(call.clone(), session_timer),
         }
         None
     }
 
-    fn with_dialog(&self, call: &CallId, act: impl FnOnce(&InviteDialog) -> rsipstack::Result<()>) {
-        let dialog = self.inner.dialogs.lock().expect("dialog map").get(call).cloned();
-        match dialog.map(|d| act(&d)) {
+    fn with_leg(&self, call: &CallId, act: impl FnOnce(&Leg) -> rsipstack::Result<()>) {
+        let leg = self.inner.legs.lock().expect("leg map").get(call).cloned();
+        match leg.map(|l| act(&l)) {
             Some(Ok(())) => {}
             Some(Err(e)) => tracing::warn!(%call, error = %e, "SIP action failed"),
             None => tracing::debug!(%call, "SIP action for a call without dialog"),
         }
     }
 
-    fn forget(&self, call: &CallId) -> Option<InviteDialog> {
-        let dialog = self.inner.dialogs.lock().expect("dialog map").remove(call)?;
-        self.inner.dialog_layer.remove_dialog(&dialog.id());
-        Some(dialog)
+    fn set_local_sdp(&self, call: &CallId, sdp: &[u8]) {
+        if let Some(leg) = self.inner.legs.lock().expect("leg map").get_mut(call) {
+            leg.local_sdp = Some(sdp.to_vec());
+        }
     }
 
-    fn emit(&self, call: &CallId, signal: Signal) {
+    fn forget(&self, call: &CallId) -> Option<Leg> {
+        let leg = self.inner.legs.lock().expect("leg map").remove(call)?;
+        self.inner.dialog_layer.remove_dialog(&leg.dialog.id());
+        Some(leg)
+    }
+
+    pub(super) fn emit(&self, call: &CallId, signal: Signal) {
         let _ = self.inner.events.send(SipEvent::Signal { call: call.clone(), signal });
     }
 
-    fn contact(&self) -> Uri {
-        let text = format!("sip:{}@{}", self.inner.user, self.inner.local);
+    /// Our Contact for a message leaving on `local` (UDP, or a stream's
+    /// own end, which is where a registrar or proxy reaches us back).
+    pub(super) fn contact(&self, user: &str, local: &SipAddr) -> Uri {
+        let transport = match local.r#type {
+            Some(rsipstack::sip::Transport::Tcp) => ";transport=tcp",
+            Some(rsipstack::sip::Transport::Tls) => ";transport=tls",
+            _ => "",
+        };
+        let text = format!("sip:{user}@{}{transport}", local.addr);
         Uri::try_from(text.as_str()).expect("user and socket address form a valid URI")
     }
 
-    fn invite(&self, call: CallId, to: String, offer: String) {
-        let callee = match Self::parse_target(&to) {
-            Ok(uri) => uri,
-            Err(e) => {
-                tracing::warn!(%call, error = %e, "cannot dial");
-                return self.emit(&call, Signal::Failed { code: 416 });
-            }
-        };
-        let option = InviteOption {
-            caller: self.contact(),
-            callee,
-            contact: self.contact(),
-            content_type: Some("application/sdp".into()),
-            offer: Some(offer.into_bytes()),
-            ..Default::default()
-        };
-        let (state_tx, state_rx) = self.inner.dialog_layer.new_dialog_state_channel();
-        let (dialog, outcome) = match self.inner.dialog_layer.do_invite_async(option, state_tx) {
-            Ok(started) => started,
-            Err(e) => {
-                tracing::warn!(%call, error = %e, "INVITE could not be sent");
-                return self.emit(&call, Signal::Failed { code: 503 });
-            }
-        };
-        self.inner.dialogs.lock().expect("dialog map").insert(call.clone(), dialog);
-        self.follow_dialog(call.clone(), state_rx);
+    /// The local end a request to `target` leaves from: for TCP and TLS the
+    /// connection is opened (or reused) now, so the Contact can name it.
+    pub(super) async fn local_end(&self, target: &SipAddr) -> rsipstack::Result<SipAddr> {
+        if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls)) {
+            let (connection, _) = self.inner.endpoint.transport_layer.lookup(target, None).await?;
+            return Ok(connection.get_addr().clone());
+        }
+        let udp = transport::contact_for(&self.inner.listens, Transport::Udp).unwrap_or(self.inner.listens[0].addr);
+        Ok(SipAddr { r#type: Some(rsipstack::sip::Transport::Udp), addr: udp.into() })
+    }
+
+    fn invite(&self, call: CallId, to: String, offer: String, account: Option<String>) {
         let agent = self.clone();
         tokio::spawn(async move {
-            let signal = match outcome.await {
-                Ok(Ok((_, Some(response)))) => final_response_signal(&response),
-                Ok(Ok((_, None))) => Signal::Failed { code: 408 },
-                Ok(Err(e)) => {
-                    tracing::info!(%call, error = %e, "INVITE transaction failed");
-                    Signal::Failed { code: 408 }
-                }
-                Err(e) => {
-                    tracing::warn!(%call, error = %e, "INVITE task died");
-                    Signal::Failed { code: 500 }
-                }
+            let signal = match agent.send_invite(&call, &to, offer, account.as_deref()).await {
+                Ok(outcome) => match outcome.await {
+                    Ok(Ok((_, Some(response)))) => final_response_signal(&response),
+                    Ok(Ok((_, None))) => Signal::Failed { code: 408 },
+                    Ok(Err(e)) => {
+                        tracing::info!(%call, error = %e, "INVITE transaction failed");
+                        Signal::Failed { code: 408 }
+                    }
+                    Err(e) => {
+                        tracing::warn!(%call, error = %e, "INVITE task died");
+                        Signal::Failed { code: 500 }
+                    }
+                },
+                Err(code) => Signal::Failed { code },
             };
             if matches!(signal, Signal::Failed { .. }) {
                 agent.forget(&call);
             }
             agent.emit(&call, signal);
         });
+    }
+
+    /// Build and send the INVITE; the handle resolves with its final response.
+    async fn send_invite(
+        &self,
+        call: &CallId,
+        to: &str,
+        offer: String,
+        account: Option<&str>,
+    ) -> Result<JoinHandle<rsipstack::Result<(rsipstack::dialog::DialogId, Option<Response>)>>, u16> {
+        let callee = parse_target(to).map_err(|e| {
+            tracing::warn!(%call, error = %e, "cannot dial");
+            416u16
+        })?;
+        let account = account.and_then(|id| self.inner.accounts.get(id));
+        let destination = account.and_then(|a| a.destination_for(&callee));
+        let target = destination.clone().or_else(|| SipAddr::try_from(&callee).ok()).ok_or(416u16)?;
+        let local = self.local_end(&target).await.map_err(|e| {
+            tracing::warn!(%call, error = %e, "no connection for the INVITE");
+            503u16
+        })?;
+        let user = account.map(|a| a.config.aor_user().to_string()).unwrap_or_else(|| self.inner.user.clone());
+        let contact = self.contact(&user, &local);
+        let mut headers = Vec::new();
+        if self.inner.session_expires_s > 0 {
+            headers.push(Header::Other("Supported".into(), "timer".into()));
+            headers.push(Header::Other("Session-Expires".into(), self.inner.session_expires_s.to_string()));
+            headers.push(Header::Other("Min-SE".into(), self.inner.min_se_s.to_string()));
+        }
+        let option = InviteOption {
+            caller: account.map(|a| a.aor.clone()).unwrap_or_else(|| contact.clone()),
+            caller_display_name: account.and_then(|a| a.config.display_name.clone()),
+            callee,
+            contact,
+            destination,
+            credential: account.and_then(Account::credential),
+            content_type: Some("application/sdp".into()),
+            offer: Some(offer.clone().into_bytes()),
+            headers: Some(headers),
+            ..Default::default()
+        };
+        let (state_tx, state_rx) = self.inner.dialog_layer.new_dialog_state_channel();
+        let (dialog, outcome) = self.inner.dialog_layer.do_invite_async(option, state_tx).map_err(|e| {
+            tracing::warn!(%call, error = %e, "INVITE could not be sent");
+            503u16
+        })?;
+        let leg = Leg { dialog, local_sdp: Some(offer.into_bytes()) };
+        self.inner.legs.lock().expect("leg map").insert(call.clone(), leg.clone());
+        self.follow_dialog(call.clone(), state_rx);
+        if self.inner.abandoned.lock().expect("abandoned set").remove(call) {
+            // The agent hung up while we were connecting: take it back now.
+            self.forget(call);
+            let _ = leg.dialog.cancel().await;
+        }
+        Ok(outcome)
+    }
+
+    /// Send a session refresh (re-INVITE with the SDP we last sent).
+    fn refresh(&self, call: CallId, timer: SessionTimer) {
+        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut headers = vec![Header::ContentType("application/sdp".into())];
+            headers.extend(timer_headers(Some(timer), Role::Uac));
+            let code = match leg.dialog.reinvite(Some(headers), leg.local_sdp.clone()).await {
+                Ok(Some(response)) => response.status_code.code(),
+                Ok(None) => 481,
+                Err(e) => {
+                    tracing::info!(%call, error = %e, "session refresh failed");
+                    408
+                }
+            };
+            tracing::info!(%call, code, "session refresh answered");
+            agent.emit(&call, Signal::RefreshAnswered { code });
+        });
+    }
+
+    /// Keep a new dialog (inbound) under its call id.
+    pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
+        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg { dialog, local_sdp: None });
+        self.follow_dialog(call.clone(), states);
+    }
+
+    pub(super) fn dialog_layer(&self) -> &DialogLayer {
+        &self.inner.dialog_layer
+    }
+
+    /// The session timer to announce when answering an INVITE with `headers`.
+    pub(super) fn session_timer_for(&self, headers: &rsipstack::sip::Headers) -> Option<SessionTimer> {
+        let offered = headers::session_expires(headers);
+        session_timer::for_answer(offered, headers::supports(headers, "timer"), self.inner.session_expires_s)
     }
 
     /// Turn one dialog's state changes into signals for its call.
@@ -252,9 +392,10 @@ impl SipAgent {
                         let sdp = (!response.body.is_empty()).then(|| response.body.clone());
                         agent.emit(&call, Signal::Progress { code: response.status_code.code(), sdp });
                     }
+                    DialogState::Updated(_, request, handle) => agent.answer_update(&call, request, handle).await,
                     DialogState::Terminated(id, reason) => {
                         agent.inner.dialog_layer.remove_dialog(&id);
-                        agent.inner.dialogs.lock().expect("dialog map").remove(&call);
+                        agent.inner.legs.lock().expect("leg map").remove(&call);
                         match reason {
                             TerminatedReason::UacBye | TerminatedReason::UasBye => agent.emit(&call, Signal::RemoteBye),
                             TerminatedReason::UacCancel => agent.emit(&call, Signal::RemoteCancel),
@@ -268,72 +409,72 @@ impl SipAgent {
         });
     }
 
-    async fn receive_requests(self, mut incoming: rsipstack::transaction::TransactionReceiver) {
-        while let Some(mut tx) = incoming.recv().await {
-            let method = tx.original.method;
-            let has_to_tag = tx.original.to_header().ok().and_then(|to| to.tag().ok().flatten()).is_some();
-            if method == Method::Invite && !has_to_tag {
-                self.new_incoming_call(tx);
-                continue;
-            }
-            if let Some(rsipstack::dialog::dialog::Dialog::Invite(mut dialog)) =
-                self.inner.dialog_layer.match_dialog(&tx)
-            {
-                tokio::spawn(async move {
-                    if let Err(e) = dialog.handle(&mut tx).await {
-                        tracing::debug!(error = %e, "in-dialog request failed");
-                    }
-                });
-                continue;
-            }
-            let status = match method {
-                Method::Ack => continue,
-                Method::Options => StatusCode::OK,
-                Method::Bye | Method::Cancel | Method::Invite => StatusCode::CallTransactionDoesNotExist,
-                _ => StatusCode::MethodNotAllowed,
-            };
-            tokio::spawn(async move { tx.reply(status).await.ok() });
+    /// A re-INVITE or UPDATE from the peer: our SDP stays as it was (hold
+    /// and re-offers come with the media issue), and any session timer it
+    /// carries is echoed with us as the answering side.
+    async fn answer_update(
+        &self,
+        call: &CallId,
+        request: rsipstack::sip::Request,
+        handle: rsipstack::dialog::dialog::TransactionHandle,
+    ) {
+        let local_sdp = self.inner.legs.lock().expect("leg map").get(call).and_then(|l| l.local_sdp.clone());
+        let mut headers = Vec::new();
+        if let Some(se) = headers::session_expires(&request.headers) {
+            let timer = session_timer::for_answer(Some(se), true, self.inner.session_expires_s);
+            headers.extend(timer_headers(timer, Role::Uas));
         }
+        let body = local_sdp.filter(|_| !request.body.is_empty());
+        if body.is_some() {
+            headers.push(Header::ContentType("application/sdp".into()));
+        }
+        if let Err(e) = handle.respond(StatusCode::OK, Some(headers), body).await {
+            tracing::warn!(%call, error = %e, "could not answer the peer's refresh");
+            return;
+        }
+        tracing::info!(%call, method = %request.method, "peer refreshed the session");
+        self.emit(call, Signal::PeerRefreshed);
     }
+}
 
-    fn new_incoming_call(&self, mut tx: Transaction) {
-        let (from, display_name) = match tx.original.from_header().and_then(|f| f.typed()) {
-            Ok(from) => (from.uri.to_string(), from.display_name),
-            Err(e) => {
-                tracing::info!(error = %e, "INVITE with unreadable From refused");
-                tokio::spawn(async move { tx.reply(StatusCode::BadRequest).await.ok() });
-                return;
-            }
-        };
-        let (state_tx, state_rx) = self.inner.dialog_layer.new_dialog_state_channel();
-        let mut dialog =
-            match self.inner.dialog_layer.get_or_create_server_invite(&tx, state_tx, None, Some(self.contact())) {
-                Ok(dialog) => dialog,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot create dialog for INVITE");
-                    tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await.ok() });
-                    return;
-                }
-            };
-        let call = self.new_call_id();
-        let offer = tx.original.body.clone();
-        self.inner.dialogs.lock().expect("dialog map").insert(call.clone(), dialog.clone());
-        self.follow_dialog(call.clone(), state_rx);
-        let _ = self.inner.events.send(SipEvent::Incoming { call, from, display_name, offer });
-        // The INVITE server transaction lives as long as this task: it sends
-        // 100 Trying, our 180/200/4xx, and absorbs the ACK or a CANCEL.
-        tokio::spawn(async move {
-            if let Err(e) = dialog.handle(&mut tx).await {
-                tracing::debug!(error = %e, "INVITE transaction ended with error");
-            }
-        });
+impl Account {
+    fn credential(&self) -> Option<Credential> {
+        account::credential(&self.config)
     }
+}
+
+/// Check a dial target before a call is created for it.
+pub fn parse_target(to: &str) -> Result<Uri, SipError> {
+    let bad = |message: &str| SipError::BadUri { uri: to.into(), message: message.into() };
+    // rsip's parser accepts almost any text as a URI; insist on the scheme.
+    if !(to.starts_with("sip:") || to.starts_with("sips:")) {
+        return Err(bad("expected a sip: or sips: URI such as sip:bob@127.0.0.1:5070, or a number with an account"));
+    }
+    let uri = Uri::try_from(to).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
+    if uri.host_with_port.host.to_string().is_empty() {
+        return Err(bad("the URI has no host"));
+    }
+    SipAddr::try_from(&uri).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
+    Ok(uri)
+}
+
+/// Session-Expires (and Require: timer) for a message we send as `role`.
+fn timer_headers(timer: Option<SessionTimer>, role: Role) -> Vec<Header> {
+    let Some(timer) = timer else { return Vec::new() };
+    let mut headers = vec![Header::Other("Session-Expires".into(), timer.header_value(role))];
+    if role == Role::Uas {
+        headers.push(Header::Other("Require".into(), "timer".into()));
+    } else {
+        headers.push(Header::Other("Supported".into(), "timer".into()));
+    }
+    headers
 }
 
 fn final_response_signal(response: &Response) -> Signal {
     let code = response.status_code.code();
     if (200..300).contains(&code) {
-        Signal::Answered { sdp: response.body.clone() }
+        let session_timer = session_timer::from_answer(headers::session_expires(&response.headers));
+        Signal::Answered { sdp: response.body.clone(), session_timer }
     } else {
         Signal::Failed { code }
     }

@@ -1,7 +1,16 @@
-//! SIP: the adapter over rsipstack (transport, transactions, INVITE
-//! dialogs) and SDP offer/answer as pure code.
+//! SIP: the adapter over rsipstack (transports, transactions, INVITE
+//! dialogs, registration) and the pure parts it leans on: SDP offer/answer,
+//! session timers, header reading.
 
+mod account;
 mod agent;
+mod headers;
+mod inbound;
+pub mod registrar;
 pub mod sdp;
+pub mod session_timer;
+mod transport;
 
-pub use agent::{SipAgent, SipConfig, SipError, SipEvent};
+pub use account::Account;
+pub use agent::{parse_target, SipAgent, SipConfig, SipError, SipEvent};
+pub use transport::TlsSettings;

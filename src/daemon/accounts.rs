@@ -1,0 +1,129 @@
+//! The run loop's side of accounts and the agent: one registration task per
+//! account with a registrar, the last report of each, the agent's ready
+//! state, and the inbound policy built from the config.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use tokio::time::timeout;
+
+use super::Daemon;
+use crate::account::registration::Report;
+use crate::call::admission::{AnswerPolicy, InboundPolicy};
+use crate::config::{AgentState, AllowedPeer, Config};
+use crate::control::api::{self, AccountInfo};
+use crate::control::rpc::{code, RpcError};
+use crate::sip::registrar::{self, RegCommand, RegistrationTask};
+use crate::sip::SipAgent;
+
+/// How long shutdown waits for the unregisters.
+const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
+
+pub(super) struct Accounts {
+    tasks: HashMap<String, RegistrationTask>,
+    reports: HashMap<String, Report>,
+    pub(super) agent_state: AgentState,
+}
+
+impl Accounts {
+    /// Start a registration task for every account with a registrar, and
+    /// ask each to register.
+    pub(super) fn start(sip: &SipAgent, config: &Config) -> Accounts {
+        let mut tasks = HashMap::new();
+        for account in sip.accounts().filter(|a| a.registrar.is_some()) {
+            let task = registrar::spawn(sip, &account.config.id);
+            let _ = task.commands.send(RegCommand::Register);
+            tasks.insert(account.config.id.clone(), task);
+        }
+        Accounts { tasks, reports: HashMap::new(), agent_state: config.agent.initial_state }
+    }
+
+    pub(super) fn on_report(&mut self, account: String, report: Report) {
+        self.reports.insert(account, report);
+    }
+
+    pub(super) fn command(&self, account: &str, command: RegCommand) -> Result<(), RpcError> {
+        let task = self.tasks.get(account).ok_or_else(|| {
+            RpcError::new(code::INVALID_PARAMS, format!("account {account:?} does not exist or has no registrar"))
+        })?;
+        task.commands
+            .send(command)
+            .map_err(|_| RpcError::new(code::UNAVAILABLE, format!("account {account:?} is shutting down")))
+    }
+
+    /// Unregister everything (each task sends Expires: 0) and wait, briefly.
+    pub(super) async fn shutdown(&mut self) {
+        let tasks: Vec<_> = self.tasks.drain().map(|(_, t)| t.task).collect();
+        let all = async {
+            for task in tasks {
+                let _ = task.await;
+            }
+        };
+        if timeout(UNREGISTER_GRACE, all).await.is_err() {
+            tracing::warn!("some accounts did not confirm their unregister before shutdown");
+        }
+    }
+}
+
+impl Daemon {
+    pub(super) fn account_list(&self) -> Vec<AccountInfo> {
+        let mut list: Vec<AccountInfo> = self
+            .sip
+            .accounts()
+            .map(|account| {
+                let config = &account.config;
+                AccountInfo {
+                    account: config.id.clone(),
+                    aor: config.aor.clone(),
+                    registrar: config.registrar.clone(),
+                    outbound_proxy: config.outbound_proxy.clone(),
+                    transport: config.transport,
+                    display_name: config.display_name.clone(),
+                    auto_answer_after_ms: config.auto_answer_after_ms,
+                    registration: self.accounts.reports.get(&config.id).cloned().unwrap_or_else(Report::unregistered),
+                }
+            })
+            .collect();
+        list.sort_by(|a, b| a.account.cmp(&b.account));
+        list
+    }
+
+    pub(super) fn set_agent_state(&mut self, state: AgentState) {
+        if self.accounts.agent_state != state {
+            self.accounts.agent_state = state;
+            tracing::info!(?state, "agent state");
+            let event = api::AgentStateParams { state };
+            self.publish(api::event::AGENT_STATE, &serde_json::to_value(event).expect("plain struct"));
+        }
+    }
+}
+
+/// Who may call, and how calls are answered, from the config and the
+/// accounts' resolved registrars and proxies.
+pub(super) fn inbound_policy(config: &Config, sip: &SipAgent) -> InboundPolicy {
+    let mut allowed = config.allowed_peers().unwrap_or_default();
+    allowed.extend(sip.accounts().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
+    let millis = |ms: Option<u64>| ms.map(Duration::from_millis);
+    let agent = &config.agent;
+    InboundPolicy {
+        restricted: !config.sip.allow_from.is_empty() || sip.accounts().any(|a| a.registrar.is_some()),
+        allowed,
+        not_ready_code: agent.not_ready_code,
+        ring_timeout: (agent.ring_timeout_ms > 0)
+            .then(|| (Duration::from_millis(agent.ring_timeout_ms), agent.ring_timeout_code)),
+        default_answer: AnswerPolicy {
+            auto_answer_after: millis(agent.auto_answer_after_ms),
+            honour_hint: agent.answer_after_hint,
+        },
+        accounts: sip
+            .accounts()
+            .map(|a| {
+                let policy = AnswerPolicy {
+                    auto_answer_after: millis(a.config.auto_answer_after_ms),
+                    honour_hint: a.config.answer_after_hint,
+                };
+                (a.config.id.clone(), policy)
+            })
+            .collect(),
+    }
+}

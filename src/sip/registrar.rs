@@ -1,0 +1,255 @@
+//! The shell around each account's pure [`Registration`] machine: one task
+//! per account that sends the REGISTERs (digest handled by rsipstack),
+//! keep-alives and the final unregister the machine asks for, watches the
+//! TCP/TLS connection the binding lives on, and reports every change as a
+//! [`SipEvent::Registration`].
+
+#![allow(clippy::result_large_err)]
+
+use std::time::Duration;
+
+use rsipstack::dialog::registration::Registration as RegisterClient;
+use rsipstack::sip::headers::CallId;
+use rsipstack::sip::{Method, Param, Response, StatusCodeKind, Uri};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::make_tag;
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::stream::StreamConnection;
+use rsipstack::transport::connection::KEEPALIVE_REQUEST;
+use rsipstack::transport::{SipAddr, SipConnection};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::account::{credential, Account};
+use super::{SipAgent, SipEvent};
+use crate::account::registration::{Action, Outcome, Registration, Step};
+
+/// What the run loop asks of an account's registration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegCommand {
+    Register,
+    Unregister,
+}
+
+/// The running registration task of one account.
+pub struct RegistrationTask {
+    pub commands: mpsc::UnboundedSender<RegCommand>,
+    pub task: JoinHandle<()>,
+}
+
+/// Start the task of `account` (which must have a registrar). It waits for
+/// a [`RegCommand`]; dropping the sender unregisters and ends it.
+pub fn spawn(agent: &SipAgent, account: &str) -> RegistrationTask {
+    let (commands, receiver) = mpsc::unbounded_channel();
+    let agent = agent.clone();
+    let account = account.to_string();
+    let task = tokio::spawn(async move { run(agent, account, receiver).await });
+    RegistrationTask { commands, task }
+}
+
+struct Registrar {
+    agent: SipAgent,
+    account: String,
+    server: Uri,
+    client: RegisterClient,
+    /// The stream our binding lives on (TCP/TLS): cancelled when it dies.
+    connection: Option<SipConnection>,
+    options_seq: u32,
+}
+
+async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedReceiver<RegCommand>) {
+    let Ok(config) = agent.account(&account) else { return };
+    let Some(server) = config.registrar.clone() else { return };
+    let keepalive = Duration::from_secs(config.config.keepalive_s);
+    let mut machine = Registration::new(config.config.expires_s, Some(keepalive));
+    let mut client = RegisterClient::new(agent.inner.endpoint.clone(), credential(&config.config));
+    client.outbound_proxy = proxy_socket(config);
+    let mut registrar = Registrar { agent: agent.clone(), account, server, client, connection: None, options_seq: 0 };
+    let mut open = true;
+    while open || machine.next_deadline().is_some() {
+        let deadline = machine.next_deadline().map(Instant::from_std);
+        let lost = registrar.connection.as_ref().and_then(SipConnection::cancel_token).unwrap_or_default();
+        let steps = tokio::select! {
+            command = commands.recv(), if open => {
+                let now = std::time::Instant::now();
+                match command {
+                    Some(RegCommand::Register) => machine.start(now),
+                    Some(RegCommand::Unregister) => machine.stop(now),
+                    None => {
+                        open = false;
+                        machine.stop(now)
+                    }
+                }
+            }
+            _ = sleep_until(deadline) => machine.poll(std::time::Instant::now()),
+            _ = lost.cancelled(), if registrar.connection.is_some() => {
+                tracing::info!(account = %registrar.account, "connection to the registrar lost");
+                registrar.connection = None;
+                machine.on_outcome(Outcome::ConnectionLost, std::time::Instant::now())
+            }
+        };
+        registrar.carry_out(&mut machine, steps).await;
+        if !open && machine.next_deadline().is_none() {
+            break;
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Registrar {
+    /// Do what the machine asks, feeding each outcome back, until it rests.
+    async fn carry_out(&mut self, machine: &mut Registration, mut steps: Vec<Step>) {
+        while !steps.is_empty() {
+            let mut next = Vec::new();
+            for step in steps {
+                match step {
+                    Step::Report(report) => {
+                        tracing::info!(account = %self.account, state = ?report.state, sip_code = ?report.sip_code,
+                            reason = report.reason.as_deref().unwrap_or(""), "registration");
+                        let event = SipEvent::Registration { account: self.account.clone(), report };
+                        let _ = self.agent.inner.events.send(event);
+                    }
+                    Step::Send(action) => {
+                        let outcome = self.perform(action).await;
+                        next.extend(machine.on_outcome(outcome, std::time::Instant::now()));
+                    }
+                }
+            }
+            steps = next;
+        }
+    }
+
+    async fn perform(&mut self, action: Action) -> Outcome {
+        match action {
+            Action::Register { expires_s } => self.register(expires_s).await,
+            Action::Unregister => {
+                if let Err(e) = self.send_register(0).await {
+                    tracing::info!(account = %self.account, error = %e, "unregister got no answer");
+                }
+                Outcome::Unregistered
+            }
+            Action::KeepAlive => self.keep_alive().await,
+        }
+    }
+
+    async fn register(&mut self, expires_s: u32) -> Outcome {
+        match self.send_register(expires_s).await {
+            Ok(response) if response.status_code.kind() == StatusCodeKind::Successful => {
+                Outcome::Registered { granted_s: self.client.expires() }
+            }
+            Ok(response) => {
+                let code = response.status_code.code();
+                Outcome::Rejected { code, reason: rejection_reason(code, response.status_code.text()) }
+            }
+            Err(e) => Outcome::Unreachable { reason: format!("registrar unreachable: {e}") },
+        }
+    }
+
+    async fn send_register(&mut self, expires_s: u32) -> rsipstack::Result<Response> {
+        let target = self.target()?;
+        let local = if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls))
+        {
+            let (connection, _) = self.agent.inner.endpoint.transport_layer.lookup(&target, None).await?;
+            let local = connection.get_addr().clone();
+            self.connection = Some(connection);
+            local
+        } else {
+            self.agent.local_end(&target).await?
+        };
+        let user = self.agent.account(&self.account).map(|a| a.config.aor_user().to_string()).unwrap_or_default();
+        let uri = self.agent.contact(&user, &local);
+        // Keep the address the registrar saw us at (rport/received), if any.
+        let host_with_port = self.client.public_address.clone().unwrap_or(uri.host_with_port.clone());
+        let uri = Uri { host_with_port, ..uri };
+        self.client.contact = Some(rsipstack::sip::typed::Contact { display_name: None, uri, params: vec![] });
+        self.client.register(self.server.clone(), Some(expires_s)).await
+    }
+
+    fn target(&self) -> rsipstack::Result<SipAddr> {
+        let account = self.agent.account(&self.account).map_err(|e| rsipstack::Error::Error(e.to_string()))?;
+        if let Some(proxy) = &account.proxy {
+            return Ok(proxy.clone());
+        }
+        let mut target = SipAddr::try_from(&self.server)?;
+        target.r#type = self.server.params.iter().find_map(|p| match p {
+            Param::Transport(t) => Some(*t),
+            _ => None,
+        });
+        Ok(target)
+    }
+
+    /// CRLF on a stream (RFC 5626 §3.5.1); OPTIONS on UDP, where any
+    /// answer at all proves the registrar is there.
+    async fn keep_alive(&mut self) -> Outcome {
+        let failed = |reason: String| Outcome::KeepAliveFailed { reason };
+        let sent = match &self.connection {
+            Some(SipConnection::Tcp(c)) => Some(c.send_raw(KEEPALIVE_REQUEST).await),
+            Some(SipConnection::Tls(c)) => Some(c.send_raw(KEEPALIVE_REQUEST).await),
+            _ => None,
+        };
+        match sent {
+            Some(Ok(())) => return Outcome::KeepAliveOk,
+            Some(Err(e)) => return failed(format!("keep-alive could not be sent: {e}")),
+            None => {}
+        }
+        match self.options().await {
+            Ok(true) => Outcome::KeepAliveOk,
+            Ok(false) => failed("registrar did not answer the keep-alive OPTIONS".into()),
+            Err(e) => failed(format!("keep-alive OPTIONS failed: {e}")),
+        }
+    }
+
+    async fn options(&mut self) -> rsipstack::Result<bool> {
+        let endpoint = &self.agent.inner.endpoint;
+        let target = self.target()?;
+        let local = self.agent.local_end(&target).await?;
+        let via = endpoint.get_via(Some(local.clone()), None)?;
+        let user = self.agent.account(&self.account).map(|a| a.config.aor_user().to_string()).unwrap_or_default();
+        let me = self.agent.contact(&user, &local);
+        let from = rsipstack::sip::typed::From { display_name: None, uri: me, params: vec![] }.with_tag(make_tag());
+        let to = rsipstack::sip::typed::To { display_name: None, uri: self.server.clone(), params: vec![] };
+        self.options_seq += 1;
+        let call_id: Option<CallId> = None;
+        let request = endpoint.make_request(Method::Options, self.server.clone(), via, from, to, self.options_seq, call_id);
+        let key = TransactionKey::from_request(&request, TransactionRole::Client)?;
+        let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
+        tx.destination = Some(target);
+        tx.send().await?;
+        while let Some(message) = tx.receive().await {
+            if let rsipstack::sip::SipMessage::Response(response) = message {
+                if response.status_code.kind() != StatusCodeKind::Provisional {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}
+
+fn proxy_socket(account: &Account) -> Option<std::net::SocketAddr> {
+    let proxy = account.proxy.as_ref()?;
+    proxy.get_socketaddr().ok().or_else(|| account.trusted.last().copied())
+}
+
+/// What a refused REGISTER means, in words an ops engineer can act on.
+fn rejection_reason(code: u16, phrase: &str) -> String {
+    let hint = match code {
+        401 | 407 => "credentials refused: check the account's username, password and realm",
+        403 => "forbidden: the registrar refused this account (wrong password, or not allowed to register)",
+        404 => "the registrar does not know this user",
+        423 => "the registrar wants a longer expires_s",
+        _ => "",
+    };
+    if hint.is_empty() {
+        format!("registrar answered {code} {phrase}")
+    } else {
+        format!("{code} {phrase}: {hint}")
+    }
+}

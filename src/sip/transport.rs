@@ -1,0 +1,95 @@
+//! The SIP listening points (UDP, TCP, TLS) and the TLS trust store, set up
+//! on rsipstack's transport layer before the endpoint starts.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use rsipstack::transport::tcp_listener::TcpListenerConnection;
+use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
+use rsipstack::transport::udp::UdpConnection;
+use rsipstack::transport::TransportLayer;
+use tokio_util::sync::CancellationToken;
+
+use super::SipError;
+use crate::config::{Listen, Transport};
+
+/// Where TLS trust comes from and what we present when listening.
+#[derive(Debug, Clone, Default)]
+pub struct TlsSettings {
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+/// Where Debian, Fedora and Alpine keep the system's trust anchors.
+const SYSTEM_ROOTS: [&str; 3] =
+    ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
+
+/// Open every listening point on `transport`; returns them with real ports.
+pub async fn listen(
+    transport: &TransportLayer,
+    listens: &[Listen],
+    tls: &TlsSettings,
+    shutdown: &CancellationToken,
+) -> Result<Vec<Listen>, SipError> {
+    let tls_config = tls_config(tls)?;
+    transport.set_tls_config(tls_config.clone());
+    let mut bound = Vec::new();
+    for listen in listens {
+        let bind_err = |message: String| SipError::Bind { listen: *listen, message };
+        let addr = match listen.transport {
+            Transport::Udp => {
+                let udp = UdpConnection::create_connection(listen.addr, None, Some(shutdown.child_token()))
+                    .await
+                    .map_err(|e| bind_err(e.to_string()))?;
+                let addr = udp.get_addr().get_socketaddr().map_err(|e| bind_err(e.to_string()))?;
+                transport.add_transport(udp.into());
+                addr
+            }
+            Transport::Tcp | Transport::Tls => {
+                // rsipstack binds stream listeners only once the endpoint
+                // serves, and then merely logs a failure: claim the port now,
+                // so a busy one stops the start and port 0 gets a real number.
+                let addr = std::net::TcpListener::bind(listen.addr)
+                    .and_then(|probe| probe.local_addr())
+                    .map_err(|e| bind_err(e.to_string()))?;
+                if listen.transport == Transport::Tcp {
+                    let tcp = TcpListenerConnection::new(addr, None).await.map_err(|e| bind_err(e.to_string()))?;
+                    transport.add_transport(tcp.into());
+                } else {
+                    let tls = TlsListenerConnection::new(addr, None, tls_config.clone())
+                        .await
+                        .map_err(|e| bind_err(e.to_string()))?;
+                    transport.add_transport(tls.into());
+                }
+                addr
+            }
+        };
+        bound.push(Listen { transport: listen.transport, addr });
+    }
+    Ok(bound)
+}
+
+/// The system roots plus the configured CA file, and our own certificate.
+fn tls_config(tls: &TlsSettings) -> Result<TlsConfig, SipError> {
+    let mut anchors = SYSTEM_ROOTS.iter().find_map(|path| std::fs::read(path).ok()).unwrap_or_default();
+    if let Some(path) = &tls.ca_file {
+        anchors.push(b'\n');
+        anchors.extend(read_pem(path, "sip.tls_ca_file")?);
+    }
+    Ok(TlsConfig {
+        cert: tls.cert_file.as_deref().map(|p| read_pem(p, "sip.tls_cert_file")).transpose()?,
+        key: tls.key_file.as_deref().map(|p| read_pem(p, "sip.tls_key_file")).transpose()?,
+        ca_certs: (!anchors.is_empty()).then_some(anchors),
+        ..Default::default()
+    })
+}
+
+fn read_pem(path: &Path, key: &'static str) -> Result<Vec<u8>, SipError> {
+    std::fs::read(path).map_err(|e| SipError::Tls { key, message: format!("{}: {e}", path.display()) })
+}
+
+/// The `transport=` value and local address to put in a Contact.
+pub fn contact_for(listens: &[Listen], transport: Transport) -> Option<SocketAddr> {
+    listens.iter().find(|l| l.transport == transport).map(|l| l.addr)
+}
