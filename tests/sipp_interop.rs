@@ -6,91 +6,17 @@
 
 mod common;
 
-use std::net::UdpSocket;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use common::sipp::{free_port_pair, Sipp};
 use common::{dial, require_tool, wait_media_counter, wav_samples, Daemon};
 use serde_json::json;
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::control::client::is_call_state;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// A free UDP port on loopback (and the one after it, for RTCP), for sipp.
-fn free_port_pair() -> u16 {
-    loop {
-        let port = UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        if port % 2 == 0 && port < 65000 && UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
-            return port;
-        }
-    }
-}
-
-struct Sipp {
-    child: Child,
-    name: String,
-    dir: PathBuf,
-}
-
-impl Sipp {
-    /// Start sipp with `scenario` from tests/sipp, in `dir` (where the tone
-    /// file lives), SIP on `port` and media on `media_port`.
-    fn start(dir: &Path, scenario: &str, port: u16, media_port: u16, extra: &[&str]) -> Sipp {
-        let name = scenario.trim_end_matches(".xml").to_string();
-        let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
-        let child = Command::new("sipp")
-            .current_dir(dir)
-            .arg("-sf")
-            .arg(&scenario)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1"])
-            .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
-            .args(["-m", "1", "-nostdin", "-timeout", "40", "-timeout_error", "-recv_timeout", "20000"])
-            .args(["-trace_msg", "-message_file", &format!("{name}.msg")])
-            .args(["-trace_err", "-error_file", &format!("{name}.err")])
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("sipp starts");
-        let sipp = Sipp { child, name, dir: dir.into() };
-        sipp.wait_bound(port);
-        sipp
-    }
-
-    /// sipp has bound its SIP port once we no longer can.
-    fn wait_bound(&self, port: u16) {
-        for _ in 0..250 {
-            if UdpSocket::bind(("127.0.0.1", port)).is_err() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("sipp did not bind 127.0.0.1:{port}");
-    }
-
-    /// Wait for sipp to finish; panics with its message log unless it exited 0.
-    async fn expect_success(mut self) -> String {
-        let status = tokio::task::spawn_blocking(move || {
-            let status = self.child.wait().unwrap();
-            (status, self)
-        })
-        .await
-        .unwrap();
-        let (status, sipp) = status;
-        let log = std::fs::read_to_string(sipp.dir.join(format!("{}.msg", sipp.name))).unwrap_or_default();
-        let errors = std::fs::read_to_string(sipp.dir.join(format!("{}.err", sipp.name))).unwrap_or_default();
-        assert!(status.success(), "sipp {} failed ({status}):\n{errors}\n{log}", sipp.name);
-        log
-    }
-}
-
-impl Drop for Sipp {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
-}
 
 /// tcpdump on loopback, for the RTP sent to one port.
 struct Capture {

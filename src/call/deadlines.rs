@@ -141,7 +141,8 @@ impl Call {
         } else if let (Some(report_at), Some(answer_at)) = (timers.next_report_at, timers.auto_answer_at) {
             if report_at <= now {
                 timers.next_report_at = Some((report_at + COUNTDOWN_REPORT).min(answer_at));
-                let remaining_ms = millis(answer_at.saturating_duration_since(now));
+                // As of the tick it belongs to: whole seconds for "Accept (00:09)".
+                let remaining_ms = millis(answer_at.saturating_duration_since(report_at));
                 effects.push(Effect::Countdown(Countdown { remaining_ms, stopped: None }));
             }
         }

@@ -372,11 +372,11 @@ impl Call {
                 self.end(EndReason::CallerCancelled, Some(487), now, &mut effects);
             }
             Signal::PeerRefreshed if self.state == CallState::Connected => self.timers.session_refreshed(now),
-            Signal::RefreshAnswered { code } if self.state == CallState::Connected => {
-                if self.timers.refresh_answered(code, now) {
-                    effects.push(Effect::Sip(SipAction::Bye));
-                    self.end(EndReason::SessionRefreshFailed, Some(code), now, &mut effects);
-                }
+            Signal::RefreshAnswered { code }
+                if self.state == CallState::Connected && self.timers.refresh_answered(code, now) =>
+            {
+                effects.push(Effect::Sip(SipAction::Bye));
+                self.end(EndReason::SessionRefreshFailed, Some(code), now, &mut effects);
             }
             _ => {}
         }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod sipp;
+
 use serde_json::json;
 use softphoned::control::client::Client;
 
