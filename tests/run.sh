@@ -5,8 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh build-essential pkg-config cmake libasound2-dev \
-  sip-tester sox libsox-fmt-all tcpdump tshark socat
-for tool in sipp sox tshark tcpdump; do
+  sip-tester sox libsox-fmt-all tcpdump tshark socat kamailio kamailio-tls-modules openssl
+export PATH="$PATH:/usr/sbin:/sbin"
+for tool in sipp sox tshark tcpdump kamailio kamcmd openssl; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is still missing after install" >&2; exit 1; }
 done
 cargo build --examples

@@ -123,6 +123,7 @@ impl SipAgent {
             .with_transport_layer(transport_layer)
             .with_cancel_token(shutdown.child_token())
             .with_option(option)
+            .with_inspector(Box::new(super::algorithm_names::AlgorithmNames))
             .build();
         let bind_err = |e: rsipstack::Error| SipError::Bind { listen: first, message: e.to_string() };
         let incoming = endpoint.incoming_transactions().map_err(bind_err)?;

@@ -4,6 +4,7 @@
 
 mod account;
 mod agent;
+mod algorithm_names;
 mod headers;
 mod inbound;
 pub mod registrar;

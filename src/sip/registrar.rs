@@ -224,8 +224,9 @@ impl Registrar {
         tx.send().await?;
         while let Some(message) = tx.receive().await {
             if let rsipstack::sip::SipMessage::Response(response) = message {
+                // rsipstack hands a timed-out transaction a 408 of its own.
                 if response.status_code.kind() != StatusCodeKind::Provisional {
-                    return Ok(true);
+                    return Ok(response.status_code.code() != 408);
                 }
             }
         }
