@@ -197,3 +197,33 @@ async fn an_invite_challenged_with_407_is_sent_again_with_credentials() {
     assert!(log.contains("INVITE sip:busy@"), "sipp received the authenticated INVITE");
     assert!(kam.log_count("407") > 0 || kam.log().contains("proxy_authenticate"), "kamailio challenged");
 }
+
+#[tokio::test]
+async fn registers_over_tls_with_the_test_ca_and_refuses_a_server_it_cannot_verify() {
+    if !peers_present(true) {
+        return;
+    }
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = kamailio::make_test_pki(pki_dir.path());
+    let kam = Kamailio::start(KamailioOptions { tls: Some(pki.clone()), ..Default::default() });
+    let registrar = format!("sip:127.0.0.1:{}", kam.tls_addr().port());
+
+    let trusted = format!("tls_ca_file = \"{}\"", pki.ca_cert.display());
+    let daemon = agent(&registrar, "tls", PASSWORD, &trusted).await;
+    let mut ui = daemon.client().await;
+    registration(&mut ui, "registered", &daemon, &kam).await;
+    let bindings = kam.wait_registered("agent1", WAIT).await;
+    assert!(bindings.iter().any(|b| b.socket.starts_with("tls")), "kamailio got it over TLS: {bindings:?}");
+    drop(ui);
+    let mut daemon = daemon;
+    daemon.terminate();
+    assert!(kam.registrations("agent1").is_empty(), "unregistered over TLS on shutdown");
+
+    let untrusted = format!("tls_ca_file = \"{}\"", pki.wrong_ca_cert.display());
+    let daemon = agent(&registrar, "tls", PASSWORD, &untrusted).await;
+    let mut ui = daemon.client().await;
+    let failed = registration(&mut ui, "failed", &daemon, &kam).await;
+    let reason = failed["reason"].as_str().unwrap().to_ascii_lowercase();
+    assert!(reason.contains("certificate") || reason.contains("issuer"), "a clear TLS reason: {failed}");
+    assert!(kam.registrations("agent1").is_empty());
+}
