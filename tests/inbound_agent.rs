@@ -118,7 +118,10 @@ async fn an_unanswered_call_goes_back_with_the_configured_code() {
     let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     let call = incoming["params"]["call"].as_str().unwrap().to_string();
     let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
-    assert_eq!((ended["params"]["reason"].clone(), ended["params"]["sip_code"].clone()), (json!("unanswered"), json!(486)));
+    assert_eq!(
+        (ended["params"]["reason"].clone(), ended["params"]["sip_code"].clone()),
+        (json!("unanswered"), json!(486))
+    );
     let log = uac.expect_success().await;
     assert!(log.contains("SIP/2.0 486 "), "sipp got the configured 486:\n{log}");
 }

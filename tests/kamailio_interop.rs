@@ -52,7 +52,9 @@ async fn registration(ui: &mut Client, state: &str, daemon: &Daemon, kam: &Kamai
     let event = ui
         .wait_event(WAIT, |e| e["method"] == "registration.state" && e["params"]["state"] == state)
         .await
-        .unwrap_or_else(|e| panic!("no registration.state {state}: {e}\n{}\n--- kamailio ---\n{}", daemon.log(), kam.log()));
+        .unwrap_or_else(|e| {
+            panic!("no registration.state {state}: {e}\n{}\n--- kamailio ---\n{}", daemon.log(), kam.log())
+        });
     event["params"].clone()
 }
 
@@ -132,7 +134,8 @@ async fn a_restarted_registrar_gets_the_binding_back_by_itself() {
         // UDP: the keep-alive OPTIONS goes unanswered; TCP: the connection drops.
         let lost = ui
             .wait_event(WAIT, |e| {
-                e["method"] == "registration.state" && ["failed", "registering"].contains(&e["params"]["state"].as_str().unwrap_or(""))
+                e["method"] == "registration.state"
+                    && ["failed", "registering"].contains(&e["params"]["state"].as_str().unwrap_or(""))
             })
             .await
             .unwrap_or_else(|e| panic!("{transport}: outage not noticed: {e}\n{}", daemon.log()));
@@ -226,4 +229,13 @@ async fn registers_over_tls_with_the_test_ca_and_refuses_a_server_it_cannot_veri
     let reason = failed["reason"].as_str().unwrap().to_ascii_lowercase();
     assert!(reason.contains("certificate") || reason.contains("issuer"), "a clear TLS reason: {failed}");
     assert!(kam.registrations("agent1").is_empty());
+    drop(ui);
+    drop(daemon);
+
+    // The lab opt-out: same untrusted CA, verification explicitly off.
+    let lab = format!("{untrusted}\ntls_verify = false");
+    let daemon = agent(&registrar, "tls", PASSWORD, &lab).await;
+    let mut ui = daemon.client().await;
+    registration(&mut ui, "registered", &daemon, &kam).await;
+    assert!(daemon.log().contains("NOT authenticated"), "the daemon warns about it");
 }

@@ -32,13 +32,22 @@ pub enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// 2xx to REGISTER, with the lifetime the registrar granted us.
-    Registered { granted_s: u32 },
+    Registered {
+        granted_s: u32,
+    },
     /// A final non-2xx to REGISTER (after any digest retry).
-    Rejected { code: u16, reason: String },
+    Rejected {
+        code: u16,
+        reason: String,
+    },
     /// No answer, or the transport failed.
-    Unreachable { reason: String },
+    Unreachable {
+        reason: String,
+    },
     /// The keep-alive went unanswered.
-    KeepAliveFailed { reason: String },
+    KeepAliveFailed {
+        reason: String,
+    },
     KeepAliveOk,
     /// The answer (any, or none) to an [`Action::Unregister`].
     Unregistered,

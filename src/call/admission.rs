@@ -42,7 +42,10 @@ pub enum Admission {
 impl InboundPolicy {
     pub fn admit(&self, source: SocketAddr, mut inbound: Inbound, agent: AgentState) -> Admission {
         if self.restricted && !self.allowed.iter().any(|peer| peer.matches(source)) {
-            return Admission::Refuse { code: 403, why: "source is neither a registrar, a proxy nor in sip.allow_from" };
+            return Admission::Refuse {
+                code: 403,
+                why: "source is neither a registrar, a proxy nor in sip.allow_from",
+            };
         }
         if agent == AgentState::NotReady {
             return Admission::Refuse { code: self.not_ready_code, why: "agent is not ready" };

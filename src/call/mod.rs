@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-pub use deadlines::{Countdown, CountdownStop};
 use crate::sip::sdp::{self, Negotiated, RemoteMedia};
 use crate::sip::session_timer::SessionTimer;
+pub use deadlines::{Countdown, CountdownStop};
 
 /// A call's id: short, opaque, unique within a daemon run.
 pub type CallId = String;
@@ -140,21 +140,34 @@ pub enum Signal {
     /// The peer refreshed the session (a re-INVITE or UPDATE we answered).
     PeerRefreshed,
     /// The answer to our session refresh: 2xx, or the failure code.
-    RefreshAnswered { code: u16 },
+    RefreshAnswered {
+        code: u16,
+    },
 }
 
 /// The SIP side of an effect, carried out by the SIP adapter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SipAction {
-    Invite { to: String, offer: String, account: Option<String> },
+    Invite {
+        to: String,
+        offer: String,
+        account: Option<String>,
+    },
     Ringing,
     /// 200 to the INVITE, with the session timer to announce, if any.
-    Accept { answer: String, session_timer: Option<SessionTimer> },
-    Reject { code: u16 },
+    Accept {
+        answer: String,
+        session_timer: Option<SessionTimer>,
+    },
+    Reject {
+        code: u16,
+    },
     Cancel,
     Bye,
     /// Refresh the session (a re-INVITE carrying our current SDP).
-    Refresh { session_timer: SessionTimer },
+    Refresh {
+        session_timer: SessionTimer,
+    },
 }
 
 /// Something the shell must do because a call moved.
@@ -239,7 +252,13 @@ impl Call {
     /// An inbound INVITE: rings the agent (starting the auto-answer
     /// countdown when policy says so), or refuses at once with 488 when the
     /// offer has nothing we can speak (the agent could not talk anyway).
-    pub fn incoming(id: CallId, inbound: Inbound, local_rtp: SocketAddr, session_id: u64, now: Instant) -> (Self, Vec<Effect>) {
+    pub fn incoming(
+        id: CallId,
+        inbound: Inbound,
+        local_rtp: SocketAddr,
+        session_id: u64,
+        now: Instant,
+    ) -> (Self, Vec<Effect>) {
         let mut call =
             Call::new(id, Direction::Inbound, inbound.from.clone(), CallState::Incoming, local_rtp, session_id, now);
         call.display_name = inbound.display_name.clone();
@@ -349,18 +368,18 @@ impl Call {
                     effects.push(Effect::StateChanged);
                 }
             }
-            Signal::Answered { sdp, session_timer } if self.is_early() => match sdp::parse(&sdp)
-                .and_then(|m| sdp::negotiate(&m))
-            {
-                Ok(negotiated) => {
-                    effects.push(Effect::StartMedia(negotiated));
-                    self.connect(session_timer, now, &mut effects);
+            Signal::Answered { sdp, session_timer } if self.is_early() => {
+                match sdp::parse(&sdp).and_then(|m| sdp::negotiate(&m)) {
+                    Ok(negotiated) => {
+                        effects.push(Effect::StartMedia(negotiated));
+                        self.connect(session_timer, now, &mut effects);
+                    }
+                    Err(_) => {
+                        effects.push(Effect::Sip(SipAction::Bye));
+                        self.end(EndReason::NoCommonCodec, None, now, &mut effects);
+                    }
                 }
-                Err(_) => {
-                    effects.push(Effect::Sip(SipAction::Bye));
-                    self.end(EndReason::NoCommonCodec, None, now, &mut effects);
-                }
-            },
+            }
             Signal::Failed { code } if self.is_early() => {
                 self.end(EndReason::from_status(code), Some(code), now, &mut effects);
             }

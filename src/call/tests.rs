@@ -49,7 +49,11 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     }
     let out = phone.signal("c1", Signal::Progress { code: 180, sdp: None }, t0);
     assert_eq!(states(&out), vec![CallState::Ringing]);
-    let out = phone.signal("c1", Signal::Answered { sdp: peer_sdp("8 101"), session_timer: None }, t0 + Duration::from_secs(2));
+    let out = phone.signal(
+        "c1",
+        Signal::Answered { sdp: peer_sdp("8 101"), session_timer: None },
+        t0 + Duration::from_secs(2),
+    );
     assert_eq!(states(&out), vec![CallState::Connected]);
     let started: Vec<_> = out
         .iter()
@@ -130,8 +134,7 @@ fn answer_without_common_codec_hangs_up() {
 fn inbound_call_rings_and_hangup_declines_it() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let out =
-        phone.incoming("i1".into(), inbound("sip:cust@h", "8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
+    let out = phone.incoming("i1".into(), inbound("sip:cust@h", "8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Ringing]);
     assert_eq!(states(&out), vec![CallState::Incoming]);
     let out = phone.command("i1", Command::Hangup, t0).unwrap();
@@ -146,7 +149,9 @@ fn inbound_answer_reject_and_caller_cancel() {
     phone.incoming("a".into(), inbound("sip:c@h", "8 0 101"), local, 3, t0).unwrap();
     let out = phone.command("a", Command::Answer, t0).unwrap();
     match &sip(&out)[..] {
-        [SipAction::Accept { answer, session_timer: None }] => assert!(answer.contains("m=audio 40000 RTP/AVP 0 101"), "{answer}"),
+        [SipAction::Accept { answer, session_timer: None }] => {
+            assert!(answer.contains("m=audio 40000 RTP/AVP 0 101"), "{answer}")
+        }
         other => panic!("expected 200 with SDP, got {other:?}"),
     }
     assert_eq!(states(&out), vec![CallState::Connected]);
@@ -179,9 +184,7 @@ fn inbound_answer_reject_and_caller_cancel() {
 #[test]
 fn inbound_offer_without_common_codec_is_refused_with_488() {
     let mut phone = Phone::new();
-    let out = phone
-        .incoming("x".into(), inbound("sip:c@h", "18"), LOCAL.parse().unwrap(), 1, Instant::now())
-        .unwrap();
+    let out = phone.incoming("x".into(), inbound("sip:c@h", "18"), LOCAL.parse().unwrap(), 1, Instant::now()).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 488 }]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
     assert!(phone.is_empty());

@@ -136,8 +136,8 @@ impl AccountConfig {
             self.password = Some(Secret::new(text.trim_end_matches(['\r', '\n'])));
         }
         if let Some(var) = &self.password_env {
-            let value = std::env::var(var)
-                .map_err(|e| bad("accounts.password_env", format!("account {id}: ${var}: {e}")))?;
+            let value =
+                std::env::var(var).map_err(|e| bad("accounts.password_env", format!("account {id}: ${var}: {e}")))?;
             self.password = Some(Secret::new(value));
         }
         Ok(())

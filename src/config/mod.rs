@@ -95,10 +95,7 @@ pub enum AllowedPeer {
 
 impl AllowedPeer {
     pub fn parse(text: &str) -> Option<AllowedPeer> {
-        text.parse()
-            .map(AllowedPeer::Socket)
-            .or_else(|_| text.parse().map(AllowedPeer::Host))
-            .ok()
+        text.parse().map(AllowedPeer::Socket).or_else(|_| text.parse().map(AllowedPeer::Host)).ok()
     }
 
     pub fn matches(&self, source: SocketAddr) -> bool {
@@ -218,7 +215,10 @@ impl Config {
         if config.sip.session_expires_s != 0 && config.sip.session_expires_s < config.sip.min_se_s.max(90) {
             return bad("sip.session_expires_s", "must be 0 (off) or at least min_se_s (and RFC 4028's 90)");
         }
-        for (key, code) in [("agent.not_ready_code", config.agent.not_ready_code), ("agent.ring_timeout_code", config.agent.ring_timeout_code)] {
+        for (key, code) in [
+            ("agent.not_ready_code", config.agent.not_ready_code),
+            ("agent.ring_timeout_code", config.agent.ring_timeout_code),
+        ] {
             if !(400..700).contains(&code) {
                 return bad(key, "must be a SIP failure status (400-699), e.g. 480 or 486");
             }

@@ -315,7 +315,8 @@ fn notifications() -> Vec<Entry> {
         },
         Entry {
             name: event::REGISTRATION_STATE,
-            summary: "An account's registration changed: registering, registered, failed (sip_code, reason), unregistered.",
+            summary:
+                "An account's registration changed: registering, registered, failed (sip_code, reason), unregistered.",
             params: schema::<RegistrationEvent>,
             result: None,
         },

@@ -11,8 +11,8 @@ use super::Daemon;
 use crate::call::phone::PhoneError;
 use crate::call::{CallError, Command};
 use crate::control::api::{
-    self, method, AccountListResult, AccountParams, AgentStateParams, CallInfo, CallListResult, CallParams,
-    DialParams, DialResult, Empty, NoParams, RejectParams, StatusResult,
+    self, method, AccountListResult, AccountParams, AgentStateParams, CallInfo, CallListResult, CallParams, DialParams,
+    DialResult, Empty, NoParams, RejectParams, StatusResult,
 };
 use crate::control::rpc::{code, Request, RpcError};
 use crate::sip::registrar::RegCommand;

@@ -94,6 +94,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         t1: config.t1(),
         tls: TlsSettings {
             ca_file: config.sip.tls_ca_file.clone(),
+            verify: config.sip.tls_verify,
             cert_file: config.sip.tls_cert_file.clone(),
             key_file: config.sip.tls_key_file.clone(),
         },

@@ -45,17 +45,19 @@ pub fn answer_after(headers: &Headers) -> Option<Duration> {
             return Some(Duration::from_secs(seconds));
         }
     }
-    alert_info.iter().find(|v| param(v, "info").is_some_and(|i| i.eq_ignore_ascii_case("alert-autoanswer"))).map(
-        |v| Duration::from_secs(param(v, "delay").and_then(|d| d.parse().ok()).unwrap_or(0)),
-    )
+    alert_info
+        .iter()
+        .find(|v| param(v, "info").is_some_and(|i| i.eq_ignore_ascii_case("alert-autoanswer")))
+        .map(|v| Duration::from_secs(param(v, "delay").and_then(|d| d.parse().ok()).unwrap_or(0)))
 }
 
 /// A `;name=value` parameter of a header value, outside its `<uri>`.
 fn param<'a>(value: &'a str, name: &str) -> Option<&'a str> {
     let params = value.rsplit_once('>').map(|(_, p)| p).unwrap_or(value);
-    params.split(';').filter_map(|p| p.split_once('=')).find_map(|(n, v)| {
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim().trim_matches('"'))
-    })
+    params
+        .split(';')
+        .filter_map(|p| p.split_once('='))
+        .find_map(|(n, v)| n.trim().eq_ignore_ascii_case(name).then(|| v.trim().trim_matches('"')))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod inbound;
 pub mod registrar;
 pub mod sdp;
 pub mod session_timer;
+mod tls_unverified;
 mod transport;
 
 pub use account::Account;

@@ -14,8 +14,8 @@ use rsipstack::sip::{Method, Param, Response, StatusCodeKind, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
-use rsipstack::transport::stream::StreamConnection;
 use rsipstack::transport::connection::KEEPALIVE_REQUEST;
+use rsipstack::transport::stream::StreamConnection;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -154,8 +154,7 @@ impl Registrar {
 
     async fn send_register(&mut self, expires_s: u32) -> rsipstack::Result<Response> {
         let target = self.target()?;
-        let local = if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls))
-        {
+        let local = if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls)) {
             let (connection, _) = self.agent.inner.endpoint.transport_layer.lookup(&target, None).await?;
             let local = connection.get_addr().clone();
             self.connection = Some(connection);
@@ -217,7 +216,8 @@ impl Registrar {
         let to = rsipstack::sip::typed::To { display_name: None, uri: self.server.clone(), params: vec![] };
         self.options_seq += 1;
         let call_id: Option<CallId> = None;
-        let request = endpoint.make_request(Method::Options, self.server.clone(), via, from, to, self.options_seq, call_id);
+        let request =
+            endpoint.make_request(Method::Options, self.server.clone(), via, from, to, self.options_seq, call_id);
         let key = TransactionKey::from_request(&request, TransactionRole::Client)?;
         let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
         tx.destination = Some(target);

@@ -81,4 +81,3 @@ impl Drop for Sipp {
         let _ = self.child.kill();
     }
 }
-
