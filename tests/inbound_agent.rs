@@ -78,6 +78,7 @@ async fn a_callers_answer_after_hint_is_honoured_and_the_agent_can_answer_sooner
     let uac = call_daemon(work.path(), &daemon, "uac_call.xml", &["-d", "500", "-key", "hdr", hint]);
     let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     assert_eq!(incoming["params"]["answer_after_ms"], 9000, "{incoming}");
+    assert_eq!(incoming["params"]["display_name"], "sipp", "the caller's display name reaches the UI");
     let call = incoming["params"]["call"].as_str().unwrap().to_string();
     let start = ui.wait_event(WAIT, |e| e["method"] == "call.countdown").await.unwrap();
     assert_eq!(start["params"]["remaining_ms"], 9000);

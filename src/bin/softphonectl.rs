@@ -23,8 +23,13 @@ struct Args {
 enum Cmd {
     /// Daemon version, uptime, listening points and audio backends.
     Status,
-    /// Place a call to a SIP URI; prints the call id.
-    Dial { to: String },
+    /// Place a call to a SIP URI (or a number, with an account); prints the call id.
+    Dial {
+        to: String,
+        /// The account to call from (default: the first configured).
+        #[arg(long)]
+        account: Option<String>,
+    },
     /// Answer an incoming call.
     Answer { call: String },
     /// Refuse an incoming call.
@@ -38,6 +43,14 @@ enum Cmd {
     Hangup { call: String },
     /// List live calls.
     List,
+    /// List accounts and their registration state.
+    Accounts,
+    /// Register an account now and keep it registered.
+    Register { account: String },
+    /// Remove an account's registration.
+    Unregister { account: String },
+    /// Set the agent ready (takes calls) or not_ready (refuses them).
+    Agent { state: String },
     /// Print events as they come (Ctrl-C to stop).
     Events {
         /// Topics to follow (call, callback, registration, recording, audio, agent); default all.
@@ -66,11 +79,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot reach softphoned at {}: {e}", socket.display()))?;
     let (method, params) = match args.command {
         Cmd::Status => ("daemon.status", json!({})),
-        Cmd::Dial { to } => ("call.dial", json!({ "to": to })),
+        Cmd::Dial { to, account } => ("call.dial", json!({ "to": to, "account": account })),
         Cmd::Answer { call } => ("call.answer", json!({ "call": call })),
         Cmd::Reject { call, reason } => ("call.reject", json!({ "call": call, "reason": reason })),
         Cmd::Hangup { call } => ("call.hangup", json!({ "call": call })),
         Cmd::List => ("call.list", json!({})),
+        Cmd::Accounts => ("account.list", json!({})),
+        Cmd::Register { account } => ("account.register", json!({ "account": account })),
+        Cmd::Unregister { account } => ("account.unregister", json!({ "account": account })),
+        Cmd::Agent { state } => ("agent.set_state", json!({ "state": state })),
         Cmd::Raw { method, params } => {
             let params: Value = serde_json::from_str(params.as_deref().unwrap_or("{}"))?;
             let result = client.call(&method, params).await?;
@@ -105,6 +122,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     call["state"].as_str().unwrap_or("?"),
                     call["direction"].as_str().unwrap_or("?"),
                     call["remote"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        "account.list" => {
+            for account in result["accounts"].as_array().into_iter().flatten() {
+                let registration = &account["registration"];
+                println!(
+                    "{}\t{}\t{}\t{}",
+                    account["account"].as_str().unwrap_or("?"),
+                    account["aor"].as_str().unwrap_or("?"),
+                    registration["state"].as_str().unwrap_or("?"),
+                    registration["reason"].as_str().unwrap_or("")
                 );
             }
         }

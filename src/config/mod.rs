@@ -340,4 +340,11 @@ mod tests {
         let host = Config::parse("[sip]\nlisten = [\"udp:pbx:5060\"]\n").unwrap_err();
         assert!(host.to_string().contains("numeric IP"), "{host}");
     }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let example = include_str!("../../examples/softphoned.toml");
+        let c = Config::parse(example).unwrap();
+        assert_eq!(c.listen_addrs().unwrap().len(), 2);
+    }
 }
