@@ -58,6 +58,18 @@ async fn registration(ui: &mut Client, state: &str, daemon: &Daemon, kam: &Kamai
     event["params"].clone()
 }
 
+/// The binding of agent1 disappears from Kamailio's location table.
+async fn wait_unbound(kam: &Kamailio) -> bool {
+    let deadline = Instant::now() + WAIT;
+    while Instant::now() < deadline {
+        if kam.registrations("agent1").is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
 #[tokio::test]
 async fn registers_with_digest_over_udp_and_tcp_and_unregisters_on_shutdown() {
     if !peers_present(false) {
@@ -80,6 +92,12 @@ async fn registers_with_digest_over_udp_and_tcp_and_unregisters_on_shutdown() {
         }
         let list = ui.call("account.list", json!({})).await.unwrap();
         assert_eq!(list["accounts"][0]["registration"]["state"], "registered");
+        ui.call("account.unregister", json!({"account": "main"})).await.unwrap();
+        registration(&mut ui, "unregistered", &daemon, &kam).await;
+        assert!(wait_unbound(&kam).await, "account.unregister removed the binding at the registrar");
+        ui.call("account.register", json!({"account": "main"})).await.unwrap();
+        registration(&mut ui, "registered", &daemon, &kam).await;
+        assert_eq!(kam.wait_registered("agent1", WAIT).await.len(), 1, "account.register brought it back");
         assert!(!list.to_string().contains(PASSWORD), "account.list never shows the password");
         assert!(!daemon.log().contains(PASSWORD), "the log never shows the password");
 
