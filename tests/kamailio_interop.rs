@@ -235,6 +235,21 @@ async fn registers_over_tls_with_the_test_ca_and_refuses_a_server_it_cannot_veri
     registration(&mut ui, "registered", &daemon, &kam).await;
     let bindings = kam.wait_registered("agent1", WAIT).await;
     assert!(bindings.iter().any(|b| b.socket.starts_with("tls")), "kamailio got it over TLS: {bindings:?}");
+    // A call for agent1 reaches us over that TLS connection.
+    let work = tempfile::tempdir().unwrap();
+    let target = kam.addr().to_string();
+    let uac = Sipp::start(
+        work.path(),
+        "uac_call.xml",
+        free_port_pair(),
+        free_port_pair(),
+        &[&target, "-s", "agent1", "-d", "300"],
+    );
+    let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
+    ui.call("call.answer", json!({ "call": incoming["params"]["call"] })).await.unwrap();
+    uac.expect_success().await;
+    let routed = kam.log().lines().find(|l| l.contains("ROUTE INVITE to=agent1 registered")).map(str::to_lowercase);
+    assert!(routed.as_deref().is_some_and(|l| l.contains("transport=tls")), "relayed over TLS: {routed:?}");
     drop(ui);
     let mut daemon = daemon;
     daemon.terminate();
