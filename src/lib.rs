@@ -22,3 +22,4 @@ pub mod control;
 pub mod daemon;
 pub mod media;
 pub mod sip;
+pub mod timing;

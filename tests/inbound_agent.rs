@@ -21,10 +21,7 @@ fn sipp_present() -> bool {
 
 /// Start a sipp UAC with `scenario` calling `agent` at the daemon.
 fn call_daemon(work: &std::path::Path, daemon: &Daemon, scenario: &str, extra: &[&str]) -> Sipp {
-    let target = format!("127.0.0.1:{}", daemon.sip_port);
-    let mut args = vec![target.as_str(), "-s", "agent"];
-    args.extend_from_slice(extra);
-    Sipp::start(work, scenario, free_port_pair(), free_port_pair(), &args)
+    Sipp::call(work, scenario, &format!("127.0.0.1:{}", daemon.sip_port), "agent", extra)
 }
 
 /// Every `call.countdown` of `call` until it stops, and when each came.

@@ -192,13 +192,7 @@ async fn a_sipp_uac_calls_us_we_answer_and_it_hangs_up() {
     let daemon = Daemon::spawn("agent", "").await;
     let mut ui = daemon.client().await;
     let target = format!("127.0.0.1:{}", daemon.sip_port);
-    let uac = Sipp::start(
-        work.path(),
-        "uac_call.xml",
-        free_port_pair(),
-        free_port_pair(),
-        &[&target, "-s", "agent", "-d", "1000"],
-    );
+    let uac = Sipp::call(work.path(), "uac_call.xml", &target, "agent", &["-d", "1000"]);
     let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
     assert!(incoming["params"]["remote"].as_str().unwrap().starts_with("sip:sipp@127.0.0.1"), "{incoming}");
     let call = incoming["params"]["call"].as_str().unwrap().to_string();
@@ -221,13 +215,7 @@ async fn a_sipp_uac_is_rejected_with_486_or_603() {
         let daemon = Daemon::spawn("agent", "").await;
         let mut ui = daemon.client().await;
         let target = format!("127.0.0.1:{}", daemon.sip_port);
-        let uac = Sipp::start(
-            work.path(),
-            "uac_call_rejected.xml",
-            free_port_pair(),
-            free_port_pair(),
-            &[&target, "-s", "agent"],
-        );
+        let uac = Sipp::call(work.path(), "uac_call_rejected.xml", &target, "agent", &[]);
         let incoming = ui.wait_event(WAIT, |e| e["params"]["state"] == "incoming").await.unwrap();
         ui.call("call.reject", json!({"call": incoming["params"]["call"], "reason": reason})).await.unwrap();
         let log = uac.expect_success().await;

@@ -161,7 +161,7 @@ impl Daemon {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => self.media.tick(),
-                _ = sleep_until(deadline) => {
+                _ = crate::timing::sleep_until(deadline) => {
                     let outputs = self.phone.poll(Instant::now().into_std());
                     self.apply(outputs);
                 }
@@ -259,13 +259,6 @@ impl Daemon {
     fn publish(&self, method: &str, params: &Value) {
         // No subscriber is not an error.
         let _ = self.events.send(Notification::new(method, params));
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 

@@ -12,20 +12,19 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Response, StatusCode, Uri};
 use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
-use rsipstack::transport::{SipAddr, TransportLayer};
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use super::account::{self, Account};
+use super::account::Account;
 use super::session_timer::{self, Role, SessionTimer};
 use super::transport::{self, TlsSettings};
 use super::{headers, inbound};
@@ -256,15 +255,15 @@ impl SipAgent {
         Uri::try_from(text.as_str()).expect("user and socket address form a valid URI")
     }
 
-    /// The local end a request to `target` leaves from: for TCP and TLS the
-    /// connection is opened (or reused) now, so the Contact can name it.
-    pub(super) async fn local_end(&self, target: &SipAddr) -> rsipstack::Result<SipAddr> {
+    /// The local end a request to `target` leaves from, and for TCP and
+    /// TLS the connection, opened (or reused) now so the Contact can name it.
+    pub(super) async fn local_end(&self, target: &SipAddr) -> rsipstack::Result<(SipAddr, Option<SipConnection>)> {
         if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls)) {
             let (connection, _) = self.inner.endpoint.transport_layer.lookup(target, None).await?;
-            return Ok(connection.get_addr().clone());
+            return Ok((connection.get_addr().clone(), Some(connection)));
         }
         let udp = transport::contact_for(&self.inner.listens, Transport::Udp).unwrap_or(self.inner.listens[0].addr);
-        Ok(SipAddr { r#type: Some(rsipstack::sip::Transport::Udp), addr: udp.into() })
+        Ok((SipAddr { r#type: Some(rsipstack::sip::Transport::Udp), addr: udp.into() }, None))
     }
 
     fn invite(&self, call: CallId, to: String, offer: String, account: Option<String>) {
@@ -307,12 +306,11 @@ impl SipAgent {
         let account = account.and_then(|id| self.inner.accounts.get(id));
         let destination = account.and_then(|a| a.destination_for(&callee));
         let target = destination.clone().or_else(|| SipAddr::try_from(&callee).ok()).ok_or(416u16)?;
-        let local = self.local_end(&target).await.map_err(|e| {
+        let (local, _) = self.local_end(&target).await.map_err(|e| {
             tracing::warn!(%call, error = %e, "no connection for the INVITE");
             503u16
         })?;
-        let user = account.map(|a| a.config.aor_user().to_string()).unwrap_or_else(|| self.inner.user.clone());
-        let contact = self.contact(&user, &local);
+        let contact = self.contact(account.map_or(self.inner.user.as_str(), Account::user), &local);
         let mut headers = Vec::new();
         if self.inner.session_expires_s > 0 {
             headers.push(Header::Other("Supported".into(), "timer".into()));
@@ -435,12 +433,6 @@ impl SipAgent {
         }
         tracing::info!(%call, method = %request.method, "peer refreshed the session");
         self.emit(call, Signal::PeerRefreshed);
-    }
-}
-
-impl Account {
-    fn credential(&self) -> Option<Credential> {
-        account::credential(&self.config)
     }
 }
 

@@ -58,11 +58,11 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
         return;
     };
     let user = request.uri.auth.as_ref().map(|a| a.user.clone()).unwrap_or_default();
-    let account = agent.accounts().find(|a| a.config.aor_user() == user).map(|a| a.config.id.clone());
+    let account = agent.accounts().find(|a| a.user() == user);
     let inbound = Inbound {
         from,
         display_name,
-        account,
+        account: account.map(|a| a.config.id.clone()),
         offer: request.body.clone(),
         answer_after_hint: headers::answer_after(&request.headers),
         session_timer: agent.session_timer_for(&request.headers),
@@ -73,12 +73,8 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
         tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await.ok() });
         return;
     };
-    let contact_user = agent
-        .accounts()
-        .find(|a| inbound.account.as_deref() == Some(a.config.id.as_str()))
-        .map(|a| a.config.aor_user().to_string())
-        .unwrap_or(user);
-    let contact = agent.contact(if contact_user.is_empty() { "softphoned" } else { &contact_user }, &local);
+    let contact_user = account.map_or(user.as_str(), |a| a.user());
+    let contact = agent.contact(if contact_user.is_empty() { "softphoned" } else { contact_user }, &local);
     let (state_tx, state_rx) = agent.dialog_layer().new_dialog_state_channel();
     let mut dialog = match agent.dialog_layer().get_or_create_server_invite(&tx, state_tx, None, Some(contact)) {
         Ok(dialog) => dialog,

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rsipstack::dialog::registration::Registration as RegisterClient;
 use rsipstack::sip::headers::CallId;
-use rsipstack::sip::{Method, Param, Response, StatusCodeKind, Uri};
+use rsipstack::sip::{Method, Response, StatusCodeKind, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
@@ -21,7 +21,6 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::account::{credential, Account};
 use super::{SipAgent, SipEvent};
 use crate::account::registration::{Action, Outcome, Registration, Step};
 
@@ -51,7 +50,11 @@ pub fn spawn(agent: &SipAgent, account: &str) -> RegistrationTask {
 struct Registrar {
     agent: SipAgent,
     account: String,
+    /// Our user part in From and Contact.
+    user: String,
     server: Uri,
+    /// Where REGISTERs and keep-alives are sent.
+    target: SipAddr,
     client: RegisterClient,
     /// The stream our binding lives on (TCP/TLS): cancelled when it dies.
     connection: Option<SipConnection>,
@@ -60,12 +63,14 @@ struct Registrar {
 
 async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedReceiver<RegCommand>) {
     let Ok(config) = agent.account(&account) else { return };
-    let Some(server) = config.registrar.clone() else { return };
+    let (Some(server), Some(target)) = (config.registrar.clone(), config.registrar_target.clone()) else { return };
     let keepalive = Duration::from_secs(config.config.keepalive_s);
     let mut machine = Registration::new(config.config.expires_s, Some(keepalive));
-    let mut client = RegisterClient::new(agent.inner.endpoint.clone(), credential(&config.config));
-    client.outbound_proxy = proxy_socket(config);
-    let mut registrar = Registrar { agent: agent.clone(), account, server, client, connection: None, options_seq: 0 };
+    let mut client = RegisterClient::new(agent.inner.endpoint.clone(), config.credential());
+    client.outbound_proxy = config.proxy_socket;
+    let user = config.user().to_string();
+    let mut registrar =
+        Registrar { agent: agent.clone(), account, user, server, target, client, connection: None, options_seq: 0 };
     let mut open = true;
     while open || machine.next_deadline().is_some() {
         let deadline = machine.next_deadline().map(Instant::from_std);
@@ -82,7 +87,7 @@ async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedRece
                     }
                 }
             }
-            _ = sleep_until(deadline) => machine.poll(std::time::Instant::now()),
+            _ = crate::timing::sleep_until(deadline) => machine.poll(std::time::Instant::now()),
             _ = lost.cancelled(), if registrar.connection.is_some() => {
                 tracing::info!(account = %registrar.account, "connection to the registrar lost");
                 registrar.connection = None;
@@ -93,13 +98,6 @@ async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedRece
         if !open && machine.next_deadline().is_none() {
             break;
         }
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -153,35 +151,16 @@ impl Registrar {
     }
 
     async fn send_register(&mut self, expires_s: u32) -> rsipstack::Result<Response> {
-        let target = self.target()?;
-        let local = if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls)) {
-            let (connection, _) = self.agent.inner.endpoint.transport_layer.lookup(&target, None).await?;
-            let local = connection.get_addr().clone();
-            self.connection = Some(connection);
-            local
-        } else {
-            self.agent.local_end(&target).await?
-        };
-        let user = self.agent.account(&self.account).map(|a| a.config.aor_user().to_string()).unwrap_or_default();
-        let uri = self.agent.contact(&user, &local);
+        let (local, connection) = self.agent.local_end(&self.target).await?;
+        if connection.is_some() {
+            self.connection = connection;
+        }
+        let uri = self.agent.contact(&self.user, &local);
         // Keep the address the registrar saw us at (rport/received), if any.
         let host_with_port = self.client.public_address.clone().unwrap_or(uri.host_with_port.clone());
         let uri = Uri { host_with_port, ..uri };
         self.client.contact = Some(rsipstack::sip::typed::Contact { display_name: None, uri, params: vec![] });
         self.client.register(self.server.clone(), Some(expires_s)).await
-    }
-
-    fn target(&self) -> rsipstack::Result<SipAddr> {
-        let account = self.agent.account(&self.account).map_err(|e| rsipstack::Error::Error(e.to_string()))?;
-        if let Some(proxy) = &account.proxy {
-            return Ok(proxy.clone());
-        }
-        let mut target = SipAddr::try_from(&self.server)?;
-        target.r#type = self.server.params.iter().find_map(|p| match p {
-            Param::Transport(t) => Some(*t),
-            _ => None,
-        });
-        Ok(target)
     }
 
     /// CRLF on a stream (RFC 5626 §3.5.1); OPTIONS on UDP, where any
@@ -207,11 +186,9 @@ impl Registrar {
 
     async fn options(&mut self) -> rsipstack::Result<bool> {
         let endpoint = &self.agent.inner.endpoint;
-        let target = self.target()?;
-        let local = self.agent.local_end(&target).await?;
+        let (local, _) = self.agent.local_end(&self.target).await?;
         let via = endpoint.get_via(Some(local.clone()), None)?;
-        let user = self.agent.account(&self.account).map(|a| a.config.aor_user().to_string()).unwrap_or_default();
-        let me = self.agent.contact(&user, &local);
+        let me = self.agent.contact(&self.user, &local);
         let from = rsipstack::sip::typed::From { display_name: None, uri: me, params: vec![] }.with_tag(make_tag());
         let to = rsipstack::sip::typed::To { display_name: None, uri: self.server.clone(), params: vec![] };
         self.options_seq += 1;
@@ -220,7 +197,7 @@ impl Registrar {
             endpoint.make_request(Method::Options, self.server.clone(), via, from, to, self.options_seq, call_id);
         let key = TransactionKey::from_request(&request, TransactionRole::Client)?;
         let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
-        tx.destination = Some(target);
+        tx.destination = Some(self.target.clone());
         tx.send().await?;
         while let Some(message) = tx.receive().await {
             if let rsipstack::sip::SipMessage::Response(response) = message {
@@ -232,11 +209,6 @@ impl Registrar {
         }
         Ok(false)
     }
-}
-
-fn proxy_socket(account: &Account) -> Option<std::net::SocketAddr> {
-    let proxy = account.proxy.as_ref()?;
-    proxy.get_socketaddr().ok().or_else(|| account.trusted.last().copied())
 }
 
 /// What a refused REGISTER means, in words an ops engineer can act on.

@@ -49,6 +49,14 @@ impl Sipp {
         sipp
     }
 
+    /// A sipp UAC running `scenario` against `service`@`target` (`IP:PORT`),
+    /// on ports of its own.
+    pub fn call(dir: &Path, scenario: &str, target: &str, service: &str, extra: &[&str]) -> Sipp {
+        let mut args = vec![target, "-s", service];
+        args.extend_from_slice(extra);
+        Sipp::start(dir, scenario, free_port_pair(), free_port_pair(), &args)
+    }
+
     /// sipp has bound its SIP port once we no longer can.
     fn wait_bound(&self, port: u16) {
         for _ in 0..250 {
