@@ -4,6 +4,7 @@
 //! its own thread behind a lock-free ring, so the tick never waits.
 
 pub mod analysis;
+pub mod device;
 mod tone;
 mod wav;
 

@@ -1,8 +1,14 @@
 //! Pure media: codecs, RTP packetization and the per-call media stream.
 //! Nothing here touches a socket or a clock; the daemon's media tick feeds it.
 
+pub mod codec;
+pub mod dtmf;
 pub mod g711;
+pub mod jitter;
+pub mod quality;
+pub mod rtcp;
 pub mod rtp;
+pub mod srtp;
 pub mod stream;
 
 use serde::Serialize;

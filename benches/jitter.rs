@@ -1,0 +1,2 @@
+//! Placeholder until the jitter benchmark lands.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder until the srtp benchmark lands.
+fn main() {}

@@ -1,0 +1,1 @@
+//! Sound-card backend (placeholder until its work lands).

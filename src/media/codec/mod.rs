@@ -1,0 +1,1 @@
+//! Codecs (placeholder until the codec work lands).

@@ -1,0 +1,1 @@
+//! jitter (placeholder until its work lands).

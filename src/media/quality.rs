@@ -1,0 +1,1 @@
+//! quality (placeholder until its work lands).

@@ -1,0 +1,1 @@
+//! rtcp (placeholder until its work lands).
