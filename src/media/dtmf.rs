@@ -1,1 +1,0 @@
-//! dtmf (placeholder until its work lands).
