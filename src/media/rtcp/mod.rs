@@ -21,7 +21,7 @@ use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
 use rtc_rtcp::source_description::{SdesType, SourceDescription, SourceDescriptionChunk, SourceDescriptionItem};
-use rtc_shared::marshal::{Marshal, MarshalSize};
+use rtc_shared::marshal::Marshal;
 use serde::Serialize;
 
 use reception::Reception;
