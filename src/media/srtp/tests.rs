@@ -275,7 +275,8 @@ fn real_world_key_lines_parse_and_format_back() {
 #[test]
 fn bad_key_lines_say_what_is_wrong() {
     let key = "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
-    let cases: [(String, fn(&SrtpError) -> bool); 15] = [
+    type Expectation = fn(&SrtpError) -> bool;
+    let cases: [(String, Expectation); 15] = [
         (String::new(), |e| matches!(e, SrtpError::MalformedAttribute(_))),
         (format!("x AES_CM_128_HMAC_SHA1_80 {key}"), |e| matches!(e, SrtpError::MalformedAttribute(_))),
         (
