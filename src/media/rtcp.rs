@@ -1,1 +1,0 @@
-//! rtcp (placeholder until its work lands).

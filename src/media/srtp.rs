@@ -1,1 +1,0 @@
-//! srtp (placeholder until its work lands).
