@@ -53,7 +53,7 @@ const CONFIRM_MAX_SEQUENCE_STEP: u16 = 16;
 const LAG_BAND_US: i64 = 12_000;
 /// Playout starts once the first packet's lag is this close below target,
 /// which puts the first frame inside the band whatever the tick phase.
-const START_BEFORE_TARGET_US: i64 = 8_000;
+const START_BEFORE_TARGET_US: i64 = 10_000;
 /// The lag must stay above the band this long before one packet is skipped.
 const SKIP_AFTER_US: i64 = 200_000;
 /// Consecutive pops below the band before one frame is stretched.
