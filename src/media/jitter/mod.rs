@@ -52,11 +52,12 @@ const CONFIRM_MAX_SEQUENCE_STEP: u16 = 16;
 /// Lag band half-width: half a 20 ms frame plus a margin against timing noise.
 const LAG_BAND_US: i64 = 12_000;
 /// Playout starts once the first packet's lag is this close below target,
-/// which puts the first frame inside the band whatever the tick phase.
+/// which puts it within ±10 ms of the target whatever the tick phase.
 const START_BEFORE_TARGET_US: i64 = 10_000;
 /// The lag must stay above the band this long before one packet is skipped.
 const SKIP_AFTER_US: i64 = 200_000;
-/// Consecutive pops below the band before one frame is stretched.
+/// Consecutive pops below the band before one frame is stretched, when the
+/// next packet is here to be played meanwhile.
 const STRETCH_AFTER_POPS: u32 = 2;
 /// Lag this far above target is dropped at once (after a stall).
 const FAST_FORWARD_US: i64 = 100_000;
@@ -532,11 +533,14 @@ impl JitterBuffer {
         self.timestamp_us(skipped)
     }
 
-    /// Counts the pops whose lag is below the band; true when enough have.
+    /// With the lag below the band, stretch once that has lasted a few pops,
+    /// or at once if the next slot's packet is missing: it is not due yet,
+    /// so concealing it as lost would be premature.
     fn stretch_due(&mut self, below_band: bool) -> bool {
         let position = Self::position(&mut self.playout);
+        let next_slot_here = self.queue.first().is_some_and(|first| first.timestamp <= position.timestamp);
         position.pops_below_band = if below_band { position.pops_below_band + 1 } else { 0 };
-        let due = position.pops_below_band >= STRETCH_AFTER_POPS;
+        let due = below_band && (position.pops_below_band >= STRETCH_AFTER_POPS || !next_slot_here);
         if due {
             position.pops_below_band = 0;
         }
