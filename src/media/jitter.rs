@@ -1,1 +1,0 @@
-//! jitter (placeholder until its work lands).
