@@ -205,7 +205,8 @@ mod tests {
     fn filter_gain_db(hz: f64) -> f64 {
         let mut decimator = Decimator { input: DelayLine::new() };
         let mut interpolator = Interpolator { input: DelayLine::new() };
-        let input: Vec<i16> = (0..16_000).map(|n| (8000.0 * (2.0 * PI * hz * n as f64 / 16_000.0).sin()) as i16).collect();
+        let input: Vec<i16> =
+            (0..16_000).map(|n| (8000.0 * (2.0 * PI * hz * n as f64 / 16_000.0).sin()) as i16).collect();
         let mut narrow = Vec::new();
         decimator.process(&input, |s| narrow.push(s));
         let mut output = vec![0i16; input.len()];

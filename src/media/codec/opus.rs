@@ -86,8 +86,8 @@ impl OpusParams {
     /// `max_playback_rate`; never wider than our 16 kHz input.
     fn max_bandwidth(&self) -> Bandwidth {
         match self.max_playback_rate {
-            ..=8_000 => Bandwidth::Narrowband,
-            ..=12_000 => Bandwidth::Mediumband,
+            0..=8_000 => Bandwidth::Narrowband,
+            8_001..=12_000 => Bandwidth::Mediumband,
             _ => Bandwidth::Wideband,
         }
     }
@@ -176,15 +176,12 @@ fn first_frame(packet: &[u8]) -> Option<&[u8]> {
         _ => {
             let flags = *body.first()?;
             let (vbr, padded, count) = (flags & 0x80 != 0, flags & 0x40 != 0, (flags & 0x3F) as usize);
-            let mut pos = 1;
-            let mut padding = 0;
-            while padded {
-                let byte = *body.get(pos)?;
-                pos += 1;
-                padding += if byte == 255 { 254 } else { byte as usize };
-                if byte != 255 {
-                    break;
-                }
+            let (mut pos, mut padding) = (1, 0);
+            if padded {
+                // Each 255 adds 254 bytes of padding and another length byte follows.
+                let more = body.get(1..)?.iter().position(|&byte| byte != 255)?;
+                padding = 254 * more + body[1 + more] as usize;
+                pos += more + 1;
             }
             if count == 0 {
                 return None;

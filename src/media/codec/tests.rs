@@ -11,10 +11,24 @@ const SETTLE: usize = 1600;
 const ANALYSIS: usize = 4000;
 const ALL: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
 
-/// `frames` frames of a sine at `hz`, with continuous phase.
+/// `frames` frames of a sine at `hz`.
 fn tone(hz: f64, frames: usize) -> Vec<Frame> {
-    let sample = |n: usize| (AMPLITUDE * (TAU * hz * n as f64 / PCM_RATE as f64).sin()).round() as i16;
-    (0..frames).map(|f| std::array::from_fn(|i| sample(f * FRAME_SAMPLES + i))).collect()
+    tones(&[(hz, frames)])
+}
+
+/// Sines of each `(hz, frames)` in turn, with continuous phase.
+fn tones(parts: &[(f64, usize)]) -> Vec<Frame> {
+    let mut phase = 0.0f64;
+    let mut frames = Vec::new();
+    for &(hz, count) in parts {
+        for _ in 0..count {
+            frames.push(std::array::from_fn(|_| {
+                phase = (phase + TAU * hz / PCM_RATE as f64) % TAU;
+                (AMPLITUDE * phase.sin()).round() as i16
+            }));
+        }
+    }
+    frames
 }
 
 fn encode_all(codec: Codec, params: &OpusParams, input: &[Frame]) -> Vec<Vec<u8>> {
@@ -95,7 +109,8 @@ fn g711_removes_what_8khz_cannot_carry() {
 fn g711_wire_format_is_plain_8khz_g711() {
     for (codec, decode) in [(Codec::Pcmu, g711::ulaw_decode as fn(u8) -> i16), (Codec::Pcma, g711::alaw_decode)] {
         let input = tone(1000.0, 50);
-        let wire: Vec<i16> = encode_all(codec, &OpusParams::default(), &input).concat().into_iter().map(decode).collect();
+        let wire: Vec<i16> =
+            encode_all(codec, &OpusParams::default(), &input).concat().into_iter().map(decode).collect();
         assert_eq!(wire.len(), 8000);
         let narrow = &wire[SETTLE / 2..];
         assert_eq!(dominant_frequency(narrow, 8000), Some(1000.0), "{codec:?}");
@@ -170,25 +185,37 @@ fn correlation(a: &[i16], b: &[i16]) -> f64 {
 #[test]
 fn opus_fec_recovers_a_dropped_packet_from_the_next_one() {
     const DROPPED: usize = 20;
-    let input = tone(440.0, 30);
+    // The pitch jumps in the dropped frame, so guessing from the past (PLC)
+    // cannot produce what FEC recovers.
+    let input = tones(&[(440.0, DROPPED), (700.0, 10)]);
     let packets = encode_all(Codec::Opus, &OpusParams::offer(), &input);
+    assert!(packets.iter().skip(1).all(|packet| opus::has_lbrr(packet)), "every packet but the first carries FEC");
     let reference = decode_all(Codec::Opus, &packets);
     let expected = &reference[DROPPED * FRAME_SAMPLES..(DROPPED + 1) * FRAME_SAMPLES];
 
-    let mut decoder = Decoder::new(Codec::Opus).unwrap();
-    let mut out = [0i16; 960];
-    for packet in &packets[..DROPPED] {
-        decoder.decode(packet, &mut out).unwrap();
-    }
+    let decoder_before_the_loss = || {
+        let mut decoder = Decoder::new(Codec::Opus).unwrap();
+        for packet in &packets[..DROPPED] {
+            decoder.decode(packet, &mut [0; 960]).unwrap();
+        }
+        decoder
+    };
+    let mut decoder = decoder_before_the_loss();
     let mut recovered = [0i16; FRAME_SAMPLES];
     assert!(decoder.decode_fec(&packets[DROPPED + 1], &mut recovered));
     let similarity = correlation(&recovered, expected);
     assert!(similarity > 0.9, "FEC frame correlates {similarity:.3} with the lost one");
+    let mut out = [0i16; 960];
     assert_eq!(decoder.decode(&packets[DROPPED + 1], &mut out).unwrap(), FRAME_SAMPLES);
+    let mut guessed = [0i16; FRAME_SAMPLES];
+    decoder_before_the_loss().conceal(&mut guessed);
+    let plc_similarity = correlation(&guessed, expected);
+    assert!(plc_similarity < similarity - 0.2, "PLC alone correlates {plc_similarity:.3}");
 
     // Without FEC there is nothing to recover, and `out` stays untouched.
     let no_fec = OpusParams { use_inband_fec: false, ..OpusParams::offer() };
     let packets = encode_all(Codec::Opus, &no_fec, &input);
+    assert!(!packets.iter().any(|packet| opus::has_lbrr(packet)));
     let mut untouched = [7i16; FRAME_SAMPLES];
     assert!(!decoder.decode_fec(&packets[DROPPED + 1], &mut untouched));
     assert_eq!(untouched, [7; FRAME_SAMPLES]);
@@ -230,9 +257,13 @@ fn sdp_and_config_names_round_trip() {
     assert_eq!(ALL.map(Codec::timestamp_step), [160, 160, 160, 960]);
     assert_eq!(Codec::from_rtpmap("pcma", 8000, Some(1)), Some(Codec::Pcma));
     assert_eq!(Codec::from_rtpmap("OPUS", 48_000, Some(2)), Some(Codec::Opus));
-    for (name, rate, channels) in
-        [("G722", 16_000, None), ("PCMU", 8000, Some(2)), ("opus", 48_000, None), ("opus", 16_000, Some(2)), ("G729", 8000, None)]
-    {
+    for (name, rate, channels) in [
+        ("G722", 16_000, None),
+        ("PCMU", 8000, Some(2)),
+        ("opus", 48_000, None),
+        ("opus", 16_000, Some(2)),
+        ("G729", 8000, None),
+    ] {
         assert_eq!(Codec::from_rtpmap(name, rate, channels), None, "{name}/{rate}/{channels:?}");
     }
     assert_eq!(Codec::from_config("g.722"), None);
@@ -258,4 +289,3 @@ fn payload_durations_and_misuse_are_reported() {
     let mut encoder = Encoder::new(Codec::G722, &OpusParams::default()).unwrap();
     assert!(matches!(encoder.encode(&[0; FRAME_SAMPLES], &mut [0; 100]), Err(CodecError::OutputTooSmall { .. })));
 }
-
