@@ -43,18 +43,19 @@ fn goertzel_power(samples: &[i16], rate: u32, hz: f64) -> f64 {
 mod tests {
     use super::*;
     use crate::audio::{AudioSource, ToneSource};
+    use crate::media::{FRAME_SAMPLES, PCM_RATE};
 
     #[test]
     fn finds_the_tone_and_ignores_silence() {
-        for hz in [400.0, 1000.0, 2500.0] {
+        for hz in [400.0, 1000.0, 2500.0, 6000.0] {
             let mut tone = ToneSource::new(hz);
             let mut samples = vec![];
-            let mut frame = [0i16; 160];
+            let mut frame = [0i16; FRAME_SAMPLES];
             for _ in 0..50 {
                 tone.read_frame(&mut frame);
                 samples.extend_from_slice(&frame);
             }
-            assert_eq!(dominant_frequency(&samples, 8000), Some(hz));
+            assert_eq!(dominant_frequency(&samples, PCM_RATE), Some(hz));
         }
         assert_eq!(dominant_frequency(&[0; 8000], 8000), None);
     }

@@ -9,7 +9,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use super::{AudioError, AudioSink, AudioSource};
-use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
+use crate::media::{FRAME_SAMPLES, PCM_RATE};
 
 /// A WAV file played in a loop, converted once to 8 kHz mono.
 pub struct WavSource {
@@ -36,7 +36,7 @@ impl WavSource {
             .chunks(channels)
             .map(|frame| (frame.iter().map(|s| *s as i32).sum::<i32>() / channels as i32) as i16)
             .collect();
-        let samples = resample_linear(&mono, spec.sample_rate, SAMPLE_RATE);
+        let samples = resample_linear(&mono, spec.sample_rate, PCM_RATE);
         if samples.is_empty() {
             return Err(err("no audio in file".into()));
         }
@@ -71,7 +71,7 @@ fn resample_linear(input: &[i16], from: u32, to: u32) -> Vec<i16> {
 }
 
 /// Two seconds of audio between the tick and the writer thread.
-const SINK_RING_SAMPLES: usize = SAMPLE_RATE as usize * 2;
+const SINK_RING_SAMPLES: usize = PCM_RATE as usize * 2;
 
 /// Writes what the agent hears to an 8 kHz mono 16-bit WAV file.
 pub struct WavSink {
@@ -85,7 +85,7 @@ impl WavSink {
     pub fn create(path: &Path) -> Result<Self, AudioError> {
         let spec = hound::WavSpec {
             channels: 1,
-            sample_rate: SAMPLE_RATE,
+            sample_rate: PCM_RATE,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
@@ -121,7 +121,7 @@ fn drain_to_file(
             since_flush += 1;
         }
         // Keep the header valid about once a second, so a crash leaves a playable file.
-        if since_flush >= SAMPLE_RATE as usize {
+        if since_flush >= PCM_RATE as usize {
             since_flush = 0;
             if let Err(e) = writer.flush() {
                 tracing::warn!(path = %path.display(), error = %e, "audio sink flush failed");
@@ -179,7 +179,7 @@ mod tests {
         }
         drop(sink);
         let reader = hound::WavReader::open(&path).unwrap();
-        assert_eq!((reader.spec().sample_rate, reader.spec().channels, reader.len()), (8000, 1, 50 * 160));
+        assert_eq!((reader.spec().sample_rate, reader.spec().channels, reader.len()), (PCM_RATE, 1, 50 * FRAME_SAMPLES as u32));
         let mut source = WavSource::open(&path).unwrap();
         source.read_frame(&mut frame);
         assert_eq!(frame, [0; FRAME_SAMPLES]);
@@ -193,18 +193,18 @@ mod tests {
         let path = dir.path().join("in.wav");
         let spec = hound::WavSpec {
             channels: 2,
-            sample_rate: 16000,
+            sample_rate: 32000,
             bits_per_sample: 16,
             sample_format: hound::SampleFormat::Int,
         };
         let mut w = hound::WavWriter::create(&path, spec).unwrap();
-        for _ in 0..16000 {
+        for _ in 0..32000 {
             w.write_sample(1000i16).unwrap();
             w.write_sample(3000i16).unwrap();
         }
         w.finalize().unwrap();
         let source = WavSource::open(&path).unwrap();
-        assert_eq!(source.samples.len(), 8000);
+        assert_eq!(source.samples.len(), PCM_RATE as usize);
         assert!(source.samples.iter().all(|s| *s == 2000));
     }
 }

@@ -41,6 +41,27 @@ enum Cmd {
     },
     /// End a call.
     Hangup { call: String },
+    /// Hold a call (re-INVITE sendonly).
+    Hold { call: String },
+    /// Take a call off hold.
+    Resume { call: String },
+    /// Silence the microphone on a call.
+    Mute { call: String },
+    /// Give a call the microphone again.
+    Unmute { call: String },
+    /// Send keys (0-9 * # A-D) on a call.
+    Dtmf { call: String, digits: String },
+    /// RTP/RTCP figures and MOS estimate of a call.
+    Stats { call: String },
+    /// List sound devices.
+    Devices,
+    /// Switch sound devices (names as `devices` prints them; omitted = unchanged).
+    Select {
+        #[arg(long)]
+        input: Option<String>,
+        #[arg(long)]
+        output: Option<String>,
+    },
     /// List live calls.
     List,
     /// List accounts and their registration state.
@@ -83,6 +104,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Answer { call } => ("call.answer", json!({ "call": call })),
         Cmd::Reject { call, reason } => ("call.reject", json!({ "call": call, "reason": reason })),
         Cmd::Hangup { call } => ("call.hangup", json!({ "call": call })),
+        Cmd::Hold { call } => ("call.hold", json!({ "call": call })),
+        Cmd::Resume { call } => ("call.resume", json!({ "call": call })),
+        Cmd::Mute { call } => ("call.mute", json!({ "call": call })),
+        Cmd::Unmute { call } => ("call.unmute", json!({ "call": call })),
+        Cmd::Dtmf { call, digits } => ("call.dtmf", json!({ "call": call, "digits": digits })),
+        Cmd::Stats { call } => ("call.stats", json!({ "call": call })),
+        Cmd::Devices => ("audio.devices", json!({})),
+        Cmd::Select { input, output } => ("audio.select", json!({ "input": input, "output": output })),
         Cmd::List => ("call.list", json!({})),
         Cmd::Accounts => ("account.list", json!({})),
         Cmd::Register { account } => ("account.register", json!({ "account": account })),
@@ -116,12 +145,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
         "call.dial" => println!("{}", result["call"].as_str().unwrap_or_default()),
         "call.list" => {
             for call in result["calls"].as_array().into_iter().flatten() {
+                let flags: Vec<&str> = ["held", "remote_held", "muted", "secure"]
+                    .into_iter()
+                    .filter(|flag| call[*flag].as_bool() == Some(true))
+                    .collect();
                 println!(
-                    "{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\t{}\t{}",
                     call["call"].as_str().unwrap_or("?"),
                     call["state"].as_str().unwrap_or("?"),
                     call["direction"].as_str().unwrap_or("?"),
-                    call["remote"].as_str().unwrap_or("?")
+                    call["remote"].as_str().unwrap_or("?"),
+                    call["codec"].as_str().unwrap_or("-"),
+                    flags.join(",")
                 );
             }
         }
@@ -137,7 +172,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        "daemon.status" => println!("{}", serde_json::to_string_pretty(&result)?),
+        "daemon.status" | "call.stats" | "audio.devices" => println!("{}", serde_json::to_string_pretty(&result)?),
         _ => println!("ok"),
     }
     Ok(())

@@ -123,7 +123,7 @@ impl Call {
         let mut effects = Vec::new();
         match self.state {
             CallState::Incoming => self.poll_ringing(now, &mut effects),
-            CallState::Connected => self.poll_session(now, &mut effects),
+            _ if self.is_established() => self.poll_session(now, &mut effects),
             _ => {}
         }
         effects
@@ -156,7 +156,7 @@ impl Call {
         // transaction's own timeout answers for a silent peer.
         self.timers.session_due = None;
         match timer.refresher {
-            Refresher::Us => effects.push(Effect::Sip(SipAction::Refresh { session_timer: timer })),
+            Refresher::Us => self.send_refresh(timer, effects),
             Refresher::Peer => {
                 effects.push(Effect::Sip(SipAction::Bye));
                 self.end(EndReason::SessionExpired, None, now, effects);

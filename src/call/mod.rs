@@ -5,21 +5,23 @@
 
 pub mod admission;
 mod deadlines;
+mod midcall;
 pub mod phone;
+mod session;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sip::sdp::{self, Negotiated, RemoteMedia};
+use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::session_timer::SessionTimer;
 pub use deadlines::{Countdown, CountdownStop};
+use session::MediaSession;
 
 /// A call's id: short, opaque, unique within a daemon run.
 pub type CallId = String;
 
-/// The states of `call.state` (PROTOCOL.md); later issues add hold and transfer.
+/// The states of `call.state` (PROTOCOL.md); transfer comes later.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
@@ -32,6 +34,10 @@ pub enum CallState {
     /// An inbound call waits for the agent to answer or reject.
     Incoming,
     Connected,
+    /// We hold the peer (it may hold us too).
+    Held,
+    /// The peer holds us.
+    RemoteHeld,
     Ended,
 }
 
@@ -72,6 +78,10 @@ pub enum EndReason {
     SessionExpired,
     /// Our session refresh was refused or went unanswered.
     SessionRefreshFailed,
+    /// No RTP arrived for longer than `media.media_timeout_ms`.
+    MediaTimeout,
+    /// The peer's SDP broke our SRTP policy.
+    SrtpRequired,
     /// Any other failure response.
     Failed,
 }
@@ -111,11 +121,17 @@ impl RejectReason {
 }
 
 /// What the agent asks of a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Answer,
     Reject(RejectReason),
     Hangup,
+    Hold,
+    Resume,
+    Mute,
+    Unmute,
+    /// Send these keys (already checked to be 0-9, *, #, A-D).
+    Dtmf(String),
 }
 
 /// What the network did to a call (mapped from SIP by the adapter).
@@ -137,12 +153,23 @@ pub enum Signal {
     },
     RemoteBye,
     RemoteCancel,
-    /// The peer refreshed the session (a re-INVITE or UPDATE we answered).
+    /// The peer refreshed the session without an offer (we answered it).
     PeerRefreshed,
-    /// The answer to our session refresh: 2xx, or the failure code.
-    RefreshAnswered {
-        code: u16,
+    /// A re-INVITE or UPDATE with an offer: hold, resume, a new address or codec.
+    RemoteOffer {
+        sdp: Vec<u8>,
     },
+    /// The answer to our re-INVITE: 2xx with its SDP, or the failure code.
+    ReinviteAnswered {
+        code: u16,
+        sdp: Option<Vec<u8>>,
+    },
+    /// A key the peer sent by SIP INFO.
+    DtmfInfo {
+        digit: char,
+    },
+    /// The media path heard nothing for too long.
+    MediaTimeout,
 }
 
 /// The SIP side of an effect, carried out by the SIP adapter.
@@ -164,9 +191,18 @@ pub enum SipAction {
     },
     Cancel,
     Bye,
-    /// Refresh the session (a re-INVITE carrying our current SDP).
-    Refresh {
-        session_timer: SessionTimer,
+    /// A re-INVITE with `offer`: a refresh (with the timer), hold or resume.
+    Reinvite {
+        offer: String,
+        session_timer: Option<SessionTimer>,
+    },
+    /// Answer the peer's re-offer: 200 with our SDP, or the failure code.
+    AnswerOffer {
+        answer: Result<String, u16>,
+    },
+    /// Send keys by SIP INFO (application/dtmf-relay), one request each.
+    Info {
+        digits: String,
     },
 }
 
@@ -174,8 +210,15 @@ pub enum SipAction {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
     Sip(SipAction),
+    /// Start the call's media, or change it to what was just agreed.
     StartMedia(Negotiated),
     StopMedia,
+    /// Silence (or restore) the microphone on this call; RTP keeps flowing.
+    Mute(bool),
+    /// Send keys as RFC 4733 events on the call's RTP.
+    SendDtmf(String),
+    /// The peer sent a key (by INFO; RTP events come from the media path).
+    DtmfReceived(char),
     /// The call's state changed: publish `call.state`.
     StateChanged,
     /// The auto-answer countdown moved: publish `call.countdown`.
@@ -210,9 +253,10 @@ pub struct Call {
     pub started_at: Instant,
     pub connected_at: Option<Instant>,
     pub ended_at: Option<Instant>,
-    local_rtp: SocketAddr,
-    session_id: u64,
-    remote_offer: Option<RemoteMedia>,
+    pub muted: bool,
+    media: MediaSession,
+    /// Our re-INVITE in flight, and what it was for.
+    pending: Option<midcall::Pending>,
     /// Deadlines and countdowns; see `deadlines.rs`.
     timers: deadlines::Timers,
 }
@@ -235,46 +279,34 @@ pub struct Inbound {
 
 impl Call {
     /// An outbound call: sends INVITE with our offer.
-    pub fn dial(
-        id: CallId,
-        to: String,
-        account: Option<String>,
-        local_rtp: SocketAddr,
-        session_id: u64,
-        now: Instant,
-    ) -> (Self, Vec<Effect>) {
-        let offer = sdp::offer(local_rtp, session_id);
-        let mut call = Call::new(id, Direction::Outbound, to.clone(), CallState::Dialing, local_rtp, session_id, now);
+    pub fn dial(id: CallId, to: String, account: Option<String>, local: LocalMedia, now: Instant) -> (Self, Vec<Effect>) {
+        let mut call = Call::new(id, Direction::Outbound, to.clone(), CallState::Dialing, local, now);
+        let offer = call.media.offer();
         call.account = account.clone();
         (call, vec![Effect::Sip(SipAction::Invite { to, offer, account }), Effect::StateChanged])
     }
 
     /// An inbound INVITE: rings the agent (starting the auto-answer
     /// countdown when policy says so), or refuses at once with 488 when the
-    /// offer has nothing we can speak (the agent could not talk anyway).
-    pub fn incoming(
-        id: CallId,
-        inbound: Inbound,
-        local_rtp: SocketAddr,
-        session_id: u64,
-        now: Instant,
-    ) -> (Self, Vec<Effect>) {
-        let mut call =
-            Call::new(id, Direction::Inbound, inbound.from.clone(), CallState::Incoming, local_rtp, session_id, now);
+    /// offer has nothing we can speak or breaks the account's SRTP policy
+    /// (the agent could not talk anyway).
+    pub fn incoming(id: CallId, inbound: Inbound, local: LocalMedia, now: Instant) -> (Self, Vec<Effect>) {
+        let mut call = Call::new(id, Direction::Inbound, inbound.from.clone(), CallState::Incoming, local.clone(), now);
         call.display_name = inbound.display_name.clone();
         call.account = inbound.account.clone();
         call.answer_after_hint = inbound.answer_after_hint;
-        let usable = sdp::parse(&inbound.offer).and_then(|m| sdp::negotiate(&m).map(|_| m));
+        let usable = sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, sdp::SdpDirection::SendRecv).map(|_| m));
         match usable {
             Ok(media) => {
-                call.remote_offer = Some(media);
+                call.media.remote_offer = Some(media);
                 let mut effects = vec![Effect::Sip(SipAction::Ringing), Effect::StateChanged];
                 call.timers = deadlines::Timers::ringing(&inbound, now, &mut effects);
                 (call, effects)
             }
-            Err(_) => {
+            Err(e) => {
+                tracing::info!(call = %call.id, error = %e, "inbound offer refused");
                 let mut effects = vec![Effect::Sip(SipAction::Reject { code: 488 })];
-                call.end(EndReason::NoCommonCodec, Some(488), now, &mut effects);
+                call.end(end_reason_for(&e), Some(488), now, &mut effects);
                 (call, effects)
             }
         }
@@ -285,8 +317,7 @@ impl Call {
         direction: Direction,
         remote: String,
         state: CallState,
-        local_rtp: SocketAddr,
-        session_id: u64,
+        local: LocalMedia,
         now: Instant,
     ) -> Self {
         Call {
@@ -302,15 +333,33 @@ impl Call {
             started_at: now,
             connected_at: None,
             ended_at: None,
-            local_rtp,
-            session_id,
-            remote_offer: None,
+            muted: false,
+            media: MediaSession::new(local),
+            pending: None,
             timers: deadlines::Timers::default(),
         }
     }
 
     fn is_early(&self) -> bool {
         matches!(self.state, CallState::Dialing | CallState::Ringing | CallState::EarlyMedia)
+    }
+
+    /// Answered and not yet ended, held or not.
+    pub fn is_established(&self) -> bool {
+        matches!(self.state, CallState::Connected | CallState::Held | CallState::RemoteHeld)
+    }
+
+    /// The codec and payload types agreed last, once media flows.
+    pub fn negotiated(&self) -> Option<&Negotiated> {
+        self.media.agreed.as_ref()
+    }
+
+    pub fn local_hold(&self) -> bool {
+        self.media.local_hold
+    }
+
+    pub fn remote_hold(&self) -> bool {
+        self.media.remote_hold
     }
 
     /// Apply the agent's command.
@@ -336,17 +385,13 @@ impl Call {
                 effects.push(Effect::Sip(SipAction::Cancel));
                 self.end(EndReason::Cancelled, None, now, &mut effects);
             }
-            (Command::Hangup, CallState::Connected) => {
+            (Command::Hangup, _) if self.is_established() => {
                 effects.push(Effect::Sip(SipAction::Bye));
                 self.end(EndReason::LocalHangup, None, now, &mut effects);
             }
+            (command, _) if self.is_established() => return self.midcall_command(command),
             (command, state) => {
-                let command = match command {
-                    Command::Answer => "answer",
-                    Command::Reject(_) => "reject",
-                    Command::Hangup => "hang up",
-                };
-                return Err(CallError::InvalidState { command, state, direction: self.direction });
+                return Err(CallError::InvalidState { command: command.name(), state, direction: self.direction })
             }
         }
         Ok(effects)
@@ -358,7 +403,7 @@ impl Call {
         let mut effects = Vec::new();
         match signal {
             Signal::Progress { code, sdp } if self.is_early() && code > 100 => {
-                let early = sdp.and_then(|body| sdp::parse(&body).and_then(|m| sdp::negotiate(&m)).ok());
+                let early = sdp.and_then(|body| sdp::parse(&body).and_then(|m| self.media.on_answer(&m)).ok());
                 let next = if early.is_some() || code == 183 { CallState::EarlyMedia } else { CallState::Ringing };
                 if let Some(negotiated) = early {
                     effects.push(Effect::StartMedia(negotiated));
@@ -369,14 +414,15 @@ impl Call {
                 }
             }
             Signal::Answered { sdp, session_timer } if self.is_early() => {
-                match sdp::parse(&sdp).and_then(|m| sdp::negotiate(&m)) {
+                match sdp::parse(&sdp).and_then(|m| self.media.on_answer(&m)) {
                     Ok(negotiated) => {
                         effects.push(Effect::StartMedia(negotiated));
                         self.connect(session_timer, now, &mut effects);
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        tracing::info!(call = %self.id, error = %e, "the peer's answer is unusable");
                         effects.push(Effect::Sip(SipAction::Bye));
-                        self.end(EndReason::NoCommonCodec, None, now, &mut effects);
+                        self.end(end_reason_for(&e), None, now, &mut effects);
                     }
                 }
             }
@@ -390,22 +436,15 @@ impl Call {
                 self.timers.stop_countdown(CountdownStop::CallerCancelled, &mut effects);
                 self.end(EndReason::CallerCancelled, Some(487), now, &mut effects);
             }
-            Signal::PeerRefreshed if self.state == CallState::Connected => self.timers.session_refreshed(now),
-            Signal::RefreshAnswered { code }
-                if self.state == CallState::Connected && self.timers.refresh_answered(code, now) =>
-            {
-                effects.push(Effect::Sip(SipAction::Bye));
-                self.end(EndReason::SessionRefreshFailed, Some(code), now, &mut effects);
-            }
+            signal if self.is_established() => self.midcall_signal(signal, now, &mut effects),
             _ => {}
         }
         effects
     }
 
     fn answer(&mut self, now: Instant, effects: &mut Vec<Effect>) {
-        let offer = self.remote_offer.take().expect("an incoming call keeps its usable offer");
-        let (answer, negotiated) =
-            sdp::answer(&offer, self.local_rtp, self.session_id).expect("the offer was checked on arrival");
+        let offer = self.media.remote_offer.take().expect("an incoming call keeps its usable offer");
+        let (answer, negotiated) = self.media.answer(&offer).expect("the offer was checked on arrival");
         let session_timer = self.timers.answer_session_timer();
         effects.push(Effect::Sip(SipAction::Accept { answer, session_timer }));
         effects.push(Effect::StartMedia(negotiated));
@@ -413,7 +452,7 @@ impl Call {
     }
 
     fn connect(&mut self, session_timer: Option<SessionTimer>, now: Instant, effects: &mut Vec<Effect>) {
-        self.state = CallState::Connected;
+        self.state = self.established_state();
         self.connected_at = Some(now);
         self.timers.connected(session_timer, now);
         effects.push(Effect::StateChanged);
@@ -421,12 +460,21 @@ impl Call {
 
     fn end(&mut self, reason: EndReason, sip_code: Option<u16>, now: Instant, effects: &mut Vec<Effect>) {
         self.timers = deadlines::Timers::default();
+        self.pending = None;
         self.state = CallState::Ended;
         self.reason = Some(reason);
         self.sip_code = sip_code;
         self.ended_at = Some(now);
         effects.push(Effect::StopMedia);
         effects.push(Effect::StateChanged);
+    }
+}
+
+/// How a refused SDP reads as the reason a call ended.
+fn end_reason_for(error: &SdpError) -> EndReason {
+    match error {
+        SdpError::SrtpRequired | SdpError::SrtpRefused(_) => EndReason::SrtpRequired,
+        _ => EndReason::NoCommonCodec,
     }
 }
 

@@ -3,12 +3,13 @@
 //! lives; there is no "current call".
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use serde::Serialize;
 
 use super::{Call, CallError, CallId, CallState, Command, Direction, Effect, EndReason, Inbound, Signal};
+use crate::media::codec::Codec;
+use crate::sip::sdp::LocalMedia;
 
 /// What `call.list` and `call.state` say about one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -24,6 +25,16 @@ pub struct CallSummary {
     /// The caller's `answer-after` hint, in milliseconds.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub answer_after_ms: Option<u64>,
+    /// We hold the peer; `remote_held`: the peer holds us. Both may be true.
+    pub held: bool,
+    pub remote_held: bool,
+    /// The agent's microphone is silenced on this call.
+    pub muted: bool,
+    /// The codec agreed, once media flows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codec: Option<Codec>,
+    /// RTP is SRTP-protected.
+    pub secure: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -66,11 +77,10 @@ impl Phone {
         id: CallId,
         to: String,
         account: Option<String>,
-        local_rtp: SocketAddr,
-        session_id: u64,
+        local: LocalMedia,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        self.insert(Call::dial(id, to, account, local_rtp, session_id, now))
+        self.insert(Call::dial(id, to, account, local, now))
     }
 
     /// An INVITE arrived for a new call.
@@ -78,11 +88,10 @@ impl Phone {
         &mut self,
         id: CallId,
         inbound: Inbound,
-        local_rtp: SocketAddr,
-        session_id: u64,
+        local: LocalMedia,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        self.insert(Call::incoming(id, inbound, local_rtp, session_id, now))
+        self.insert(Call::incoming(id, inbound, local, now))
     }
 
     /// Carry out every call's deadlines that have fallen due.
@@ -162,7 +171,8 @@ impl Phone {
     }
 }
 
-fn summary(call: &Call) -> CallSummary {
+/// How `call.state` and `call.list` describe `call`.
+pub fn summary(call: &Call) -> CallSummary {
     CallSummary {
         call: call.id.clone(),
         state: call.state,
@@ -171,6 +181,11 @@ fn summary(call: &Call) -> CallSummary {
         display_name: call.display_name.clone(),
         account: call.account.clone(),
         answer_after_ms: call.answer_after_hint.map(|d| d.as_millis() as u64),
+        held: call.local_hold(),
+        remote_held: call.remote_hold(),
+        muted: call.muted,
+        codec: call.negotiated().map(|n| n.codec),
+        secure: call.negotiated().is_some_and(|n| n.srtp.is_some()),
         reason: call.reason,
         sip_code: call.sip_code,
     }

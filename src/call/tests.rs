@@ -5,9 +5,21 @@ use std::time::{Duration, Instant};
 
 use super::phone::{Phone, PhoneError};
 use super::*;
-use crate::media::Codec;
+use crate::config::SrtpPolicy;
+use crate::media::codec::{Codec, OpusParams};
+use crate::sip::sdp::{LocalMedia, MediaPolicy};
 
 const LOCAL: &str = "127.0.0.1:40000";
+
+/// Our end of a call that speaks G.711 only, as the older tests expect.
+fn local() -> LocalMedia {
+    LocalMedia {
+        rtp: LOCAL.parse().unwrap(),
+        session_id: 9,
+        policy: MediaPolicy { codecs: vec![Codec::Pcmu, Codec::Pcma], srtp: SrtpPolicy::Off, opus: OpusParams::offer() },
+        key_salt: [1; 30],
+    }
+}
 
 /// A peer's SDP offering `pts`; 101 is telephone-event, the rest static types.
 fn peer_sdp(pts: &str) -> Vec<u8> {
@@ -38,7 +50,7 @@ fn sip(outputs: &[phone::Output]) -> Vec<SipAction> {
 fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let out = phone.dial("c1".into(), "sip:bob@127.0.0.1:5070".into(), None, LOCAL.parse().unwrap(), 9, t0).unwrap();
+    let out = phone.dial("c1".into(), "sip:bob@127.0.0.1:5070".into(), None, local(), t0).unwrap();
     assert_eq!(states(&out), vec![CallState::Dialing]);
     match &sip(&out)[..] {
         [SipAction::Invite { to, offer, account: None }] => {
@@ -58,7 +70,7 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     let started: Vec<_> = out
         .iter()
         .filter_map(|o| match o.effect {
-            Effect::StartMedia(n) => Some(n),
+            Effect::StartMedia(ref n) => Some(n.clone()),
             _ => None,
         })
         .collect();
@@ -79,7 +91,7 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
 fn hangup_before_answer_cancels_and_a_late_answer_changes_nothing() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c1".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c1".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     let out = phone.command("c1", Command::Hangup, t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Cancel]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::Cancelled));
@@ -97,7 +109,7 @@ fn failure_responses_end_the_call_with_reason_and_code() {
     ] {
         let t0 = Instant::now();
         let mut phone = Phone::new();
-        phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+        phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
         let out = phone.signal("c", Signal::Failed { code }, t0);
         let last = out.last().unwrap();
         assert_eq!(
@@ -112,7 +124,7 @@ fn failure_responses_end_the_call_with_reason_and_code() {
 fn early_media_starts_audio_before_the_answer() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     let out = phone.signal("c", Signal::Progress { code: 183, sdp: Some(peer_sdp("0")) }, t0);
     assert_eq!(states(&out), vec![CallState::EarlyMedia]);
     assert!(out.iter().any(|o| matches!(o.effect, Effect::StartMedia(_))));
@@ -124,7 +136,7 @@ fn early_media_starts_audio_before_the_answer() {
 fn answer_without_common_codec_hangs_up() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     let out = phone.signal("c", Signal::Answered { sdp: peer_sdp("18"), session_timer: None }, t0);
     assert_eq!(sip(&out), vec![SipAction::Bye]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
@@ -134,7 +146,7 @@ fn answer_without_common_codec_hangs_up() {
 fn inbound_call_rings_and_hangup_declines_it() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let out = phone.incoming("i1".into(), inbound("sip:cust@h", "8 0 101"), LOCAL.parse().unwrap(), 3, t0).unwrap();
+    let out = phone.incoming("i1".into(), inbound("sip:cust@h", "8 0 101"), local(), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Ringing]);
     assert_eq!(states(&out), vec![CallState::Incoming]);
     let out = phone.command("i1", Command::Hangup, t0).unwrap();
@@ -145,8 +157,7 @@ fn inbound_call_rings_and_hangup_declines_it() {
 fn inbound_answer_reject_and_caller_cancel() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let local = LOCAL.parse().unwrap();
-    phone.incoming("a".into(), inbound("sip:c@h", "8 0 101"), local, 3, t0).unwrap();
+    phone.incoming("a".into(), inbound("sip:c@h", "8 0 101"), local(), t0).unwrap();
     let out = phone.command("a", Command::Answer, t0).unwrap();
     match &sip(&out)[..] {
         [SipAction::Accept { answer, session_timer: None }] => {
@@ -162,7 +173,7 @@ fn inbound_answer_reject_and_caller_cancel() {
     let out = phone.signal("a", Signal::RemoteBye, t0);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::RemoteHangup));
 
-    phone.incoming("b".into(), inbound("sip:c@h", "0"), local, 4, t0).unwrap();
+    phone.incoming("b".into(), inbound("sip:c@h", "0"), local(), t0).unwrap();
     let out = phone.command("b", Command::Reject(RejectReason::Decline), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 603 }]);
     assert_eq!(
@@ -170,11 +181,11 @@ fn inbound_answer_reject_and_caller_cancel() {
         (Some(EndReason::Rejected), Some(603))
     );
 
-    phone.incoming("c".into(), inbound("sip:c@h", "0"), local, 5, t0).unwrap();
+    phone.incoming("c".into(), inbound("sip:c@h", "0"), local(), t0).unwrap();
     let out = phone.command("c", Command::Reject(RejectReason::default()), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 486 }]);
 
-    phone.incoming("d".into(), inbound("sip:c@h", "0"), local, 6, t0).unwrap();
+    phone.incoming("d".into(), inbound("sip:c@h", "0"), local(), t0).unwrap();
     let out = phone.signal("d", Signal::RemoteCancel, t0);
     assert!(sip(&out).is_empty(), "the INVITE transaction answers 487 itself");
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::CallerCancelled));
@@ -184,7 +195,7 @@ fn inbound_answer_reject_and_caller_cancel() {
 #[test]
 fn inbound_offer_without_common_codec_is_refused_with_488() {
     let mut phone = Phone::new();
-    let out = phone.incoming("x".into(), inbound("sip:c@h", "18"), LOCAL.parse().unwrap(), 1, Instant::now()).unwrap();
+    let out = phone.incoming("x".into(), inbound("sip:c@h", "18"), local(), Instant::now()).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 488 }]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
     assert!(phone.is_empty());
@@ -194,10 +205,10 @@ fn inbound_offer_without_common_codec_is_refused_with_488() {
 fn outbound_calls_cannot_be_answered_and_ids_are_unique() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    phone.dial("c".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     assert!(matches!(phone.command("c", Command::Answer, t0), Err(PhoneError::Call(_))));
     assert_eq!(
-        phone.dial("c".into(), "sip:y@h".into(), None, LOCAL.parse().unwrap(), 1, t0),
+        phone.dial("c".into(), "sip:y@h".into(), None, local(), t0),
         Err(PhoneError::DuplicateCall("c".into()))
     );
     assert_eq!(phone.list().len(), 1);
@@ -225,7 +236,7 @@ fn auto_answered(after_s: u64, ring_timeout_s: u64) -> Inbound {
 fn auto_answer_counts_down_each_second_and_answers_at_zero() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
-    let out = phone.incoming("a".into(), auto_answered(3, 30), LOCAL.parse().unwrap(), 1, t0).unwrap();
+    let out = phone.incoming("a".into(), auto_answered(3, 30), local(), t0).unwrap();
     assert_eq!(countdowns(&out), [(3000, None)]);
     let mut seen = Vec::new();
     let mut now = t0;
@@ -246,19 +257,18 @@ fn auto_answer_counts_down_each_second_and_answers_at_zero() {
 #[test]
 fn auto_answer_stops_on_answer_reject_or_caller_cancel() {
     let t0 = Instant::now();
-    let local = LOCAL.parse().unwrap();
     let mut phone = Phone::new();
-    phone.incoming("a".into(), auto_answered(9, 30), local, 1, t0).unwrap();
+    phone.incoming("a".into(), auto_answered(9, 30), local(), t0).unwrap();
     let out = phone.command("a", Command::Answer, t0 + Duration::from_secs(2)).unwrap();
     assert_eq!(countdowns(&out), [(0, Some(CountdownStop::Answered))]);
     assert_eq!(states(&out), [CallState::Connected]);
 
-    phone.incoming("r".into(), auto_answered(9, 30), local, 2, t0).unwrap();
+    phone.incoming("r".into(), auto_answered(9, 30), local(), t0).unwrap();
     let out = phone.command("r", Command::Reject(RejectReason::Busy), t0).unwrap();
     assert_eq!(countdowns(&out), [(0, Some(CountdownStop::Rejected))]);
     assert_eq!(sip(&out), [SipAction::Reject { code: 486 }]);
 
-    phone.incoming("c".into(), auto_answered(9, 30), local, 3, t0).unwrap();
+    phone.incoming("c".into(), auto_answered(9, 30), local(), t0).unwrap();
     let out = phone.signal("c", Signal::RemoteCancel, t0 + Duration::from_secs(1));
     assert_eq!(countdowns(&out), [(0, Some(CountdownStop::CallerCancelled))]);
     assert_eq!(phone.poll(t0 + Duration::from_secs(9)).len(), 0, "nothing fires for a cancelled call");
@@ -270,7 +280,7 @@ fn an_unanswered_call_goes_back_with_the_configured_code() {
     let t0 = Instant::now();
     let mut phone = Phone::new();
     let ringing = Inbound { ring_timeout: Some((Duration::from_secs(20), 480)), ..inbound("sip:c@h", "0") };
-    let out = phone.incoming("u".into(), ringing, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    let out = phone.incoming("u".into(), ringing, local(), t0).unwrap();
     assert!(countdowns(&out).is_empty(), "no countdown without auto-answer");
     assert!(phone.poll(t0 + Duration::from_secs(19)).is_empty());
     let out = phone.poll(t0 + Duration::from_secs(20));
@@ -281,8 +291,19 @@ fn an_unanswered_call_goes_back_with_the_configured_code() {
     );
 }
 
+/// The SDP of the re-INVITE among `outputs`.
+fn reoffer(outputs: &[phone::Output]) -> String {
+    sip(outputs)
+        .into_iter()
+        .find_map(|a| match a {
+            SipAction::Reinvite { offer, .. } => Some(offer),
+            _ => None,
+        })
+        .expect("a re-INVITE")
+}
+
 fn connected_outbound(phone: &mut Phone, timer: SessionTimer, t0: Instant) {
-    phone.dial("s".into(), "sip:x@h".into(), None, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.dial("s".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     phone.signal("s", Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer) }, t0);
 }
 
@@ -295,12 +316,12 @@ fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
     connected_outbound(&mut phone, timer, t0);
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(45)));
     let out = phone.poll(t0 + Duration::from_secs(45));
-    assert_eq!(sip(&out), [SipAction::Refresh { session_timer: timer }]);
+    assert_eq!(sip(&out), [SipAction::Reinvite { offer: reoffer(&out), session_timer: Some(timer) }]);
     assert_eq!(phone.next_deadline(), None, "the refresh transaction times itself out");
-    phone.signal("s", Signal::RefreshAnswered { code: 200 }, t0 + Duration::from_secs(46));
+    phone.signal("s", Signal::ReinviteAnswered { code: 200, sdp: Some(peer_sdp("0")) }, t0 + Duration::from_secs(46));
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(91)));
     phone.poll(t0 + Duration::from_secs(91));
-    let out = phone.signal("s", Signal::RefreshAnswered { code: 408 }, t0 + Duration::from_secs(123));
+    let out = phone.signal("s", Signal::ReinviteAnswered { code: 408, sdp: None }, t0 + Duration::from_secs(123));
     assert_eq!(sip(&out), [SipAction::Bye]);
     assert_eq!(
         (out.last().unwrap().call.reason, out.last().unwrap().call.sip_code),
@@ -330,8 +351,138 @@ fn an_answered_call_announces_the_session_timer_it_was_offered() {
     let mut phone = Phone::new();
     let timer = SessionTimer { interval: Duration::from_secs(1800), refresher: Refresher::Us };
     let call = Inbound { session_timer: Some(timer), ..inbound("sip:c@h", "0") };
-    phone.incoming("t".into(), call, LOCAL.parse().unwrap(), 1, t0).unwrap();
+    phone.incoming("t".into(), call, local(), t0).unwrap();
     let out = phone.command("t", Command::Answer, t0).unwrap();
     assert!(matches!(sip(&out)[..], [SipAction::Accept { session_timer: Some(t), .. }] if t == timer));
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(900)));
+}
+
+fn sdp_with(pts: &str, direction: &str) -> Vec<u8> {
+    let mut body = peer_sdp(pts);
+    body.extend_from_slice(format!("a={direction}\r\n").as_bytes());
+    body
+}
+
+fn connected(phone: &mut Phone, t0: Instant) {
+    phone.dial("h".into(), "sip:x@h".into(), None, local(), t0).unwrap();
+    phone.signal("h", Signal::Answered { sdp: peer_sdp("0 101"), session_timer: None }, t0);
+}
+
+fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
+    outputs
+        .iter()
+        .filter_map(|o| match &o.effect {
+            Effect::StartMedia(n) => Some(n.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn hold_and_resume_by_reinvite() {
+    use crate::sip::sdp::SdpDirection;
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    connected(&mut phone, t0);
+    let out = phone.command("h", Command::Hold, t0).unwrap();
+    let offer = reoffer(&out);
+    assert!(offer.contains("a=sendonly\r\n") && offer.contains("o=- 9 2 IN IP4"), "{offer}");
+    assert!(states(&out).is_empty(), "held only once the peer agrees");
+    assert!(matches!(phone.command("h", Command::Resume, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "recvonly")) }, t0);
+    assert_eq!(states(&out), [CallState::Held]);
+    assert_eq!(media(&out)[0].direction, SdpDirection::SendOnly);
+    assert!(out.last().unwrap().call.held);
+    assert!(matches!(phone.command("h", Command::Hold, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
+
+    let out = phone.command("h", Command::Resume, t0).unwrap();
+    assert!(reoffer(&out).contains("a=sendrecv\r\n"));
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "sendrecv")) }, t0);
+    assert_eq!(states(&out), [CallState::Connected]);
+    assert_eq!(media(&out)[0].direction, SdpDirection::SendRecv);
+}
+
+#[test]
+fn a_refused_hold_leaves_the_call_connected_and_says_so() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    connected(&mut phone, t0);
+    phone.command("h", Command::Hold, t0).unwrap();
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 488, sdp: None }, t0);
+    assert_eq!(states(&out), [CallState::Connected]);
+    assert!(!out.last().unwrap().call.held);
+    assert!(phone.command("h", Command::Hold, t0).is_ok(), "the agent may try again");
+}
+
+#[test]
+fn the_peers_hold_is_answered_and_reported() {
+    use crate::sip::sdp::SdpDirection;
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    connected(&mut phone, t0);
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendonly") }, t0);
+    match &sip(&out)[..] {
+        [SipAction::AnswerOffer { answer: Ok(answer) }] => assert!(answer.contains("a=recvonly\r\n"), "{answer}"),
+        other => panic!("expected an answer, got {other:?}"),
+    }
+    assert_eq!(media(&out)[0].direction, SdpDirection::RecvOnly);
+    assert_eq!(states(&out), [CallState::RemoteHeld]);
+    assert!(out.last().unwrap().call.remote_held);
+
+    // We hold too: inactive; the peer resumes while we still hold: we only send.
+    let out = phone.command("h", Command::Hold, t0).unwrap();
+    assert!(reoffer(&out).contains("a=inactive\r\n"));
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "inactive")) }, t0);
+    assert_eq!(states(&out), [CallState::Held]);
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendrecv") }, t0);
+    assert!(matches!(&sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(a) }] if a.contains("a=sendonly\r\n")));
+    assert!(!out.last().unwrap().call.remote_held);
+
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: peer_sdp("18") }, t0);
+    assert_eq!(sip(&out), [SipAction::AnswerOffer { answer: Err(488) }], "an unusable re-offer keeps the call");
+    assert!(states(&out).is_empty());
+}
+
+#[test]
+fn mute_keys_and_media_timeout() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    connected(&mut phone, t0);
+    let out = phone.command("h", Command::Mute, t0).unwrap();
+    assert!(out.iter().any(|o| o.effect == Effect::Mute(true)));
+    assert!(out.last().unwrap().call.muted);
+    assert!(phone.command("h", Command::Mute, t0).unwrap().is_empty(), "muting twice changes nothing");
+    let out = phone.command("h", Command::Dtmf("12#".into()), t0).unwrap();
+    assert_eq!(out[0].effect, Effect::SendDtmf("12#".into()), "telephone-event was agreed");
+    let out = phone.signal("h", Signal::DtmfInfo { digit: '5' }, t0);
+    assert_eq!(out[0].effect, Effect::DtmfReceived('5'));
+
+    phone.dial("n".into(), "sip:y@h".into(), None, local(), t0).unwrap();
+    phone.signal("n", Signal::Answered { sdp: peer_sdp("0"), session_timer: None }, t0);
+    let out = phone.command("n", Command::Dtmf("9".into()), t0).unwrap();
+    assert_eq!(sip(&out), [SipAction::Info { digits: "9".into() }], "no telephone-event: SIP INFO");
+
+    let out = phone.signal("n", Signal::MediaTimeout, t0);
+    assert_eq!(sip(&out), [SipAction::Bye]);
+    assert_eq!(out.last().unwrap().call.reason, Some(EndReason::MediaTimeout));
+    assert!(matches!(
+        phone.dial("d".into(), "sip:z@h".into(), None, local(), t0).map(|_| phone.command("d", Command::Hold, t0)),
+        Ok(Err(PhoneError::Call(CallError::InvalidState { state: CallState::Dialing, .. })))
+    ));
+}
+
+#[test]
+fn a_refresh_repeats_our_sdp_with_the_same_version() {
+    use crate::sip::session_timer::Refresher;
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };
+    let out = phone.dial("s".into(), "sip:x@h".into(), None, local(), t0).unwrap();
+    let first = match &sip(&out)[..] {
+        [SipAction::Invite { offer, .. }] => offer.clone(),
+        other => panic!("{other:?}"),
+    };
+    phone.signal("s", Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer) }, t0);
+    let out = phone.poll(t0 + Duration::from_secs(45));
+    assert_eq!(reoffer(&out), first, "nothing changed, so neither does o= (RFC 3264 §8)");
 }

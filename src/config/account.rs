@@ -92,6 +92,10 @@ pub struct AccountConfig {
     /// Keep-alive interval towards the registrar: CRLF on TCP/TLS, OPTIONS on UDP; 0 = off.
     #[serde(default = "default_keepalive")]
     pub keepalive_s: u64,
+    /// Codec preference for this account's calls; `[media] codecs` when absent.
+    pub codecs: Option<Vec<String>>,
+    /// SRTP policy for this account's calls; `[media] srtp` when absent.
+    pub srtp: Option<super::SrtpPolicy>,
 }
 
 fn default_expires() -> u32 {
@@ -122,6 +126,10 @@ impl AccountConfig {
         }
         if self.expires_s == 0 {
             return Err(bad("accounts.expires_s", format!("account {id}: must be positive")));
+        }
+        if let Some(codecs) = &self.codecs {
+            super::parse_codecs("accounts.codecs", codecs)
+                .map_err(|e| bad("accounts.codecs", format!("account {id}: {e}")))?;
         }
         let sources = [self.password.is_some(), self.password_file.is_some(), self.password_env.is_some()];
         if sources.iter().filter(|s| **s).count() > 1 {

@@ -2,6 +2,7 @@
 //! needed to start; a bad file is refused with a message naming the key.
 
 mod account;
+mod media;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -10,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use account::{AccountConfig, Secret, Transport};
+pub use media::{parse_codecs, MediaConfig, SrtpPolicy};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +33,7 @@ pub struct Config {
     pub sip: SipConfig,
     pub control: ControlConfig,
     pub audio: AudioConfig,
+    pub media: MediaConfig,
     pub recording: RecordingConfig,
     pub agent: AgentConfig,
     pub accounts: Vec<AccountConfig>,
@@ -223,6 +226,7 @@ impl Config {
                 return bad(key, "must be a SIP failure status (400-699), e.g. 480 or 486");
             }
         }
+        config.media.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

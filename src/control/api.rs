@@ -2,17 +2,16 @@
 //! notification's params, and the OpenRPC document built from them. `proto/`
 //! is this document checked in; a test keeps the two identical.
 
-use schemars::{JsonSchema, SchemaGenerator};
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::account::registration::Report;
 use crate::audio::BackendInfo;
 use crate::call::phone::CallSummary;
 use crate::call::{CallId, Countdown, RejectReason};
 use crate::config::{AgentState, Transport};
-use crate::media::stream::StreamStats;
-use crate::media::Codec;
+use crate::media::stream::MediaStats;
 
 /// Event topics a client may subscribe to (PROTOCOL.md); the default is all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -178,11 +177,74 @@ pub struct CallListResult {
 pub struct CallInfo {
     #[serde(flatten)]
     pub summary: CallSummary,
-    /// The negotiated codec, once media flows.
+    /// RTP/RTCP counters and quality, once media flows.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub codec: Option<Codec>,
+    pub media: Option<MediaStats>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DtmfParams {
+    pub call: CallId,
+    /// Keys to send, in order: 0-9, *, #, A-D (at most 32).
+    pub digits: String,
+}
+
+/// How a key reached us.
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DtmfVia {
+    /// An RFC 4733 telephone-event in the RTP stream.
+    Rtp,
+    /// A SIP INFO (application/dtmf-relay or application/dtmf).
+    Info,
+}
+
+/// `call.dtmf`: the peer pressed a key.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DtmfEvent {
+    pub call: CallId,
+    pub digit: String,
+    pub via: DtmfVia,
+}
+
+/// `call.quality`, and the summary part of `call.stats`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct QualityEvent {
+    pub call: CallId,
+    /// Interarrival jitter of what we receive (RFC 3550), in ms.
+    pub jitter_ms: f64,
+    /// Loss in percent: the worse of what we see and what the peer reports.
+    pub loss_percent: f64,
+    /// Round trip from RTCP, once the peer has reported on our stream.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub media: Option<StreamStats>,
+    pub rtt_ms: Option<f64>,
+    /// E-model MOS estimate, 1 (bad) to 4.5 (best).
+    pub mos: f64,
+    /// The jitter buffer's current target delay.
+    pub jitter_buffer_ms: u32,
+}
+
+impl QualityEvent {
+    pub fn new(call: CallId, stats: &MediaStats) -> Self {
+        QualityEvent {
+            call,
+            jitter_ms: stats.rtcp.jitter_ms,
+            loss_percent: stats.rtcp.fraction_lost.max(stats.rtcp.remote_fraction_lost) * 100.0,
+            rtt_ms: stats.rtcp.rtt_ms,
+            mos: stats.mos,
+            jitter_buffer_ms: stats.jitter_buffer.target_delay_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CallStatsResult {
+    /// The call and its full media counters.
+    pub call: CallInfo,
+    /// The headline figures, as `call.quality` reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<QualityEvent>,
 }
 
 /// Sent when a subscriber fell so far behind that events were dropped for
@@ -201,6 +263,12 @@ pub mod method {
     pub const CALL_REJECT: &str = "call.reject";
     pub const CALL_HANGUP: &str = "call.hangup";
     pub const CALL_LIST: &str = "call.list";
+    pub const CALL_HOLD: &str = "call.hold";
+    pub const CALL_RESUME: &str = "call.resume";
+    pub const CALL_MUTE: &str = "call.mute";
+    pub const CALL_UNMUTE: &str = "call.unmute";
+    pub const CALL_DTMF: &str = "call.dtmf";
+    pub const CALL_STATS: &str = "call.stats";
     pub const ACCOUNT_LIST: &str = "account.list";
     pub const ACCOUNT_REGISTER: &str = "account.register";
     pub const ACCOUNT_UNREGISTER: &str = "account.unregister";
@@ -211,189 +279,11 @@ pub mod method {
 pub mod event {
     pub const CALL_STATE: &str = "call.state";
     pub const CALL_COUNTDOWN: &str = "call.countdown";
+    pub const CALL_DTMF: &str = "call.dtmf";
+    pub const CALL_QUALITY: &str = "call.quality";
     pub const REGISTRATION_STATE: &str = "registration.state";
     pub const AGENT_STATE: &str = "agent.state";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";
 }
 
-struct Entry {
-    name: &'static str,
-    summary: &'static str,
-    params: fn(&mut SchemaGenerator) -> Value,
-    result: Option<fn(&mut SchemaGenerator) -> Value>,
-}
-
-fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
-    generator.subschema_for::<T>().to_value()
-}
-
-fn methods() -> Vec<Entry> {
-    use method::*;
-    vec![
-        Entry {
-            name: DAEMON_STATUS,
-            summary: "Version, uptime, listening points, call count and the audio backends in use.",
-            params: schema::<NoParams>,
-            result: Some(schema::<StatusResult>),
-        },
-        Entry {
-            name: EVENTS_SUBSCRIBE,
-            summary: "Receive notifications on this connection, for the given topics (default all).",
-            params: schema::<SubscribeParams>,
-            result: Some(schema::<SubscribeResult>),
-        },
-        Entry {
-            name: CALL_DIAL,
-            summary: "Place a call to a SIP URI.",
-            params: schema::<DialParams>,
-            result: Some(schema::<DialResult>),
-        },
-        Entry {
-            name: CALL_ANSWER,
-            summary: "Answer an incoming call (200 OK with our SDP answer).",
-            params: schema::<CallParams>,
-            result: Some(schema::<Empty>),
-        },
-        Entry {
-            name: CALL_REJECT,
-            summary: "Refuse an incoming call: busy (486) or decline (603).",
-            params: schema::<RejectParams>,
-            result: Some(schema::<Empty>),
-        },
-        Entry {
-            name: CALL_HANGUP,
-            summary: "End a call: CANCEL before answer, BYE after; an incoming call is declined.",
-            params: schema::<CallParams>,
-            result: Some(schema::<Empty>),
-        },
-        Entry {
-            name: CALL_LIST,
-            summary: "Live calls with state, direction, remote party and media counters.",
-            params: schema::<NoParams>,
-            result: Some(schema::<CallListResult>),
-        },
-        Entry {
-            name: ACCOUNT_LIST,
-            summary: "The configured accounts and their registration state (never a password).",
-            params: schema::<NoParams>,
-            result: Some(schema::<AccountListResult>),
-        },
-        Entry {
-            name: ACCOUNT_REGISTER,
-            summary: "Register the account now and keep it registered.",
-            params: schema::<AccountParams>,
-            result: Some(schema::<Empty>),
-        },
-        Entry {
-            name: ACCOUNT_UNREGISTER,
-            summary: "Remove the account's binding (Expires: 0) and stay unregistered.",
-            params: schema::<AccountParams>,
-            result: Some(schema::<Empty>),
-        },
-        Entry {
-            name: AGENT_SET_STATE,
-            summary: "Ready takes calls; not ready refuses them (486 or 480) without ringing.",
-            params: schema::<AgentStateParams>,
-            result: Some(schema::<Empty>),
-        },
-    ]
-}
-
-fn notifications() -> Vec<Entry> {
-    vec![
-        Entry {
-            name: event::CALL_STATE,
-            summary: "A call changed state; the last one is `ended` with `reason` and, when SIP gave one, `sip_code`.",
-            params: schema::<CallSummary>,
-            result: None,
-        },
-        Entry {
-            name: event::CALL_COUNTDOWN,
-            summary: "An inbound call's auto-answer countdown: at start, each second, and at its stop with why.",
-            params: schema::<CallCountdownEvent>,
-            result: None,
-        },
-        Entry {
-            name: event::REGISTRATION_STATE,
-            summary:
-                "An account's registration changed: registering, registered, failed (sip_code, reason), unregistered.",
-            params: schema::<RegistrationEvent>,
-            result: None,
-        },
-        Entry {
-            name: event::AGENT_STATE,
-            summary: "The agent became ready or not ready.",
-            params: schema::<AgentStateParams>,
-            result: None,
-        },
-        Entry {
-            name: event::EVENTS_OVERFLOW,
-            summary: "This subscriber missed events; re-read state.",
-            params: schema::<OverflowEvent>,
-            result: None,
-        },
-    ]
-}
-
-/// Method names the daemon answers.
-pub fn method_names() -> Vec<&'static str> {
-    methods().iter().map(|m| m.name).collect()
-}
-
-/// The OpenRPC 1.2.6 document for exactly what is implemented. Notifications
-/// from the daemon are listed under `x-notifications` (OpenRPC has no place
-/// for server-to-client messages) with the same shape as methods.
-pub fn openrpc_document() -> Value {
-    let settings = schemars::generate::SchemaSettings::draft07().with(|s| {
-        s.definitions_path = "#/components/schemas/".into();
-    });
-    let mut generator = settings.into_generator();
-    let mut describe = |entry: &Entry| {
-        let params_schema = (entry.params)(&mut generator);
-        let mut doc = json!({
-            "name": entry.name,
-            "summary": entry.summary,
-            "paramStructure": "by-name",
-            "params": by_name_params(&params_schema, &generator),
-        });
-        if let Some(result) = entry.result {
-            doc["result"] = json!({"name": "result", "schema": result(&mut generator)});
-        }
-        doc
-    };
-    let methods: Vec<Value> = methods().iter().map(&mut describe).collect();
-    let notifications: Vec<Value> = notifications().iter().map(&mut describe).collect();
-    let schemas: serde_json::Map<String, Value> = generator.take_definitions(true).into_iter().collect();
-    json!({
-        "openrpc": "1.2.6",
-        "info": {
-            "title": "softphoned control protocol",
-            "version": env!("CARGO_PKG_VERSION"),
-            "description": "JSON-RPC 2.0 over a Unix socket, one object per line. Errors: -32700 parse error, -32600 invalid request (also: line over 64 KiB), -32601 unknown method, -32602 invalid params, -32000 unknown call, -32001 command not valid in the call's state, -32002 daemon could not carry it out."
-        },
-        "methods": methods,
-        "x-notifications": notifications,
-        "components": {"schemas": schemas},
-    })
-}
-
-/// OpenRPC lists by-name params one by one: split the params object's schema.
-fn by_name_params(schema: &Value, generator: &SchemaGenerator) -> Vec<Value> {
-    let resolved = match schema.get("$ref").and_then(Value::as_str) {
-        Some(reference) => {
-            let name = reference.rsplit('/').next().unwrap_or_default();
-            generator.definitions().get(name).cloned().unwrap_or(Value::Null)
-        }
-        None => schema.clone(),
-    };
-    let required: Vec<&str> = resolved
-        .get("required")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(Value::as_str).collect())
-        .unwrap_or_default();
-    let Some(properties) = resolved.get("properties").and_then(Value::as_object) else { return Vec::new() };
-    properties
-        .iter()
-        .map(|(name, schema)| json!({"name": name, "required": required.contains(&name.as_str()), "schema": schema}))
-        .collect()
-}
+pub use super::openrpc::{method_names, openrpc_document};

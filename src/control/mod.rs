@@ -3,5 +3,6 @@
 
 pub mod api;
 pub mod client;
+mod openrpc;
 pub mod rpc;
 pub mod server;

@@ -11,9 +11,10 @@ use super::Daemon;
 use crate::call::phone::PhoneError;
 use crate::call::{CallError, Command};
 use crate::control::api::{
-    self, method, AccountListResult, AccountParams, AgentStateParams, CallInfo, CallListResult, CallParams, DialParams,
-    DialResult, Empty, NoParams, RejectParams, StatusResult,
+    self, method, AccountListResult, AccountParams, AgentStateParams, CallInfo, CallListResult, CallParams,
+    CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent, RejectParams, StatusResult,
 };
+use crate::media::dtmf;
 use crate::control::rpc::{code, Request, RpcError};
 use crate::sip::registrar::RegCommand;
 
@@ -29,6 +30,15 @@ impl Daemon {
             }
             method::CALL_HANGUP => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hangup)),
             method::CALL_LIST => parse::<NoParams>(params).and_then(|_| reply(self.call_list())),
+            method::CALL_HOLD => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hold)),
+            method::CALL_RESUME => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Resume)),
+            method::CALL_MUTE => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Mute)),
+            method::CALL_UNMUTE => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Unmute)),
+            method::CALL_DTMF => parse::<DtmfParams>(params).and_then(|p| {
+                let digits = dtmf::normalize_digits(&p.digits).map_err(RpcError::invalid_params)?;
+                self.command(&p.call, Command::Dtmf(digits))
+            }),
+            method::CALL_STATS => parse::<CallParams>(params).and_then(|p| self.call_stats(&p.call)).and_then(reply),
             method::ACCOUNT_LIST => {
                 parse::<NoParams>(params).and_then(|_| reply(AccountListResult { accounts: self.account_list() }))
             }
@@ -71,7 +81,8 @@ impl Daemon {
             .open(&call)
             .map_err(|e| RpcError::new(code::UNAVAILABLE, format!("no RTP port available: {e}")))?;
         let now = Instant::now().into_std();
-        match self.phone.dial(call.clone(), to, account, local, rand::random(), now) {
+        let local = self.local_media(account.as_deref(), local);
+        match self.phone.dial(call.clone(), to, account, local, now) {
             Ok(outputs) => {
                 self.apply(outputs);
                 Ok(DialResult { call })
@@ -94,12 +105,17 @@ impl Daemon {
             .phone
             .list()
             .into_iter()
-            .map(|summary| {
-                let stats = self.media.stats(&summary.call);
-                CallInfo { codec: stats.map(|(codec, _)| codec), media: stats.map(|(_, s)| s), summary }
-            })
+            .map(|summary| CallInfo { media: self.media.stats(&summary.call), summary })
             .collect();
         CallListResult { calls }
+    }
+
+    fn call_stats(&self, call: &str) -> Result<CallStatsResult, RpcError> {
+        let summary = self.phone.get(call).map(crate::call::phone::summary);
+        let summary = summary.ok_or_else(|| phone_error(PhoneError::UnknownCall(call.into())))?;
+        let media = self.media.stats(&summary.call);
+        let quality = media.as_ref().map(|stats| QualityEvent::new(summary.call.clone(), stats));
+        Ok(CallStatsResult { call: CallInfo { media, summary }, quality })
     }
 }
 

@@ -1,11 +1,14 @@
-//! The media IO of all calls: one UDP socket per call (symmetric RTP: we
-//! send from the port we receive on), and the 20 ms tick that moves audio
-//! between the agent's source and sink and every call's stream.
+//! The media IO of all calls: a UDP pair per call (RTP on an even port,
+//! RTCP on the next; symmetric: we send from where we receive), and the
+//! 20 ms tick that serves every call at once: one microphone frame out to
+//! each stream that sends, each stream's playout mixed for the agent, RTCP
+//! when due, and the verdicts the run loop acts on (keys heard, silence
+//! too long, quality reports).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
@@ -13,29 +16,54 @@ use tokio::task::JoinHandle;
 
 use crate::audio::{AudioSink, AudioSource};
 use crate::call::CallId;
-use crate::media::stream::{MediaStream, StreamStats};
-use crate::media::{Codec, FRAME_SAMPLES};
+use crate::config::MediaConfig;
+use crate::media::codec::{Frame, FRAME_SAMPLES};
+use crate::media::dtmf::DtmfError;
+use crate::media::stream::{MediaStats, MediaStream, StreamConfig};
 use crate::sip::sdp::Negotiated;
 
-/// Largest datagram we read; RTP for 20 ms of G.711 is 172 bytes.
+/// Largest datagram we read.
 const MAX_DATAGRAM: usize = 1500;
+/// Tries at finding a free even/odd port pair before giving up.
+const PORT_PAIR_TRIES: usize = 32;
 
-/// A datagram that arrived on a call's RTP port.
+/// A datagram that arrived on one of a call's ports.
 pub struct RtpIn {
     pub call: CallId,
     pub data: Vec<u8>,
     pub at: Instant,
+    /// It came to the RTCP port.
+    pub rtcp: bool,
+}
+
+/// What the media path tells the run loop.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MediaEvent {
+    /// The peer pressed a key (RFC 4733).
+    Dtmf { call: CallId, digit: char },
+    /// No RTP for longer than `media.media_timeout_ms` while we expect it.
+    Timeout { call: CallId },
+    /// Time for this call's `call.quality`.
+    Quality { call: CallId, stats: MediaStats },
 }
 
 struct CallMedia {
-    socket: Arc<UdpSocket>,
+    rtp: Arc<UdpSocket>,
+    rtcp: Arc<UdpSocket>,
     stream: Option<MediaStream>,
-    receiver: JoinHandle<()>,
+    muted: bool,
+    /// When the stream (re)started receiving, for the media timeout.
+    expecting_since: Instant,
+    timed_out: bool,
+    next_quality: Instant,
+    receivers: [JoinHandle<()>; 2],
 }
 
 impl Drop for CallMedia {
     fn drop(&mut self) {
-        self.receiver.abort();
+        for receiver in &self.receivers {
+            receiver.abort();
+        }
     }
 }
 
@@ -43,10 +71,14 @@ pub struct MediaEngine {
     calls: HashMap<CallId, CallMedia>,
     source: Box<dyn AudioSource>,
     sink: Box<dyn AudioSink>,
+    /// Played to a party we hold; silence without one.
+    hold_music: Option<Box<dyn AudioSource>>,
     rtp_in: mpsc::Sender<RtpIn>,
     bind_ip: IpAddr,
-    capture: [i16; FRAME_SAMPLES],
-    mix: [i16; FRAME_SAMPLES],
+    config: MediaConfig,
+    capture: Frame,
+    music: Frame,
+    mix: Frame,
     packet: Vec<u8>,
 }
 
@@ -54,41 +86,117 @@ impl MediaEngine {
     pub fn new(
         source: Box<dyn AudioSource>,
         sink: Box<dyn AudioSink>,
+        hold_music: Option<Box<dyn AudioSource>>,
         bind_ip: IpAddr,
+        config: MediaConfig,
         rtp_in: mpsc::Sender<RtpIn>,
     ) -> Self {
         MediaEngine {
             calls: HashMap::new(),
             source,
             sink,
+            hold_music,
             rtp_in,
             bind_ip,
+            config,
             capture: [0; FRAME_SAMPLES],
+            music: [0; FRAME_SAMPLES],
             mix: [0; FRAME_SAMPLES],
             packet: Vec::with_capacity(MAX_DATAGRAM),
         }
     }
 
-    /// Open the RTP port for a new call, before its SDP is written.
+    /// Use another microphone and speaker from now on (device switch or loss).
+    pub fn replace_audio(&mut self, source: Box<dyn AudioSource>, sink: Box<dyn AudioSink>) {
+        self.source = source;
+        self.sink = sink;
+    }
+
+    /// Open the ports for a new call, before its SDP is written.
     pub fn open(&mut self, call: &CallId) -> std::io::Result<SocketAddr> {
-        let std_socket = std::net::UdpSocket::bind((self.bind_ip, 0))?;
-        std_socket.set_nonblocking(true)?;
-        let socket = Arc::new(UdpSocket::from_std(std_socket)?);
-        let local = socket.local_addr()?;
-        let receiver = tokio::spawn(receive_loop(call.clone(), socket.clone(), self.rtp_in.clone()));
-        self.calls.insert(call.clone(), CallMedia { socket, stream: None, receiver });
+        let (rtp, rtcp) = self.bind_pair()?;
+        let local = rtp.local_addr()?;
+        let receivers = [
+            tokio::spawn(receive_loop(call.clone(), rtp.clone(), false, self.rtp_in.clone())),
+            tokio::spawn(receive_loop(call.clone(), rtcp.clone(), true, self.rtp_in.clone())),
+        ];
+        let now = Instant::now();
+        self.calls.insert(
+            call.clone(),
+            CallMedia {
+                rtp,
+                rtcp,
+                stream: None,
+                muted: false,
+                expecting_since: now,
+                timed_out: false,
+                next_quality: now,
+                receivers,
+            },
+        );
         Ok(local)
     }
 
-    /// Media may start twice (early media, then the answer): the newer
-    /// negotiation wins, the RTP sequence continues only within one stream.
-    pub fn start(&mut self, call: &CallId, negotiated: Negotiated) {
-        if let Some(media) = self.calls.get_mut(call) {
-            let same =
-                media.stream.as_ref().is_some_and(|s| s.remote() == negotiated.remote && s.codec() == negotiated.codec);
-            if !same {
-                media.stream = Some(MediaStream::new(negotiated, rand::random(), rand::random(), rand::random()));
+    fn bind_pair(&self) -> std::io::Result<(Arc<UdpSocket>, Arc<UdpSocket>)> {
+        let mut last_error = None;
+        for _ in 0..PORT_PAIR_TRIES {
+            let rtp = std::net::UdpSocket::bind((self.bind_ip, 0))?;
+            let port = rtp.local_addr()?.port();
+            if port % 2 == 1 || port == u16::MAX {
+                continue;
             }
+            match std::net::UdpSocket::bind((self.bind_ip, port + 1)) {
+                Ok(rtcp) => return Ok((tokio_socket(rtp)?, tokio_socket(rtcp)?)),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(last_error.unwrap_or_else(|| std::io::Error::other("no free RTP/RTCP port pair")))
+    }
+
+    /// Media starts, or changes after a re-offer. A change of codec,
+    /// address or keys starts a new stream; a hold or resume keeps it.
+    pub fn start(&mut self, call: &CallId, negotiated: Negotiated, now: Instant) {
+        let config = self.stream_config(call);
+        let Some(media) = self.calls.get_mut(call) else { return };
+        let receives = negotiated.direction.receives();
+        let was_receiving = media.stream.as_ref().is_some_and(|s| s.direction().receives());
+        match &mut media.stream {
+            Some(stream) if stream.can_update_to(&negotiated) => stream.update(negotiated),
+            _ => {
+                match MediaStream::new(negotiated, &config, now) {
+                    Ok(mut stream) => {
+                        stream.set_muted(media.muted);
+                        media.stream = Some(stream);
+                    }
+                    Err(e) => {
+                        tracing::error!(%call, error = %e, "media could not start");
+                        media.stream = None;
+                        return;
+                    }
+                }
+            }
+        }
+        if receives && !was_receiving {
+            media.expecting_since = now;
+            media.timed_out = false;
+        }
+        if self.config.quality_interval_ms > 0 && media.next_quality <= now {
+            media.next_quality = now + Duration::from_millis(self.config.quality_interval_ms);
+        }
+    }
+
+    fn stream_config(&self, call: &CallId) -> StreamConfig {
+        StreamConfig {
+            ssrc: rand::random(),
+            first_sequence: rand::random(),
+            first_timestamp: rand::random(),
+            jitter_min_ms: self.config.jitter_min_ms,
+            jitter_max_ms: self.config.jitter_max_ms,
+            rtcp_interval: Duration::from_millis(self.config.rtcp_interval_ms),
+            rtcp_seed: rand::random(),
+            cname: format!("{call}@softphoned"),
+            dtmf_tone_ms: self.config.dtmf_tone_ms,
+            dtmf_gap_ms: self.config.dtmf_gap_ms,
         }
     }
 
@@ -96,44 +204,95 @@ impl MediaEngine {
         self.calls.remove(call);
     }
 
-    pub fn receive(&mut self, packet: RtpIn) {
-        if let Some(stream) = self.calls.get_mut(&packet.call).and_then(|m| m.stream.as_mut()) {
-            stream.receive(&packet.data, packet.at);
+    pub fn set_muted(&mut self, call: &CallId, muted: bool) {
+        if let Some(media) = self.calls.get_mut(call) {
+            media.muted = muted;
+            if let Some(stream) = &mut media.stream {
+                stream.set_muted(muted);
+            }
         }
     }
 
-    /// One 20 ms step: capture a frame, send it on every flowing call, and
-    /// play the mix of what every call received.
-    pub fn tick(&mut self) {
+    pub fn queue_dtmf(&mut self, call: &CallId, digits: &str) -> Result<(), DtmfError> {
+        match self.calls.get_mut(call).and_then(|m| m.stream.as_mut()) {
+            Some(stream) => stream.queue_dtmf(digits),
+            None => Ok(()),
+        }
+    }
+
+    /// A datagram from one of a call's ports; a key it carried goes to `events`.
+    pub fn receive(&mut self, packet: RtpIn, events: &mut Vec<MediaEvent>) {
+        let Some(stream) = self.calls.get_mut(&packet.call).and_then(|m| m.stream.as_mut()) else { return };
+        // RFC 5761: RTCP multiplexed on the RTP port has a packet type of 192-223.
+        if packet.rtcp || packet.data.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
+            stream.receive_rtcp(&packet.data, packet.at);
+        } else if let Some(digit) = stream.receive_rtp(&packet.data, packet.at) {
+            events.push(MediaEvent::Dtmf { call: packet.call, digit });
+        }
+    }
+
+    /// One 20 ms step for every call: capture, send, play, report.
+    pub fn tick(&mut self, now: Instant, ntp_now: u64, events: &mut Vec<MediaEvent>) {
         if !self.calls.values().any(|m| m.stream.is_some()) {
             return;
         }
         self.source.read_frame(&mut self.capture);
+        match &mut self.hold_music {
+            Some(music) => music.read_frame(&mut self.music),
+            None => self.music.fill(0),
+        }
         self.mix.fill(0);
-        for media in self.calls.values_mut() {
+        let timeout = Duration::from_millis(self.config.media_timeout_ms);
+        for (call, media) in &mut self.calls {
             let Some(stream) = media.stream.as_mut() else { continue };
-            stream.send_frame(&self.capture, &mut self.packet);
-            // A full socket buffer drops this packet, as the network would.
-            if let Err(e) = media.socket.try_send_to(&self.packet, stream.remote()) {
-                tracing::debug!(error = %e, "RTP send dropped");
+            let direction = stream.direction();
+            // We hold the peer: it gets the hold music, not the agent's microphone.
+            let frame = if direction.sends() && !direction.receives() { &self.music } else { &self.capture };
+            let remote = stream.negotiated().remote;
+            if stream.send_frame(frame, now, &mut self.packet) {
+                // A full socket buffer drops this packet, as the network would.
+                if let Err(e) = media.rtp.try_send_to(&self.packet, remote) {
+                    tracing::debug!(%call, error = %e, "RTP send dropped");
+                }
             }
-            stream.mix_playout(&mut self.mix);
+            stream.mix_playout(now, &mut self.mix);
+            if stream.poll_rtcp(now, ntp_now, &mut self.packet) {
+                let rtcp_to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+                if let Err(e) = media.rtcp.try_send_to(&self.packet, rtcp_to) {
+                    tracing::debug!(%call, error = %e, "RTCP send dropped");
+                }
+            }
+            if direction.receives() && !media.timed_out && !timeout.is_zero() {
+                let heard = stream.last_received().unwrap_or(media.expecting_since).max(media.expecting_since);
+                if now.saturating_duration_since(heard) > timeout {
+                    media.timed_out = true;
+                    events.push(MediaEvent::Timeout { call: call.clone() });
+                }
+            }
+            if self.config.quality_interval_ms > 0 && media.next_quality <= now {
+                media.next_quality = now + Duration::from_millis(self.config.quality_interval_ms);
+                events.push(MediaEvent::Quality { call: call.clone(), stats: stream.stats() });
+            }
         }
         self.sink.write_frame(&self.mix);
     }
 
-    pub fn stats(&self, call: &CallId) -> Option<(Codec, StreamStats)> {
-        let stream = self.calls.get(call)?.stream.as_ref()?;
-        Some((stream.codec(), stream.stats()))
+    pub fn stats(&self, call: &CallId) -> Option<MediaStats> {
+        Some(self.calls.get(call)?.stream.as_ref()?.stats())
     }
 }
 
-async fn receive_loop(call: CallId, socket: Arc<UdpSocket>, forward: mpsc::Sender<RtpIn>) {
+fn tokio_socket(socket: std::net::UdpSocket) -> std::io::Result<Arc<UdpSocket>> {
+    socket.set_nonblocking(true)?;
+    Ok(Arc::new(UdpSocket::from_std(socket)?))
+}
+
+async fn receive_loop(call: CallId, socket: Arc<UdpSocket>, rtcp: bool, forward: mpsc::Sender<RtpIn>) {
     let mut buf = [0u8; MAX_DATAGRAM];
     loop {
         match socket.recv_from(&mut buf).await {
             Ok((len, _from)) => {
-                let packet = RtpIn { call: call.clone(), data: buf[..len].to_vec(), at: Instant::now() };
+                let packet = RtpIn { call: call.clone(), data: buf[..len].to_vec(), at: Instant::now(), rtcp };
                 // If the run loop is that far behind, losing a packet is the lesser harm.
                 if let Err(mpsc::error::TrySendError::Closed(_)) = forward.try_send(packet) {
                     return;

@@ -24,13 +24,13 @@ use crate::call::{Command, Effect, SipAction};
 use crate::config::{Config, ConfigError, Listen};
 use crate::control::api;
 use crate::control::server::{self, ControlRequest, Notification};
-use crate::media::FRAME_SAMPLES;
+use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
 use accounts::Accounts;
-use media::MediaEngine;
+use media::{MediaEngine, MediaEvent};
 
 /// The media tick: one frame of audio per call.
-const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / crate::media::SAMPLE_RATE as u64);
+const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
 /// How long shutdown waits for BYEs and CANCELs to be answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Notifications buffered per subscriber before it is told it missed some.
@@ -84,6 +84,10 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         // Loudly, as DESIGN asks: these are stand-ins, not a sound card.
         tracing::warn!(backend = %info.spec, "audio backend is not a sound card");
     }
+    let hold_music = match &config.media.hold_music {
+        Some(path) => Some(Box::new(audio::WavSource::open(path)?) as Box<dyn audio::AudioSource>),
+        None => None,
+    };
     let shutdown = CancellationToken::new();
     // SIP outlives the run loop by the moment it takes to say goodbye.
     let sip_shutdown = CancellationToken::new();
@@ -114,7 +118,8 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let daemon = Daemon {
         started: Instant::now(),
         phone: Phone::new(),
-        media: MediaEngine::new(source, sink, listens[0].addr.ip(), rtp_tx),
+        media: MediaEngine::new(source, sink, hold_music, listens[0].addr.ip(), config.media.clone(), rtp_tx),
+        media_events: Vec::new(),
         audio_info: (source_info, sink_info),
         policy: accounts::inbound_policy(&config, &sip),
         accounts: Accounts::start(&sip, &config),
@@ -141,6 +146,8 @@ struct Daemon {
     accounts: Accounts,
     policy: InboundPolicy,
     media: MediaEngine,
+    /// Reused between ticks so the tick does not allocate.
+    media_events: Vec<MediaEvent>,
     audio_info: (BackendInfo, BackendInfo),
     events: broadcast::Sender<Notification>,
 }
@@ -160,12 +167,22 @@ impl Daemon {
             let deadline = self.phone.next_deadline().map(Instant::from_std);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.media.tick(),
+                _ = tick.tick() => {
+                    let mut events = std::mem::take(&mut self.media_events);
+                    self.media.tick(Instant::now().into_std(), ntp_now(), &mut events);
+                    self.on_media(&mut events);
+                    self.media_events = events;
+                }
                 _ = crate::timing::sleep_until(deadline) => {
                     let outputs = self.phone.poll(Instant::now().into_std());
                     self.apply(outputs);
                 }
-                Some(packet) = rtp.recv() => self.media.receive(packet),
+                Some(packet) = rtp.recv() => {
+                    let mut events = std::mem::take(&mut self.media_events);
+                    self.media.receive(packet, &mut events);
+                    self.on_media(&mut events);
+                    self.media_events = events;
+                }
                 Some(event) = sip.recv() => self.on_sip(event),
                 Some(ControlRequest { request, reply }) = control.recv() => {
                     let _ = reply.send(self.dispatch(request));
@@ -214,7 +231,8 @@ impl Daemon {
                         return;
                     }
                 };
-                match self.phone.incoming(call, inbound, local, rand::random(), now) {
+                let local = self.local_media(inbound.account.as_deref(), local);
+                match self.phone.incoming(call, inbound, local, now) {
                     Ok(outputs) => outputs,
                     Err(e) => {
                         tracing::error!(error = %e, "incoming call refused");
@@ -240,8 +258,15 @@ impl Daemon {
         for Output { call, effect } in outputs {
             match effect {
                 Effect::Sip(action) => endings.extend(self.sip.execute(&call.call, action)),
-                Effect::StartMedia(negotiated) => self.media.start(&call.call, negotiated),
+                Effect::StartMedia(negotiated) => self.media.start(&call.call, negotiated, Instant::now().into_std()),
                 Effect::StopMedia => self.media.stop(&call.call),
+                Effect::Mute(muted) => self.media.set_muted(&call.call, muted),
+                Effect::SendDtmf(digits) => {
+                    if let Err(e) = self.media.queue_dtmf(&call.call, &digits) {
+                        tracing::warn!(call = %call.call, error = %e, "keys not sent");
+                    }
+                }
+                Effect::DtmfReceived(digit) => self.publish_dtmf(&call.call, digit, api::DtmfVia::Info),
                 Effect::StateChanged => {
                     tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
                     self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
@@ -256,6 +281,50 @@ impl Daemon {
         endings
     }
 
+    /// Act on what the media path reported.
+    fn on_media(&mut self, events: &mut Vec<MediaEvent>) {
+        for event in events.drain(..) {
+            match event {
+                MediaEvent::Dtmf { call, digit } => self.publish_dtmf(&call, digit, api::DtmfVia::Rtp),
+                MediaEvent::Timeout { call } => {
+                    tracing::warn!(%call, "no RTP for media.media_timeout_ms: ending the call");
+                    let outputs = self.phone.signal(&call, crate::call::Signal::MediaTimeout, Instant::now().into_std());
+                    self.apply(outputs);
+                }
+                MediaEvent::Quality { call, stats } => {
+                    let event = api::QualityEvent::new(call, &stats);
+                    self.publish(api::event::CALL_QUALITY, &serde_json::to_value(event).expect("plain struct"));
+                }
+            }
+        }
+    }
+
+    fn publish_dtmf(&self, call: &str, digit: char, via: api::DtmfVia) {
+        tracing::info!(%call, %digit, ?via, "key received");
+        let event = api::DtmfEvent { call: call.into(), digit: digit.to_string(), via };
+        self.publish(api::event::CALL_DTMF, &serde_json::to_value(event).expect("plain struct"));
+    }
+
+    /// Our end of a new call's media, under its account's policy.
+    fn local_media(&self, account: Option<&str>, rtp: SocketAddr) -> crate::sip::sdp::LocalMedia {
+        let account = account.and_then(|id| self.config.accounts.iter().find(|a| a.id == id));
+        let media = &self.config.media;
+        let names = account.and_then(|a| a.codecs.as_ref()).unwrap_or(&media.codecs);
+        let codecs = crate::config::parse_codecs("media.codecs", names).expect("checked when the config was loaded");
+        let mut opus = crate::media::codec::OpusParams::offer();
+        opus.use_inband_fec = media.opus_fec;
+        crate::sip::sdp::LocalMedia {
+            rtp,
+            session_id: rand::random::<u32>().into(),
+            policy: crate::sip::sdp::MediaPolicy {
+                codecs,
+                srtp: account.and_then(|a| a.srtp).unwrap_or(media.srtp),
+                opus,
+            },
+            key_salt: rand::random(),
+        }
+    }
+
     fn publish(&self, method: &str, params: &Value) {
         // No subscriber is not an error.
         let _ = self.events.send(Notification::new(method, params));
@@ -265,6 +334,12 @@ impl Daemon {
 /// `udp:127.0.0.1:5060`, as config and status write a listening point.
 pub fn listen_text(listen: &Listen) -> String {
     format!("{}:{}", listen.transport.as_str(), listen.addr)
+}
+
+/// The wallclock as a 64-bit NTP timestamp, for RTCP sender reports.
+fn ntp_now() -> u64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    crate::media::rtcp::ntp_from_unix(since.as_secs(), since.subsec_nanos())
 }
 
 async fn wait_all(tasks: Vec<JoinHandle<()>>) {

@@ -42,12 +42,43 @@ impl RtpSender {
         self.header.ssrc
     }
 
+    /// The timestamp the next audio packet will carry.
+    pub fn timestamp(&self) -> u32 {
+        self.header.timestamp
+    }
+
     /// Write the next packet carrying `payload` (worth `samples` of the
     /// clock) into `out`, replacing its contents.
     pub fn write_packet(&mut self, payload: &[u8], samples: u32, out: &mut Vec<u8>) {
         // The marker bit flags the start of a talk spurt: our first packet.
         self.header.marker = self.first;
         self.first = false;
+        self.emit(payload, out);
+        self.header.timestamp = self.header.timestamp.wrapping_add(samples);
+    }
+
+    /// Write an RFC 4733 event packet in place of this tick's audio: its own
+    /// payload type and the event's fixed timestamp, the next sequence
+    /// number; the audio clock still moves on by `samples`.
+    pub fn write_event(
+        &mut self,
+        payload_type: u8,
+        event_timestamp: u32,
+        marker: bool,
+        payload: &[u8],
+        samples: u32,
+        out: &mut Vec<u8>,
+    ) {
+        let (audio_type, audio_timestamp) = (self.header.payload_type, self.header.timestamp);
+        self.header.payload_type = payload_type;
+        self.header.timestamp = event_timestamp;
+        self.header.marker = marker;
+        self.emit(payload, out);
+        self.header.payload_type = audio_type;
+        self.header.timestamp = audio_timestamp.wrapping_add(samples);
+    }
+
+    fn emit(&mut self, payload: &[u8], out: &mut Vec<u8>) {
         let header_len = self.header.marshal_size();
         out.clear();
         out.resize(header_len, 0);
@@ -57,7 +88,6 @@ impl RtpSender {
         self.packets_sent += 1;
         self.octets_sent += payload.len() as u64;
         self.header.sequence_number = self.header.sequence_number.wrapping_add(1);
-        self.header.timestamp = self.header.timestamp.wrapping_add(samples);
     }
 }
 
@@ -131,6 +161,19 @@ mod tests {
         let mut out = Vec::new();
         tx.write_packet(&[9, 9], 2, &mut out);
         assert_eq!(out, [0x80, 0x88, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 1, 2, 3, 4, 9, 9]);
+    }
+
+    #[test]
+    fn an_event_packet_takes_the_next_sequence_number_and_keeps_the_audio_clock() {
+        let mut tx = RtpSender::new(7, 10, 1000, 0);
+        let mut out = Vec::new();
+        tx.write_packet(&[0; 160], 160, &mut out);
+        tx.write_event(101, 1160, true, &[1, 10, 0, 160], 160, &mut out);
+        let event = parse(&out).unwrap();
+        assert_eq!((event.payload_type, event.sequence_number, event.timestamp, event.marker), (101, 11, 1160, true));
+        tx.write_packet(&[0; 160], 160, &mut out);
+        let audio = parse(&out).unwrap();
+        assert_eq!((audio.payload_type, audio.sequence_number, audio.timestamp, audio.marker), (0, 12, 1320, false));
     }
 
     #[test]

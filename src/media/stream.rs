@@ -1,214 +1,369 @@
-//! One call's audio stream: encodes the agent's 20 ms frames into RTP,
-//! decodes the peer's RTP into a short playout queue, and counts both ways.
-//! The playout queue is a stand-in for the adaptive jitter buffer to come:
-//! it plays packets in arrival order and pads underruns with silence.
+//! One call's media stream as pure code: the agent's 20 ms frames become
+//! RTP (or RFC 4733 events while keys are sent), SRTP-protected when
+//! agreed; the peer's packets go through the jitter buffer and the decoder
+//! (with loss concealment) into the frames the agent hears; RTCP reports
+//! and the quality figures come out of the same counters. The shell owns
+//! the sockets and the clock and calls in once per tick and per datagram.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::codec::{Codec, CodecError, Decoder, Encoder, Frame, FRAME_SAMPLES, PCM_RATE};
+use super::dtmf::{DtmfError, DtmfReceiver, DtmfSender};
+use super::jitter::{JitterBuffer, JitterConfig, JitterStats, PacketMeta, Popped};
+use super::quality;
+use super::rtcp::{RtcpSession, RtcpStats};
 use super::rtp::{self, RtpSender};
-use super::{Codec, FRAME_SAMPLES};
-use crate::sip::sdp::Negotiated;
+use super::srtp::{SrtpError, SrtpSession};
+use crate::sip::sdp::{Negotiated, SdpDirection};
 
-/// Most audio the playout queue holds before it drops the oldest: 200 ms,
-/// enough for a burst on loopback without letting latency grow unbounded.
-const PLAYOUT_CAPACITY: usize = FRAME_SAMPLES * 10;
+/// Room for the longest packet we decode (60 ms) plus a frame not yet played.
+const PCM_QUEUE: usize = FRAME_SAMPLES * 4;
+/// Largest RTP payload we build.
+const MAX_PAYLOAD: usize = 1500;
 
-/// Per-stream counters, as reported in `call.list` and the demo summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
-pub struct StreamStats {
+/// Why a stream could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    #[error(transparent)]
+    Srtp(#[from] SrtpError),
+    #[error(transparent)]
+    Dtmf(#[from] DtmfError),
+}
+
+/// The tunables of a stream, from `[media]`, and its random starting values.
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub ssrc: u32,
+    pub first_sequence: u16,
+    pub first_timestamp: u32,
+    pub jitter_min_ms: u32,
+    pub jitter_max_ms: u32,
+    pub rtcp_interval: Duration,
+    pub rtcp_seed: u64,
+    pub cname: String,
+    pub dtmf_tone_ms: u32,
+    pub dtmf_gap_ms: u32,
+}
+
+/// What `call.stats` and `call.quality` report about a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct MediaStats {
+    pub codec: Codec,
+    /// SRTP protects this stream.
+    pub secure: bool,
     pub packets_sent: u64,
     pub packets_received: u64,
-    /// Datagrams that were not RTP, or carried a payload type not negotiated.
+    /// Datagrams that were not RTP of this call, or failed SRTP authentication.
     pub packets_discarded: u64,
-    /// Frames the sink got as silence because nothing had arrived.
+    /// Frames the agent heard as concealment or silence because audio was missing.
     pub playout_underruns: u64,
-    /// How far packet arrivals stray from the spacing their timestamps
-    /// promise (20 ms for our frames): mean and worst, in microseconds.
-    pub arrival_deviation_mean_us: u64,
-    pub arrival_deviation_max_us: u64,
+    pub rtcp: RtcpStats,
+    pub jitter_buffer: JitterStats,
+    /// E-model estimate (1-4.5) from loss, jitter, round trip and buffer delay.
+    pub mos: f64,
 }
 
 /// The media half of a connected call.
 pub struct MediaStream {
     negotiated: Negotiated,
+    encoder: Encoder,
+    decoder: Decoder,
     sender: RtpSender,
-    encoded: [u8; FRAME_SAMPLES],
-    decoded: [i16; FRAME_SAMPLES],
-    playout: VecDeque<i16>,
-    stats: StreamStats,
-    last_arrival: Option<(Instant, u32)>,
-    deviation_sum_us: u64,
+    jitter: JitterBuffer,
+    dtmf_out: DtmfSender,
+    dtmf_in: DtmfReceiver,
+    rtcp: RtcpSession,
+    srtp: Option<SrtpSession>,
+    /// Decoded audio not yet played: a packet may hold more than one frame.
+    pcm: [i16; PCM_QUEUE],
+    pcm_len: usize,
+    payload: [u8; MAX_PAYLOAD],
+    /// The plain packet before SRTP, and the unprotected one after it.
+    clear: Vec<u8>,
+    silence: Frame,
+    muted: bool,
+    last_received: Option<Instant>,
+    packets_discarded: u64,
+    playout_underruns: u64,
 }
 
 impl MediaStream {
-    /// `ssrc`, `seq` and `timestamp` are the random initial RTP values.
-    pub fn new(negotiated: Negotiated, ssrc: u32, seq: u16, timestamp: u32) -> Self {
-        MediaStream {
-            sender: RtpSender::new(ssrc, seq, timestamp, negotiated.payload_type),
-            negotiated,
-            encoded: [0; FRAME_SAMPLES],
-            decoded: [0; FRAME_SAMPLES],
-            playout: VecDeque::with_capacity(PLAYOUT_CAPACITY),
-            stats: StreamStats::default(),
-            last_arrival: None,
-            deviation_sum_us: 0,
-        }
-    }
-
-    pub fn codec(&self) -> Codec {
-        self.negotiated.codec
-    }
-
-    /// Where RTP for this call goes.
-    pub fn remote(&self) -> SocketAddr {
-        self.negotiated.remote
-    }
-
-    pub fn stats(&self) -> StreamStats {
-        self.stats
-    }
-
-    /// Encode one 20 ms frame of the agent's audio into an RTP packet in `out`.
-    pub fn send_frame(&mut self, pcm: &[i16; FRAME_SAMPLES], out: &mut Vec<u8>) {
-        self.negotiated.codec.encode(pcm, &mut self.encoded);
-        self.sender.write_packet(&self.encoded, FRAME_SAMPLES as u32, out);
-        self.stats.packets_sent += 1;
-    }
-
-    /// Take one datagram from the peer. Anything that is not RTP in the
-    /// negotiated payload type is counted and dropped: a stray packet must
-    /// not disturb the call.
-    pub fn receive(&mut self, datagram: &[u8], now: Instant) {
-        let Ok(view) = rtp::parse(datagram) else {
-            self.stats.packets_discarded += 1;
-            return;
+    pub fn new(negotiated: Negotiated, config: &StreamConfig, now: Instant) -> Result<Self, StreamError> {
+        let codec = negotiated.codec;
+        let srtp = match &negotiated.srtp {
+            Some(keys) => Some(SrtpSession::new(&keys.local, &keys.remote)?),
+            None => None,
         };
-        if view.payload_type != self.negotiated.payload_type {
-            // telephone-event is decoded by the DTMF layer, not played.
-            self.stats.packets_discarded += u64::from(Some(view.payload_type) != self.negotiated.telephone_event);
+        Ok(MediaStream {
+            encoder: Encoder::new(codec, &negotiated.opus)?,
+            decoder: Decoder::new(codec)?,
+            sender: RtpSender::new(config.ssrc, config.first_sequence, config.first_timestamp, negotiated.send_pt),
+            jitter: JitterBuffer::new(JitterConfig {
+                clock_rate: codec.rtp_clock_rate(),
+                min_delay_ms: config.jitter_min_ms,
+                max_delay_ms: config.jitter_max_ms,
+            }),
+            dtmf_out: DtmfSender::new(codec.rtp_clock_rate(), config.dtmf_tone_ms, config.dtmf_gap_ms)?,
+            dtmf_in: DtmfReceiver::new(),
+            rtcp: RtcpSession::new(
+                config.ssrc,
+                codec.rtp_clock_rate(),
+                &config.cname,
+                config.rtcp_interval,
+                config.rtcp_seed,
+                now,
+            ),
+            srtp,
+            pcm: [0; PCM_QUEUE],
+            pcm_len: 0,
+            payload: [0; MAX_PAYLOAD],
+            clear: Vec::with_capacity(MAX_PAYLOAD),
+            silence: [0; FRAME_SAMPLES],
+            muted: false,
+            last_received: None,
+            packets_discarded: 0,
+            playout_underruns: 0,
+            negotiated,
+        })
+    }
+
+    pub fn negotiated(&self) -> &Negotiated {
+        &self.negotiated
+    }
+
+    /// Take a new agreement that keeps codec, keys and address (a hold or
+    /// resume): only the direction and payload numbers move.
+    pub fn update(&mut self, negotiated: Negotiated) {
+        self.negotiated = negotiated;
+    }
+
+    /// Whether `negotiated` can be taken by [`update`](Self::update) rather than a new stream.
+    pub fn can_update_to(&self, negotiated: &Negotiated) -> bool {
+        let now = &self.negotiated;
+        now.codec == negotiated.codec
+            && now.remote == negotiated.remote
+            && now.srtp == negotiated.srtp
+            && now.send_pt == negotiated.send_pt
+    }
+
+    pub fn direction(&self) -> SdpDirection {
+        self.negotiated.direction
+    }
+
+    pub fn set_muted(&mut self, muted: bool) {
+        self.muted = muted;
+    }
+
+    pub fn queue_dtmf(&mut self, digits: &str) -> Result<(), DtmfError> {
+        self.dtmf_out.queue(digits)
+    }
+
+    /// When RTP last arrived (or the stream started, for the media timeout).
+    pub fn last_received(&self) -> Option<Instant> {
+        self.last_received
+    }
+
+    /// This tick's packet in `out`: a key event while one is being sent,
+    /// else `frame` encoded (silence when muted). False when we must not send.
+    pub fn send_frame(&mut self, frame: &Frame, now: Instant, out: &mut Vec<u8>) -> bool {
+        if !self.negotiated.direction.sends() {
+            return false;
+        }
+        let step = self.negotiated.codec.timestamp_step();
+        let event = self.negotiated.telephone_event.and_then(|te| {
+            self.dtmf_out.next_packet(self.sender.timestamp(), step).map(|packet| (te.send, packet))
+        });
+        let payload_len = match event {
+            Some((pt, packet)) => {
+                self.sender.write_event(pt, packet.timestamp, packet.marker, &packet.payload, step, &mut self.clear);
+                packet.payload.len()
+            }
+            None => {
+                let pcm = if self.muted { &self.silence } else { frame };
+                let len = match self.encoder.encode(pcm, &mut self.payload) {
+                    Ok(len) => len,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "encoding failed; frame skipped");
+                        return false;
+                    }
+                };
+                self.sender.write_packet(&self.payload[..len], step, &mut self.clear);
+                len
+            }
+        };
+        self.rtcp.on_rtp_sent(self.sender.timestamp().wrapping_sub(step), payload_len, now);
+        self.seal(out, SrtpSession::protect_rtp)
+    }
+
+    /// A datagram from the peer's RTP port: audio goes to the jitter buffer,
+    /// a key event comes back as its digit. Anything else is counted and
+    /// dropped: a stray packet must not disturb the call.
+    pub fn receive_rtp(&mut self, datagram: &[u8], now: Instant) -> Option<char> {
+        let packet = match &mut self.srtp {
+            Some(srtp) => match srtp.unprotect_rtp(datagram, &mut self.clear) {
+                Ok(()) => &self.clear[..],
+                Err(_) => {
+                    self.packets_discarded += 1;
+                    return None;
+                }
+            },
+            None => datagram,
+        };
+        let Ok(view) = rtp::parse(packet) else {
+            self.packets_discarded += 1;
+            return None;
+        };
+        let payload = &packet[view.payload_offset..view.payload_offset + view.payload_len];
+        let negotiated = &self.negotiated;
+        if negotiated.telephone_event.is_some_and(|te| [te.receive, te.send].contains(&view.payload_type)) {
+            self.last_received = Some(now);
+            return self.dtmf_in.on_packet(view.timestamp, payload);
+        }
+        // Some peers send with the number they gave the codec, not ours: take both.
+        if view.payload_type != negotiated.receive_pt && view.payload_type != negotiated.send_pt {
+            self.packets_discarded += 1;
+            return None;
+        }
+        let codec = negotiated.codec;
+        let Some(samples) = codec.payload_samples(payload) else {
+            self.packets_discarded += 1;
+            return None;
+        };
+        let duration = (samples as u64 * u64::from(codec.rtp_clock_rate()) / u64::from(PCM_RATE)) as u32;
+        self.last_received = Some(now);
+        self.rtcp.on_rtp_received(view.sequence_number, view.timestamp, view.ssrc, now);
+        let meta = PacketMeta {
+            sequence: view.sequence_number,
+            timestamp: view.timestamp,
+            ssrc: view.ssrc,
+            marker: view.marker,
+            duration,
+        };
+        self.jitter.insert(meta, payload, now);
+        None
+    }
+
+    /// A datagram from the peer's RTCP port.
+    pub fn receive_rtcp(&mut self, datagram: &[u8], now: Instant) {
+        let packet = match &mut self.srtp {
+            Some(srtp) => match srtp.unprotect_rtcp(datagram, &mut self.clear) {
+                Ok(()) => &self.clear[..],
+                Err(_) => return,
+            },
+            None => datagram,
+        };
+        if let Err(e) = self.rtcp.on_rtcp(packet, now) {
+            tracing::debug!(error = %e, "RTCP packet ignored");
+        }
+    }
+
+    /// When the next RTCP report is due.
+    pub fn rtcp_due(&self) -> Instant {
+        self.rtcp.poll_timeout()
+    }
+
+    /// Our RTCP report into `out`, if one is due; `ntp_now` is the wallclock.
+    pub fn poll_rtcp(&mut self, now: Instant, ntp_now: u64, out: &mut Vec<u8>) -> bool {
+        if !self.rtcp.poll_report(now, ntp_now, &mut self.clear) {
+            return false;
+        }
+        self.seal(out, SrtpSession::protect_rtcp)
+    }
+
+    /// Add the next 20 ms of the peer's audio into `mix`: what the jitter
+    /// buffer releases, decoded, with lost packets concealed.
+    pub fn mix_playout(&mut self, now: Instant, mix: &mut Frame) {
+        while self.pcm_len < FRAME_SAMPLES {
+            let mut decoded = [0i16; FRAME_SAMPLES * 3];
+            let produced = match self.jitter.pop(now) {
+                Popped::Packet { payload, .. } => self.decoder.decode(payload, &mut decoded).unwrap_or(0),
+                Popped::Lost { next, .. } => {
+                    let frame: &mut Frame = (&mut decoded[..FRAME_SAMPLES]).try_into().expect("frame-sized");
+                    if !next.is_some_and(|next| self.decoder.decode_fec(next, frame)) {
+                        self.decoder.conceal(frame);
+                    }
+                    FRAME_SAMPLES
+                }
+                Popped::Stretch { .. } => {
+                    let frame: &mut Frame = (&mut decoded[..FRAME_SAMPLES]).try_into().expect("frame-sized");
+                    self.decoder.conceal(frame);
+                    FRAME_SAMPLES
+                }
+                Popped::Silence { .. } => break,
+            };
+            let room = PCM_QUEUE - self.pcm_len;
+            let taken = produced.min(room);
+            self.pcm[self.pcm_len..self.pcm_len + taken].copy_from_slice(&decoded[..taken]);
+            self.pcm_len += taken;
+        }
+        if self.pcm_len < FRAME_SAMPLES {
+            self.playout_underruns += u64::from(self.last_received.is_some());
             return;
         }
-        self.stats.packets_received += 1;
-        self.note_arrival(now, view.timestamp);
-        let payload = &datagram[view.payload_offset..view.payload_offset + view.payload_len];
-        for chunk in payload.chunks(FRAME_SAMPLES) {
-            let decoded = &mut self.decoded[..chunk.len()];
-            self.negotiated.codec.decode(chunk, decoded);
-            let overflow = (self.playout.len() + decoded.len()).saturating_sub(PLAYOUT_CAPACITY);
-            self.playout.drain(..overflow);
-            self.playout.extend(decoded.iter().copied());
+        if self.negotiated.direction.receives() {
+            for (out, sample) in mix.iter_mut().zip(&self.pcm[..FRAME_SAMPLES]) {
+                *out = out.saturating_add(*sample);
+            }
+        }
+        self.pcm.copy_within(FRAME_SAMPLES..self.pcm_len, 0);
+        self.pcm_len -= FRAME_SAMPLES;
+    }
+
+    pub fn stats(&self) -> MediaStats {
+        let rtcp = self.rtcp.stats();
+        let jitter_buffer = self.jitter.stats();
+        let loss_percent = f64::from(rtcp.remote_fraction_lost.max(rtcp.fraction_lost)) * 100.0;
+        MediaStats {
+            codec: self.negotiated.codec,
+            secure: self.srtp.is_some(),
+            packets_sent: rtcp.packets_sent,
+            packets_received: rtcp.packets_received,
+            packets_discarded: self.packets_discarded,
+            playout_underruns: self.playout_underruns,
+            mos: quality::mos(
+                e_model(self.negotiated.codec),
+                loss_percent,
+                rtcp.jitter_ms,
+                rtcp.rtt_ms,
+                f64::from(jitter_buffer.target_delay_ms),
+            ),
+            rtcp,
+            jitter_buffer,
         }
     }
 
-    fn note_arrival(&mut self, now: Instant, timestamp: u32) {
-        if let Some((previous, previous_ts)) = self.last_arrival {
-            let promised_us =
-                u64::from(timestamp.wrapping_sub(previous_ts)) * 1_000_000 / u64::from(self.codec().clock_rate());
-            let actual_us = now.saturating_duration_since(previous).as_micros() as u64;
-            let deviation = actual_us.abs_diff(promised_us);
-            self.deviation_sum_us += deviation;
-            self.stats.arrival_deviation_max_us = self.stats.arrival_deviation_max_us.max(deviation);
-            self.stats.arrival_deviation_mean_us = self.deviation_sum_us / (self.stats.packets_received - 1);
-        }
-        self.last_arrival = Some((now, timestamp));
-    }
-
-    /// Add the next 20 ms of the peer's audio into `mix` (silence if none came).
-    pub fn mix_playout(&mut self, mix: &mut [i16; FRAME_SAMPLES]) {
-        if self.playout.len() < FRAME_SAMPLES {
-            self.stats.playout_underruns += u64::from(self.stats.packets_received > 0);
-        }
-        for out in mix.iter_mut() {
-            match self.playout.pop_front() {
-                Some(s) => *out = out.saturating_add(s),
-                None => break,
+    /// Move the packet built in `clear` to `out`, through SRTP when agreed.
+    fn seal(
+        &mut self,
+        out: &mut Vec<u8>,
+        protect: fn(&mut SrtpSession, &[u8], &mut Vec<u8>) -> Result<(), SrtpError>,
+    ) -> bool {
+        match &mut self.srtp {
+            Some(srtp) => match protect(srtp, &self.clear, out) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(error = %e, "SRTP protect failed; packet dropped");
+                    false
+                }
+            },
+            None => {
+                out.clear();
+                out.extend_from_slice(&self.clear);
+                true
             }
         }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn negotiated(codec: Codec) -> Negotiated {
-        Negotiated {
-            remote: "127.0.0.1:4000".parse().unwrap(),
-            codec,
-            payload_type: codec.static_payload_type(),
-            telephone_event: Some(101),
-        }
-    }
-
-    #[test]
-    fn audio_survives_a_trip_through_two_streams() {
-        for codec in [Codec::Pcmu, Codec::Pcma] {
-            let mut alice = MediaStream::new(negotiated(codec), 1, 0, 0);
-            let mut bob = MediaStream::new(negotiated(codec), 2, 0, 0);
-            let mut frame = [0i16; FRAME_SAMPLES];
-            for (i, s) in frame.iter_mut().enumerate() {
-                *s = ((i as f64 / 8.0 * std::f64::consts::TAU).sin() * 8000.0) as i16;
-            }
-            let mut packet = Vec::new();
-            alice.send_frame(&frame, &mut packet);
-            bob.receive(&packet, Instant::now());
-            let mut heard = [0i16; FRAME_SAMPLES];
-            bob.mix_playout(&mut heard);
-            for (sent, got) in frame.iter().zip(heard.iter()) {
-                assert!((*sent as i32 - *got as i32).abs() <= 256, "{codec:?}: {sent} vs {got}");
-            }
-            assert_eq!(bob.stats().packets_received, 1);
-        }
-    }
-
-    #[test]
-    fn foreign_payloads_are_counted_not_played() {
-        let mut s = MediaStream::new(negotiated(Codec::Pcmu), 1, 0, 0);
-        s.receive(b"garbage", Instant::now());
-        let mut other = RtpSender::new(5, 0, 0, 8);
-        let mut pkt = Vec::new();
-        other.write_packet(&[0xd5; 160], 160, &mut pkt);
-        s.receive(&pkt, Instant::now());
-        let mut dtmf = RtpSender::new(5, 0, 0, 101);
-        dtmf.write_packet(&[1, 0x8a, 0, 160], 0, &mut pkt);
-        s.receive(&pkt, Instant::now());
-        let mut mix = [0i16; FRAME_SAMPLES];
-        s.mix_playout(&mut mix);
-        assert_eq!(mix, [0; FRAME_SAMPLES]);
-        assert_eq!((s.stats().packets_received, s.stats().packets_discarded), (0, 2));
-    }
-
-    #[test]
-    fn arrival_deviation_compares_arrival_spacing_with_timestamps() {
-        let mut s = MediaStream::new(negotiated(Codec::Pcmu), 1, 0, 0);
-        let mut tx = RtpSender::new(5, 0, 0, 0);
-        let mut pkt = Vec::new();
-        let t0 = Instant::now();
-        for ms in [0u64, 20, 45, 60] {
-            tx.write_packet(&[0xff; FRAME_SAMPLES], 160, &mut pkt);
-            s.receive(&pkt, t0 + std::time::Duration::from_millis(ms));
-        }
-        // Gaps of 20, 25 and 15 ms against a promised 20: deviations 0, 5, 5 ms.
-        assert_eq!(s.stats().arrival_deviation_max_us, 5000);
-        assert_eq!(s.stats().arrival_deviation_mean_us, 3333);
-    }
-
-    #[test]
-    fn playout_is_bounded_and_drops_the_oldest() {
-        let mut s = MediaStream::new(negotiated(Codec::Pcmu), 1, 0, 0);
-        let mut tx = RtpSender::new(5, 0, 0, 0);
-        let mut pkt = Vec::new();
-        for i in 0..20u8 {
-            // Distinct μ-law codes per packet so we can tell which survived.
-            tx.write_packet(&[0x80 + i; FRAME_SAMPLES], 160, &mut pkt);
-            s.receive(&pkt, Instant::now());
-        }
-        let mut first = [0i16; FRAME_SAMPLES];
-        s.mix_playout(&mut first);
-        assert_eq!(first[0], crate::media::g711::ulaw_decode(0x80 + 10));
+/// The E-model's view of a codec; all of ours conceal loss.
+fn e_model(codec: Codec) -> quality::EModelCodec {
+    match codec {
+        Codec::Pcmu | Codec::Pcma => quality::EModelCodec::G711_WITH_PLC,
+        Codec::G722 => quality::EModelCodec::G722,
+        Codec::Opus => quality::EModelCodec::OPUS,
     }
 }

@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason};
+use rsipstack::dialog::dialog::DialogStateReceiver;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
 use rsipstack::dialog::invite_dialog::InviteDialog;
@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 use super::account::Account;
 use super::session_timer::{self, Role, SessionTimer};
 use super::transport::{self, TlsSettings};
+use super::in_dialog::PendingOffer;
 use super::{headers, inbound};
 use crate::account::registration::Report;
 use crate::call::{CallId, Inbound, Signal, SipAction};
@@ -77,17 +78,20 @@ pub struct SipAgent {
     pub(super) inner: Arc<Inner>,
 }
 
-/// One call's dialog and the SDP we last sent in it (refreshes repeat it).
+/// One call's dialog and the SDP we last sent in it (an offerless
+/// re-INVITE gets it again).
 #[derive(Clone)]
-struct Leg {
-    dialog: InviteDialog,
-    local_sdp: Option<Vec<u8>>,
+pub(super) struct Leg {
+    pub(super) dialog: InviteDialog,
+    pub(super) local_sdp: Option<Vec<u8>>,
 }
 
 pub(super) struct Inner {
     pub(super) endpoint: EndpointInnerRef,
-    dialog_layer: Arc<DialogLayer>,
-    legs: Mutex<HashMap<CallId, Leg>>,
+    pub(super) dialog_layer: Arc<DialogLayer>,
+    pub(super) legs: Mutex<HashMap<CallId, Leg>>,
+    /// The peer's re-offers waiting for the call core's answer.
+    pub(super) pending_offers: Mutex<HashMap<CallId, PendingOffer>>,
     /// Calls hung up before their INVITE left (it waits on a TCP connect).
     abandoned: Mutex<HashSet<CallId>>,
     pub(super) events: mpsc::UnboundedSender<SipEvent>,
@@ -134,6 +138,7 @@ impl SipAgent {
             endpoint: endpoint.inner.clone(),
             dialog_layer: Arc::new(DialogLayer::new(endpoint.inner.clone())),
             legs: Mutex::new(HashMap::new()),
+            pending_offers: Mutex::new(HashMap::new()),
             abandoned: Mutex::new(HashSet::new()),
             events,
             listens,
@@ -213,12 +218,14 @@ impl SipAgent {
                     }
                 }));
             }
-            SipAction::Refresh { session_timer } => self.refresh(call.clone(), session_timer),
+            SipAction::Reinvite { offer, session_timer } => self.reinvite(call.clone(), offer, session_timer),
+            SipAction::AnswerOffer { answer } => self.answer_offer(call, answer),
+            SipAction::Info { digits } => self.send_info(call.clone(), digits),
         }
         None
     }
 
-    fn with_leg(&self, call: &CallId, act: impl FnOnce(&Leg) -> rsipstack::Result<()>) {
+    pub(super) fn with_leg(&self, call: &CallId, act: impl FnOnce(&Leg) -> rsipstack::Result<()>) {
         let leg = self.inner.legs.lock().expect("leg map").get(call).cloned();
         match leg.map(|l| act(&l)) {
             Some(Ok(())) => {}
@@ -227,7 +234,7 @@ impl SipAgent {
         }
     }
 
-    fn set_local_sdp(&self, call: &CallId, sdp: &[u8]) {
+    pub(super) fn set_local_sdp(&self, call: &CallId, sdp: &[u8]) {
         if let Some(leg) = self.inner.legs.lock().expect("leg map").get_mut(call) {
             leg.local_sdp = Some(sdp.to_vec());
         }
@@ -345,26 +352,6 @@ impl SipAgent {
         Ok(outcome)
     }
 
-    /// Send a session refresh (re-INVITE with the SDP we last sent).
-    fn refresh(&self, call: CallId, timer: SessionTimer) {
-        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
-        let agent = self.clone();
-        tokio::spawn(async move {
-            let mut headers = vec![Header::ContentType("application/sdp".into())];
-            headers.extend(timer_headers(Some(timer), Role::Uac));
-            let code = match leg.dialog.reinvite(Some(headers), leg.local_sdp.clone()).await {
-                Ok(Some(response)) => response.status_code.code(),
-                Ok(None) => 481,
-                Err(e) => {
-                    tracing::info!(%call, error = %e, "session refresh failed");
-                    408
-                }
-            };
-            tracing::info!(%call, code, "session refresh answered");
-            agent.emit(&call, Signal::RefreshAnswered { code });
-        });
-    }
-
     /// Keep a new dialog (inbound) under its call id.
     pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
         self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg { dialog, local_sdp: None });
@@ -379,60 +366,6 @@ impl SipAgent {
     pub(super) fn session_timer_for(&self, headers: &rsipstack::sip::Headers) -> Option<SessionTimer> {
         let offered = headers::session_expires(headers);
         session_timer::for_answer(offered, headers::supports(headers, "timer"), self.inner.session_expires_s)
-    }
-
-    /// Turn one dialog's state changes into signals for its call.
-    fn follow_dialog(&self, call: CallId, mut states: DialogStateReceiver) {
-        let agent = self.clone();
-        tokio::spawn(async move {
-            while let Some(state) = states.recv().await {
-                match state {
-                    DialogState::Early(_, response) => {
-                        let sdp = (!response.body.is_empty()).then(|| response.body.clone());
-                        agent.emit(&call, Signal::Progress { code: response.status_code.code(), sdp });
-                    }
-                    DialogState::Updated(_, request, handle) => agent.answer_update(&call, request, handle).await,
-                    DialogState::Terminated(id, reason) => {
-                        agent.inner.dialog_layer.remove_dialog(&id);
-                        agent.inner.legs.lock().expect("leg map").remove(&call);
-                        match reason {
-                            TerminatedReason::UacBye | TerminatedReason::UasBye => agent.emit(&call, Signal::RemoteBye),
-                            TerminatedReason::UacCancel => agent.emit(&call, Signal::RemoteCancel),
-                            _ => {}
-                        }
-                        return;
-                    }
-                    _ => {}
-                }
-            }
-        });
-    }
-
-    /// A re-INVITE or UPDATE from the peer: our SDP stays as it was (hold
-    /// and re-offers come with the media issue), and any session timer it
-    /// carries is echoed with us as the answering side.
-    async fn answer_update(
-        &self,
-        call: &CallId,
-        request: rsipstack::sip::Request,
-        handle: rsipstack::dialog::dialog::TransactionHandle,
-    ) {
-        let local_sdp = self.inner.legs.lock().expect("leg map").get(call).and_then(|l| l.local_sdp.clone());
-        let mut headers = Vec::new();
-        if let Some(se) = headers::session_expires(&request.headers) {
-            let timer = session_timer::for_answer(Some(se), true, self.inner.session_expires_s);
-            headers.extend(timer_headers(timer, Role::Uas));
-        }
-        let body = local_sdp.filter(|_| !request.body.is_empty());
-        if body.is_some() {
-            headers.push(Header::ContentType("application/sdp".into()));
-        }
-        if let Err(e) = handle.respond(StatusCode::OK, Some(headers), body).await {
-            tracing::warn!(%call, error = %e, "could not answer the peer's refresh");
-            return;
-        }
-        tracing::info!(%call, method = %request.method, "peer refreshed the session");
-        self.emit(call, Signal::PeerRefreshed);
     }
 }
 
@@ -452,7 +385,7 @@ pub fn parse_target(to: &str) -> Result<Uri, SipError> {
 }
 
 /// Session-Expires (and Require: timer) for a message we send as `role`.
-fn timer_headers(timer: Option<SessionTimer>, role: Role) -> Vec<Header> {
+pub(super) fn timer_headers(timer: Option<SessionTimer>, role: Role) -> Vec<Header> {
     let Some(timer) = timer else { return Vec::new() };
     let mut headers = vec![Header::Other("Session-Expires".into(), timer.header_value(role))];
     if role == Role::Uas {

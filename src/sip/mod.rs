@@ -6,6 +6,7 @@ mod account;
 mod agent;
 mod algorithm_names;
 mod headers;
+mod in_dialog;
 mod inbound;
 pub mod registrar;
 pub mod sdp;

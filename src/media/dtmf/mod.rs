@@ -50,6 +50,19 @@ pub fn digit_to_event(digit: char) -> Option<u8> {
     }
 }
 
+/// Keys as the agent typed them, checked and in canonical form (A-D upper
+/// case), at most one queue's worth: what `call.dtmf` accepts.
+pub fn normalize_digits(digits: &str) -> Result<String, DtmfError> {
+    let count = digits.chars().count();
+    if count == 0 || count > QUEUE_CAPACITY {
+        return Err(DtmfError::QueueFull { queued: 0, requested: count, capacity: QUEUE_CAPACITY });
+    }
+    digits
+        .chars()
+        .map(|digit| digit_to_event(digit).and_then(event_to_digit).ok_or(DtmfError::InvalidDigit(digit)))
+        .collect()
+}
+
 /// The DTMF key of an RFC 4733 event code (A-D upper case); `None` for the
 /// non-DTMF events above 15 (flash, modem and fax tones).
 pub fn event_to_digit(event: u8) -> Option<char> {
@@ -68,6 +81,9 @@ mod tests {
             assert_eq!(event_to_digit(event as u8), Some(digit));
         }
         assert_eq!(digit_to_event('c'), Some(14));
+        assert_eq!(normalize_digits("12ab#*").unwrap(), "12AB#*");
+        assert_eq!(normalize_digits("1x"), Err(DtmfError::InvalidDigit('x')));
+        assert!(normalize_digits("").is_err() && normalize_digits(&"1".repeat(33)).is_err());
         for not_a_key in ['E', 'e', ' ', 'x', '+', ',', 'é', '٣'] {
             assert_eq!(digit_to_event(not_a_key), None, "{not_a_key:?}");
         }

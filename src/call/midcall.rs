@@ -1,0 +1,165 @@
+//! An answered call's own life: hold and resume by re-INVITE, the peer's
+//! re-offers (its hold, a new address or codec), mute, keys sent and
+//! received, session refreshes and their answers, and the media path's
+//! verdict that the peer went silent.
+
+use std::time::Instant;
+
+use super::{Call, CallError, CallState, Command, Effect, EndReason, Signal, SipAction};
+use crate::sip::sdp;
+
+/// What our re-INVITE in flight was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Pending {
+    Refresh,
+    Hold,
+    Resume,
+}
+
+impl Command {
+    pub(super) fn name(&self) -> &'static str {
+        match self {
+            Command::Answer => "answer",
+            Command::Reject(_) => "reject",
+            Command::Hangup => "hang up",
+            Command::Hold => "hold",
+            Command::Resume => "resume",
+            Command::Mute => "mute",
+            Command::Unmute => "unmute",
+            Command::Dtmf(_) => "send DTMF on",
+        }
+    }
+}
+
+impl Call {
+    /// Connected, held or held by the peer, from who holds whom.
+    pub(super) fn established_state(&self) -> CallState {
+        if self.media.local_hold {
+            CallState::Held
+        } else if self.media.remote_hold {
+            CallState::RemoteHeld
+        } else {
+            CallState::Connected
+        }
+    }
+
+    pub(super) fn midcall_command(&mut self, command: Command) -> Result<Vec<Effect>, CallError> {
+        let refuse = |call: &Call| CallError::InvalidState {
+            command: command.name(),
+            state: call.state,
+            direction: call.direction,
+        };
+        let mut effects = Vec::new();
+        match &command {
+            Command::Hold | Command::Resume => {
+                let hold = command == Command::Hold;
+                // One re-INVITE at a time (RFC 3261 §14.1); the UI may retry.
+                if self.media.local_hold == hold || self.pending.is_some() {
+                    return Err(refuse(self));
+                }
+                self.media.local_hold = hold;
+                self.pending = Some(if hold { Pending::Hold } else { Pending::Resume });
+                let offer = self.media.offer();
+                effects.push(Effect::Sip(SipAction::Reinvite { offer, session_timer: None }));
+            }
+            Command::Mute | Command::Unmute => {
+                let mute = command == Command::Mute;
+                if self.muted != mute {
+                    self.muted = mute;
+                    effects.push(Effect::Mute(mute));
+                    effects.push(Effect::StateChanged);
+                }
+            }
+            Command::Dtmf(digits) => {
+                let has_events = self.media.agreed.as_ref().is_some_and(|n| n.telephone_event.is_some());
+                effects.push(if has_events {
+                    Effect::SendDtmf(digits.clone())
+                } else {
+                    Effect::Sip(SipAction::Info { digits: digits.clone() })
+                });
+            }
+            Command::Answer | Command::Reject(_) | Command::Hangup => return Err(refuse(self)),
+        }
+        Ok(effects)
+    }
+
+    pub(super) fn midcall_signal(&mut self, signal: Signal, now: Instant, effects: &mut Vec<Effect>) {
+        match signal {
+            Signal::PeerRefreshed => self.timers.session_refreshed(now),
+            Signal::RemoteOffer { sdp } => self.answer_remote_offer(&sdp, now, effects),
+            Signal::ReinviteAnswered { code, sdp } => self.reinvite_answered(code, sdp, now, effects),
+            Signal::DtmfInfo { digit } => effects.push(Effect::DtmfReceived(digit)),
+            Signal::MediaTimeout => {
+                effects.push(Effect::Sip(SipAction::Bye));
+                self.end(EndReason::MediaTimeout, None, now, effects);
+            }
+            _ => {}
+        }
+    }
+
+    /// A refused re-offer leaves the call as it was (RFC 3264 §8: 488, the
+    /// old session stays); an accepted one may hold us or move the media.
+    fn answer_remote_offer(&mut self, body: &[u8], now: Instant, effects: &mut Vec<Effect>) {
+        let answered = sdp::parse(body).and_then(|remote| self.media.answer(&remote));
+        match answered {
+            Ok((answer, negotiated)) => {
+                effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Ok(answer) }));
+                effects.push(Effect::StartMedia(negotiated));
+                self.timers.session_refreshed(now);
+                self.refresh_state(effects);
+            }
+            Err(e) => {
+                tracing::info!(call = %self.id, error = %e, "re-offer refused");
+                effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Err(488) }));
+            }
+        }
+    }
+
+    fn reinvite_answered(&mut self, code: u16, body: Option<Vec<u8>>, now: Instant, effects: &mut Vec<Effect>) {
+        let Some(pending) = self.pending.take() else { return };
+        if (200..300).contains(&code) {
+            self.timers.session_refreshed(now);
+            let agreed = body.map(|b| sdp::parse(&b).and_then(|remote| self.media.on_answer(&remote)));
+            match agreed {
+                Some(Ok(negotiated)) => effects.push(Effect::StartMedia(negotiated)),
+                Some(Err(e)) => tracing::warn!(call = %self.id, error = %e, "unusable answer to our re-INVITE"),
+                None => {}
+            }
+            self.refresh_state(effects);
+            return;
+        }
+        match pending {
+            Pending::Refresh => {
+                if self.timers.refresh_answered(code, now) {
+                    effects.push(Effect::Sip(SipAction::Bye));
+                    self.end(EndReason::SessionRefreshFailed, Some(code), now, effects);
+                }
+            }
+            // The peer refused: the call stays as it was, and says so.
+            Pending::Hold | Pending::Resume => {
+                tracing::info!(call = %self.id, code, ?pending, "re-INVITE refused");
+                self.media.local_hold = pending == Pending::Resume;
+                effects.push(Effect::StateChanged);
+            }
+        }
+    }
+
+    /// Time for our session refresh: a re-INVITE with our SDP as it stands.
+    pub(super) fn send_refresh(&mut self, timer: crate::sip::session_timer::SessionTimer, effects: &mut Vec<Effect>) {
+        if self.pending.is_some() {
+            // The re-INVITE in flight refreshes the session when answered.
+            return;
+        }
+        self.pending = Some(Pending::Refresh);
+        let offer = self.media.offer();
+        effects.push(Effect::Sip(SipAction::Reinvite { offer, session_timer: Some(timer) }));
+    }
+
+    fn refresh_state(&mut self, effects: &mut Vec<Effect>) {
+        let state = self.established_state();
+        if state != self.state {
+            self.state = state;
+            effects.push(Effect::StateChanged);
+        }
+    }
+}

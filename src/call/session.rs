@@ -1,0 +1,98 @@
+//! A call's side of SDP offer/answer: our description (its version moves
+//! only when its content does, RFC 3264 §8), who holds whom, and what the
+//! last exchange agreed.
+
+use crate::sip::sdp::{self, LocalMedia, Negotiated, RemoteMedia, SdpDirection, SdpError};
+
+#[derive(Debug, Clone)]
+pub(super) struct MediaSession {
+    local: LocalMedia,
+    versions: Versions,
+    /// The direction of our outstanding offer, until its answer comes.
+    offered: SdpDirection,
+    /// An inbound call's offer, kept until the agent answers.
+    pub remote_offer: Option<RemoteMedia>,
+    pub agreed: Option<Negotiated>,
+    /// We put the peer on hold.
+    pub local_hold: bool,
+    /// The peer put us on hold (its last offer said it will not send).
+    pub remote_hold: bool,
+}
+
+impl MediaSession {
+    pub fn new(local: LocalMedia) -> Self {
+        MediaSession {
+            local,
+            versions: Versions::default(),
+            offered: SdpDirection::SendRecv,
+            remote_offer: None,
+            agreed: None,
+            local_hold: false,
+            remote_hold: false,
+        }
+    }
+
+    /// What we ask for: while we hold we only send (hold music), while the
+    /// peer holds us we only receive, and neither when both hold.
+    fn wanted(&self) -> SdpDirection {
+        wanted(self.local_hold, self.remote_hold)
+    }
+
+    /// Our offer as things stand (initial, hold, resume or refresh).
+    pub fn offer(&mut self) -> String {
+        self.offered = self.wanted();
+        self.versions.build(|version| sdp::offer(&self.local, version, self.offered))
+    }
+
+    /// Answer the peer's offer; on success it becomes the agreement.
+    pub fn answer(&mut self, remote: &RemoteMedia) -> Result<(String, Negotiated), SdpError> {
+        let remote_hold = remote.holds();
+        let want = wanted(self.local_hold, remote_hold);
+        // Check before the version moves: a refused offer leaves our description as it was.
+        sdp::answer(remote, &self.local, 0, want)?;
+        self.remote_hold = remote_hold;
+        let mut negotiated = None;
+        let body = self.versions.build(|version| {
+            let (body, agreed) = sdp::answer(remote, &self.local, version, want).expect("checked above");
+            negotiated = Some(agreed);
+            body
+        });
+        let negotiated = negotiated.expect("versioned builds at least once");
+        self.agreed = Some(negotiated.clone());
+        Ok((body, negotiated))
+    }
+
+    /// The peer's answer to our last offer; on success it becomes the agreement.
+    pub fn on_answer(&mut self, remote: &RemoteMedia) -> Result<Negotiated, SdpError> {
+        let negotiated = sdp::on_answer(remote, &self.local, self.offered)?;
+        self.agreed = Some(negotiated.clone());
+        Ok(negotiated)
+    }
+}
+
+fn wanted(local_hold: bool, remote_hold: bool) -> SdpDirection {
+    SdpDirection::from_flags(!remote_hold, !local_hold)
+}
+
+/// Our SDP's `o=` version and the body last sent with it.
+#[derive(Debug, Clone, Default)]
+struct Versions {
+    version: u64,
+    last_sent: Option<String>,
+}
+
+impl Versions {
+    /// Build with the current version; move to the next only if the body changed.
+    fn build(&mut self, mut build: impl FnMut(u64) -> String) -> String {
+        if self.last_sent.is_some() {
+            let same = build(self.version);
+            if self.last_sent.as_deref() == Some(same.as_str()) {
+                return same;
+            }
+        }
+        self.version += 1;
+        let body = build(self.version);
+        self.last_sent = Some(body.clone());
+        body
+    }
+}

@@ -1,0 +1,238 @@
+//! The OpenRPC document for exactly what the daemon implements, built from
+//! the types of `control::api` so the contract in `proto/` cannot drift.
+
+use schemars::{JsonSchema, SchemaGenerator};
+use serde_json::{json, Value};
+
+use super::api::*;
+use crate::call::phone::CallSummary;
+
+struct Entry {
+    name: &'static str,
+    summary: &'static str,
+    params: fn(&mut SchemaGenerator) -> Value,
+    result: Option<fn(&mut SchemaGenerator) -> Value>,
+}
+
+fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+    generator.subschema_for::<T>().to_value()
+}
+
+fn methods() -> Vec<Entry> {
+    use method::*;
+    vec![
+        Entry {
+            name: DAEMON_STATUS,
+            summary: "Version, uptime, listening points, call count and the audio backends in use.",
+            params: schema::<NoParams>,
+            result: Some(schema::<StatusResult>),
+        },
+        Entry {
+            name: EVENTS_SUBSCRIBE,
+            summary: "Receive notifications on this connection, for the given topics (default all).",
+            params: schema::<SubscribeParams>,
+            result: Some(schema::<SubscribeResult>),
+        },
+        Entry {
+            name: CALL_DIAL,
+            summary: "Place a call to a SIP URI.",
+            params: schema::<DialParams>,
+            result: Some(schema::<DialResult>),
+        },
+        Entry {
+            name: CALL_ANSWER,
+            summary: "Answer an incoming call (200 OK with our SDP answer).",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_REJECT,
+            summary: "Refuse an incoming call: busy (486) or decline (603).",
+            params: schema::<RejectParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_HANGUP,
+            summary: "End a call: CANCEL before answer, BYE after; an incoming call is declined.",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_LIST,
+            summary: "Live calls with state, direction, remote party, hold/mute and media counters.",
+            params: schema::<NoParams>,
+            result: Some(schema::<CallListResult>),
+        },
+        Entry {
+            name: CALL_HOLD,
+            summary: "Hold the peer: re-INVITE sendonly (inactive when the peer holds us too); hold music if configured.",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_RESUME,
+            summary: "Take the peer off hold: re-INVITE sendrecv (recvonly while the peer holds us).",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_MUTE,
+            summary: "Silence the agent's microphone on this call; RTP keeps flowing.",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_UNMUTE,
+            summary: "Give the call the agent's microphone again.",
+            params: schema::<CallParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_DTMF,
+            summary: "Send keys: RFC 4733 events when negotiated, else SIP INFO (application/dtmf-relay).",
+            params: schema::<DtmfParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: CALL_STATS,
+            summary: "RTP/RTCP figures of a call: packets, loss, jitter, RTT, jitter buffer, MOS estimate.",
+            params: schema::<CallParams>,
+            result: Some(schema::<CallStatsResult>),
+        },
+        Entry {
+            name: ACCOUNT_LIST,
+            summary: "The configured accounts and their registration state (never a password).",
+            params: schema::<NoParams>,
+            result: Some(schema::<AccountListResult>),
+        },
+        Entry {
+            name: ACCOUNT_REGISTER,
+            summary: "Register the account now and keep it registered.",
+            params: schema::<AccountParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: ACCOUNT_UNREGISTER,
+            summary: "Remove the account's binding (Expires: 0) and stay unregistered.",
+            params: schema::<AccountParams>,
+            result: Some(schema::<Empty>),
+        },
+        Entry {
+            name: AGENT_SET_STATE,
+            summary: "Ready takes calls; not ready refuses them (486 or 480) without ringing.",
+            params: schema::<AgentStateParams>,
+            result: Some(schema::<Empty>),
+        },
+    ]
+}
+
+fn notifications() -> Vec<Entry> {
+    vec![
+        Entry {
+            name: event::CALL_STATE,
+            summary: "A call changed state; the last one is `ended` with `reason` and, when SIP gave one, `sip_code`.",
+            params: schema::<CallSummary>,
+            result: None,
+        },
+        Entry {
+            name: event::CALL_COUNTDOWN,
+            summary: "An inbound call's auto-answer countdown: at start, each second, and at its stop with why.",
+            params: schema::<CallCountdownEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::CALL_DTMF,
+            summary: "The peer pressed a key (RFC 4733 event or SIP INFO).",
+            params: schema::<DtmfEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::CALL_QUALITY,
+            summary: "Periodic per-call quality: jitter, loss, RTT, MOS estimate (every media.quality_interval_ms).",
+            params: schema::<QualityEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::REGISTRATION_STATE,
+            summary:
+                "An account's registration changed: registering, registered, failed (sip_code, reason), unregistered.",
+            params: schema::<RegistrationEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::AGENT_STATE,
+            summary: "The agent became ready or not ready.",
+            params: schema::<AgentStateParams>,
+            result: None,
+        },
+        Entry {
+            name: event::EVENTS_OVERFLOW,
+            summary: "This subscriber missed events; re-read state.",
+            params: schema::<OverflowEvent>,
+            result: None,
+        },
+    ]
+}
+
+/// Method names the daemon answers.
+pub fn method_names() -> Vec<&'static str> {
+    methods().iter().map(|m| m.name).collect()
+}
+
+/// The OpenRPC 1.2.6 document for exactly what is implemented. Notifications
+/// from the daemon are listed under `x-notifications` (OpenRPC has no place
+/// for server-to-client messages) with the same shape as methods.
+pub fn openrpc_document() -> Value {
+    let settings = schemars::generate::SchemaSettings::draft07().with(|s| {
+        s.definitions_path = "#/components/schemas/".into();
+    });
+    let mut generator = settings.into_generator();
+    let mut describe = |entry: &Entry| {
+        let params_schema = (entry.params)(&mut generator);
+        let mut doc = json!({
+            "name": entry.name,
+            "summary": entry.summary,
+            "paramStructure": "by-name",
+            "params": by_name_params(&params_schema, &generator),
+        });
+        if let Some(result) = entry.result {
+            doc["result"] = json!({"name": "result", "schema": result(&mut generator)});
+        }
+        doc
+    };
+    let methods: Vec<Value> = methods().iter().map(&mut describe).collect();
+    let notifications: Vec<Value> = notifications().iter().map(&mut describe).collect();
+    let schemas: serde_json::Map<String, Value> = generator.take_definitions(true).into_iter().collect();
+    json!({
+        "openrpc": "1.2.6",
+        "info": {
+            "title": "softphoned control protocol",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "JSON-RPC 2.0 over a Unix socket, one object per line. Errors: -32700 parse error, -32600 invalid request (also: line over 64 KiB), -32601 unknown method, -32602 invalid params, -32000 unknown call, -32001 command not valid in the call's state, -32002 daemon could not carry it out."
+        },
+        "methods": methods,
+        "x-notifications": notifications,
+        "components": {"schemas": schemas},
+    })
+}
+
+/// OpenRPC lists by-name params one by one: split the params object's schema.
+fn by_name_params(schema: &Value, generator: &SchemaGenerator) -> Vec<Value> {
+    let resolved = match schema.get("$ref").and_then(Value::as_str) {
+        Some(reference) => {
+            let name = reference.rsplit('/').next().unwrap_or_default();
+            generator.definitions().get(name).cloned().unwrap_or(Value::Null)
+        }
+        None => schema.clone(),
+    };
+    let required: Vec<&str> = resolved
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let Some(properties) = resolved.get("properties").and_then(Value::as_object) else { return Vec::new() };
+    properties
+        .iter()
+        .map(|(name, schema)| json!({"name": name, "required": required.contains(&name.as_str()), "schema": schema}))
+        .collect()
+}

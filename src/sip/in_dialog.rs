@@ -1,0 +1,179 @@
+//! What happens inside an established dialog: its state changes become
+//! signals for the call (BYE, CANCEL, provisional answers), the peer's
+//! re-INVITE/UPDATE offers wait here for the call core's answer, INFO keys
+//! are read, and our re-INVITEs and INFOs go out.
+
+// rsipstack's own error type is large; it is only ever logged here.
+#![allow(clippy::result_large_err)]
+
+use std::time::Duration;
+
+use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::sip::{Header, Request, StatusCode};
+
+use super::agent::timer_headers;
+use super::headers;
+use super::session_timer::{self, Role, SessionTimer};
+use super::SipAgent;
+use crate::call::{CallId, Signal};
+use crate::media::dtmf;
+
+/// How often a re-INVITE is tried when both sides re-INVITE at once (491).
+const GLARE_ATTEMPTS: usize = 3;
+/// The tone length an INFO key announces.
+const INFO_TONE: Duration = Duration::from_millis(160);
+
+/// A peer's re-offer: the transaction to answer and the timer headers the
+/// answer must carry.
+pub(crate) struct PendingOffer {
+    handle: TransactionHandle,
+    headers: Vec<Header>,
+}
+
+impl SipAgent {
+    /// Turn one dialog's state changes into signals for its call.
+    pub(super) fn follow_dialog(&self, call: CallId, mut states: DialogStateReceiver) {
+        let agent = self.clone();
+        tokio::spawn(async move {
+            while let Some(state) = states.recv().await {
+                match state {
+                    DialogState::Early(_, response) => {
+                        let sdp = (!response.body.is_empty()).then(|| response.body.clone());
+                        agent.emit(&call, Signal::Progress { code: response.status_code.code(), sdp });
+                    }
+                    DialogState::Updated(_, request, handle) => agent.on_update(&call, request, handle).await,
+                    DialogState::Info(_, request, handle) => agent.on_info(&call, request, handle).await,
+                    DialogState::Terminated(id, reason) => {
+                        agent.inner.dialog_layer.remove_dialog(&id);
+                        agent.inner.legs.lock().expect("leg map").remove(&call);
+                        agent.inner.pending_offers.lock().expect("offer map").remove(&call);
+                        match reason {
+                            TerminatedReason::UacBye | TerminatedReason::UasBye => agent.emit(&call, Signal::RemoteBye),
+                            TerminatedReason::UacCancel => agent.emit(&call, Signal::RemoteCancel),
+                            _ => {}
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+
+    /// A re-INVITE or UPDATE from the peer. With an offer, the call core
+    /// decides the answer (hold, new address, codec); without one it is a
+    /// session refresh answered with the SDP we last sent. Any session
+    /// timer it carries is echoed with us as the answering side.
+    async fn on_update(&self, call: &CallId, request: Request, handle: TransactionHandle) {
+        let mut headers = Vec::new();
+        if let Some(se) = headers::session_expires(&request.headers) {
+            let timer = session_timer::for_answer(Some(se), true, self.inner.session_expires_s);
+            headers.extend(timer_headers(timer, Role::Uas));
+        }
+        if !request.body.is_empty() {
+            self.inner.pending_offers.lock().expect("offer map").insert(call.clone(), PendingOffer { handle, headers });
+            self.emit(call, Signal::RemoteOffer { sdp: request.body });
+            return;
+        }
+        let local_sdp = self.inner.legs.lock().expect("leg map").get(call).and_then(|l| l.local_sdp.clone());
+        if local_sdp.is_some() && request.method == rsipstack::sip::Method::Invite {
+            headers.push(Header::ContentType("application/sdp".into()));
+        }
+        let body = local_sdp.filter(|_| request.method == rsipstack::sip::Method::Invite);
+        if let Err(e) = handle.respond(StatusCode::OK, Some(headers), body).await {
+            tracing::warn!(%call, error = %e, "could not answer the peer's refresh");
+            return;
+        }
+        tracing::info!(%call, method = %request.method, "peer refreshed the session");
+        self.emit(call, Signal::PeerRefreshed);
+    }
+
+    /// The call core's answer to the peer's re-offer.
+    pub(super) fn answer_offer(&self, call: &CallId, answer: Result<String, u16>) {
+        let Some(PendingOffer { handle, mut headers }) = self.inner.pending_offers.lock().expect("offer map").remove(call)
+        else {
+            tracing::debug!(%call, "no re-offer waits for an answer");
+            return;
+        };
+        let (status, body) = match answer {
+            Ok(sdp) => {
+                self.set_local_sdp(call, sdp.as_bytes());
+                headers.push(Header::ContentType("application/sdp".into()));
+                (StatusCode::OK, Some(sdp.into_bytes()))
+            }
+            Err(code) => (StatusCode::from(code), None),
+        };
+        let call = call.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle.respond(status, Some(headers), body).await {
+                tracing::warn!(%call, error = %e, "could not answer the peer's re-offer");
+            }
+        });
+    }
+
+    /// INFO from the peer: keys by application/dtmf-relay or application/dtmf
+    /// become `call.dtmf`; anything else is acknowledged and ignored.
+    async fn on_info(&self, call: &CallId, request: Request, handle: TransactionHandle) {
+        let content_type = headers::values(&request.headers, "Content-Type", Some("c")).into_iter().next().unwrap_or_default();
+        let body = String::from_utf8_lossy(&request.body);
+        let digit = dtmf::parse_info(&content_type, &body);
+        if let Err(e) = handle.respond(StatusCode::OK, None, None).await {
+            tracing::warn!(%call, error = %e, "could not answer INFO");
+        }
+        match digit {
+            Some(info) => self.emit(call, Signal::DtmfInfo { digit: info.digit }),
+            None => tracing::debug!(%call, %content_type, "INFO without a key ignored"),
+        }
+    }
+
+    /// Our re-INVITE (hold, resume or session refresh), retried on glare.
+    pub(super) fn reinvite(&self, call: CallId, offer: String, timer: Option<SessionTimer>) {
+        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
+        self.set_local_sdp(&call, offer.as_bytes());
+        let agent = self.clone();
+        tokio::spawn(async move {
+            let mut headers = vec![Header::ContentType("application/sdp".into())];
+            headers.extend(timer_headers(timer, Role::Uac));
+            let signal =
+                match leg.dialog.reinvite_with_glare_retry(Some(headers), Some(offer.into_bytes()), GLARE_ATTEMPTS).await
+                {
+                    Ok(Some(response)) => Signal::ReinviteAnswered {
+                        code: response.status_code.code(),
+                        sdp: (!response.body.is_empty()).then_some(response.body),
+                    },
+                    Ok(None) => Signal::ReinviteAnswered { code: 481, sdp: None },
+                    Err(e) => {
+                        tracing::info!(%call, error = %e, "re-INVITE failed");
+                        Signal::ReinviteAnswered { code: 408, sdp: None }
+                    }
+                };
+            agent.emit(&call, signal);
+        });
+    }
+
+    /// Keys by SIP INFO, one request per key, each after the last is answered.
+    pub(super) fn send_info(&self, call: CallId, digits: String) {
+        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
+        tokio::spawn(async move {
+            for digit in digits.chars() {
+                let Ok((content_type, body)) = dtmf::info_body(digit, INFO_TONE.as_millis() as u32) else {
+                    tracing::warn!(%call, %digit, "not a key; the rest are not sent");
+                    return;
+                };
+                let headers = vec![Header::ContentType(content_type.into())];
+                match leg.dialog.info(Some(headers), Some(body.into_bytes())).await {
+                    Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {}
+                    Ok(response) => {
+                        let code = response.map(|r| r.status_code.code());
+                        tracing::warn!(%call, %digit, ?code, "INFO key refused; the rest are not sent");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%call, %digit, error = %e, "INFO key failed; the rest are not sent");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
