@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::sipp::{free_port_pair, Sipp};
+use softphoned::media::PCM_RATE;
 use common::{dial, require_tool, wait_media_counter, wav_samples, Daemon};
 use serde_json::json;
 use softphoned::audio::analysis::dominant_frequency;
@@ -141,8 +142,8 @@ async fn we_dial_a_sipp_uas_hear_its_tone_and_it_receives_our_rtp() {
 
     // What we heard: sipp's 1 kHz tone, in our sink.
     let samples = wav_samples(&heard);
-    assert!(samples.len() >= 8000 * 2, "at least 2 s of audio in the sink");
-    assert_eq!(dominant_frequency(&samples, 8000), Some(1000.0));
+    assert!(samples.len() >= PCM_RATE as usize * 2, "at least 2 s of audio in the sink");
+    assert_eq!(dominant_frequency(&samples, PCM_RATE), Some(1000.0));
 }
 
 #[tokio::test]
