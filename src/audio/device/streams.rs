@@ -322,3 +322,22 @@ pub(super) fn list() -> DeviceList {
     };
     DeviceList { inputs: entries(Role::Input), outputs: entries(Role::Output) }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_errors_are_counted_and_only_losses_mark_the_device_lost() {
+        let counters = Arc::new(Counters::default());
+        let mut report = error_callback(counters.clone());
+        report(ErrorKind::Xrun.into());
+        report(cpal::Error::with_message(ErrorKind::BackendError, "EIO"));
+        assert!(!counters.lost.load(Ordering::Acquire));
+        report(ErrorKind::DeviceNotAvailable.into());
+        assert!(counters.lost.load(Ordering::Acquire));
+        let health = super::super::DeviceHealth(counters);
+        assert!(health.is_lost());
+        assert_eq!((health.counters().xruns, health.counters().stream_errors), (1, 1));
+    }
+}
