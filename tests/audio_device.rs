@@ -1,0 +1,306 @@
+//! The sound-card backend against real ALSA streams, on machines without a
+//! sound card: ALSA's software plugins (configs in tests/alsa/) stand in for
+//! the card. ALSA reads `ALSA_CONFIG_PATH` once per process, so every scenario
+//! runs in a child process: the visible test re-executes this binary with the
+//! config in its environment and runs the matching ignored `child_*` test.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use softphoned::audio::analysis::{dominant_frequency, rms};
+use softphoned::audio::device::{list_devices, open_device};
+use softphoned::audio::{AudioSource, ToneSource};
+use softphoned::media::{FRAME_SAMPLES, SAMPLE_RATE};
+
+/// Set in a child's environment to the directory holding its FIFOs.
+const SCENARIO_DIR: &str = "SOFTPHONED_TEST_ALSA_DIR";
+/// Set in a child's environment to `INPUT,OUTPUT` to open devices by name.
+const SCENARIO_DEVICES: &str = "SOFTPHONED_TEST_ALSA_DEVICES";
+const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The test card's raw formats, as fixed in tests/alsa/file-card.conf.in.
+const CARD_RATE: u32 = 48000;
+const PLAYBACK_CHANNELS: usize = 2;
+
+const TICK: Duration = Duration::from_millis(20);
+/// What the card's microphone hears, distinct from what we play.
+const MIC_HZ: f64 = 440.0;
+const SPEAKER_HZ: f64 = 1000.0;
+/// ToneSource and the test microphone both use half of full scale.
+const TONE_RMS: f64 = 16384.0 / std::f64::consts::SQRT_2;
+
+fn alsa_config(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alsa").join(name)
+}
+
+/// Run `child_test` of this binary with ALSA reading `config`; return its output.
+fn run_child(child_test: &str, config: &Path, dir: &Path, devices: Option<&str>) -> String {
+    let mut command = Command::new(std::env::current_exe().expect("test binary path"));
+    if let Some(devices) = devices {
+        command.env(SCENARIO_DEVICES, devices);
+    }
+    let child = command
+        .args([child_test, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .env("ALSA_CONFIG_PATH", config)
+        .env(SCENARIO_DIR, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start child test process");
+    let pid = child.id();
+    let (done_tx, done_rx) = mpsc::channel();
+    std::thread::spawn(move || done_tx.send(child.wait_with_output()));
+    let Ok(output) = done_rx.recv_timeout(CHILD_TIMEOUT) else {
+        let _ = Command::new("kill").args(["-KILL", &pid.to_string()]).status();
+        panic!("{child_test} did not finish within {CHILD_TIMEOUT:?}");
+    };
+    let output = output.expect("wait for child test process");
+    let text = format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{child_test} failed:\n{text}");
+    assert!(text.contains("test result: ok. 1 passed"), "{child_test} did not run:\n{text}");
+    text
+}
+
+fn mkfifo(path: &Path) {
+    let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
+    assert!(status.success(), "mkfifo {}", path.display());
+}
+
+/// Run `child_software_card` on a fresh software card. One at a time: the
+/// card is paced by sleeping threads, and two cards at once on a small
+/// machine starve each other.
+fn with_software_card(devices: Option<&str>) {
+    static ONE_CARD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _card = ONE_CARD_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let (playback, capture) = (dir.path().join("playback.fifo"), dir.path().join("capture.fifo"));
+    mkfifo(&playback);
+    mkfifo(&capture);
+    let template = std::fs::read_to_string(alsa_config("file-card.conf.in")).unwrap();
+    let config = dir.path().join("asound.conf");
+    let text = template
+        .replace("@PLAYBACK_FIFO@", playback.to_str().unwrap())
+        .replace("@CAPTURE_FIFO@", capture.to_str().unwrap());
+    std::fs::write(&config, text).unwrap();
+    let output = run_child("child_software_card", &config, dir.path(), devices);
+    println!("{output}");
+}
+
+#[test]
+fn default_device_plays_and_captures_through_alsa_software_card() {
+    with_software_card(None);
+}
+
+#[test]
+fn named_devices_play_and_capture_through_alsa_software_card() {
+    with_software_card(Some("softphoned_mic,softphoned_speaker"));
+}
+
+#[test]
+fn missing_card_fails_quickly_and_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    run_child("child_no_usable_device", &alsa_config("missing-card.conf"), dir.path(), None);
+}
+
+#[test]
+fn configuration_without_any_pcm_fails_quickly_and_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    run_child("child_no_usable_device", &alsa_config("no-pcm.conf"), dir.path(), None);
+}
+
+#[test]
+#[ignore = "child process of the ALSA tests above; does nothing on its own"]
+fn child_no_usable_device() {
+    if std::env::var_os(SCENARIO_DIR).is_none() {
+        return;
+    }
+    let started = Instant::now();
+    let devices = list_devices();
+    println!("devices: {devices:?}");
+    let error = open_device(None, None).err().expect("no usable card, yet the device opened");
+    let message = error.to_string();
+    println!("open_device: {message}");
+    assert!(message.starts_with("no input device could be opened: default: "), "{message}");
+    let error = open_device(Some("no-such-device"), None).err().expect("a device that does not exist opened");
+    assert!(error.to_string().starts_with("no input device named \"no-such-device\""), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+}
+
+#[test]
+#[ignore = "child process of the ALSA tests above; does nothing on its own"]
+fn child_software_card() {
+    let Some(dir) = std::env::var_os(SCENARIO_DIR).map(PathBuf::from) else { return };
+    let speaker = PacedSpeaker::start(dir.join("playback.fifo"));
+    let stop_mic = start_microphone(dir.join("capture.fifo"));
+
+    let devices = list_devices();
+    println!("devices: {devices:?}");
+    assert!(devices.inputs.iter().any(|d| d.name == "default" && d.is_default), "{devices:?}");
+    assert!(devices.outputs.iter().any(|d| d.name == "softphoned_speaker" && !d.is_default), "{devices:?}");
+
+    let names = std::env::var(SCENARIO_DEVICES).ok();
+    let (input, output) = match names.as_deref().map(|n| n.split_once(',').expect("INPUT,OUTPUT")) {
+        Some((input, output)) => (Some(input), Some(output)),
+        None => (None, None),
+    };
+    let audio = open_device(input, output).expect("open the software card");
+    assert_eq!(
+        (audio.input_name.as_str(), audio.output_name.as_str()),
+        (input.unwrap_or("default"), output.unwrap_or("default"))
+    );
+    let health = audio.health.clone();
+    let (mut source, mut sink) = (audio.source, audio.sink);
+    speaker.forget_earlier_sessions();
+
+    // 1.5 s of a call, paced like the daemon's media tick.
+    let (mut tone, mut frame, mut captured) = (ToneSource::new(SPEAKER_HZ), [0i16; FRAME_SAMPLES], vec![]);
+    let mut next_tick = Instant::now();
+    for _ in 0..75 {
+        tone.read_frame(&mut frame);
+        sink.write_frame(&frame);
+        source.read_frame(&mut frame);
+        captured.extend_from_slice(&frame);
+        next_tick += TICK;
+        std::thread::sleep(next_tick.saturating_duration_since(Instant::now()));
+    }
+    assert!(!health.is_lost());
+    let counters = health.counters();
+    println!("counters: {counters:?}");
+    drop((source, sink));
+    let played = speaker.finish();
+    stop_mic.store(true, Ordering::Release);
+
+    // What the card played: our tone, resampled to 48 kHz, at full level.
+    assert!(played.chunks_exact(PLAYBACK_CHANNELS).all(|f| f[1] == f[0]), "both speakers play the same");
+    let left: Vec<i16> = played.chunks_exact(PLAYBACK_CHANNELS).map(|f| f[0]).collect();
+    let tone_windows = loud_windows(&left, CARD_RATE);
+    println!("played {} samples, {} loud 100 ms windows", left.len(), tone_windows.len());
+    assert!(tone_windows.len() >= 10, "at most {} of 15 tone windows played", tone_windows.len());
+    for window in &tone_windows {
+        assert_near_tone(window, CARD_RATE, SPEAKER_HZ);
+        assert!((rms(window) / TONE_RMS - 1.0).abs() < 0.1, "played level {}", rms(window));
+    }
+    // What the card's microphone heard reached the tick as frames at the media rate.
+    // The software card may glitch while ALSA starts it (a short FIFO read
+    // inserts a gap), so the first 200 ms are start-up, not evidence.
+    let heard = loud_windows(&captured[SAMPLE_RATE as usize / 5..], SAMPLE_RATE);
+    println!("captured {} samples, {} loud 100 ms windows", captured.len(), heard.len());
+    assert!(heard.len() >= 10, "only {} of 13 capture windows carried audio", heard.len());
+    for window in &heard {
+        assert_near_tone(window, SAMPLE_RATE, MIC_HZ);
+        assert!((rms(window) / TONE_RMS - 1.0).abs() < 0.1, "captured level {}", rms(window));
+    }
+}
+
+/// The software card is paced by sleeping threads: when one is late, a short
+/// FIFO read leaves a gap of a few milliseconds in its audio, which moves a
+/// 100 ms window's peak by one 10 Hz analysis step. More would be our fault.
+fn assert_near_tone(window: &[i16], rate: u32, hz: f64) {
+    let found = dominant_frequency(window, rate).expect("a loud window has a frequency");
+    assert!((found - hz).abs() <= 10.0, "{found} Hz where {hz} Hz was expected");
+}
+
+/// The 100 ms windows of `samples` that carry signal throughout (start-up
+/// silence and the windows that straddle it left out).
+fn loud_windows(samples: &[i16], rate: u32) -> Vec<&[i16]> {
+    let window = rate as usize / 10;
+    samples.chunks_exact(window).filter(|w| w.chunks(window / 10).all(|part| rms(part) > TONE_RMS / 2.0)).collect()
+}
+
+/// Paces the card's output: reads the playback FIFO at 48 kHz stereo 16-bit,
+/// as a sound card would consume it. ALSA opens the FIFO several times
+/// (probing, then streaming); each close ends a session.
+struct PacedSpeaker {
+    events: mpsc::Receiver<SpeakerEvent>,
+}
+
+enum SpeakerEvent {
+    Bytes(Vec<u8>),
+    Closed,
+}
+
+impl PacedSpeaker {
+    fn start(path: PathBuf) -> Self {
+        let (tx, events) = mpsc::channel();
+        // Left running: it may be blocked opening the FIFO when the test ends.
+        std::thread::spawn(move || {
+            let bytes_per_slot = CARD_RATE as usize / 100 * PLAYBACK_CHANNELS * 2;
+            let mut buffer = vec![0u8; bytes_per_slot];
+            loop {
+                let Ok(mut fifo) = File::open(&path) else { return };
+                let mut next = Instant::now();
+                loop {
+                    match fifo.read(&mut buffer) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send(SpeakerEvent::Bytes(buffer[..n].to_vec())).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    next += Duration::from_millis(10);
+                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
+                }
+                if tx.send(SpeakerEvent::Closed).is_err() {
+                    return;
+                }
+            }
+        });
+        PacedSpeaker { events }
+    }
+
+    /// Once the streams run, every probing open has closed its session.
+    fn forget_earlier_sessions(&self) {
+        while self.events.try_recv().is_ok() {}
+    }
+
+    /// Everything played until the stream closed its FIFO.
+    fn finish(self) -> Vec<i16> {
+        let mut bytes = vec![];
+        let next = || self.events.recv_timeout(Duration::from_secs(5)).expect("the playback stream never closed");
+        while let SpeakerEvent::Bytes(chunk) = next() {
+            bytes.extend_from_slice(&chunk);
+        }
+        bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
+    }
+}
+
+/// Paces the card's input: writes a tone into the capture FIFO at 48 kHz mono
+/// 16-bit until the returned flag is set, reopening whenever ALSA reopens.
+fn start_microphone(path: PathBuf) -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        let samples_per_slot = CARD_RATE as usize / 100;
+        let mut n = 0u64;
+        while !stopped.load(Ordering::Acquire) {
+            let Ok(mut fifo) = File::options().write(true).open(&path) else { return };
+            let mut next = Instant::now();
+            while !stopped.load(Ordering::Acquire) {
+                let slot: Vec<u8> = (0..samples_per_slot)
+                    .flat_map(|_| {
+                        n += 1;
+                        let phase = std::f64::consts::TAU * MIC_HZ * n as f64 / CARD_RATE as f64;
+                        ((phase.sin() * 16384.0) as i16).to_le_bytes()
+                    })
+                    .collect();
+                // ALSA closed its end (a probing open): reopen for the next.
+                if fifo.write_all(&slot).is_err() {
+                    break;
+                }
+                next += Duration::from_millis(10);
+                std::thread::sleep(next.saturating_duration_since(Instant::now()));
+            }
+        }
+    });
+    stop
+}
