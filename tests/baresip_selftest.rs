@@ -162,6 +162,7 @@ async fn manual_answer_waits_for_accept() {
     b.stop();
     let closed = a.wait_event_type(event::CLOSED, WAIT).await;
     assert_eq!(closed["param"], "Connection reset by peer", "stop() hangs up the call");
+    assert!(b.events().iter().any(|e| e["type"] == event::ESTABLISHED), "events outlive stop()");
 }
 
 /// Mandatory SRTP refuses a caller offering plain RTP with 488; the callee

@@ -27,10 +27,8 @@
 //!   carried is read from the SIP trace: [`Baresip::last_received_sdp_direction`].
 //! - every offer/answer also gives `CALL_LOCAL_SDP`/`CALL_REMOTE_SDP` and a `CALL_RTCP`.
 //!
-//! Quirks of 1.0.0: `audio_codecs` names must carry rate and channels where
-//! they differ from 8000/1 (`G722/16000/1`, `opus/48000/2`); a name that
-//! matches nothing silently offers *every* codec, hence [`Codec`]. The tone
-//! file is read whole at call start and the call ends when it runs out.
+//! Quirks of 1.0.0 (more in `tests/baresip/options.rs` and `audio.rs`): the
+//! tone file is read whole at call start and the call ends when it runs out.
 //! Recordings are `dump-YYYY-MM-DD-HH-MM-SS-{enc,dec}.wav`: two calls started in
 //! the same second overwrite each other's. `sndcode`/`hangup` without a call
 //! answer ok and do nothing; `hold`/`resume` without a call answer "Invalid argument".
@@ -48,18 +46,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-pub const MODULES_DIR: &str = "/usr/lib/baresip/modules";
-/// The modules every instance loads (all in `baresip-core`).
-const MODULES: [&str; 6] = ["g711", "g722", "opus", "srtp", "sndfile", "aufile"];
-const APP_MODULES: [&str; 3] = ["account", "menu", "ctrl_tcp"];
+#[path = "../baresip/audio.rs"]
+mod audio;
+#[path = "../baresip/options.rs"]
+mod options;
+
+use audio::{header_is_final, newest_recording, write_tone, WAV_HEADER_BYTES};
+// The harness's API: each test binary uses its own part of it.
+#[allow(unused_imports)]
+pub use audio::Recording;
+#[allow(unused_imports)]
+pub use options::{installed, BaresipOptions, Codec, Srtp};
+
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 const RECORDING_TIMEOUT: Duration = Duration::from_secs(5);
-/// The tone file's format; `ausrc_srate` makes baresip resample it to the codec's rate.
-const TONE_RATE: u32 = 16000;
 const READY_LINE: &str = "baresip is ready.";
-const WAV_HEADER_BYTES: u64 = 44;
 
 /// Event types baresip 1.0.0 emits (see the module doc for when).
 pub mod event {
@@ -75,97 +78,10 @@ pub mod event {
     pub const AUDIO_ERROR: &str = "AUDIO_ERROR";
 }
 
-/// An audio codec baresip offers, named as its `audio_codecs` wants it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Codec {
-    Pcmu,
-    Pcma,
-    G722,
-    Opus,
-}
-
-impl Codec {
-    pub const ALL: [Codec; 4] = [Codec::Pcmu, Codec::Pcma, Codec::G722, Codec::Opus];
-
-    fn account_name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-            Codec::G722 => "G722/16000/1",
-            Codec::Opus => "opus/48000/2",
-        }
-    }
-
-    /// As baresip logs it: `audio: Set audio encoder: G722 16000Hz 1ch`.
-    fn log_name(self) -> &'static str {
-        match self {
-            Codec::Pcmu => "PCMU",
-            Codec::Pcma => "PCMA",
-            Codec::G722 => "G722",
-            Codec::Opus => "opus",
-        }
-    }
-
-    /// Sample rate of baresip's recordings with this codec (its audio rate, not the RTP clock).
-    pub fn recording_rate(self) -> u32 {
-        match self {
-            Codec::Pcmu | Codec::Pcma => 8000,
-            Codec::G722 => 16000,
-            Codec::Opus => 48000,
-        }
-    }
-
-    pub fn recording_channels(self) -> u16 {
-        if self == Codec::Opus {
-            2
-        } else {
-            1
-        }
-    }
-}
-
-/// SDES-SRTP (RFC 4568) as the account's `mediaenc`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Srtp {
-    /// `srtp`: offers RTP/AVP with crypto lines, accepts plain RTP.
-    Optional,
-    /// `srtp-mand`: offers RTP/SAVP, refuses plain RTP.
-    Mandatory,
-}
-
-#[derive(Clone, Debug)]
-pub struct BaresipOptions {
-    /// User part of the account's AOR.
-    pub user: String,
-    /// Offered/accepted in this order; empty = all, in module order (PCMU, PCMA, G722, opus).
-    pub codecs: Vec<Codec>,
-    pub srtp: Option<Srtp>,
-    /// Sine tone sent in calls (half scale); `None` sends silence.
-    pub tone_hz: Option<f64>,
-    /// Length of the tone file: a call ends (reason "end of file") when it runs out.
-    pub tone_secs: u32,
-    /// `answermode=auto` (answers at once) or `manual` (waits for [`Baresip::accept`]).
-    pub auto_answer: bool,
-}
-
-impl Default for BaresipOptions {
-    fn default() -> Self {
-        BaresipOptions {
-            user: "bare".into(),
-            codecs: vec![],
-            srtp: None,
-            tone_hz: None,
-            tone_secs: 60,
-            auto_answer: true,
-        }
-    }
-}
-
 /// The ctrl_tcp connection: a reader thread sorts what arrives into responses and events.
 struct Control {
     stream: TcpStream,
     responses: Receiver<Value>,
-    events: Arc<Mutex<Vec<Value>>>,
     reader: Option<JoinHandle<()>>,
     next_token: u64,
 }
@@ -179,6 +95,8 @@ pub struct Baresip {
     pub ctrl_port: u16,
     child: Option<Child>,
     control: Option<Control>,
+    /// Every event received, kept after [`Self::stop`].
+    events: Arc<Mutex<Vec<Value>>>,
     /// Events before this index were consumed by a `wait_event`.
     event_cursor: usize,
 }
@@ -198,14 +116,15 @@ impl Baresip {
             ctrl_port: 0,
             child: None,
             control: None,
+            events: Arc::default(),
             event_cursor: 0,
         };
         // Ports are free when picked, not reserved: on a clash pick again.
         for attempt in 1..=5 {
             bare.sip_port = free_sip_port();
             bare.ctrl_port = free_tcp_port(&[bare.sip_port, bare.sip_port + 1]);
-            fs::write(dir.join("config"), bare.config(&tone)).unwrap();
-            fs::write(dir.join("accounts"), bare.account(&options)).unwrap();
+            fs::write(dir.join("config"), options::config(bare.sip_port, bare.ctrl_port, dir, &tone)).unwrap();
+            fs::write(dir.join("accounts"), options.account(&bare.sip_uri())).unwrap();
             match bare.spawn_and_wait() {
                 Ok(()) => return bare,
                 Err(e) if attempt < 5 && e.contains("Address already in use") => bare.kill(),
@@ -285,7 +204,7 @@ impl Baresip {
 
     /// Every event received so far, oldest first.
     pub fn events(&self) -> Vec<Value> {
-        self.control.as_ref().map(|c| c.events.lock().unwrap().clone()).unwrap_or_default()
+        self.events.lock().unwrap().clone()
     }
 
     /// Wait for the first event after those consumed by earlier waits that
@@ -357,10 +276,13 @@ impl Baresip {
     /// peer put baresip on hold.
     pub fn last_received_sdp_direction(&self) -> Option<String> {
         let messages = self.received_sip();
-        let sdp = messages.iter().rev().find_map(|m| m.split_once("\r\n\r\n").map(|(_, b)| b).filter(|b| b.contains("m=audio")))?;
-        let attribute = ["sendrecv", "sendonly", "recvonly", "inactive"].into_iter().find(|d| {
-            sdp.lines().any(|l| l.trim_end() == format!("a={d}"))
-        });
+        let sdp = messages
+            .iter()
+            .rev()
+            .find_map(|m| m.split_once("\r\n\r\n").map(|(_, b)| b).filter(|b| b.contains("m=audio")))?;
+        let attribute = ["sendrecv", "sendonly", "recvonly", "inactive"]
+            .into_iter()
+            .find(|d| sdp.lines().any(|l| l.trim_end() == format!("a={d}")));
         Some(attribute.unwrap_or("sendrecv").to_string())
     }
 
@@ -456,48 +378,6 @@ impl Baresip {
             let _ = child.kill();
             let _ = child.wait();
         }
-        self.event_cursor = 0;
-    }
-
-    fn config(&self, tone: &Path) -> String {
-        let mut config = format!(
-            "poll_method epoll\n\
-             sip_listen 127.0.0.1:{sip}\n\
-             net_interface 127.0.0.1\n\
-             audio_source aufile,{tone}\n\
-             ausrc_srate {TONE_RATE}\n\
-             ausrc_channels 1\n\
-             module_path {MODULES_DIR}\n\
-             ctrl_tcp_listen 127.0.0.1:{ctrl}\n\
-             snd_path {dir}\n",
-            sip = self.sip_port,
-            ctrl = self.ctrl_port,
-            tone = tone.display(),
-            dir = self.dir.display(),
-        );
-        // No audio_player: the receive path still decodes (and records) without one.
-        for module in MODULES {
-            config += &format!("module {module}.so\n");
-        }
-        for module in APP_MODULES {
-            config += &format!("module_app {module}.so\n");
-        }
-        config
-    }
-
-    fn account(&self, options: &BaresipOptions) -> String {
-        let answer = if options.auto_answer { "auto" } else { "manual" };
-        let mut line = format!("<{}>;regint=0;answermode={answer}", self.sip_uri());
-        if !options.codecs.is_empty() {
-            let names: Vec<&str> = options.codecs.iter().map(|c| c.account_name()).collect();
-            line += &format!(";audio_codecs={}", names.join(","));
-        }
-        match options.srtp {
-            Some(Srtp::Optional) => line += ";mediaenc=srtp",
-            Some(Srtp::Mandatory) => line += ";mediaenc=srtp-mand",
-            None => {}
-        }
-        line + "\n"
     }
 
     fn spawn_and_wait(&mut self) -> Result<(), String> {
@@ -526,7 +406,7 @@ impl Baresip {
             }
             if log.contains(READY_LINE) {
                 if let Ok(stream) = TcpStream::connect(("127.0.0.1", self.ctrl_port)) {
-                    self.control = Some(Control::new(stream));
+                    self.control = Some(Control::new(stream, self.events.clone()));
                     return Ok(());
                 }
             }
@@ -545,13 +425,11 @@ impl Drop for Baresip {
 }
 
 impl Control {
-    fn new(stream: TcpStream) -> Control {
+    fn new(stream: TcpStream, events: Arc<Mutex<Vec<Value>>>) -> Control {
         let (responses_tx, responses) = mpsc::channel();
-        let events = Arc::new(Mutex::new(Vec::new()));
         let reading = stream.try_clone().unwrap();
-        let events_in = events.clone();
-        let reader = std::thread::spawn(move || read_messages(reading, responses_tx, events_in));
-        Control { stream, responses, events, reader: Some(reader), next_token: 0 }
+        let reader = std::thread::spawn(move || read_messages(reading, responses_tx, events));
+        Control { stream, responses, reader: Some(reader), next_token: 0 }
     }
 }
 
@@ -578,89 +456,6 @@ fn read_messages(stream: TcpStream, responses: Sender<Value>, events: Arc<Mutex<
     }
 }
 
-/// A recording read back: first channel only, with its format.
-#[derive(Clone, Debug)]
-pub struct Recording {
-    pub path: PathBuf,
-    pub rate: u32,
-    pub channels: u16,
-    /// Samples of the first channel.
-    pub samples: Vec<i16>,
-}
-
-impl Recording {
-    pub fn read(path: &Path) -> Recording {
-        let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let spec = reader.spec();
-        assert_eq!(spec.bits_per_sample, 16, "{}: not 16-bit PCM", path.display());
-        let all: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>().unwrap();
-        let samples = all.iter().step_by(spec.channels as usize).copied().collect();
-        Recording { path: path.to_path_buf(), rate: spec.sample_rate, channels: spec.channels, samples }
-    }
-
-    pub fn seconds(&self) -> f64 {
-        self.samples.len() as f64 / self.rate as f64
-    }
-
-    /// The dominant frequency (10 Hz steps) of half a second from the middle,
-    /// away from the call's start and end; `None` for silence.
-    pub fn dominant_frequency(&self) -> Option<f64> {
-        let window = (self.rate as usize / 2).min(self.samples.len());
-        let start = (self.samples.len() - window) / 2;
-        softphoned::audio::analysis::dominant_frequency(&self.samples[start..start + window], self.rate)
-    }
-}
-
-/// Whether baresip and the modules the harness loads are installed. Under
-/// `CI=true` a missing one fails loudly; elsewhere the caller skips.
-pub fn installed() -> bool {
-    let binary = Command::new("baresip").arg("-h").stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok();
-    let missing: Vec<&str> = MODULES
-        .iter()
-        .chain(APP_MODULES.iter())
-        .filter(|m| !Path::new(MODULES_DIR).join(format!("{m}.so")).is_file())
-        .copied()
-        .collect();
-    let found = binary && missing.is_empty();
-    if !found {
-        let what = if binary { format!("baresip modules {missing:?}") } else { "baresip".to_string() };
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("{what} required under CI=true: run tests/run.sh, which installs baresip-core");
-        }
-        let _ = writeln!(std::io::stderr(), "SKIPPED: {what} not installed (run tests/run.sh)");
-    }
-    found
-}
-
-fn write_tone(path: &Path, hz: Option<f64>, secs: u32) {
-    let spec = hound::WavSpec { channels: 1, sample_rate: TONE_RATE, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut writer = hound::WavWriter::create(path, spec).unwrap();
-    let step = hz.unwrap_or(0.0) * std::f64::consts::TAU / TONE_RATE as f64;
-    for n in 0..secs * TONE_RATE {
-        let sample = if hz.is_some() { (n as f64 * step).sin() * 0.5 * i16::MAX as f64 } else { 0.0 };
-        writer.write_sample(sample as i16).unwrap();
-    }
-    writer.finalize().unwrap();
-}
-
-/// The newest `dump-*-{kind}.wav` (names carry the start time, so they sort by it).
-fn newest_recording(dir: &Path, kind: &str) -> Option<PathBuf> {
-    let suffix = format!("-{kind}.wav");
-    let entries = fs::read_dir(dir).ok()?.flatten().map(|e| e.path());
-    let dumps = entries.filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("dump-") && n.ends_with(&suffix)));
-    dumps.max()
-}
-
-/// libsndfile writes the RIFF size only when it closes the file.
-fn header_is_final(path: &Path) -> bool {
-    let Ok(mut file) = fs::File::open(path) else { return false };
-    let mut header = [0u8; 8];
-    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
-    file.read_exact(&mut header).is_ok()
-        && &header[..4] == b"RIFF"
-        && u32::from_le_bytes(header[4..8].try_into().unwrap()) as u64 + 8 == len
-}
-
 fn strip_ansi(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut chars = text.chars();
@@ -678,7 +473,10 @@ fn strip_ansi(text: &str) -> String {
 fn free_sip_port() -> u16 {
     for _ in 0..100 {
         let port = free_tcp_port(&[]);
-        if port < 65000 && UdpSocket::bind(("127.0.0.1", port)).is_ok() && TcpListener::bind(("127.0.0.1", port + 1)).is_ok() {
+        if port < 65000
+            && UdpSocket::bind(("127.0.0.1", port)).is_ok()
+            && TcpListener::bind(("127.0.0.1", port + 1)).is_ok()
+        {
             return port;
         }
     }
