@@ -244,7 +244,6 @@ pub(super) fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-
 /// Played packets popped within `from_ms..to_ms`.
 fn played_between(sim: &Sim, from_ms: f64, to_ms: f64) -> impl Iterator<Item = &Played> {
     sim.played.iter().filter(move |p| (from_ms..to_ms).contains(&p.popped_ms))
@@ -359,7 +358,9 @@ fn half_a_percent_of_clock_drift_stays_bounded_over_ten_minutes() {
         };
         let (early, late) = (beyond_network(5_000.0, 65_000.0), beyond_network(540_000.0, 600_000.0));
         let stats = sim.buffer.stats();
-        println!("drift {rate}: delay beyond the network {early:.1} ms in minute 1, {late:.1} ms in minute 10; {stats:?}");
+        println!(
+            "drift {rate}: delay beyond the network {early:.1} ms in minute 1, {late:.1} ms in minute 10; {stats:?}"
+        );
         assert!((early - late).abs() < 10.0, "rate {rate}: delay moved from {early:.1} to {late:.1} ms");
         assert!(late < f64::from(stats.target_delay_ms) + 20.0, "rate {rate}: {late:.1} ms, {stats:?}");
         // 0.5 % of 30,000 frames is 150 frames to drop or to add.

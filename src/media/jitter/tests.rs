@@ -124,7 +124,10 @@ fn a_missing_tail_is_concealed_briefly_then_taken_for_silence() {
     }
     let mut got: Vec<Got> = (0..8).map(|tick| rig.pop(10 + 20 * tick)).collect();
     assert_eq!(got.drain(..3).collect::<Vec<_>>(), [0, 1, 2].map(|n| Got::Packet(n * FRAME)));
-    assert_eq!(got, [3, 4, 5].map(|n| Got::Lost(n * FRAME)).into_iter().chain([Got::Silence(FRAME); 2]).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        [3, 4, 5].map(|n| Got::Lost(n * FRAME)).into_iter().chain([Got::Silence(FRAME); 2]).collect::<Vec<_>>()
+    );
     // The sender resumes in step with its clock, as after a silent spell.
     rig.send(1, 3, 8 * FRAME, FRAME, 160);
     assert_eq!(rig.pop(170), Got::Packet(8 * FRAME));
