@@ -284,6 +284,12 @@ impl JitterBuffer {
 
     /// Queue a packet of the current stream, or say why not.
     fn accept(&mut self, meta: PacketMeta, payload: &[u8], now_us: i64) -> Inserted {
+        self.accept_with(meta, now_us, |queue, entry| queue.push(entry, payload))
+    }
+
+    /// `accept`, with the payload stored by `store` (from the caller's
+    /// buffer, or from the spare slot for a held packet).
+    fn accept_with(&mut self, meta: PacketMeta, now_us: i64, store: impl FnOnce(&mut Queue, Entry)) -> Inserted {
         let stream = self.stream.as_mut().expect("a stream is set before packets are accepted");
         let (sequence, timestamp) = Self::extended(stream, &meta);
         self.stats.packets_received += 1;
@@ -308,25 +314,21 @@ impl JitterBuffer {
         self.estimator.record(now_us, transit_us);
         self.target_us = (self.estimator.covering_delay_us() + LAG_BAND_US).clamp(self.min_delay_us, self.max_delay_us);
 
-        if self.queue.is_full() {
-            self.drop_first();
-        }
         if let Playout::Playing(position) = &self.playout {
             if timestamp < position.timestamp {
-                return self.count_late();
+                self.stats.late += 1;
+                return Inserted::Late;
             }
         }
         if self.queue.contains_timestamp(timestamp) {
             self.stats.duplicates += 1;
             return Inserted::Duplicate;
         }
-        self.queue.push(Entry::new(sequence, timestamp, meta.duration, now_us), payload);
+        if self.queue.is_full() {
+            self.drop_first();
+        }
+        store(&mut self.queue, Entry::new(sequence, timestamp, meta.duration, now_us));
         Inserted::Queued
-    }
-
-    fn count_late(&mut self) -> Inserted {
-        self.stats.late += 1;
-        Inserted::Late
     }
 
     /// Hold a packet that does not fit the stream, or restart on it and the
@@ -353,13 +355,7 @@ impl JitterBuffer {
         self.queue.clear();
         self.estimator.restart_stream();
         self.start_stream(&held.meta);
-        let stream = self.stream.as_mut().expect("just started");
-        stream.received = 1;
-        let (sequence, timestamp) = (stream.highest_sequence, stream.highest_timestamp);
-        self.stats.packets_received += 1;
-        let transit_us = held.arrival_us - self.timestamp_us(timestamp);
-        self.estimator.record(held.arrival_us, transit_us);
-        self.queue.push_held(Entry::new(sequence, timestamp, held.meta.duration, held.arrival_us));
+        self.accept_with(held.meta, held.arrival_us, Queue::push_held);
         self.accept(meta, payload, now_us);
         Inserted::Reset
     }

@@ -102,7 +102,7 @@ impl JitterBuffer {
         if lag_us > self.target_us + FAST_FORWARD_US {
             self.fast_forward(lag_us - self.target_us);
         } else if lag_us > self.target_us + LAG_BAND_US {
-            lag_us -= self.skip_if_due(now_us);
+            lag_us -= self.skip_if_due(now_us, lag_us);
         } else {
             Self::position(&mut self.playout).above_band_since_us = None;
         }
@@ -147,13 +147,20 @@ impl JitterBuffer {
     }
 
     /// Drop the next packet once the lag has stayed above the band for a
-    /// while, if its successor follows it directly. Returns the lag removed.
-    fn skip_if_due(&mut self, now_us: i64) -> i64 {
+    /// while, if its successor follows it directly and the lag stays within
+    /// the band without it (a 60 ms packet is skipped only when the lag is
+    /// that far above). Returns the lag removed.
+    fn skip_if_due(&mut self, now_us: i64, lag_us: i64) -> i64 {
+        let lowest_lag_us = self.target_us - LAG_BAND_US;
         let position = Self::position(&mut self.playout);
         let since = *position.above_band_since_us.get_or_insert(now_us);
         let at = position.timestamp;
         let skippable = match (self.queue.get(0), self.queue.get(1)) {
-            (Some(first), Some(second)) => first.timestamp <= at && second.timestamp == first.end(),
+            (Some(first), Some(second)) => {
+                first.timestamp <= at
+                    && second.timestamp == first.end()
+                    && lag_us - self.timestamp_us(first.end() - at) >= lowest_lag_us
+            }
             _ => false,
         };
         if now_us - since < SKIP_AFTER_US || !skippable {
