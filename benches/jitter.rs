@@ -17,7 +17,7 @@ fn insert_and_pop(c: &mut Criterion) {
     // Simulated time advances one frame per iteration, so the buffer stays
     // at its target (one or two packets queued) however long the run.
     let mut step = move |buffer: &mut JitterBuffer| {
-        let meta = PacketMeta { sequence, timestamp, ssrc: 0x5eed, marker: false, duration: FRAME };
+        let meta = PacketMeta { sequence, timestamp, ssrc: 0x5eed, duration: FRAME };
         buffer.insert(meta, &payload, sent);
         let played = matches!(buffer.pop(sent + Duration::from_millis(10)), Popped::Packet { .. });
         sequence = sequence.wrapping_add(1);

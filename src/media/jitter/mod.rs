@@ -73,25 +73,20 @@ impl JitterConfig {
 }
 
 /// The RTP header fields the buffer needs, and how long the payload lasts.
+/// The marker bit is not among them: talk spurts show in the sequence
+/// numbers and timestamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketMeta {
     pub sequence: u16,
     pub timestamp: u32,
     pub ssrc: u32,
-    pub marker: bool,
     /// Timestamp units the payload lasts, from the codec; 0 means a 20 ms frame.
     pub duration: u32,
 }
 
 impl PacketMeta {
     pub fn from_rtp(view: &RtpView, duration: u32) -> Self {
-        PacketMeta {
-            sequence: view.sequence_number,
-            timestamp: view.timestamp,
-            ssrc: view.ssrc,
-            marker: view.marker,
-            duration,
-        }
+        PacketMeta { sequence: view.sequence_number, timestamp: view.timestamp, ssrc: view.ssrc, duration }
     }
 }
 

@@ -180,7 +180,6 @@ impl Sim {
             sequence: self.sequence,
             timestamp: self.timestamp,
             ssrc: self.ssrc,
-            marker: false,
             duration: self.packet_ts,
         };
         self.sent += 1;

@@ -39,7 +39,7 @@ impl Rig {
     }
 
     fn send(&mut self, ssrc: u32, sequence: u16, timestamp: u32, duration: u32, arrival_ms: u64) -> Inserted {
-        let meta = PacketMeta { sequence, timestamp, ssrc, marker: false, duration };
+        let meta = PacketMeta { sequence, timestamp, ssrc, duration };
         self.buffer.insert(meta, &timestamp.to_le_bytes(), self.at(arrival_ms))
     }
 
@@ -159,7 +159,7 @@ fn duplicates_are_dropped_whether_queued_or_played() {
 #[test]
 fn a_payload_beyond_the_slot_size_is_refused() {
     let mut rig = Rig::new();
-    let meta = PacketMeta { sequence: 0, timestamp: 0, ssrc: 1, marker: false, duration: FRAME };
+    let meta = PacketMeta { sequence: 0, timestamp: 0, ssrc: 1, duration: FRAME };
     let t = rig.at(0);
     assert_eq!(rig.buffer.insert(meta, &[0; MAX_PAYLOAD + 1], t), Inserted::TooLarge);
     assert_eq!(rig.buffer.insert(meta, &[0; MAX_PAYLOAD], t), Inserted::Queued);
