@@ -22,6 +22,7 @@
 //! stream (a reset). A single stray packet therefore never disturbs a call.
 
 mod estimate;
+mod playout;
 mod queue;
 #[cfg(test)]
 mod sim;
@@ -34,8 +35,9 @@ use serde::Serialize;
 
 use super::rtp::RtpView;
 use estimate::DelayEstimator;
-pub use queue::{MAX_PAYLOAD, SLOTS};
+use playout::Playout;
 use queue::{Entry, Queue};
+pub use queue::{MAX_PAYLOAD, SLOTS};
 
 /// Packets a sequence number may fall behind the highest seen before it is
 /// taken for a jump (RFC 3550 A.1's MAX_MISORDER)...
@@ -51,22 +53,6 @@ const RETIRED_SSRC_US: i64 = 500_000;
 const CONFIRM_MAX_SEQUENCE_STEP: u16 = 16;
 /// Lag band half-width: half a 20 ms frame plus a margin against timing noise.
 const LAG_BAND_US: i64 = 12_000;
-/// Playout starts once the first packet's lag is this close below target,
-/// which puts it within ±10 ms of the target whatever the tick phase.
-const START_BEFORE_TARGET_US: i64 = 10_000;
-/// The lag must stay above the band this long before one packet is skipped.
-const SKIP_AFTER_US: i64 = 200_000;
-/// Consecutive pops below the band before one frame is stretched, when the
-/// next packet is here to be played meanwhile.
-const STRETCH_AFTER_POPS: u32 = 2;
-/// Lag this far above target is dropped at once (after a stall).
-const FAST_FORWARD_US: i64 = 100_000;
-/// With nothing queued, this much of a missing tail is reported `Lost`; past
-/// it the sender is taken to be silent (DTX, hold) and `Silence` follows.
-const TAIL_CONCEAL_US: i64 = 60_000;
-/// Pops closer together than this belong to the same media tick, so their
-/// audio plays back to back rather than at the same instant.
-const SAME_TICK_US: i64 = 1_000;
 
 /// What a buffer is for: one stream's clock and the delay it may add.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,25 +73,20 @@ impl JitterConfig {
 }
 
 /// The RTP header fields the buffer needs, and how long the payload lasts.
+/// The marker bit is not among them: talk spurts show in the sequence
+/// numbers and timestamps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PacketMeta {
     pub sequence: u16,
     pub timestamp: u32,
     pub ssrc: u32,
-    pub marker: bool,
     /// Timestamp units the payload lasts, from the codec; 0 means a 20 ms frame.
     pub duration: u32,
 }
 
 impl PacketMeta {
     pub fn from_rtp(view: &RtpView, duration: u32) -> Self {
-        PacketMeta {
-            sequence: view.sequence_number,
-            timestamp: view.timestamp,
-            ssrc: view.ssrc,
-            marker: view.marker,
-            duration,
-        }
+        PacketMeta { sequence: view.sequence_number, timestamp: view.timestamp, ssrc: view.ssrc, duration }
     }
 }
 
@@ -186,29 +167,6 @@ struct Held {
     arrival_us: i64,
 }
 
-enum Playout {
-    /// Waiting until the first packet has been here long enough.
-    Buffering,
-    Playing(Position),
-}
-
-/// Where playout stands in the stream, and how its lag has been behaving.
-struct Position {
-    /// Timestamp of the next audio to play.
-    timestamp: i64,
-    /// Sequence number the next packet should carry; the gap up to the next
-    /// queued packet tells how many packets went missing.
-    next_sequence: i64,
-    /// Duration of the last packet played, the size of a concealed frame.
-    frame: u32,
-    /// How much of a gap with nothing queued has been reported `Lost`.
-    tail_concealed_us: i64,
-    last_pop_us: i64,
-    last_pop_end_us: i64,
-    above_band_since_us: Option<i64>,
-    pops_below_band: u32,
-}
-
 /// See the module documentation.
 pub struct JitterBuffer {
     clock_rate: i64,
@@ -226,14 +184,6 @@ pub struct JitterBuffer {
     retired_ssrc: Option<(u32, i64)>,
     playout: Playout,
     stats: JitterStats,
-}
-
-/// What `pop` decided, before the payload is borrowed for the answer.
-enum Decision {
-    Play(Entry),
-    Lost { timestamp: i64, duration: u32, next_is_first: bool },
-    Stretch,
-    Silence(u32),
 }
 
 impl JitterBuffer {
@@ -329,6 +279,12 @@ impl JitterBuffer {
 
     /// Queue a packet of the current stream, or say why not.
     fn accept(&mut self, meta: PacketMeta, payload: &[u8], now_us: i64) -> Inserted {
+        self.accept_with(meta, now_us, |queue, entry| queue.push(entry, payload))
+    }
+
+    /// `accept`, with the payload stored by `store` (from the caller's
+    /// buffer, or from the spare slot for a held packet).
+    fn accept_with(&mut self, meta: PacketMeta, now_us: i64, store: impl FnOnce(&mut Queue, Entry)) -> Inserted {
         let stream = self.stream.as_mut().expect("a stream is set before packets are accepted");
         let (sequence, timestamp) = Self::extended(stream, &meta);
         self.stats.packets_received += 1;
@@ -353,25 +309,21 @@ impl JitterBuffer {
         self.estimator.record(now_us, transit_us);
         self.target_us = (self.estimator.covering_delay_us() + LAG_BAND_US).clamp(self.min_delay_us, self.max_delay_us);
 
-        if self.queue.is_full() {
-            self.drop_first();
-        }
         if let Playout::Playing(position) = &self.playout {
             if timestamp < position.timestamp {
-                return self.count_late();
+                self.stats.late += 1;
+                return Inserted::Late;
             }
         }
         if self.queue.contains_timestamp(timestamp) {
             self.stats.duplicates += 1;
             return Inserted::Duplicate;
         }
-        self.queue.push(Entry::new(sequence, timestamp, meta.duration, now_us), payload);
+        if self.queue.is_full() {
+            self.drop_first();
+        }
+        store(&mut self.queue, Entry::new(sequence, timestamp, meta.duration, now_us));
         Inserted::Queued
-    }
-
-    fn count_late(&mut self) -> Inserted {
-        self.stats.late += 1;
-        Inserted::Late
     }
 
     /// Hold a packet that does not fit the stream, or restart on it and the
@@ -398,13 +350,7 @@ impl JitterBuffer {
         self.queue.clear();
         self.estimator.restart_stream();
         self.start_stream(&held.meta);
-        let stream = self.stream.as_mut().expect("just started");
-        stream.received = 1;
-        let (sequence, timestamp) = (stream.highest_sequence, stream.highest_timestamp);
-        self.stats.packets_received += 1;
-        let transit_us = held.arrival_us - self.timestamp_us(timestamp);
-        self.estimator.record(held.arrival_us, transit_us);
-        self.queue.push_held(Entry::new(sequence, timestamp, held.meta.duration, held.arrival_us));
+        self.accept_with(held.meta, held.arrival_us, Queue::push_held);
         self.accept(meta, payload, now_us);
         Inserted::Reset
     }
@@ -417,182 +363,6 @@ impl JitterBuffer {
             position.timestamp = position.timestamp.max(first.end());
             position.next_sequence = first.sequence + 1;
             position.frame = first.duration;
-        }
-    }
-
-    /// The next piece of playout; call it whenever the audio output needs more.
-    pub fn pop(&mut self, now: Instant) -> Popped<'_> {
-        let decision = self.decide(now);
-        let timestamp = |t: i64| t as u32;
-        match decision {
-            Decision::Play(entry) => Popped::Packet {
-                payload: self.queue.payload(&entry),
-                timestamp: timestamp(entry.timestamp),
-                duration: entry.duration,
-            },
-            Decision::Lost { timestamp: at, duration, next_is_first } => Popped::Lost {
-                timestamp: timestamp(at),
-                duration,
-                next: self.queue.first().filter(|_| next_is_first).map(|entry| self.queue.payload(entry)),
-            },
-            Decision::Stretch => Popped::Stretch { duration: self.tick },
-            Decision::Silence(duration) => Popped::Silence { duration },
-        }
-    }
-
-    fn decide(&mut self, now: Instant) -> Decision {
-        let now_us = self.micros_since_epoch(now);
-        let Some(floor_us) = self.estimator.floor_us() else { return Decision::Silence(self.tick) };
-        if let Playout::Buffering = self.playout {
-            let Some(first) = self.queue.first() else { return Decision::Silence(self.tick) };
-            let lag_us = now_us - self.timestamp_us(first.timestamp) - floor_us;
-            if lag_us < self.target_us - START_BEFORE_TARGET_US {
-                return Decision::Silence(self.tick);
-            }
-            self.playout = Playout::Playing(Position {
-                timestamp: first.timestamp,
-                next_sequence: first.sequence,
-                frame: first.duration,
-                tail_concealed_us: 0,
-                last_pop_us: i64::MIN / 2,
-                last_pop_end_us: i64::MIN / 2,
-                above_band_since_us: None,
-                pops_below_band: 0,
-            });
-        }
-        let Playout::Playing(position) = &self.playout else { unreachable!("playout started above") };
-        let play_at_us = if now_us - position.last_pop_us < SAME_TICK_US {
-            position.last_pop_end_us.max(now_us)
-        } else {
-            now_us
-        };
-        let mut lag_us = play_at_us - self.timestamp_us(position.timestamp) - floor_us;
-        if lag_us > self.target_us + FAST_FORWARD_US {
-            self.fast_forward(lag_us - self.target_us);
-        } else if lag_us > self.target_us + LAG_BAND_US {
-            lag_us -= self.skip_if_due(now_us);
-        } else {
-            Self::position(&mut self.playout).above_band_since_us = None;
-        }
-        let below_band = lag_us < self.target_us - LAG_BAND_US;
-        let decision = if self.stretch_due(below_band) {
-            self.stats.drift_stretches += 1;
-            Decision::Stretch
-        } else {
-            self.serve(play_at_us)
-        };
-        let duration = match decision {
-            Decision::Play(entry) => entry.duration,
-            Decision::Lost { duration, .. } | Decision::Silence(duration) => duration,
-            Decision::Stretch => self.tick,
-        };
-        let end_us = play_at_us + self.timestamp_us(i64::from(duration));
-        let position = Self::position(&mut self.playout);
-        position.last_pop_us = now_us;
-        position.last_pop_end_us = end_us;
-        decision
-    }
-
-    /// Takes the field, not `self`, so the other fields stay usable alongside.
-    fn position(playout: &mut Playout) -> &mut Position {
-        match playout {
-            Playout::Playing(position) => position,
-            Playout::Buffering => unreachable!("only called while playing"),
-        }
-    }
-
-    /// Drop whole packets until the lag is back near target, moving playout
-    /// to the first packet kept (or straight to the goal if none is).
-    fn fast_forward(&mut self, excess_us: i64) {
-        let goal = Self::position(&mut self.playout).timestamp + self.us_to_timestamp(excess_us);
-        while self.queue.first().is_some_and(|first| first.end() <= goal) {
-            self.drop_first();
-        }
-        let first_kept = self.queue.first().map(|first| first.timestamp);
-        let position = Self::position(&mut self.playout);
-        position.timestamp = position.timestamp.max(first_kept.map_or(goal, |first| first.min(goal)));
-        position.above_band_since_us = None;
-    }
-
-    /// Drop the next packet once the lag has stayed above the band for a
-    /// while, if its successor follows it directly. Returns the lag removed.
-    fn skip_if_due(&mut self, now_us: i64) -> i64 {
-        let position = Self::position(&mut self.playout);
-        let since = *position.above_band_since_us.get_or_insert(now_us);
-        let at = position.timestamp;
-        let skippable = match (self.queue.get(0), self.queue.get(1)) {
-            (Some(first), Some(second)) => first.timestamp <= at && second.timestamp == first.end(),
-            _ => false,
-        };
-        if now_us - since < SKIP_AFTER_US || !skippable {
-            return 0;
-        }
-        let skipped = self.queue.first().map_or(0, |first| first.end() - at);
-        self.drop_first();
-        Self::position(&mut self.playout).above_band_since_us = Some(now_us);
-        self.timestamp_us(skipped)
-    }
-
-    /// With the lag below the band, stretch once that has lasted a few pops,
-    /// or at once if the next slot's packet is missing: it is not due yet,
-    /// so concealing it as lost would be premature.
-    fn stretch_due(&mut self, below_band: bool) -> bool {
-        let position = Self::position(&mut self.playout);
-        let next_slot_here = self.queue.first().is_some_and(|first| first.timestamp <= position.timestamp);
-        position.pops_below_band = if below_band { position.pops_below_band + 1 } else { 0 };
-        let due = below_band && (position.pops_below_band >= STRETCH_AFTER_POPS || !next_slot_here);
-        if due {
-            position.pops_below_band = 0;
-        }
-        due
-    }
-
-    /// The next slot: its packet, a concealed gap, or silence.
-    fn serve(&mut self, play_at_us: i64) -> Decision {
-        let tick = self.tick;
-        let first = self.queue.first().copied();
-        let frame = Self::position(&mut self.playout).frame;
-        let frame_us = self.timestamp_us(i64::from(frame));
-        let position = Self::position(&mut self.playout);
-        match first {
-            Some(first) if first.timestamp <= position.timestamp => {
-                self.queue.remove_first();
-                position.timestamp = position.timestamp.max(first.end());
-                position.next_sequence = first.sequence + 1;
-                position.frame = first.duration;
-                position.tail_concealed_us = 0;
-                self.current_delay_us += (play_at_us - first.arrival_us - self.current_delay_us) / 16;
-                Decision::Play(first)
-            }
-            Some(first) => {
-                let gap = first.timestamp - position.timestamp;
-                let missing = first.sequence - position.next_sequence;
-                let frame = i64::from(position.frame);
-                let slots = missing.min((gap + frame - 1) / frame);
-                if slots <= 0 {
-                    let duration = gap.min(i64::from(tick)) as u32;
-                    position.timestamp += i64::from(duration);
-                    return Decision::Silence(duration);
-                }
-                let duration = (gap / slots).min(frame);
-                let at = position.timestamp;
-                position.timestamp += duration;
-                position.next_sequence += 1;
-                self.stats.lost += 1;
-                Decision::Lost { timestamp: at, duration: duration as u32, next_is_first: at + duration == first.timestamp }
-            }
-            None if position.tail_concealed_us < TAIL_CONCEAL_US => {
-                let at = position.timestamp;
-                position.timestamp += i64::from(position.frame);
-                position.next_sequence += 1;
-                position.tail_concealed_us += frame_us;
-                self.stats.lost += 1;
-                Decision::Lost { timestamp: at, duration: position.frame, next_is_first: false }
-            }
-            None => {
-                position.timestamp += i64::from(tick);
-                Decision::Silence(tick)
-            }
         }
     }
 }

@@ -39,7 +39,7 @@ impl Rig {
     }
 
     fn send(&mut self, ssrc: u32, sequence: u16, timestamp: u32, duration: u32, arrival_ms: u64) -> Inserted {
-        let meta = PacketMeta { sequence, timestamp, ssrc, marker: false, duration };
+        let meta = PacketMeta { sequence, timestamp, ssrc, duration };
         self.buffer.insert(meta, &timestamp.to_le_bytes(), self.at(arrival_ms))
     }
 
@@ -124,7 +124,10 @@ fn a_missing_tail_is_concealed_briefly_then_taken_for_silence() {
     }
     let mut got: Vec<Got> = (0..8).map(|tick| rig.pop(10 + 20 * tick)).collect();
     assert_eq!(got.drain(..3).collect::<Vec<_>>(), [0, 1, 2].map(|n| Got::Packet(n * FRAME)));
-    assert_eq!(got, [3, 4, 5].map(|n| Got::Lost(n * FRAME)).into_iter().chain([Got::Silence(FRAME); 2]).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        [3, 4, 5].map(|n| Got::Lost(n * FRAME)).into_iter().chain([Got::Silence(FRAME); 2]).collect::<Vec<_>>()
+    );
     // The sender resumes in step with its clock, as after a silent spell.
     rig.send(1, 3, 8 * FRAME, FRAME, 160);
     assert_eq!(rig.pop(170), Got::Packet(8 * FRAME));
@@ -156,7 +159,7 @@ fn duplicates_are_dropped_whether_queued_or_played() {
 #[test]
 fn a_payload_beyond_the_slot_size_is_refused() {
     let mut rig = Rig::new();
-    let meta = PacketMeta { sequence: 0, timestamp: 0, ssrc: 1, marker: false, duration: FRAME };
+    let meta = PacketMeta { sequence: 0, timestamp: 0, ssrc: 1, duration: FRAME };
     let t = rig.at(0);
     assert_eq!(rig.buffer.insert(meta, &[0; MAX_PAYLOAD + 1], t), Inserted::TooLarge);
     assert_eq!(rig.buffer.insert(meta, &[0; MAX_PAYLOAD], t), Inserted::Queued);
