@@ -11,11 +11,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::sipp::{free_port_pair, Sipp};
-use softphoned::media::PCM_RATE;
 use common::{dial, require_tool, wait_media_counter, wav_samples, Daemon};
 use serde_json::json;
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::control::client::is_call_state;
+use softphoned::media::PCM_RATE;
 
 const WAIT: Duration = Duration::from_secs(15);
 

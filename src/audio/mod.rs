@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod device;
+mod setup;
 mod tone;
 mod wav;
 
@@ -14,6 +15,7 @@ use serde::Serialize;
 
 use crate::media::FRAME_SAMPLES;
 
+pub use setup::{open, AudioSetup, AudioStatus};
 pub use tone::ToneSource;
 pub use wav::{WavSink, WavSource};
 
@@ -26,6 +28,9 @@ pub enum AudioError {
     /// A WAV file could not be opened, read or created.
     #[error("WAV file {path}: {message}")]
     Wav { path: PathBuf, message: String },
+    /// The sound card named by `audio.select` could not be opened.
+    #[error(transparent)]
+    Device(#[from] device::DeviceError),
 }
 
 /// Produces the agent's microphone audio, one frame at a time.
@@ -42,13 +47,19 @@ pub trait AudioSink: Send {
 /// pretends to have a sound card it does not have.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct BackendInfo {
-    /// `tone`, `wav` or `null`.
+    /// `device` (a sound card), `tone`, `wav` or `null`.
     pub kind: String,
-    /// The configured value, e.g. `tone:1000` or `wav:/path`.
+    /// The configured value, e.g. `device`, `tone:1000` or `wav:/path`.
     pub spec: String,
+    /// The sound card in use, when `kind` is `device`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    /// Why the sound card asked for is not in use (`kind` is then `null`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
-struct Silence;
+pub(crate) struct Silence;
 
 impl AudioSource for Silence {
     fn read_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
@@ -56,7 +67,7 @@ impl AudioSource for Silence {
     }
 }
 
-struct Discard;
+pub(crate) struct Discard;
 
 impl AudioSink for Discard {
     fn write_frame(&mut self, _frame: &[i16; FRAME_SAMPLES]) {}
@@ -68,17 +79,24 @@ fn kind_of(spec: &str) -> (&str, &str) {
 
 /// Open `audio.source`: `tone:HZ`, `wav:PATH` or `null`.
 pub fn open_source(spec: &str) -> Result<(Box<dyn AudioSource>, BackendInfo), AudioError> {
-    let bad = || AudioError::Spec { role: "source", spec: spec.into(), expected: "tone:HZ, wav:PATH or null" };
+    let bad = || AudioError::Spec {
+        role: "source",
+        spec: spec.into(),
+        expected: "device, device:NAME, tone:HZ, wav:PATH or null",
+    };
     let (kind, arg) = kind_of(spec);
     let source: Box<dyn AudioSource> = match kind {
         "null" if arg.is_empty() => Box::new(Silence),
-        "tone" => {
-            Box::new(ToneSource::new(arg.parse::<f64>().ok().filter(|hz| *hz > 0.0 && *hz < f64::from(crate::media::PCM_RATE) / 2.0).ok_or_else(bad)?))
-        }
+        "tone" => Box::new(ToneSource::new(
+            arg.parse::<f64>()
+                .ok()
+                .filter(|hz| *hz > 0.0 && *hz < f64::from(crate::media::PCM_RATE) / 2.0)
+                .ok_or_else(bad)?,
+        )),
         "wav" if !arg.is_empty() => Box::new(WavSource::open(arg.as_ref())?),
         _ => return Err(bad()),
     };
-    Ok((source, BackendInfo { kind: kind.into(), spec: spec.into() }))
+    Ok((source, BackendInfo { kind: kind.into(), spec: spec.into(), device: None, fallback: None }))
 }
 
 /// Open `audio.sink`: `wav:PATH` or `null`.
@@ -87,9 +105,15 @@ pub fn open_sink(spec: &str) -> Result<(Box<dyn AudioSink>, BackendInfo), AudioE
     let sink: Box<dyn AudioSink> = match kind {
         "null" if arg.is_empty() => Box::new(Discard),
         "wav" if !arg.is_empty() => Box::new(WavSink::create(arg.as_ref())?),
-        _ => return Err(AudioError::Spec { role: "sink", spec: spec.into(), expected: "wav:PATH or null" }),
+        _ => {
+            return Err(AudioError::Spec {
+                role: "sink",
+                spec: spec.into(),
+                expected: "device, device:NAME, wav:PATH or null",
+            })
+        }
     };
-    Ok((sink, BackendInfo { kind: kind.into(), spec: spec.into() }))
+    Ok((sink, BackendInfo { kind: kind.into(), spec: spec.into(), device: None, fallback: None }))
 }
 
 #[cfg(test)]

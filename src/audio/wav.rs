@@ -179,7 +179,10 @@ mod tests {
         }
         drop(sink);
         let reader = hound::WavReader::open(&path).unwrap();
-        assert_eq!((reader.spec().sample_rate, reader.spec().channels, reader.len()), (PCM_RATE, 1, 50 * FRAME_SAMPLES as u32));
+        assert_eq!(
+            (reader.spec().sample_rate, reader.spec().channels, reader.len()),
+            (PCM_RATE, 1, 50 * FRAME_SAMPLES as u32)
+        );
         let mut source = WavSource::open(&path).unwrap();
         source.read_frame(&mut frame);
         assert_eq!(frame, [0; FRAME_SAMPLES]);

@@ -279,7 +279,13 @@ pub struct Inbound {
 
 impl Call {
     /// An outbound call: sends INVITE with our offer.
-    pub fn dial(id: CallId, to: String, account: Option<String>, local: LocalMedia, now: Instant) -> (Self, Vec<Effect>) {
+    pub fn dial(
+        id: CallId,
+        to: String,
+        account: Option<String>,
+        local: LocalMedia,
+        now: Instant,
+    ) -> (Self, Vec<Effect>) {
         let mut call = Call::new(id, Direction::Outbound, to.clone(), CallState::Dialing, local, now);
         let offer = call.media.offer();
         call.account = account.clone();
@@ -295,7 +301,8 @@ impl Call {
         call.display_name = inbound.display_name.clone();
         call.account = inbound.account.clone();
         call.answer_after_hint = inbound.answer_after_hint;
-        let usable = sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, sdp::SdpDirection::SendRecv).map(|_| m));
+        let usable =
+            sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, sdp::SdpDirection::SendRecv).map(|_| m));
         match usable {
             Ok(media) => {
                 call.media.remote_offer = Some(media);

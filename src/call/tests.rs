@@ -16,7 +16,11 @@ fn local() -> LocalMedia {
     LocalMedia {
         rtp: LOCAL.parse().unwrap(),
         session_id: 9,
-        policy: MediaPolicy { codecs: vec![Codec::Pcmu, Codec::Pcma], srtp: SrtpPolicy::Off, opus: OpusParams::offer() },
+        policy: MediaPolicy {
+            codecs: vec![Codec::Pcmu, Codec::Pcma],
+            srtp: SrtpPolicy::Off,
+            opus: OpusParams::offer(),
+        },
         key_salt: [1; 30],
     }
 }
@@ -207,10 +211,7 @@ fn outbound_calls_cannot_be_answered_and_ids_are_unique() {
     let mut phone = Phone::new();
     phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     assert!(matches!(phone.command("c", Command::Answer, t0), Err(PhoneError::Call(_))));
-    assert_eq!(
-        phone.dial("c".into(), "sip:y@h".into(), None, local(), t0),
-        Err(PhoneError::DuplicateCall("c".into()))
-    );
+    assert_eq!(phone.dial("c".into(), "sip:y@h".into(), None, local(), t0), Err(PhoneError::DuplicateCall("c".into())));
     assert_eq!(phone.list().len(), 1);
 }
 

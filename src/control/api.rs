@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::account::registration::Report;
-use crate::audio::BackendInfo;
+use crate::audio::device::DeviceList;
+pub use crate::audio::AudioStatus;
 use crate::call::phone::CallSummary;
 use crate::call::{CallId, Countdown, RejectReason};
 use crate::config::{AgentState, Transport};
@@ -67,14 +68,6 @@ pub struct StatusResult {
     pub accounts: Vec<AccountInfo>,
     pub audio: AudioStatus,
     pub recording_dir: String,
-}
-
-/// The audio backends in use. `tone`, `wav` and `null` are not a sound card,
-/// and the daemon says so here rather than pretend.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct AudioStatus {
-    pub source: BackendInfo,
-    pub sink: BackendInfo,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -247,6 +240,46 @@ pub struct CallStatsResult {
     pub quality: Option<QualityEvent>,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AudioSelectParams {
+    /// A capture device name from `audio.devices`; unchanged when absent.
+    pub input: Option<String>,
+    /// A playback device name from `audio.devices`; unchanged when absent.
+    pub output: Option<String>,
+}
+
+/// `audio.devices`: what the sound system offers, and what is in use.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AudioDevicesResult {
+    #[serde(flatten)]
+    pub devices: DeviceList,
+    pub in_use: AudioStatus,
+}
+
+/// Why `audio.device` was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AudioChange {
+    /// `audio.select` switched devices.
+    Selected,
+    /// `audio.select` could not open what it was asked; nothing changed.
+    SelectFailed,
+    /// The sound card disappeared (unplugged): null is used until it returns.
+    Lost,
+    /// The lost sound card is back in use.
+    Reconnected,
+}
+
+/// `audio.device`: what changed, and what the daemon uses now.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AudioDeviceEvent {
+    pub change: AudioChange,
+    pub audio: AudioStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// Sent when a subscriber fell so far behind that events were dropped for
 /// it; the client should re-read state with `call.list`.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -269,6 +302,8 @@ pub mod method {
     pub const CALL_UNMUTE: &str = "call.unmute";
     pub const CALL_DTMF: &str = "call.dtmf";
     pub const CALL_STATS: &str = "call.stats";
+    pub const AUDIO_DEVICES: &str = "audio.devices";
+    pub const AUDIO_SELECT: &str = "audio.select";
     pub const ACCOUNT_LIST: &str = "account.list";
     pub const ACCOUNT_REGISTER: &str = "account.register";
     pub const ACCOUNT_UNREGISTER: &str = "account.unregister";
@@ -281,6 +316,7 @@ pub mod event {
     pub const CALL_COUNTDOWN: &str = "call.countdown";
     pub const CALL_DTMF: &str = "call.dtmf";
     pub const CALL_QUALITY: &str = "call.quality";
+    pub const AUDIO_DEVICE: &str = "audio.device";
     pub const REGISTRATION_STATE: &str = "registration.state";
     pub const AGENT_STATE: &str = "agent.state";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";

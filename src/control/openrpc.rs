@@ -65,7 +65,8 @@ fn methods() -> Vec<Entry> {
         },
         Entry {
             name: CALL_HOLD,
-            summary: "Hold the peer: re-INVITE sendonly (inactive when the peer holds us too); hold music if configured.",
+            summary:
+                "Hold the peer: re-INVITE sendonly (inactive when the peer holds us too); hold music if configured.",
             params: schema::<CallParams>,
             result: Some(schema::<Empty>),
         },
@@ -98,6 +99,18 @@ fn methods() -> Vec<Entry> {
             summary: "RTP/RTCP figures of a call: packets, loss, jitter, RTT, jitter buffer, MOS estimate.",
             params: schema::<CallParams>,
             result: Some(schema::<CallStatsResult>),
+        },
+        Entry {
+            name: AUDIO_DEVICES,
+            summary: "Sound devices the system offers (inputs, outputs) and the backends in use.",
+            params: schema::<NoParams>,
+            result: Some(schema::<AudioDevicesResult>),
+        },
+        Entry {
+            name: AUDIO_SELECT,
+            summary: "Switch input and/or output device, also mid-call; the outcome comes as audio.device.",
+            params: schema::<AudioSelectParams>,
+            result: Some(schema::<Empty>),
         },
         Entry {
             name: ACCOUNT_LIST,
@@ -150,6 +163,12 @@ fn notifications() -> Vec<Entry> {
             name: event::CALL_QUALITY,
             summary: "Periodic per-call quality: jitter, loss, RTT, MOS estimate (every media.quality_interval_ms).",
             params: schema::<QualityEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::AUDIO_DEVICE,
+            summary: "The audio backends changed (selected, select_failed, lost, reconnected) and what is used now.",
+            params: schema::<AudioDeviceEvent>,
             result: None,
         },
         Entry {

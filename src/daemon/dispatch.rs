@@ -8,14 +8,16 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::Daemon;
+use crate::audio::device;
 use crate::call::phone::PhoneError;
 use crate::call::{CallError, Command};
 use crate::control::api::{
-    self, method, AccountListResult, AccountParams, AgentStateParams, CallInfo, CallListResult, CallParams,
-    CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent, RejectParams, StatusResult,
+    method, AccountListResult, AccountParams, AgentStateParams, AudioDevicesResult, AudioSelectParams, CallInfo,
+    CallListResult, CallParams, CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent,
+    RejectParams, StatusResult,
 };
-use crate::media::dtmf;
 use crate::control::rpc::{code, Request, RpcError};
+use crate::media::dtmf;
 use crate::sip::registrar::RegCommand;
 
 impl Daemon {
@@ -39,6 +41,13 @@ impl Daemon {
                 self.command(&p.call, Command::Dtmf(digits))
             }),
             method::CALL_STATS => parse::<CallParams>(params).and_then(|p| self.call_stats(&p.call)).and_then(reply),
+            method::AUDIO_DEVICES => parse::<NoParams>(params).and_then(|_| {
+                // ALSA answers from its configuration: quick enough for the loop.
+                reply(AudioDevicesResult { devices: device::list_devices(), in_use: self.audio_status.clone() })
+            }),
+            method::AUDIO_SELECT => {
+                parse::<AudioSelectParams>(params).and_then(|p| self.select_audio(p)).and_then(|_| reply(Empty {}))
+            }
             method::ACCOUNT_LIST => {
                 parse::<NoParams>(params).and_then(|_| reply(AccountListResult { accounts: self.account_list() }))
             }
@@ -66,7 +75,7 @@ impl Daemon {
             calls: self.phone.len(),
             agent_state: self.accounts.agent_state,
             accounts: self.account_list(),
-            audio: api::AudioStatus { source: self.audio_info.0.clone(), sink: self.audio_info.1.clone() },
+            audio: self.audio_status.clone(),
             recording_dir: self.config.recording.dir.display().to_string(),
         }
     }

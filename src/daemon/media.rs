@@ -162,19 +162,17 @@ impl MediaEngine {
         let was_receiving = media.stream.as_ref().is_some_and(|s| s.direction().receives());
         match &mut media.stream {
             Some(stream) if stream.can_update_to(&negotiated) => stream.update(negotiated),
-            _ => {
-                match MediaStream::new(negotiated, &config, now) {
-                    Ok(mut stream) => {
-                        stream.set_muted(media.muted);
-                        media.stream = Some(stream);
-                    }
-                    Err(e) => {
-                        tracing::error!(%call, error = %e, "media could not start");
-                        media.stream = None;
-                        return;
-                    }
+            _ => match MediaStream::new(negotiated, &config, now) {
+                Ok(mut stream) => {
+                    stream.set_muted(media.muted);
+                    media.stream = Some(stream);
                 }
-            }
+                Err(e) => {
+                    tracing::error!(%call, error = %e, "media could not start");
+                    media.stream = None;
+                    return;
+                }
+            },
         }
         if receives && !was_receiving {
             media.expecting_since = now;

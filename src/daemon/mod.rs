@@ -4,6 +4,7 @@
 //! start a daemon through [`start`].
 
 mod accounts;
+mod audio;
 mod dispatch;
 mod media;
 
@@ -17,7 +18,8 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::audio::{self, AudioError, BackendInfo};
+use crate::audio::device::DeviceHealth;
+use crate::audio::{AudioError, AudioStatus};
 use crate::call::admission::{Admission, InboundPolicy};
 use crate::call::phone::{Output, Phone};
 use crate::call::{Command, Effect, SipAction};
@@ -78,14 +80,14 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         }
         .into());
     }
-    let (source, source_info) = audio::open_source(&config.audio.source)?;
-    let (sink, sink_info) = audio::open_sink(&config.audio.sink)?;
-    for info in [&source_info, &sink_info] {
-        // Loudly, as DESIGN asks: these are stand-ins, not a sound card.
-        tracing::warn!(backend = %info.spec, "audio backend is not a sound card");
-    }
+    let audio_specs = (config.audio.source.clone(), config.audio.sink.clone());
+    let specs = audio_specs.clone();
+    // Probing a sound card can take seconds: not on the runtime's threads.
+    let setup = tokio::task::spawn_blocking(move || crate::audio::open(&specs.0, &specs.1))
+        .await
+        .expect("the audio open task does not panic")?;
     let hold_music = match &config.media.hold_music {
-        Some(path) => Some(Box::new(audio::WavSource::open(path)?) as Box<dyn audio::AudioSource>),
+        Some(path) => Some(Box::new(crate::audio::WavSource::open(path)?) as Box<dyn crate::audio::AudioSource>),
         None => None,
     };
     let shutdown = CancellationToken::new();
@@ -115,12 +117,24 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     tokio::spawn(server::serve(listener, control_tx, events.clone(), shutdown.clone()));
     let (rtp_tx, rtp_rx) = mpsc::channel(4096);
+    let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let daemon = Daemon {
         started: Instant::now(),
         phone: Phone::new(),
-        media: MediaEngine::new(source, sink, hold_music, listens[0].addr.ip(), config.media.clone(), rtp_tx),
+        media: MediaEngine::new(
+            setup.source,
+            setup.sink,
+            hold_music,
+            listens[0].addr.ip(),
+            config.media.clone(),
+            rtp_tx,
+        ),
         media_events: Vec::new(),
-        audio_info: (source_info, sink_info),
+        audio_status: setup.status,
+        audio_health: setup.health,
+        audio_specs,
+        audio_done,
+        reconnect_at: None,
         policy: accounts::inbound_policy(&config, &sip),
         accounts: Accounts::start(&sip, &config),
         sip,
@@ -132,7 +146,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     tracing::info!(sip = ?listening, control = %control_socket.display(), "softphoned ready");
     let shutdown_loop = shutdown.clone();
     let run_loop = tokio::spawn(async move {
-        daemon.run(control_rx, sip_rx, rtp_rx, shutdown_loop).await;
+        daemon.run(control_rx, sip_rx, rtp_rx, audio_rx, shutdown_loop).await;
         sip_shutdown.cancel();
     });
     Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
@@ -148,7 +162,14 @@ struct Daemon {
     media: MediaEngine,
     /// Reused between ticks so the tick does not allocate.
     media_events: Vec<MediaEvent>,
-    audio_info: (BackendInfo, BackendInfo),
+    audio_status: AudioStatus,
+    /// Set while a sound card is in use.
+    audio_health: Option<DeviceHealth>,
+    /// `audio.source`/`audio.sink` as now chosen (config, then `audio.select`).
+    audio_specs: (String, String),
+    audio_done: mpsc::UnboundedSender<audio::Opened>,
+    /// When to try a lost sound card again.
+    reconnect_at: Option<Instant>,
     events: broadcast::Sender<Notification>,
 }
 
@@ -158,6 +179,7 @@ impl Daemon {
         mut control: mpsc::Receiver<ControlRequest>,
         mut sip: mpsc::UnboundedReceiver<SipEvent>,
         mut rtp: mpsc::Receiver<media::RtpIn>,
+        mut audio_opened: mpsc::UnboundedReceiver<audio::Opened>,
         shutdown: CancellationToken,
     ) {
         let mut tick = tokio::time::interval(TICK);
@@ -172,7 +194,9 @@ impl Daemon {
                     self.media.tick(Instant::now().into_std(), ntp_now(), &mut events);
                     self.on_media(&mut events);
                     self.media_events = events;
+                    self.watch_audio(Instant::now());
                 }
+                Some(opened) = audio_opened.recv() => self.on_audio_opened(opened),
                 _ = crate::timing::sleep_until(deadline) => {
                     let outputs = self.phone.poll(Instant::now().into_std());
                     self.apply(outputs);
@@ -288,7 +312,8 @@ impl Daemon {
                 MediaEvent::Dtmf { call, digit } => self.publish_dtmf(&call, digit, api::DtmfVia::Rtp),
                 MediaEvent::Timeout { call } => {
                     tracing::warn!(%call, "no RTP for media.media_timeout_ms: ending the call");
-                    let outputs = self.phone.signal(&call, crate::call::Signal::MediaTimeout, Instant::now().into_std());
+                    let outputs =
+                        self.phone.signal(&call, crate::call::Signal::MediaTimeout, Instant::now().into_std());
                     self.apply(outputs);
                 }
                 MediaEvent::Quality { call, stats } => {

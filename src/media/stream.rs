@@ -174,9 +174,10 @@ impl MediaStream {
             return false;
         }
         let step = self.negotiated.codec.timestamp_step();
-        let event = self.negotiated.telephone_event.and_then(|te| {
-            self.dtmf_out.next_packet(self.sender.timestamp(), step).map(|packet| (te.send, packet))
-        });
+        let event = self
+            .negotiated
+            .telephone_event
+            .and_then(|te| self.dtmf_out.next_packet(self.sender.timestamp(), step).map(|packet| (te.send, packet)));
         let payload_len = match event {
             Some((pt, packet)) => {
                 self.sender.write_event(pt, packet.timestamp, packet.marker, &packet.payload, step, &mut self.clear);
@@ -236,13 +237,7 @@ impl MediaStream {
         let duration = (samples as u64 * u64::from(codec.rtp_clock_rate()) / u64::from(PCM_RATE)) as u32;
         self.last_received = Some(now);
         self.rtcp.on_rtp_received(view.sequence_number, view.timestamp, view.ssrc, now);
-        let meta = PacketMeta {
-            sequence: view.sequence_number,
-            timestamp: view.timestamp,
-            ssrc: view.ssrc,
-            marker: view.marker,
-            duration,
-        };
+        let meta = PacketMeta { sequence: view.sequence_number, timestamp: view.timestamp, ssrc: view.ssrc, duration };
         self.jitter.insert(meta, payload, now);
         None
     }

@@ -25,9 +25,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
+use super::in_dialog::PendingOffer;
 use super::session_timer::{self, Role, SessionTimer};
 use super::transport::{self, TlsSettings};
-use super::in_dialog::PendingOffer;
 use super::{headers, inbound};
 use crate::account::registration::Report;
 use crate::call::{CallId, Inbound, Signal, SipAction};

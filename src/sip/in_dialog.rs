@@ -90,7 +90,8 @@ impl SipAgent {
 
     /// The call core's answer to the peer's re-offer.
     pub(super) fn answer_offer(&self, call: &CallId, answer: Result<String, u16>) {
-        let Some(PendingOffer { handle, mut headers }) = self.inner.pending_offers.lock().expect("offer map").remove(call)
+        let Some(PendingOffer { handle, mut headers }) =
+            self.inner.pending_offers.lock().expect("offer map").remove(call)
         else {
             tracing::debug!(%call, "no re-offer waits for an answer");
             return;
@@ -114,7 +115,8 @@ impl SipAgent {
     /// INFO from the peer: keys by application/dtmf-relay or application/dtmf
     /// become `call.dtmf`; anything else is acknowledged and ignored.
     async fn on_info(&self, call: &CallId, request: Request, handle: TransactionHandle) {
-        let content_type = headers::values(&request.headers, "Content-Type", Some("c")).into_iter().next().unwrap_or_default();
+        let content_type =
+            headers::values(&request.headers, "Content-Type", Some("c")).into_iter().next().unwrap_or_default();
         let body = String::from_utf8_lossy(&request.body);
         let digit = dtmf::parse_info(&content_type, &body);
         if let Err(e) = handle.respond(StatusCode::OK, None, None).await {
@@ -134,19 +136,21 @@ impl SipAgent {
         tokio::spawn(async move {
             let mut headers = vec![Header::ContentType("application/sdp".into())];
             headers.extend(timer_headers(timer, Role::Uac));
-            let signal =
-                match leg.dialog.reinvite_with_glare_retry(Some(headers), Some(offer.into_bytes()), GLARE_ATTEMPTS).await
-                {
-                    Ok(Some(response)) => Signal::ReinviteAnswered {
-                        code: response.status_code.code(),
-                        sdp: (!response.body.is_empty()).then_some(response.body),
-                    },
-                    Ok(None) => Signal::ReinviteAnswered { code: 481, sdp: None },
-                    Err(e) => {
-                        tracing::info!(%call, error = %e, "re-INVITE failed");
-                        Signal::ReinviteAnswered { code: 408, sdp: None }
-                    }
-                };
+            let signal = match leg
+                .dialog
+                .reinvite_with_glare_retry(Some(headers), Some(offer.into_bytes()), GLARE_ATTEMPTS)
+                .await
+            {
+                Ok(Some(response)) => Signal::ReinviteAnswered {
+                    code: response.status_code.code(),
+                    sdp: (!response.body.is_empty()).then_some(response.body),
+                },
+                Ok(None) => Signal::ReinviteAnswered { code: 481, sdp: None },
+                Err(e) => {
+                    tracing::info!(%call, error = %e, "re-INVITE failed");
+                    Signal::ReinviteAnswered { code: 408, sdp: None }
+                }
+            };
             agent.emit(&call, signal);
         });
     }
@@ -162,7 +166,8 @@ impl SipAgent {
                 };
                 let headers = vec![Header::ContentType(content_type.into())];
                 match leg.dialog.info(Some(headers), Some(body.into_bytes())).await {
-                    Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {}
+                    Ok(Some(response)) if response.status_code.kind() == rsipstack::sip::StatusCodeKind::Successful => {
+                    }
                     Ok(response) => {
                         let code = response.map(|r| r.status_code.code());
                         tracing::warn!(%call, %digit, ?code, "INFO key refused; the rest are not sent");

@@ -1,5 +1,5 @@
 //! The media-tick side of the sound card: one frame at
-//! [`SAMPLE_RATE`] in or out per tick, resampled with rubato to and from the
+//! [`PCM_RATE`] in or out per tick, resampled with rubato to and from the
 //! device rate. Runs on the tick, never blocks and never allocates after
 //! construction; keeps latency bounded when the card's clock and the tick's
 //! drift apart by dropping (counted) audio rather than letting it pile up.
@@ -12,11 +12,11 @@ use rubato::{Async, FixedAsync, Resampler, ResamplerConstructionError, SincInter
 
 use super::{Counters, StreamsThread};
 use crate::audio::{AudioSink, AudioSource};
-use crate::media::{FRAME_SAMPLES, SAMPLE_RATE};
+use crate::media::{FRAME_SAMPLES, PCM_RATE};
 
 /// Device-rate samples in one tick's frame.
 pub(super) fn device_frame(device_rate: u32) -> usize {
-    (device_rate as u64 * FRAME_SAMPLES as u64).div_ceil(SAMPLE_RATE as u64) as usize
+    (device_rate as u64 * FRAME_SAMPLES as u64).div_ceil(PCM_RATE as u64) as usize
 }
 
 /// Frames of audio the playback ring must hold before playing after a dry
@@ -57,7 +57,7 @@ impl DeviceSource {
         counters: Arc<Counters>,
         streams: Arc<StreamsThread>,
     ) -> Result<Self, ResamplerConstructionError> {
-        let resampler = resampler(SAMPLE_RATE as f64 / device_rate as f64, FixedAsync::Output)?;
+        let resampler = resampler(PCM_RATE as f64 / device_rate as f64, FixedAsync::Output)?;
         Ok(DeviceSource {
             input: vec![0.0; resampler.input_frames_max()],
             output: vec![0.0; resampler.output_frames_max()],
@@ -118,7 +118,7 @@ impl DeviceSink {
         counters: Arc<Counters>,
         streams: Arc<StreamsThread>,
     ) -> Result<Self, ResamplerConstructionError> {
-        let resampler = resampler(device_rate as f64 / SAMPLE_RATE as f64, FixedAsync::Input)?;
+        let resampler = resampler(device_rate as f64 / PCM_RATE as f64, FixedAsync::Input)?;
         Ok(DeviceSink {
             input: vec![0.0; FRAME_SAMPLES],
             output: vec![0.0; resampler.output_frames_max()],
@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn source_turns_device_rate_audio_into_media_frames() {
-        for rate in [48000, 44100, 22050, SAMPLE_RATE] {
+        for rate in [48000, 44100, 22050, PCM_RATE] {
             let (mut source, mut card, counters) = source(rate);
             let (mut captured, mut frame, mut written) = (vec![], [0i16; FRAME_SAMPLES], 0);
             for _ in 0..50 {
@@ -206,7 +206,7 @@ mod tests {
             }
             // Skip the filter's start-up; then a clean tone at half of full scale.
             let settled = &captured[5 * FRAME_SAMPLES..];
-            assert_eq!(dominant_frequency(settled, SAMPLE_RATE), Some(1000.0), "{rate} Hz");
+            assert_eq!(dominant_frequency(settled, PCM_RATE), Some(1000.0), "{rate} Hz");
             let level = rms(settled) / (16384.0 / 2f64.sqrt());
             assert!((0.9..1.1).contains(&level), "{rate} Hz: level {level}");
             assert_eq!(counters.capture_dropped_samples.load(Ordering::Relaxed), 0);
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn sink_turns_media_frames_into_device_rate_audio() {
-        for rate in [48000, 44100, SAMPLE_RATE] {
+        for rate in [48000, 44100, PCM_RATE] {
             let (mut sink, mut card, counters) = sink(rate);
             let (mut tone, mut frame, mut played) = (ToneSource::new(1000.0), [0i16; FRAME_SAMPLES], vec![]);
             for _ in 0..30 {
@@ -239,7 +239,7 @@ mod tests {
                 sink.write_frame(&frame);
                 played.extend(std::iter::from_fn(|| card.pop().ok()).map(i16::from_sample));
             }
-            let expected = 30 * FRAME_SAMPLES * rate as usize / SAMPLE_RATE as usize;
+            let expected = 30 * FRAME_SAMPLES * rate as usize / PCM_RATE as usize;
             assert!(played.len().abs_diff(expected) <= device_frame(rate), "{rate} Hz: {} samples", played.len());
             let settled = &played[played.len() - rate as usize / 5..];
             assert_eq!(dominant_frequency(settled, rate), Some(1000.0), "{rate} Hz");

@@ -159,9 +159,7 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
             }
         })
         .collect();
-    let direction = direction_of(&media.attributes)
-        .or_else(|| direction_of(&sdp.attributes))
-        .unwrap_or_default();
+    let direction = direction_of(&media.attributes).or_else(|| direction_of(&sdp.attributes)).unwrap_or_default();
     let crypto = media
         .attributes
         .iter()

@@ -112,7 +112,10 @@ pub fn answer(
         .find_map(|c| offer.formats.iter().find(|f| matches_codec(f, *c)).map(|f| (*c, f)))
         .ok_or_else(|| no_common_codec(offer))?;
     let events = offer.formats.iter().find(|f| is_events_at(f, codec.rtp_clock_rate()));
-    let direction = SdpDirection::from_flags(want.sends() && offer.direction.receives(), want.receives() && offer.direction.sends());
+    let direction = SdpDirection::from_flags(
+        want.sends() && offer.direction.receives(),
+        want.receives() && offer.direction.sends(),
+    );
     let mut formats = vec![Format { payload_type: format.payload_type, ..our_format(codec, policy) }];
     formats.extend(events.map(|e| events_format(e.payload_type, e.clock_rate)));
     let srtp = remote_crypto.map(|remote| SrtpKeys {
@@ -155,7 +158,9 @@ pub fn on_answer(answer: &RemoteMedia, local: &LocalMedia, offered: SdpDirection
         receive: if e.clock_rate == 48000 { EVENTS_48K_PT } else { EVENTS_8K_PT },
     });
     let srtp = match (policy.srtp, answer.crypto.first()) {
-        (SrtpPolicy::Off, _) if answer.secure_profile => return Err(SdpError::SrtpRefused("SRTP is off for this account")),
+        (SrtpPolicy::Off, _) if answer.secure_profile => {
+            return Err(SdpError::SrtpRefused("SRTP is off for this account"))
+        }
         (SrtpPolicy::Off, _) => None,
         (SrtpPolicy::Mandatory, None) => return Err(SdpError::SrtpRequired),
         (SrtpPolicy::Optional, None) => None,

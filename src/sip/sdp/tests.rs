@@ -53,7 +53,8 @@ fn answer_takes_our_preference_and_the_offers_payload_numbers() {
     assert!(sdp.contains("m=audio 40000 RTP/AVP 96 97\r\n"), "{sdp}");
     assert!(sdp.contains("a=rtpmap:96 opus/48000/2\r\n"), "{sdp}");
     // Events at 8 kHz do not go with a 48 kHz codec.
-    let offer = peer("m=audio 5004 RTP/AVP 96 101", "a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n");
+    let offer =
+        peer("m=audio 5004 RTP/AVP 96 101", "a=rtpmap:96 opus/48000/2\r\na=rtpmap:101 telephone-event/8000\r\n");
     let (_, agreed) = answer(&offer, &local(&ALL, SrtpPolicy::Off), 1, SdpDirection::SendRecv).unwrap();
     assert_eq!(agreed.telephone_event, None);
 }
@@ -61,10 +62,8 @@ fn answer_takes_our_preference_and_the_offers_payload_numbers() {
 #[test]
 fn an_answer_with_other_payload_numbers_makes_the_stream_asymmetric() {
     let ours = local(&ALL, SrtpPolicy::Off);
-    let answer = peer(
-        "m=audio 5004 RTP/AVP 98 100",
-        "a=rtpmap:98 opus/48000/2\r\na=rtpmap:100 telephone-event/48000\r\n",
-    );
+    let answer =
+        peer("m=audio 5004 RTP/AVP 98 100", "a=rtpmap:98 opus/48000/2\r\na=rtpmap:100 telephone-event/48000\r\n");
     let agreed = on_answer(&answer, &ours, SdpDirection::SendRecv).unwrap();
     assert_eq!((agreed.codec, agreed.send_pt, agreed.receive_pt), (Codec::Opus, 98, 111));
     assert_eq!(agreed.telephone_event, Some(EventPayloads { send: 100, receive: 102 }));
