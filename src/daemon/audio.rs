@@ -47,13 +47,20 @@ impl Daemon {
 
     pub(super) fn on_audio_opened(&mut self, opened: Opened) {
         match opened.result {
-            Ok(setup) => {
-                let lost_card = opened.why == AudioChange::Reconnected && setup.health.is_none();
-                if lost_card || (opened.why == AudioChange::Reconnected && setup.status.source.kind != "device") {
-                    // Still gone: keep the null backend and try again later.
+            // A card was asked for and did not open: nothing changes.
+            Ok(setup)
+                if setup.health.is_none() && opened.specs.0.starts_with("device")
+                    || opened.specs.1.starts_with("device") && setup.health.is_none() =>
+            {
+                if opened.why == AudioChange::Reconnected {
                     self.reconnect_at = Some(Instant::now() + RECONNECT_EVERY);
                     return;
                 }
+                let why = [&setup.status.source, &setup.status.sink].into_iter().find_map(|b| b.fallback.clone());
+                tracing::warn!(error = ?why, "audio.select: the card did not open; the old backends stay");
+                self.publish_audio(AudioChange::SelectFailed, why);
+            }
+            Ok(setup) => {
                 self.reconnect_at = None;
                 self.audio_specs = opened.specs;
                 self.use_audio(setup, opened.why, None);

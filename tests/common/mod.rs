@@ -25,6 +25,11 @@ impl Daemon {
     /// Start `softphoned` listening on 127.0.0.1, with `extra` TOML tables
     /// appended to its config, and wait until its socket answers.
     pub async fn spawn(name: &str, extra: &str) -> Daemon {
+        Self::spawn_with_env(name, extra, &[]).await
+    }
+
+    /// [`spawn`](Self::spawn) with extra environment variables for the daemon.
+    pub async fn spawn_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         let config = dir.path().join("softphoned.toml");
@@ -43,6 +48,7 @@ impl Daemon {
             .arg("--config")
             .arg(&config)
             .env("RUST_LOG", "debug,rsipstack=info")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
