@@ -48,10 +48,7 @@ impl Daemon {
     pub(super) fn on_audio_opened(&mut self, opened: Opened) {
         match opened.result {
             // A card was asked for and did not open: nothing changes.
-            Ok(setup)
-                if setup.health.is_none() && opened.specs.0.starts_with("device")
-                    || opened.specs.1.starts_with("device") && setup.health.is_none() =>
-            {
+            Ok(setup) if wanted_card_missing(&opened.specs, &setup) => {
                 if opened.why == AudioChange::Reconnected {
                     self.reconnect_at = Some(Instant::now() + RECONNECT_EVERY);
                     return;
@@ -106,4 +103,10 @@ impl Daemon {
         let event = AudioDeviceEvent { change, audio: self.audio_status.clone(), error };
         self.publish(api::event::AUDIO_DEVICE, &serde_json::to_value(event).expect("plain struct"));
     }
+}
+
+/// A sound card was asked for (by either role) and none opened.
+fn wanted_card_missing(specs: &(String, String), setup: &AudioSetup) -> bool {
+    let wants_card = specs.0.starts_with("device") || specs.1.starts_with("device");
+    wants_card && setup.health.is_none()
 }
