@@ -4,6 +4,7 @@
 //! its own thread behind a lock-free ring, so the tick never waits.
 
 pub mod analysis;
+mod denoise;
 pub mod device;
 mod setup;
 mod tone;
@@ -15,6 +16,7 @@ use serde::Serialize;
 
 use crate::media::FRAME_SAMPLES;
 
+pub use denoise::Denoiser;
 pub use setup::{open, AudioSetup, AudioStatus};
 pub use tone::ToneSource;
 pub use wav::{WavSink, WavSource};

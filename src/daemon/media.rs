@@ -14,7 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::audio::{AudioSink, AudioSource};
+use crate::audio::{AudioSink, AudioSource, Denoiser};
 use crate::call::CallId;
 use crate::config::MediaConfig;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
@@ -73,6 +73,8 @@ pub struct MediaEngine {
     sink: Box<dyn AudioSink>,
     /// Played to a party we hold; silence without one.
     hold_music: Option<Box<dyn AudioSource>>,
+    /// RNNoise on the microphone, when `media.noise_suppression` is on.
+    denoiser: Option<Box<Denoiser>>,
     rtp_in: mpsc::Sender<RtpIn>,
     bind_ip: IpAddr,
     config: MediaConfig,
@@ -96,6 +98,7 @@ impl MediaEngine {
             source,
             sink,
             hold_music,
+            denoiser: config.noise_suppression.then(Box::<Denoiser>::default),
             rtp_in,
             bind_ip,
             config,
@@ -235,6 +238,9 @@ impl MediaEngine {
             return;
         }
         self.source.read_frame(&mut self.capture);
+        if let Some(denoiser) = &mut self.denoiser {
+            denoiser.process(&mut self.capture);
+        }
         match &mut self.hold_music {
             Some(music) => music.read_frame(&mut self.music),
             None => self.music.fill(0),
