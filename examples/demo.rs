@@ -17,6 +17,7 @@ use softphoned::audio::analysis::dominant_frequency;
 use softphoned::config::Config;
 use softphoned::control::client::{is_call_state, Client};
 use softphoned::daemon::{self, RunningDaemon};
+use softphoned::media::PCM_RATE;
 
 const AGENT_TONE: f64 = 1000.0;
 const CUSTOMER_TONE: f64 = 400.0;
@@ -57,7 +58,8 @@ fn print_event(who: &str, event: &Value) {
 fn heard(path: &Path) -> anyhow::Result<(Option<f64>, f64)> {
     let mut reader = hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
     let samples: Vec<i16> = reader.samples::<i16>().collect::<Result<_, _>>()?;
-    Ok((dominant_frequency(&samples, 8000), samples.len() as f64 / 8000.0))
+    let rate = f64::from(PCM_RATE);
+    Ok((dominant_frequency(&samples, PCM_RATE), samples.len() as f64 / rate))
 }
 
 #[tokio::main]
@@ -112,8 +114,8 @@ async fn main() -> anyhow::Result<()> {
     let (customer_heard, customer_secs) = heard(&dir.path().join("customer-heard.wav"))?;
     println!("\nsummary");
     println!(
-        "  agent:    sent {} RTP packets, received {}, heard {:?} Hz over {agent_secs:.2} s (expected {CUSTOMER_TONE})",
-        media["packets_sent"], media["packets_received"], agent_heard
+        "  agent:    {} sent {} RTP packets, received {}, heard {:?} Hz over {agent_secs:.2} s (expected {CUSTOMER_TONE}), MOS {}",
+        media["codec"], media["packets_sent"], media["packets_received"], agent_heard, media["mos"]
     );
     println!(
         "  customer: sent {} RTP packets, received {}, heard {:?} Hz over {customer_secs:.2} s (expected {AGENT_TONE})",
