@@ -18,7 +18,7 @@ cargo build --examples
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --lib --bins --tests "$@" 2>&1 | tee "$log"
+cargo test --lib --bins --tests --benches "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, whichever test binary came last.
