@@ -343,6 +343,17 @@ mod tests {
         assert!(code.to_string().contains("agent.not_ready_code"), "{code}");
         let host = Config::parse("[sip]\nlisten = [\"udp:pbx:5060\"]\n").unwrap_err();
         assert!(host.to_string().contains("numeric IP"), "{host}");
+        let codec = Config::parse("[media]\ncodecs = [\"g729\"]\n").unwrap_err();
+        assert!(codec.to_string().contains("media.codecs") && codec.to_string().contains("g729"), "{codec}");
+        let twice = Config::parse("[media]\ncodecs = [\"pcmu\", \"PCMU\"]\n").unwrap_err();
+        assert!(twice.to_string().contains("twice"), "{twice}");
+        let srtp = Config::parse("[media]\nsrtp = \"sometimes\"\n").unwrap_err();
+        assert!(srtp.to_string().contains("srtp"), "{srtp}");
+        let jitter = Config::parse("[media]\njitter_min_ms = 300\n").unwrap_err();
+        assert!(jitter.to_string().contains("media.jitter_min_ms"), "{jitter}");
+        let account = "[[accounts]]\nid = \"a\"\naor = \"sip:a@b\"\ncodecs = [\"speex\"]\n";
+        let account = Config::parse(account).unwrap_err();
+        assert!(account.to_string().contains("accounts.codecs"), "{account}");
     }
 
     #[test]
