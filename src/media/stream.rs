@@ -362,3 +362,7 @@ fn e_model(codec: Codec) -> quality::EModelCodec {
         Codec::Opus => quality::EModelCodec::OPUS,
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
