@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use softphoned::audio::analysis::{dominant_frequency, rms};
 use softphoned::audio::device::{list_devices, open_device};
 use softphoned::audio::{AudioSource, ToneSource};
-use softphoned::media::{FRAME_SAMPLES, SAMPLE_RATE};
+use softphoned::media::{FRAME_SAMPLES, PCM_RATE};
 
 /// Set in a child's environment to the directory holding its FIFOs.
 const SCENARIO_DIR: &str = "SOFTPHONED_TEST_ALSA_DIR";
@@ -192,11 +192,11 @@ fn child_software_card() {
     // What the card's microphone heard reached the tick as frames at the media rate.
     // The software card may glitch while ALSA starts it (a short FIFO read
     // inserts a gap), so the first 200 ms are start-up, not evidence.
-    let heard = loud_windows(&captured[SAMPLE_RATE as usize / 5..], SAMPLE_RATE);
+    let heard = loud_windows(&captured[PCM_RATE as usize / 5..], PCM_RATE);
     println!("captured {} samples, {} loud 100 ms windows", captured.len(), heard.len());
     assert!(heard.len() >= 10, "only {} of 13 capture windows carried audio", heard.len());
     for window in &heard {
-        assert_near_tone(window, SAMPLE_RATE, MIC_HZ);
+        assert_near_tone(window, PCM_RATE, MIC_HZ);
         assert!((rms(window) / TONE_RMS - 1.0).abs() < 0.1, "captured level {}", rms(window));
     }
 }

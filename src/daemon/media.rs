@@ -44,7 +44,7 @@ pub enum MediaEvent {
     /// No RTP for longer than `media.media_timeout_ms` while we expect it.
     Timeout { call: CallId },
     /// Time for this call's `call.quality`.
-    Quality { call: CallId, stats: MediaStats },
+    Quality { call: CallId, stats: Box<MediaStats> },
 }
 
 struct CallMedia {
@@ -275,7 +275,7 @@ impl MediaEngine {
             }
             if self.config.quality_interval_ms > 0 && media.next_quality <= now {
                 media.next_quality = now + Duration::from_millis(self.config.quality_interval_ms);
-                events.push(MediaEvent::Quality { call: call.clone(), stats: stream.stats() });
+                events.push(MediaEvent::Quality { call: call.clone(), stats: Box::new(stream.stats()) });
             }
         }
         self.sink.write_frame(&self.mix);

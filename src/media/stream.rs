@@ -67,6 +67,9 @@ pub struct MediaStats {
     pub mos: f64,
 }
 
+/// One of SRTP's protect functions (RTP or RTCP).
+type Protect = fn(&mut SrtpSession, &[u8], &mut Vec<u8>) -> Result<(), SrtpError>;
+
 /// The media half of a connected call.
 pub struct MediaStream {
     negotiated: Negotiated,
@@ -311,7 +314,7 @@ impl MediaStream {
     pub fn stats(&self) -> MediaStats {
         let rtcp = self.rtcp.stats();
         let jitter_buffer = self.jitter.stats();
-        let loss_percent = f64::from(rtcp.remote_fraction_lost.max(rtcp.fraction_lost)) * 100.0;
+        let loss_percent = rtcp.remote_fraction_lost.max(rtcp.fraction_lost) * 100.0;
         MediaStats {
             codec: self.negotiated.codec,
             secure: self.srtp.is_some(),
@@ -332,11 +335,7 @@ impl MediaStream {
     }
 
     /// Move the packet built in `clear` to `out`, through SRTP when agreed.
-    fn seal(
-        &mut self,
-        out: &mut Vec<u8>,
-        protect: fn(&mut SrtpSession, &[u8], &mut Vec<u8>) -> Result<(), SrtpError>,
-    ) -> bool {
+    fn seal(&mut self, out: &mut Vec<u8>, protect: Protect) -> bool {
         match &mut self.srtp {
             Some(srtp) => match protect(srtp, &self.clear, out) {
                 Ok(()) => true,
