@@ -7,10 +7,13 @@ mod common;
 
 use std::time::Duration;
 
+use common::capture::Capture;
 use common::sipp::{free_port_pair, Sipp};
 use common::{dial, require_tool, Daemon};
 use serde_json::{json, Value};
+use softphoned::audio::analysis::dominant_frequency;
 use softphoned::control::client::{is_call_state, Client};
+use softphoned::media::g711::ulaw_decode;
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -115,4 +118,51 @@ async fn silence_on_the_wire_ends_the_call_with_media_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("the peer never got our BYE:\n{}", std::fs::read_to_string(&messages).unwrap_or_default());
+}
+
+/// While we hold the peer, what goes over the wire to it is the hold music,
+/// not the agent's microphone (decoded from a capture of our RTP).
+#[tokio::test]
+async fn the_held_party_gets_hold_music() {
+    if !require_tool("sipp") || !require_tool("tcpdump") || !require_tool("tshark") {
+        return;
+    }
+    const MUSIC: u32 = 700;
+    let work = tempfile::tempdir().unwrap();
+    let music = work.path().join("hold.wav");
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 16000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut writer = hound::WavWriter::create(&music, spec).unwrap();
+    for n in 0..16000 {
+        let phase = std::f64::consts::TAU * f64::from(MUSIC) * f64::from(n) / 16000.0;
+        writer.write_sample((phase.sin() * 12000.0) as i16).unwrap();
+    }
+    writer.finalize().unwrap();
+    let extra = format!("[audio]\nsource = \"tone:440\"\n[media]\nhold_music = \"{}\"\n", music.display());
+    let daemon = Daemon::spawn("agent", &extra).await;
+    let mut ui = daemon.client().await;
+    let (port, media_port) = (free_port_pair(), free_port_pair());
+    let capture = Capture::start(work.path(), media_port);
+    let uas = Sipp::start(work.path(), "uas_hold.xml", port, media_port, &[]);
+    let call = dial(&mut ui, &format!("sip:uas@127.0.0.1:{port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    ui.call("call.hold", json!({"call": call})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "held")).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    ui.call("call.resume", json!({"call": call})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    uas.expect_success().await;
+    let packets = capture.stop(media_port);
+    let audio: Vec<i16> = packets.iter().flat_map(|p| p.payload.iter().map(|b| ulaw_decode(*b))).collect();
+    // Half-second windows: the microphone, then the music while held, then the microphone again.
+    let heard: Vec<Option<f64>> = audio.chunks(4000).map(|w| dominant_frequency(w, 8000)).collect();
+    let music_windows = heard.iter().filter(|f| **f == Some(f64::from(MUSIC))).count();
+    assert!(music_windows >= 1, "no hold music on the wire: {heard:?}");
+    assert_eq!(heard.last().copied().flatten(), Some(440.0), "the microphone again after resume: {heard:?}");
 }

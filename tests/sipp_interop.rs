@@ -6,10 +6,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::capture::Capture;
 use common::sipp::{free_port_pair, Sipp};
 use common::{dial, require_tool, wait_media_counter, wav_samples, Daemon};
 use serde_json::json;
@@ -18,69 +18,6 @@ use softphoned::control::client::is_call_state;
 use softphoned::media::PCM_RATE;
 
 const WAIT: Duration = Duration::from_secs(15);
-
-/// tcpdump on loopback, for the RTP sent to one port.
-struct Capture {
-    child: Child,
-    file: PathBuf,
-}
-
-impl Capture {
-    fn start(dir: &Path, port: u16) -> Capture {
-        let file = dir.join("rtp.pcap");
-        let child = Command::new("tcpdump")
-            .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-w"])
-            .arg(&file)
-            .arg(format!("udp and dst host 127.0.0.1 and dst port {port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("tcpdump starts");
-        let mut capture = Capture { child, file };
-        capture.wait_listening();
-        capture
-    }
-
-    /// tcpdump says "listening on lo" once it captures.
-    fn wait_listening(&mut self) {
-        use std::io::Read;
-        let mut stderr = self.child.stderr.take().unwrap();
-        let mut seen = Vec::new();
-        let mut byte = [0u8; 1];
-        while !String::from_utf8_lossy(&seen).contains("listening on") {
-            match stderr.read(&mut byte) {
-                Ok(1) => seen.push(byte[0]),
-                _ => panic!("tcpdump cannot capture on lo (root needed): {}", String::from_utf8_lossy(&seen)),
-            }
-        }
-        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
-    }
-
-    /// Stop and decode: (arrival time s, sequence, timestamp, payload type) per packet.
-    fn stop(mut self, port: u16) -> Vec<(f64, u32, u64, u32)> {
-        Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status().unwrap();
-        self.child.wait().unwrap();
-        let out = Command::new("tshark")
-            .arg("-r")
-            .arg(&self.file)
-            .args(["-d", &format!("udp.port=={port},rtp"), "-Y", "rtp", "-T", "fields"])
-            .args(["-e", "frame.time_epoch", "-e", "rtp.seq", "-e", "rtp.timestamp", "-e", "rtp.p_type"])
-            .output()
-            .expect("tshark runs");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| {
-                let f: Vec<&str> = l.split('\t').collect();
-                Some((
-                    f.first()?.parse().ok()?,
-                    f.get(1)?.parse().ok()?,
-                    f.get(2)?.parse().ok()?,
-                    f.get(3)?.parse().ok()?,
-                ))
-            })
-            .collect()
-    }
-}
 
 fn tools_present() -> bool {
     ["sipp", "sox", "tcpdump", "tshark"].into_iter().all(require_tool)
@@ -128,12 +65,13 @@ async fn we_dial_a_sipp_uas_hear_its_tone_and_it_receives_our_rtp() {
         daemon.log().lines().filter(|l| l.contains("RTP")).collect::<Vec<_>>().join("\n")
     );
     for pair in packets.windows(2) {
-        let ((_, s0, t0, pt), (_, s1, t1, _)) = (pair[0], pair[1]);
+        let (p0, p1) = (&pair[0], &pair[1]);
+        let ((s0, t0, pt), (s1, t1)) = ((p0.sequence, p0.timestamp, p0.payload_type), (p1.sequence, p1.timestamp));
         assert_eq!(pt, 0, "PCMU");
         assert_eq!(s1, (s0 + 1) % 65536, "sequence numbers are consecutive");
         assert_eq!(t1, (t0 + 160) % (1 << 32), "timestamps advance 160 per 20 ms packet");
     }
-    let gaps: Vec<f64> = packets.windows(2).map(|p| (p[1].0 - p[0].0) * 1000.0).collect();
+    let gaps: Vec<f64> = packets.windows(2).map(|p| (p[1].time - p[0].time) * 1000.0).collect();
     let mean_gap = gaps.iter().sum::<f64>() / gaps.len() as f64;
     assert!((mean_gap - 20.0).abs() < 1.0, "packets are paced at 20 ms (mean {mean_gap:.3} ms)");
     let worst = gaps.iter().map(|g| (g - 20.0).abs()).fold(0.0, f64::max);

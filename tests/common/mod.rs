@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 pub mod baresip;
+pub mod capture;
 pub mod kamailio;
 pub mod sipp;
 

@@ -1,0 +1,86 @@
+//! tcpdump on the loopback and tshark's RTP decoder: what really went over
+//! the wire to a peer's media port.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// One RTP packet as the capture saw it.
+#[derive(Debug, Clone)]
+pub struct RtpSeen {
+    /// Arrival, seconds since the epoch.
+    pub time: f64,
+    pub sequence: u32,
+    pub timestamp: u64,
+    pub payload_type: u32,
+    pub payload: Vec<u8>,
+}
+
+pub struct Capture {
+    child: Child,
+    file: PathBuf,
+}
+
+impl Capture {
+    pub fn start(dir: &Path, port: u16) -> Capture {
+        let file = dir.join("rtp.pcap");
+        let child = Command::new("tcpdump")
+            .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-w"])
+            .arg(&file)
+            .arg(format!("udp and dst host 127.0.0.1 and dst port {port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("tcpdump starts");
+        let mut capture = Capture { child, file };
+        capture.wait_listening();
+        capture
+    }
+
+    /// tcpdump says "listening on lo" once it captures.
+    fn wait_listening(&mut self) {
+        use std::io::Read;
+        let mut stderr = self.child.stderr.take().unwrap();
+        let mut seen = Vec::new();
+        let mut byte = [0u8; 1];
+        while !String::from_utf8_lossy(&seen).contains("listening on") {
+            match stderr.read(&mut byte) {
+                Ok(1) => seen.push(byte[0]),
+                _ => panic!("tcpdump cannot capture on lo (root needed): {}", String::from_utf8_lossy(&seen)),
+            }
+        }
+        std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    }
+
+    /// Stop and decode every RTP packet sent to `port`.
+    pub fn stop(mut self, port: u16) -> Vec<RtpSeen> {
+        Command::new("kill").arg("-INT").arg(self.child.id().to_string()).status().unwrap();
+        self.child.wait().unwrap();
+        let out = Command::new("tshark")
+            .arg("-r")
+            .arg(&self.file)
+            .args(["-d", &format!("udp.port=={port},rtp"), "-Y", "rtp", "-T", "fields"])
+            .args(["-e", "frame.time_epoch", "-e", "rtp.seq", "-e", "rtp.timestamp", "-e", "rtp.p_type"])
+            .args(["-e", "rtp.payload"])
+            .output()
+            .expect("tshark runs");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split('\t').collect();
+                Some(RtpSeen {
+                    time: f.first()?.parse().ok()?,
+                    sequence: f.get(1)?.parse().ok()?,
+                    timestamp: f.get(2)?.parse().ok()?,
+                    payload_type: f.get(3)?.parse().ok()?,
+                    payload: hex(f.get(4).copied().unwrap_or_default()),
+                })
+            })
+            .collect()
+    }
+}
+
+/// tshark prints payloads as `aa:bb:cc` (or plain hex, by version).
+fn hex(text: &str) -> Vec<u8> {
+    let digits: String = text.chars().filter(char::is_ascii_hexdigit).collect();
+    (0..digits.len() / 2).filter_map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok()).collect()
+}
