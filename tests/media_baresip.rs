@@ -204,3 +204,41 @@ async fn dtmf_and_hold_with_baresip() {
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     peer.wait_event_type(event::CLOSED, WAIT).await;
 }
+
+/// RTCP with baresip: its receiver reports on our stream reach us (loss,
+/// jitter, round trip), `call.quality` comes periodically and `call.stats`
+/// carries the same figures.
+#[tokio::test]
+async fn rtcp_reports_and_quality_with_baresip() {
+    if !baresip::installed() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut peer = bare(work.path(), Codec::Pcmu, None);
+    let extra = "[media]\ncodecs = [\"pcmu\"]\nrtcp_interval_ms = 500\nquality_interval_ms = 500\n";
+    let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:{OUR_TONE}\"\n{extra}")).await;
+    let mut ui = daemon.client().await;
+    let call = dial(&mut ui, &peer.sip_uri()).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    peer.wait_event_type(event::ESTABLISHED, WAIT).await;
+    let quality = ui.wait_event(WAIT, |e| e["method"] == "call.quality" && e["params"]["call"] == call).await.unwrap();
+    let mos = quality["params"]["mos"].as_f64().unwrap();
+    assert!((1.0..=4.5).contains(&mos), "{quality}");
+    // baresip reports on what it receives from us every few seconds.
+    let mut stats = Value::Null;
+    for _ in 0..150 {
+        stats = ui.call("call.stats", json!({"call": call})).await.unwrap();
+        if stats["call"]["media"]["rtcp"]["remote_reports"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rtcp = &stats["call"]["media"]["rtcp"];
+    assert!(rtcp["remote_reports"].as_u64().unwrap_or(0) > 0, "no receiver report from baresip: {stats}");
+    let rtt = rtcp["rtt_ms"].as_f64().expect("a round trip once baresip reported");
+    assert!((0.0..100.0).contains(&rtt), "loopback round trip {rtt} ms: {stats}");
+    assert_eq!(rtcp["remote_packets_lost"], 0, "{stats}");
+    assert!(stats["quality"]["mos"].as_f64().unwrap() > 4.0, "a clean loopback call: {stats}");
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    peer.wait_event_type(event::CLOSED, WAIT).await;
+}
