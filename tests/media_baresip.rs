@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::baresip::{self, event, Baresip, BaresipOptions, Codec, Recording, Srtp};
-use common::{dial, wav_samples, Daemon};
+use common::{dial, media_counter, wait_media_counter, wav_samples, Daemon};
 use serde_json::{json, Value};
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::control::client::{is_call_state, Client};
@@ -46,18 +46,6 @@ async fn first_call(ui: &mut Client) -> Value {
     list["calls"][0].clone()
 }
 
-/// Wait until `field` of our first call's media counters grows past `at_least`.
-async fn wait_counter(ui: &mut Client, field: &str, at_least: u64) -> u64 {
-    for _ in 0..500 {
-        let value = first_call(ui).await["media"][field].as_u64().unwrap_or(0);
-        if value >= at_least {
-            return value;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("{field} never reached {at_least}: {}", first_call(ui).await);
-}
-
 async fn tones_cross(codec: Codec, srtp: Option<Srtp>) {
     if !baresip::installed() {
         return;
@@ -78,7 +66,7 @@ async fn tones_cross(codec: Codec, srtp: Option<Srtp>) {
         assert_eq!(listed["secure"], true, "{listed}");
     }
     peer.wait_received_audio(Duration::from_millis(1500), WAIT).await;
-    wait_counter(&mut ui, "packets_received", 75).await;
+    wait_media_counter(&mut ui, "packets_received", 75).await;
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     peer.wait_event_type(event::CLOSED, WAIT).await;
     assert!(daemon.terminate().success());
@@ -184,17 +172,18 @@ async fn dtmf_and_hold_with_baresip() {
     let held = ui.wait_event(WAIT, |e| is_call_state(e, &call, "held")).await.unwrap();
     assert_eq!(held["params"]["held"], true);
     // baresip answered recvonly: its audio to us stops while ours goes on.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = first_call(&mut ui).await["media"]["packets_received"].as_u64().unwrap();
-    let sent_before = first_call(&mut ui).await["media"]["packets_sent"].as_u64().unwrap();
-    wait_counter(&mut ui, "packets_sent", sent_before + 25).await;
-    let after = first_call(&mut ui).await["media"]["packets_received"].as_u64().unwrap();
+    // Packets in flight drain during our next 15 (300 ms); then it is measured over 25.
+    let sent = media_counter(&mut ui, "packets_sent").await;
+    wait_media_counter(&mut ui, "packets_sent", sent + 15).await;
+    let before = media_counter(&mut ui, "packets_received").await;
+    wait_media_counter(&mut ui, "packets_sent", sent + 40).await;
+    let after = media_counter(&mut ui, "packets_received").await;
     assert!(after - before <= 2, "baresip kept sending while held: {before} -> {after}");
 
     ui.call("call.resume", json!({"call": call})).await.unwrap();
     peer.wait_received_sdp_direction("sendrecv", WAIT).await;
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
-    wait_counter(&mut ui, "packets_received", after + 25).await;
+    wait_media_counter(&mut ui, "packets_received", after + 25).await;
 
     peer.hold();
     let remote = ui.wait_event(WAIT, |e| is_call_state(e, &call, "remote_held")).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::capture::Capture;
 use common::sipp::{free_port_pair, Sipp};
-use common::{dial, require_tool, Daemon};
+use common::{dial, media_counter, require_tool, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::control::client::{is_call_state, Client};
@@ -152,10 +152,13 @@ async fn the_held_party_gets_hold_music() {
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
     ui.call("call.hold", json!({"call": call})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "held")).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A second of our RTP while held, then half a second after resume.
+    let sent = media_counter(&mut ui, "packets_sent").await;
+    wait_media_counter(&mut ui, "packets_sent", sent + 50).await;
     ui.call("call.resume", json!({"call": call})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sent = media_counter(&mut ui, "packets_sent").await;
+    wait_media_counter(&mut ui, "packets_sent", sent + 25).await;
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     uas.expect_success().await;
     let packets = capture.stop(media_port);

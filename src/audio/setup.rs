@@ -40,12 +40,7 @@ pub struct AudioSetup {
     /// Set while a sound card is in use: it says when the card is gone.
     pub health: Option<DeviceHealth>,
     /// The half of an opened card that no role uses, kept so its stream lives.
-    _spare: Option<Spare>,
-}
-
-enum Spare {
-    Source(#[allow(dead_code)] Box<dyn AudioSource>),
-    Sink(#[allow(dead_code)] Box<dyn AudioSink>),
+    _spare: Option<Box<dyn Send>>,
 }
 
 /// The audio backends in use. `tone`, `wav` and `null` are not a sound
@@ -94,9 +89,9 @@ pub fn open(source_spec: &str, sink_spec: &str) -> Result<AudioSetup, AudioError
         }
         (Wanted::Other(spec), _) => open_sink(spec)?,
     };
-    let spare = card.map(|card| match (&input, &output) {
-        (Wanted::Other(_), _) => Spare::Source(card.source),
-        _ => Spare::Sink(card.sink),
+    let spare = card.map(|card| match input {
+        Wanted::Other(_) => Box::new(card.source) as Box<dyn Send>,
+        Wanted::Device(_) => Box::new(card.sink),
     });
     for info in [&source_info, &sink_info].into_iter().filter(|i| i.kind != "device") {
         // Loudly, as DESIGN asks: these are stand-ins, not a sound card.

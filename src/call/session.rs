@@ -2,6 +2,8 @@
 //! only when its content does, RFC 3264 §8), who holds whom, and what the
 //! last exchange agreed.
 
+use std::convert::Infallible;
+
 use crate::sip::sdp::{self, LocalMedia, Negotiated, RemoteMedia, SdpDirection, SdpError};
 
 #[derive(Debug, Clone)]
@@ -41,23 +43,17 @@ impl MediaSession {
     /// Our offer as things stand (initial, hold, resume or refresh).
     pub fn offer(&mut self) -> String {
         self.offered = self.wanted();
-        self.versions.build(|version| sdp::offer(&self.local, version, self.offered))
+        let Ok((body, ())) =
+            self.versions.build(|version| Ok::<_, Infallible>((sdp::offer(&self.local, version, self.offered), ())));
+        body
     }
 
     /// Answer the peer's offer; on success it becomes the agreement.
     pub fn answer(&mut self, remote: &RemoteMedia) -> Result<(String, Negotiated), SdpError> {
         let remote_hold = remote.holds();
         let want = wanted(self.local_hold, remote_hold);
-        // Check before the version moves: a refused offer leaves our description as it was.
-        sdp::answer(remote, &self.local, 0, want)?;
+        let (body, negotiated) = self.versions.build(|version| sdp::answer(remote, &self.local, version, want))?;
         self.remote_hold = remote_hold;
-        let mut negotiated = None;
-        let body = self.versions.build(|version| {
-            let (body, agreed) = sdp::answer(remote, &self.local, version, want).expect("checked above");
-            negotiated = Some(agreed);
-            body
-        });
-        let negotiated = negotiated.expect("versioned builds at least once");
         self.agreed = Some(negotiated.clone());
         Ok((body, negotiated))
     }
@@ -82,17 +78,16 @@ struct Versions {
 }
 
 impl Versions {
-    /// Build with the current version; move to the next only if the body changed.
-    fn build(&mut self, mut build: impl FnMut(u64) -> String) -> String {
-        if self.last_sent.is_some() {
-            let same = build(self.version);
-            if self.last_sent.as_deref() == Some(same.as_str()) {
-                return same;
-            }
+    /// Build with the current version; move to the next only if the body
+    /// changed. A build that fails leaves the version where it was.
+    fn build<T, E>(&mut self, mut build: impl FnMut(u64) -> Result<(String, T), E>) -> Result<(String, T), E> {
+        let current = build(self.version)?;
+        if self.last_sent.as_deref() == Some(current.0.as_str()) {
+            return Ok(current);
         }
         self.version += 1;
-        let body = build(self.version);
-        self.last_sent = Some(body.clone());
-        body
+        let next = build(self.version)?;
+        self.last_sent = Some(next.0.clone());
+        Ok(next)
     }
 }

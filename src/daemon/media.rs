@@ -159,13 +159,12 @@ impl MediaEngine {
     /// Media starts, or changes after a re-offer. A change of codec,
     /// address or keys starts a new stream; a hold or resume keeps it.
     pub fn start(&mut self, call: &CallId, negotiated: Negotiated, now: Instant) {
-        let config = self.stream_config(call);
         let Some(media) = self.calls.get_mut(call) else { return };
         let receives = negotiated.direction.receives();
         let was_receiving = media.stream.as_ref().is_some_and(|s| s.direction().receives());
         match &mut media.stream {
             Some(stream) if stream.can_update_to(&negotiated) => stream.update(negotiated),
-            _ => match MediaStream::new(negotiated, &config, now) {
+            _ => match MediaStream::new(negotiated, &stream_config(&self.config, call), now) {
                 Ok(mut stream) => {
                     stream.set_muted(media.muted);
                     media.stream = Some(stream);
@@ -183,21 +182,6 @@ impl MediaEngine {
         }
         if self.config.quality_interval_ms > 0 && media.next_quality <= now {
             media.next_quality = now + Duration::from_millis(self.config.quality_interval_ms);
-        }
-    }
-
-    fn stream_config(&self, call: &CallId) -> StreamConfig {
-        StreamConfig {
-            ssrc: rand::random(),
-            first_sequence: rand::random(),
-            first_timestamp: rand::random(),
-            jitter_min_ms: self.config.jitter_min_ms,
-            jitter_max_ms: self.config.jitter_max_ms,
-            rtcp_interval: Duration::from_millis(self.config.rtcp_interval_ms),
-            rtcp_seed: rand::random(),
-            cname: format!("{call}@softphoned"),
-            dtmf_tone_ms: self.config.dtmf_tone_ms,
-            dtmf_gap_ms: self.config.dtmf_gap_ms,
         }
     }
 
@@ -283,6 +267,22 @@ impl MediaEngine {
 
     pub fn stats(&self, call: &CallId) -> Option<MediaStats> {
         Some(self.calls.get(call)?.stream.as_ref()?.stats())
+    }
+}
+
+/// A new stream's tunables, with fresh random RTP starting values.
+fn stream_config(config: &MediaConfig, call: &CallId) -> StreamConfig {
+    StreamConfig {
+        ssrc: rand::random(),
+        first_sequence: rand::random(),
+        first_timestamp: rand::random(),
+        jitter_min_ms: config.jitter_min_ms,
+        jitter_max_ms: config.jitter_max_ms,
+        rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
+        rtcp_seed: rand::random(),
+        cname: format!("{call}@softphoned"),
+        dtmf_tone_ms: config.dtmf_tone_ms,
+        dtmf_gap_ms: config.dtmf_gap_ms,
     }
 }
 

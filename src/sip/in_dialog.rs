@@ -75,11 +75,13 @@ impl SipAgent {
             self.emit(call, Signal::RemoteOffer { sdp: request.body });
             return;
         }
-        let local_sdp = self.inner.legs.lock().expect("leg map").get(call).and_then(|l| l.local_sdp.clone());
-        if local_sdp.is_some() && request.method == rsipstack::sip::Method::Invite {
+        // An offerless re-INVITE gets our SDP as the offer; an UPDATE without one gets none.
+        let body = (request.method == rsipstack::sip::Method::Invite)
+            .then(|| self.inner.legs.lock().expect("leg map").get(call).and_then(|l| l.local_sdp.clone()))
+            .flatten();
+        if body.is_some() {
             headers.push(Header::ContentType("application/sdp".into()));
         }
-        let body = local_sdp.filter(|_| request.method == rsipstack::sip::Method::Invite);
         if let Err(e) = handle.respond(StatusCode::OK, Some(headers), body).await {
             tracing::warn!(%call, error = %e, "could not answer the peer's refresh");
             return;

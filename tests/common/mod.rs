@@ -141,16 +141,22 @@ pub async fn dial(client: &mut Client, to: &str) -> String {
 }
 
 /// Poll `call.list` until the first call's media counter `field` reaches
-/// `at_least` (or 10 s pass); returns the last value seen.
+/// `at_least`, and return it; panics after 10 s.
 pub async fn wait_media_counter(client: &mut Client, field: &str, at_least: u64) -> u64 {
-    let mut value = 0;
+    let mut list = json!(null);
     for _ in 0..500 {
-        let list = client.call("call.list", json!({})).await.unwrap();
-        value = list["calls"][0]["media"][field].as_u64().unwrap_or(0);
+        list = client.call("call.list", json!({})).await.unwrap();
+        let value = list["calls"][0]["media"][field].as_u64().unwrap_or(0);
         if value >= at_least {
-            break;
+            return value;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    value
+    panic!("{field} never reached {at_least}: {list}");
+}
+
+/// The first call's media counter `field` as it stands.
+pub async fn media_counter(client: &mut Client, field: &str) -> u64 {
+    let list = client.call("call.list", json!({})).await.unwrap();
+    list["calls"][0]["media"][field].as_u64().unwrap_or(0)
 }

@@ -47,9 +47,10 @@ impl SdpDirection {
         matches!(self, SdpDirection::SendRecv | SdpDirection::RecvOnly)
     }
 
-    /// The same stream seen from the other end.
-    pub fn reversed(self) -> Self {
-        SdpDirection::from_flags(self.receives(), self.sends())
+    /// What flows when we want `self` and the other end wrote `theirs`:
+    /// we send only what it receives, and receive only what it sends.
+    pub fn agreed_with(self, theirs: SdpDirection) -> Self {
+        SdpDirection::from_flags(self.sends() && theirs.receives(), self.receives() && theirs.sends())
     }
 
     fn attribute(self) -> &'static str {

@@ -50,6 +50,13 @@ pub struct SrtpKeys {
     pub remote: SdesCrypto,
 }
 
+impl SrtpKeys {
+    /// Our key for the suite and tag the peer's crypto line chose.
+    fn answering(remote: &SdesCrypto, local: &LocalMedia) -> Self {
+        SrtpKeys { local: SdesCrypto::generate(remote.tag, remote.suite, local.key_salt), remote: remote.clone() }
+    }
+}
+
 /// The outcome of an offer/answer: how this call's RTP flows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Negotiated {
@@ -118,10 +125,7 @@ pub fn answer(
     );
     let mut formats = vec![Format { payload_type: format.payload_type, ..our_format(codec, policy) }];
     formats.extend(events.map(|e| events_format(e.payload_type, e.clock_rate)));
-    let srtp = remote_crypto.map(|remote| SrtpKeys {
-        local: SdesCrypto::generate(remote.tag, remote.suite, local.key_salt),
-        remote: remote.clone(),
-    });
+    let srtp = remote_crypto.map(|remote| SrtpKeys::answering(remote, local));
     let local_crypto: Vec<SdesCrypto> = srtp.iter().map(|k| k.local.clone()).collect();
     let sdp = build(&Description {
         local: local.rtp,
@@ -164,10 +168,7 @@ pub fn on_answer(answer: &RemoteMedia, local: &LocalMedia, offered: SdpDirection
         (SrtpPolicy::Off, _) => None,
         (SrtpPolicy::Mandatory, None) => return Err(SdpError::SrtpRequired),
         (SrtpPolicy::Optional, None) => None,
-        (_, Some(remote)) => Some(SrtpKeys {
-            local: SdesCrypto::generate(remote.tag, remote.suite, local.key_salt),
-            remote: remote.clone(),
-        }),
+        (_, Some(remote)) => Some(SrtpKeys::answering(remote, local)),
     };
     Ok(Negotiated {
         remote: answer.rtp_addr,
@@ -175,10 +176,7 @@ pub fn on_answer(answer: &RemoteMedia, local: &LocalMedia, offered: SdpDirection
         send_pt: format.payload_type,
         receive_pt: our_format(codec, policy).payload_type,
         telephone_event: events,
-        direction: SdpDirection::from_flags(
-            offered.sends() && answer.direction.receives(),
-            offered.receives() && answer.direction.sends(),
-        ),
+        direction: offered.agreed_with(answer.direction),
         srtp,
         opus: peer_opus(format),
     })
