@@ -22,4 +22,5 @@ pub mod control;
 pub mod daemon;
 pub mod media;
 pub mod sip;
+pub mod store;
 pub mod timing;

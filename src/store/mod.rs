@@ -1,0 +1,1 @@
+//! Call and callback history in SQLite (slot: being written on branch `store`).
