@@ -17,6 +17,7 @@
 pub mod account;
 pub mod audio;
 pub mod call;
+pub mod callback;
 pub mod config;
 pub mod control;
 pub mod daemon;
