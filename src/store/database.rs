@@ -117,7 +117,11 @@ fn prepare(path: &Path) -> Result<(Connection, Vec<Record>), StoreError> {
     // Read before anything is written, so a database of an unknown schema is left as it was.
     let version: i64 = connection.pragma_query_value(None, "user_version", |row| row.get(0)).map_err(open_error)?;
     if version != 0 && version != SCHEMA_VERSION {
-        return Err(StoreError::UnknownSchemaVersion { path: path.to_path_buf(), found: version, known: SCHEMA_VERSION });
+        return Err(StoreError::UnknownSchemaVersion {
+            path: path.to_path_buf(),
+            found: version,
+            known: SCHEMA_VERSION,
+        });
     }
     let journal_mode: String =
         connection.pragma_update_and_check(None, "journal_mode", "wal", |row| row.get(0)).map_err(open_error)?;
@@ -173,7 +177,11 @@ fn read_open_records(connection: &Connection) -> rusqlite::Result<Vec<Record>> {
 }
 
 /// Writes `records` in one transaction: all of them or none.
-pub(super) fn upsert(connection: &mut Connection, records: &[EncodedRecord], updated_at_us: i64) -> rusqlite::Result<()> {
+pub(super) fn upsert(
+    connection: &mut Connection,
+    records: &[EncodedRecord],
+    updated_at_us: i64,
+) -> rusqlite::Result<()> {
     let transaction = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     {
         let mut statement = transaction.prepare_cached(UPSERT)?;

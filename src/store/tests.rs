@@ -20,7 +20,13 @@ fn record(kind: RecordKind, id: &str, open: bool, created_at: &str, body: Value)
 }
 
 fn callback(id: &str, open: bool, created_at: &str) -> Record {
-    record(RecordKind::Callback, id, open, created_at, json!({ "id": id, "state": if open { "scheduled" } else { "closed" } }))
+    record(
+        RecordKind::Callback,
+        id,
+        open,
+        created_at,
+        json!({ "id": id, "state": if open { "scheduled" } else { "closed" } }),
+    )
 }
 
 fn history(store: &Store, since: Option<&str>, limit: usize) -> Result<Vec<Value>, StoreError> {
@@ -44,7 +50,8 @@ fn open_records_come_back_after_reopening_and_closed_ones_stay_in_history() {
     let (store, open_records) = Store::open(&path).unwrap();
     assert!(open_records.is_empty());
     let late_open = callback("cb-late", true, "2025-03-01T12:00:00.123456Z");
-    let early_open = record(RecordKind::Call, "call-early", true, "2025-03-01T09:00:00Z", json!({ "id": "call-early" }));
+    let early_open =
+        record(RecordKind::Call, "call-early", true, "2025-03-01T09:00:00Z", json!({ "id": "call-early" }));
     store.save(late_open.clone());
     store.save(callback("cb-closed", false, "2025-03-01T10:00:00Z"));
     store.save(early_open.clone());
@@ -80,8 +87,9 @@ fn a_later_snapshot_replaces_the_earlier_one() {
 fn history_is_newest_first_then_by_id_and_honours_since_and_limit() {
     let directory = tempfile::tempdir().unwrap();
     let (store, _) = Store::open(&database_path(&directory)).unwrap();
-    // Saved out of order, with a tie on created_at broken by id; the year 1999
-    // entry checks that instants compare as numbers, not as text.
+    // Saved out of order, with a tie on created_at broken by id. "fraction"
+    // checks that instants compare as numbers: as RFC 3339 text, "10:00:00.5Z"
+    // would sort before "10:00:00Z".
     store.save(callback("b", false, "2025-03-01T10:00:00Z"));
     store.save(callback("old", false, "1999-12-31T23:59:59.5Z"));
     store.save(record(RecordKind::Call, "c", false, "2025-03-02T08:00:00Z", json!({ "id": "c" })));
