@@ -30,6 +30,8 @@ async fn start(dir: &Path, name: &str, tone: f64) -> anyhow::Result<RunningDaemo
         user = "{name}"
         [control]
         socket = "{dir}/{name}.sock"
+        [store]
+        path = "{dir}/{name}.sqlite3"
         [audio]
         source = "tone:{tone}"
         sink = "wav:{dir}/{name}-heard.wav"

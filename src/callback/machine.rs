@@ -44,6 +44,7 @@ impl Callback {
             call: None,
             attempt: 0,
             attempts: Vec::new(),
+            created_at: now.wall,
             offered_at: now.wall,
             accepted_at: None,
             preview_ms: None,

@@ -262,6 +262,10 @@ pub struct Callback {
     /// The number of the latest attempt (0 before the first dial).
     pub attempt: u32,
     pub attempts: Vec<Attempt>,
+    /// When it was offered or scheduled; never changes.
+    #[schemars(with = "String")]
+    pub created_at: Timestamp,
+    /// When it was (last) put before the agent.
     #[schemars(with = "String")]
     pub offered_at: Timestamp,
     #[serde(skip_serializing_if = "Option::is_none")]

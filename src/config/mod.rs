@@ -2,6 +2,7 @@
 //! needed to start; a bad file is refused with a message naming the key.
 
 mod account;
+mod callback;
 mod media;
 
 use std::net::{IpAddr, SocketAddr};
@@ -11,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 pub use account::{AccountConfig, Secret, Transport};
+pub use callback::{CallbackConfig, StoreConfig};
 pub use media::{parse_codecs, MediaConfig, SrtpPolicy};
 
 /// Why a configuration could not be used.
@@ -35,6 +37,8 @@ pub struct Config {
     pub audio: AudioConfig,
     pub media: MediaConfig,
     pub recording: RecordingConfig,
+    pub callback: CallbackConfig,
+    pub store: StoreConfig,
     pub agent: AgentConfig,
     pub accounts: Vec<AccountConfig>,
 }
@@ -179,12 +183,16 @@ pub struct RecordingConfig {
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        let base = std::env::var_os("XDG_DATA_HOME")
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-            .unwrap_or_else(|| PathBuf::from("/var/lib"));
-        RecordingConfig { dir: base.join("softphoned/recordings") }
+        RecordingConfig { dir: data_home().join("softphoned/recordings") }
     }
+}
+
+/// `$XDG_DATA_HOME`, or `~/.local/share`, or `/var/lib` for a system service.
+fn data_home() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/var/lib"))
 }
 
 impl Config {
@@ -227,6 +235,7 @@ impl Config {
             }
         }
         config.media.check()?;
+        config.callback.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

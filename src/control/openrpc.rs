@@ -19,6 +19,41 @@ fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
 }
 
 fn methods() -> Vec<Entry> {
+    let mut all = call_methods();
+    all.extend(callback_methods());
+    all
+}
+
+/// A method entry whose params are `P` and result `R`.
+fn method<P: JsonSchema, R: JsonSchema>(name: &'static str, summary: &'static str) -> Entry {
+    Entry { name, summary, params: schema::<P>, result: Some(schema::<R>) }
+}
+
+fn callback_methods() -> Vec<Entry> {
+    use crate::callback::Offer;
+    use method::*;
+    vec![
+        method::<Offer, CallbackResult>(CALLBACK_OFFER, "Offer a callback to the agent (agent-first), or show its context for an existing inbound call (`call`, customer-first)."),
+        method::<CallbackParams, Empty>(CALLBACK_ACCEPT, "Accept an offered callback: preview; the dial countdown starts in automatic mode; a customer-first call is answered."),
+        method::<CallbackParams, Empty>(CALLBACK_REJECT, "Turn an offered callback down (closed: rejected); a customer-first call goes back to the queue (486)."),
+        method::<SelectNumberParams, Empty>(CALLBACK_SELECT_NUMBER, "Choose which of the customer's numbers Call number and Retry dial."),
+        method::<CallbackParams, Empty>(CALLBACK_CALL, "Call number: dial the selected number now (stops the countdown)."),
+        method::<CallbackParams, Empty>(CALLBACK_RETRY, "Dial again after an unanswered, busy or failed attempt (or from wrap-up)."),
+        method::<CallbackParams, Empty>(CALLBACK_COUNTDOWN_CANCEL, "Stop the running countdown (dial or wrap-up): the agent continues by hand."),
+        method::<CallbackParams, Empty>(CALLBACK_CLOSE, "Close callback from preview, before or after unanswered attempts (closed: closed_by_agent)."),
+        method::<WrapupParams, Empty>(CALLBACK_WRAPUP, "Submit the wrap-up (reason, notes, disposition) and close (closed: completed)."),
+        method::<TransferParams, Empty>(CALLBACK_TRANSFER, "Before dialing, hand the callback to a queue or an agent (transferring)."),
+        method::<CallbackParams, Empty>(CALLBACK_TRANSFER_CANCEL, "Cancel a transfer not yet accepted: back to preview, no countdown."),
+        method::<CallbackParams, Empty>(CALLBACK_TRANSFER_ACCEPT, "The contact center reports the transfer taken over (closed: transferred)."),
+        method::<NoParams, CallbackListResult>(CALLBACK_LIST, "Open callbacks (scheduled ones too) with attempts, countdown settings and context."),
+        method::<ScheduleParams, CallbackResult>(CALLBACK_SCHEDULE, "Book a callback at the customer's date and time; offered callback.schedule_lead_ms before it is due."),
+        method::<RescheduleParams, Empty>(CALLBACK_RESCHEDULE, "Move a scheduled (or offered, or previewed) callback to another time."),
+        method::<CallbackParams, Empty>(CALLBACK_CANCEL, "Cancel a scheduled callback (closed: cancelled)."),
+        method::<HistoryParams, HistoryResult>(HISTORY_LIST, "Stored callbacks (with attempts, preview duration, wrap-up, outcome) and calls, newest first."),
+    ]
+}
+
+fn call_methods() -> Vec<Entry> {
     use method::*;
     vec![
         Entry {
@@ -185,6 +220,18 @@ fn notifications() -> Vec<Entry> {
             result: None,
         },
         Entry {
+            name: event::CALLBACK_STATE,
+            summary: "A callback changed: its whole record (state, attempt, call, attempts, closed reason, restored).",
+            params: schema::<crate::callback::Callback>,
+            result: None,
+        },
+        Entry {
+            name: event::CALLBACK_COUNTDOWN,
+            summary: "A callback's dial or wrap-up countdown: at start, each second, and at its stop with why.",
+            params: schema::<CallbackCountdownEvent>,
+            result: None,
+        },
+        Entry {
             name: event::EVENTS_OVERFLOW,
             summary: "This subscriber missed events; re-read state.",
             params: schema::<OverflowEvent>,
@@ -227,7 +274,7 @@ pub fn openrpc_document() -> Value {
         "info": {
             "title": "softphoned control protocol",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "JSON-RPC 2.0 over a Unix socket, one object per line. Errors: -32700 parse error, -32600 invalid request (also: line over 64 KiB), -32601 unknown method, -32602 invalid params, -32000 unknown call, -32001 command not valid in the call's state, -32002 daemon could not carry it out."
+            "description": "JSON-RPC 2.0 over a Unix socket, one object per line. Errors: -32700 parse error, -32600 invalid request (also: line over 64 KiB), -32601 unknown method, -32602 invalid params, -32000 unknown call, -32001 command not valid in the call's or callback's state (the message names the state), -32002 daemon could not carry it out, -32003 unknown callback. A new subscriber first receives a call.state for every live call and a callback.state for every open callback."
         },
         "methods": methods,
         "x-notifications": notifications,

@@ -21,6 +21,8 @@ pub mod code {
     pub const INVALID_STATE: i64 = -32001;
     /// The daemon could not carry the command out (no RTP port, SIP send failure...).
     pub const UNAVAILABLE: i64 = -32002;
+    /// The callback id names no open callback.
+    pub const UNKNOWN_CALLBACK: i64 = -32003;
 }
 
 /// An error as sent to the client: a stable code and a human message.

@@ -138,17 +138,46 @@ impl Connection {
             Err((id, error)) => return Some(rpc::response(id.unwrap_or(Value::Null), Err(error))),
         };
         let id = request.id.clone();
-        let result = if request.method == api::method::EVENTS_SUBSCRIBE {
-            self.subscribe(request.params)
-        } else {
-            let (reply, answer) = oneshot::channel();
-            if self.requests.send(ControlRequest { request, reply }).await.is_err() {
-                Err(RpcError::new(code::INTERNAL_ERROR, "daemon is shutting down"))
-            } else {
-                answer.await.unwrap_or_else(|_| Err(RpcError::new(code::INTERNAL_ERROR, "daemon dropped the request")))
-            }
-        };
+        if request.method == api::method::EVENTS_SUBSCRIBE {
+            let result = self.subscribe(request.params);
+            let mut lines: Vec<String> = id.map(|id| rpc::response(id, result)).into_iter().collect();
+            lines.extend(self.snapshot().await);
+            return (!lines.is_empty()).then(|| lines.join("\n"));
+        }
+        let result = self.ask(request).await;
         id.map(|id| rpc::response(id, result))
+    }
+
+    async fn ask(&self, request: Request) -> Result<Value, RpcError> {
+        let (reply, answer) = oneshot::channel();
+        if self.requests.send(ControlRequest { request, reply }).await.is_err() {
+            return Err(RpcError::new(code::INTERNAL_ERROR, "daemon is shutting down"));
+        }
+        answer.await.unwrap_or_else(|_| Err(RpcError::new(code::INTERNAL_ERROR, "daemon dropped the request")))
+    }
+
+    /// A new subscriber hears the present first: a `call.state` for every
+    /// live call and a `callback.state` for every open callback, so a UI
+    /// that reconnects needs nothing else. Asked after the subscription
+    /// began, so no change falls between the two.
+    async fn snapshot(&self) -> Vec<String> {
+        let Some((_, topics)) = &self.subscription else { return Vec::new() };
+        let sources = [
+            (Topic::Call, api::method::CALL_LIST, "calls", api::event::CALL_STATE),
+            (Topic::Callback, api::method::CALLBACK_LIST, "callbacks", api::event::CALLBACK_STATE),
+        ];
+        let mut lines = Vec::new();
+        for (topic, list, key, event) in sources.into_iter().filter(|(topic, ..)| topics.contains(topic)) {
+            let request = Request { id: None, method: list.into(), params: json!({}) };
+            match self.ask(request).await {
+                Ok(result) => {
+                    let items = result.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
+                    lines.extend(items.iter().map(|item| rpc::notification(event, item)));
+                }
+                Err(e) => tracing::warn!(?topic, error = %e.message, "no snapshot for a new subscriber"),
+            }
+        }
+        lines
     }
 
     /// Subscriptions are per connection, so they live here, not in the daemon.

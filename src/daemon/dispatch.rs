@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::Daemon;
 use crate::audio::device;
 use crate::call::phone::PhoneError;
-use crate::call::{CallError, Command};
+use crate::call::{CallError, CallId, Command};
 use crate::control::api::{
     method, AccountListResult, AccountParams, AgentStateParams, AudioDevicesResult, AudioSelectParams, CallInfo,
     CallListResult, CallParams, CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent,
@@ -61,9 +61,9 @@ impl Daemon {
                 self.set_agent_state(p.state);
                 reply(Empty {})
             }),
-            other => {
+            other => self.callback_request(other, params).unwrap_or_else(|| {
                 Err(RpcError::new(code::METHOD_NOT_FOUND, format!("unknown method {other:?}; see proto/openrpc.json")))
-            }
+            }),
         }
     }
 
@@ -81,9 +81,14 @@ impl Daemon {
     }
 
     fn dial(&mut self, params: DialParams) -> Result<DialResult, RpcError> {
+        self.place_call(&params.to, params.account).map(|call| DialResult { call })
+    }
+
+    /// Place a call (for `call.dial`, or a callback's attempt).
+    pub(super) fn place_call(&mut self, to: &str, account: Option<String>) -> Result<CallId, RpcError> {
         // Without a choice, the first account (by config order) places the call.
-        let account = params.account.or_else(|| self.config.accounts.first().map(|a| a.id.clone()));
-        let to = self.sip.dial_target(&params.to, account.as_deref()).map_err(RpcError::invalid_params)?;
+        let account = account.or_else(|| self.config.accounts.first().map(|a| a.id.clone()));
+        let to = self.sip.dial_target(to, account.as_deref()).map_err(RpcError::invalid_params)?;
         let call = self.sip.new_call_id();
         let local = self
             .media
@@ -94,7 +99,7 @@ impl Daemon {
         match self.phone.dial(call.clone(), to, account, local, now) {
             Ok(outputs) => {
                 self.apply(outputs);
-                Ok(DialResult { call })
+                Ok(call)
             }
             Err(e) => {
                 self.media.stop(&call);
@@ -128,11 +133,11 @@ impl Daemon {
     }
 }
 
-fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
+pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
     serde_json::from_value(params).map_err(RpcError::invalid_params)
 }
 
-fn reply<T: Serialize>(result: T) -> Result<Value, RpcError> {
+pub(super) fn reply<T: Serialize>(result: T) -> Result<Value, RpcError> {
     serde_json::to_value(result).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
 }
 

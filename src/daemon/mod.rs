@@ -5,6 +5,7 @@
 
 mod accounts;
 mod audio;
+mod callbacks;
 mod dispatch;
 mod media;
 
@@ -23,11 +24,13 @@ use crate::audio::{AudioError, AudioStatus};
 use crate::call::admission::{Admission, InboundPolicy};
 use crate::call::phone::{Output, Phone};
 use crate::call::{Command, Effect, SipAction};
+use crate::callback::Callbacks;
 use crate::config::{Config, ConfigError, Listen};
 use crate::control::api;
 use crate::control::server::{self, ControlRequest, Notification};
 use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
+use crate::store::Store;
 use accounts::Accounts;
 use media::{MediaEngine, MediaEvent};
 
@@ -47,6 +50,9 @@ pub enum DaemonError {
     Audio(#[from] AudioError),
     #[error(transparent)]
     Sip(#[from] SipError),
+    /// The history database could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
     /// The control socket could not be bound.
     #[error("control socket {path}: {source}")]
     Control { path: PathBuf, source: std::io::Error },
@@ -90,6 +96,10 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         Some(path) => Some(Box::new(crate::audio::WavSource::open(path)?) as Box<dyn crate::audio::AudioSource>),
         None => None,
     };
+    let store_path = config.store.path.clone();
+    let (store, open_records) = tokio::task::spawn_blocking(move || crate::store::Store::open(&store_path))
+        .await
+        .expect("the store open task does not panic")?;
     let shutdown = CancellationToken::new();
     // SIP outlives the run loop by the moment it takes to say goodbye.
     let sip_shutdown = CancellationToken::new();
@@ -118,9 +128,11 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     tokio::spawn(server::serve(listener, control_tx, events.clone(), shutdown.clone()));
     let (rtp_tx, rtp_rx) = mpsc::channel(4096);
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
-    let daemon = Daemon {
+    let mut daemon = Daemon {
         started: Instant::now(),
         phone: Phone::new(),
+        callbacks: Callbacks::new(config.callback.policy()),
+        store,
         media: MediaEngine::new(
             setup.source,
             setup.sink,
@@ -141,6 +153,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         events,
         config,
     };
+    daemon.restore_callbacks(open_records);
     let sip_addr = daemon.sip.listens()[0].addr;
     let listening: Vec<String> = daemon.sip.listens().iter().map(listen_text).collect();
     tracing::info!(sip = ?listening, control = %control_socket.display(), "softphoned ready");
@@ -156,6 +169,9 @@ struct Daemon {
     config: Config,
     started: Instant,
     phone: Phone,
+    callbacks: Callbacks,
+    /// Call and callback history; writes and queries run on its own thread.
+    store: Store,
     sip: SipAgent,
     accounts: Accounts,
     policy: InboundPolicy,
@@ -187,6 +203,7 @@ impl Daemon {
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         loop {
             let deadline = self.phone.next_deadline().map(Instant::from_std);
+            let callback_deadline = self.callbacks.next_deadline().map(Instant::from_std);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
@@ -201,6 +218,14 @@ impl Daemon {
                     let outputs = self.phone.poll(Instant::now().into_std());
                     self.apply(outputs);
                 }
+                _ = crate::timing::sleep_until(callback_deadline) => {
+                    let now = self.now();
+                    if let Some(due) = callback_deadline {
+                        tracing::debug!(late_us = (now.at - due.into_std()).as_micros() as u64, "callback deadline");
+                    }
+                    let outputs = self.callbacks.poll(now);
+                    self.apply_callbacks(outputs);
+                }
                 Some(packet) = rtp.recv() => {
                     let mut events = std::mem::take(&mut self.media_events);
                     self.media.receive(packet, &mut events);
@@ -209,12 +234,19 @@ impl Daemon {
                 }
                 Some(event) = sip.recv() => self.on_sip(event),
                 Some(ControlRequest { request, reply }) = control.recv() => {
-                    let _ = reply.send(self.dispatch(request));
+                    if request.method == api::method::HISTORY_LIST {
+                        self.history(request.params, reply);
+                    } else {
+                        let _ = reply.send(self.dispatch(request));
+                    }
                 }
             }
         }
         self.hang_up_all().await;
         self.accounts.shutdown().await;
+        // The store finishes every queued write before it lets go: off the runtime.
+        let store = self.store;
+        let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     }
 
     /// On shutdown, nobody is left hanging on a dead line: every call gets
@@ -294,6 +326,7 @@ impl Daemon {
                 Effect::StateChanged => {
                     tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
                     self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
+                    self.follow_call(&call);
                 }
                 Effect::Countdown(countdown) => {
                     let kind = api::CountdownKind::AutoAnswer;

@@ -20,6 +20,7 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub sip_port: u16,
+    env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -33,33 +34,52 @@ impl Daemon {
     pub async fn spawn_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
-        let config = dir.path().join("softphoned.toml");
+        // Each daemon keeps its history in its own folder, never the user's.
+        let store = if extra.contains("[store]") { String::new() } else { "[store]\npath = \"history.sqlite3\"\n".into() };
         std::fs::write(
-            &config,
+            dir.path().join("softphoned.toml"),
             format!(
-                "[control]\nsocket = \"{}\"\n[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n{extra}\n",
+                "[control]\nsocket = \"{}\"\n[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n{store}{extra}\n",
                 socket.display()
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let child = Self::start_process(dir.path(), &env);
+        let mut daemon = Daemon { child, dir, socket, sip_port: 0, env };
+        daemon.wait_started().await;
+        daemon
+    }
+
+    fn start_process(dir: &Path, env: &[(String, String)]) -> Child {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
         // Run in its own folder, so relative paths in the config land there.
-        let child = Command::new(env!("CARGO_BIN_EXE_softphoned"))
-            .current_dir(dir.path())
+        Command::new(env!("CARGO_BIN_EXE_softphoned"))
+            .current_dir(dir)
             .arg("--config")
-            .arg(&config)
+            .arg(dir.join("softphoned.toml"))
             .env("RUST_LOG", "debug,rsipstack=info")
-            .envs(env.iter().copied())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .expect("softphoned starts");
-        let mut daemon = Daemon { child, dir, socket, sip_port: 0 };
-        let mut client = daemon.wait_ready().await;
+            .expect("softphoned starts")
+    }
+
+    async fn wait_started(&mut self) {
+        let mut client = self.wait_ready().await;
         let status = client.call("daemon.status", json!({})).await.unwrap();
         let listen = status["sip_listen"][0].as_str().unwrap();
-        daemon.sip_port = listen.rsplit(':').next().unwrap().parse().unwrap();
-        daemon
+        self.sip_port = listen.rsplit(':').next().unwrap().parse().unwrap();
+    }
+
+    /// SIGKILL, as a crash would, then start again on the same folder and
+    /// config (the log goes on in the same file).
+    pub async fn kill_and_restart(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+        self.child = Self::start_process(self.dir.path(), &self.env);
+        self.wait_started().await;
     }
 
     async fn wait_ready(&mut self) -> Client {

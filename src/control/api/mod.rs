@@ -6,6 +6,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod callback;
+
+pub use callback::*;
+
 use crate::account::registration::Report;
 use crate::audio::device::DeviceList;
 pub use crate::audio::AudioStatus;
@@ -308,6 +312,23 @@ pub mod method {
     pub const ACCOUNT_REGISTER: &str = "account.register";
     pub const ACCOUNT_UNREGISTER: &str = "account.unregister";
     pub const AGENT_SET_STATE: &str = "agent.set_state";
+    pub const CALLBACK_OFFER: &str = "callback.offer";
+    pub const CALLBACK_ACCEPT: &str = "callback.accept";
+    pub const CALLBACK_REJECT: &str = "callback.reject";
+    pub const CALLBACK_SELECT_NUMBER: &str = "callback.select_number";
+    pub const CALLBACK_CALL: &str = "callback.call";
+    pub const CALLBACK_RETRY: &str = "callback.retry";
+    pub const CALLBACK_COUNTDOWN_CANCEL: &str = "callback.countdown.cancel";
+    pub const CALLBACK_CLOSE: &str = "callback.close";
+    pub const CALLBACK_WRAPUP: &str = "callback.wrapup";
+    pub const CALLBACK_TRANSFER: &str = "callback.transfer";
+    pub const CALLBACK_TRANSFER_CANCEL: &str = "callback.transfer.cancel";
+    pub const CALLBACK_TRANSFER_ACCEPT: &str = "callback.transfer.accept";
+    pub const CALLBACK_LIST: &str = "callback.list";
+    pub const CALLBACK_SCHEDULE: &str = "callback.schedule";
+    pub const CALLBACK_RESCHEDULE: &str = "callback.reschedule";
+    pub const CALLBACK_CANCEL: &str = "callback.cancel";
+    pub const HISTORY_LIST: &str = "history.list";
 }
 
 /// Notification names.
@@ -319,6 +340,8 @@ pub mod event {
     pub const AUDIO_DEVICE: &str = "audio.device";
     pub const REGISTRATION_STATE: &str = "registration.state";
     pub const AGENT_STATE: &str = "agent.state";
+    pub const CALLBACK_STATE: &str = "callback.state";
+    pub const CALLBACK_COUNTDOWN: &str = "callback.countdown";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";
 }
 
