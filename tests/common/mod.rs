@@ -35,8 +35,7 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         // Each daemon keeps its history in its own folder, never the user's.
-        let store =
-            if extra.contains("[store]") { String::new() } else { "[store]\npath = \"history.sqlite3\"\n".into() };
+        let store = if extra.contains("[store]") { String::new() } else { "[store]\npath = \"history.sqlite3\"\n".into() };
         std::fs::write(
             dir.path().join("softphoned.toml"),
             format!(
