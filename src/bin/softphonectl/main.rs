@@ -78,7 +78,7 @@ enum Cmd {
     /// Callbacks: offer, accept, dial, wrap up, transfer, schedule, list.
     Callback {
         #[command(subcommand)]
-        command: callback::CallbackCmd,
+        command: Box<callback::CallbackCmd>,
     },
     /// Ended and open callbacks and calls, newest first.
     History(callback::HistoryArgs),
