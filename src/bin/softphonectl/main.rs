@@ -1,9 +1,12 @@
 //! `softphonectl`: the command-line client of softphoned's control socket.
 
+mod callback;
+
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
+use softphoned::control::api::method;
 use softphoned::control::client::Client;
 
 #[derive(Parser)]
@@ -72,6 +75,13 @@ enum Cmd {
     Unregister { account: String },
     /// Set the agent ready (takes calls) or not_ready (refuses them).
     Agent { state: String },
+    /// Callbacks: offer, accept, dial, wrap up, transfer, schedule, list.
+    Callback {
+        #[command(subcommand)]
+        command: Box<callback::CallbackCmd>,
+    },
+    /// Ended and open callbacks and calls, newest first.
+    History(callback::HistoryArgs),
     /// Print events as they come (Ctrl-C to stop).
     Events {
         /// Topics to follow (call, callback, registration, recording, audio, agent); default all.
@@ -117,6 +127,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Register { account } => ("account.register", json!({ "account": account })),
         Cmd::Unregister { account } => ("account.unregister", json!({ "account": account })),
         Cmd::Agent { state } => ("agent.set_state", json!({ "state": state })),
+        Cmd::Callback { command } => command.request(),
+        Cmd::History(args) => args.request(),
         Cmd::Raw { method, params } => {
             let params: Value = serde_json::from_str(params.as_deref().unwrap_or("{}"))?;
             let result = client.call(&method, params).await?;
@@ -170,6 +182,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
                     registration["state"].as_str().unwrap_or("?"),
                     registration["reason"].as_str().unwrap_or("")
                 );
+            }
+        }
+        method::CALLBACK_OFFER | method::CALLBACK_SCHEDULE => {
+            println!("{}", result["callback"].as_str().unwrap_or_default())
+        }
+        method::CALLBACK_LIST => {
+            for entry in result["callbacks"].as_array().into_iter().flatten() {
+                println!("{}", callback::callback_line(entry));
+            }
+        }
+        method::HISTORY_LIST => {
+            for entry in result["entries"].as_array().into_iter().flatten() {
+                println!("{}", callback::history_line(entry));
             }
         }
         "daemon.status" | "call.stats" | "audio.devices" => println!("{}", serde_json::to_string_pretty(&result)?),
