@@ -10,3 +10,80 @@ pub async fn sleep_until(deadline: Option<Instant>) {
         None => std::future::pending().await,
     }
 }
+
+/// Wakes the run loop at an instant to within tens of microseconds, for
+/// the deadlines whose punctuality the agent sees (a callback's countdown
+/// dials at zero). tokio's timer rounds every deadline up to its next
+/// millisecond tick, which alone made an auto-dial 1-2 ms late; a thread
+/// blocked on a condition variable wakes on the kernel's high-resolution
+/// timer instead. One thread serves the whole daemon.
+pub struct PreciseAlarm {
+    shared: std::sync::Arc<AlarmShared>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct AlarmShared {
+    state: std::sync::Mutex<AlarmState>,
+    changed: std::sync::Condvar,
+    fired: tokio::sync::Notify,
+}
+
+#[derive(Default)]
+struct AlarmState {
+    deadline: Option<std::time::Instant>,
+    stop: bool,
+}
+
+impl PreciseAlarm {
+    pub fn start() -> std::io::Result<PreciseAlarm> {
+        let shared = std::sync::Arc::new(AlarmShared {
+            state: std::sync::Mutex::new(AlarmState::default()),
+            changed: std::sync::Condvar::new(),
+            fired: tokio::sync::Notify::new(),
+        });
+        let ringer = shared.clone();
+        let thread = std::thread::Builder::new().name("alarm".into()).spawn(move || ring(&ringer))?;
+        Ok(PreciseAlarm { shared, thread: Some(thread) })
+    }
+
+    /// Ring at `deadline` (replacing any earlier setting); `None` disarms.
+    pub fn set(&self, deadline: Option<std::time::Instant>) {
+        let mut state = self.shared.state.lock().expect("alarm state");
+        if state.deadline != deadline {
+            state.deadline = deadline;
+            self.shared.changed.notify_one();
+        }
+    }
+
+    /// Resolves once the deadline set has passed.
+    pub async fn rung(&self) {
+        self.shared.fired.notified().await
+    }
+}
+
+fn ring(shared: &AlarmShared) {
+    let mut state = shared.state.lock().expect("alarm state");
+    while !state.stop {
+        let now = std::time::Instant::now();
+        state = match state.deadline {
+            Some(at) if at <= now => {
+                state.deadline = None;
+                // A stored permit: a ring that finds the loop busy is not lost.
+                shared.fired.notify_one();
+                state
+            }
+            Some(at) => shared.changed.wait_timeout(state, at - now).expect("alarm state").0,
+            None => shared.changed.wait(state).expect("alarm state"),
+        };
+    }
+}
+
+impl Drop for PreciseAlarm {
+    fn drop(&mut self) {
+        self.shared.state.lock().expect("alarm state").stop = true;
+        self.shared.changed.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

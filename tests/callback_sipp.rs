@@ -60,7 +60,8 @@ async fn countdown_dials_busy_then_retry_answers_and_history_keeps_both_attempts
     }
     let work = tempfile::tempdir().unwrap();
     make_tone(work.path());
-    let daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[callback]\nno_answer_timeout_ms = 10000").await;
+    let daemon =
+        Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[callback]\nno_answer_timeout_ms = 10000").await;
     let port = free_port_pair();
     let customer = format!("sip:customer@127.0.0.1:{port}");
     let busy = Sipp::start(work.path(), "uas_busy.xml", port, free_port_pair(), &[]);
@@ -90,13 +91,19 @@ async fn countdown_dials_busy_then_retry_answers_and_history_keeps_both_attempts
     drop(window);
 
     let start = ui.wait_event(WAIT, |e| e["method"] == "callback.countdown").await.unwrap();
-    assert_eq!((start["params"]["kind"].as_str(), start["params"]["remaining_ms"].as_u64()), (Some("dial"), Some(COUNTDOWN_MS)));
+    assert_eq!(
+        (start["params"]["kind"].as_str(), start["params"]["remaining_ms"].as_u64()),
+        (Some("dial"), Some(COUNTDOWN_MS))
+    );
     let tick = ui.wait_event(WAIT, |e| e["method"] == "callback.countdown").await.unwrap();
     // A second later, give or take the wake-up's own lateness.
     let remaining = tick["params"]["remaining_ms"].as_u64().unwrap();
     assert!((COUNTDOWN_MS - 1100..=COUNTDOWN_MS - 1000).contains(&remaining), "{tick}");
     let stop = ui.wait_event(WAIT, |e| e["method"] == "callback.countdown").await.unwrap();
-    assert_eq!((stop["params"]["remaining_ms"].as_u64(), stop["params"]["stopped"].as_str()), (Some(0), Some("elapsed")));
+    assert_eq!(
+        (stop["params"]["remaining_ms"].as_u64(), stop["params"]["stopped"].as_str()),
+        (Some(0), Some("elapsed"))
+    );
     let dialing = ui.wait_event(WAIT, |e| is_callback(e, &id, "dialing")).await.unwrap();
     assert_eq!(dialing["params"]["attempt"], 1);
     assert!(dialing["params"]["call"].is_string());
@@ -127,16 +134,20 @@ async fn countdown_dials_busy_then_retry_answers_and_history_keeps_both_attempts
     ui.wait_event(WAIT, |e| is_callback(e, &id, "wrapup")).await.unwrap();
     let log = answering.expect_success().await;
     assert!(log.contains("BYE sip:"), "sipp saw our BYE");
-    ui.call("callback.wrapup", json!({"callback": id, "reason": "resolved", "notes": "invoice resent", "disposition": "success"}))
-        .await
-        .unwrap();
+    ui.call(
+        "callback.wrapup",
+        json!({"callback": id, "reason": "resolved", "notes": "invoice resent", "disposition": "success"}),
+    )
+    .await
+    .unwrap();
     let closed = ui.wait_event(WAIT, |e| is_callback(e, &id, "closed")).await.unwrap();
     assert_eq!(closed["params"]["closed"], "completed");
 
     let history = ui.call("history.list", json!({"limit": 10})).await.unwrap();
     let entry = &history["entries"][0];
     assert_eq!((entry["kind"].as_str(), entry["callback"].as_str()), (Some("callback"), Some(id.as_str())));
-    let outcomes: Vec<&str> = entry["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
+    let outcomes: Vec<&str> =
+        entry["attempts"].as_array().unwrap().iter().map(|a| a["outcome"].as_str().unwrap()).collect();
     assert_eq!(outcomes, ["busy", "answered"]);
     assert!(entry["attempts"][1]["talk_ms"].as_u64().unwrap() >= 400, "{entry}");
     let preview_ms = entry["preview_ms"].as_u64().unwrap();
@@ -190,7 +201,9 @@ async fn after_kill_9_open_callbacks_come_back_in_preview_and_nothing_dials() {
     assert_eq!(new_invites(&phone, Duration::from_secs(1), &mut seen).len(), 1);
     ui.call("callback.offer", offer("counting", 2_000)).await.unwrap();
     ui.call("callback.accept", json!({"callback": "counting"})).await.unwrap();
-    ui.wait_event(WAIT, |e| e["method"] == "callback.countdown" && e["params"]["callback"] == "counting").await.unwrap();
+    ui.wait_event(WAIT, |e| e["method"] == "callback.countdown" && e["params"]["callback"] == "counting")
+        .await
+        .unwrap();
     ui.call("callback.select_number", json!({"callback": "counting", "number": "work"})).await.unwrap();
 
     daemon.kill_and_restart().await;
@@ -202,7 +215,11 @@ async fn after_kill_9_open_callbacks_come_back_in_preview_and_nothing_dials() {
     }
     restored.sort_by_key(|c| c["callback"].as_str().unwrap().to_string());
     for callback in &restored {
-        assert_eq!((callback["state"].as_str(), callback["restored"].as_bool()), (Some("preview"), Some(true)), "{callback}");
+        assert_eq!(
+            (callback["state"].as_str(), callback["restored"].as_bool()),
+            (Some("preview"), Some(true)),
+            "{callback}"
+        );
         assert!(callback.get("call").is_none());
     }
     assert_eq!(restored[0]["callback"], "counting");
@@ -213,7 +230,8 @@ async fn after_kill_9_open_callbacks_come_back_in_preview_and_nothing_dials() {
     // Past the old countdown's zero: no new INVITE, no countdown event.
     assert_eq!(new_invites(&phone, Duration::from_secs(3), &mut seen), Vec::<String>::new());
     let listed = ui.call("callback.list", json!({})).await.unwrap();
-    let states: Vec<&str> = listed["callbacks"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
+    let states: Vec<&str> =
+        listed["callbacks"].as_array().unwrap().iter().map(|c| c["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["preview", "preview"]);
     assert!(ui.wait_event(Duration::from_millis(100), |e| e["method"] == "callback.countdown").await.is_err());
 

@@ -31,6 +31,7 @@ use crate::control::server::{self, ControlRequest, Notification};
 use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
 use crate::store::Store;
+use crate::timing::PreciseAlarm;
 use accounts::Accounts;
 use media::{MediaEngine, MediaEvent};
 
@@ -53,6 +54,9 @@ pub enum DaemonError {
     /// The history database could not be opened.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// A thread of the daemon's own could not be started.
+    #[error("cannot start a thread: {0}")]
+    Thread(std::io::Error),
     /// The control socket could not be bound.
     #[error("control socket {path}: {source}")]
     Control { path: PathBuf, source: std::io::Error },
@@ -132,6 +136,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         started: Instant::now(),
         phone: Phone::new(),
         callbacks: Callbacks::new(config.callback.policy()),
+        alarm: PreciseAlarm::start().map_err(DaemonError::Thread)?,
         store,
         media: MediaEngine::new(
             setup.source,
@@ -170,6 +175,8 @@ struct Daemon {
     started: Instant,
     phone: Phone,
     callbacks: Callbacks,
+    /// Wakes the loop for the callbacks' deadlines.
+    alarm: PreciseAlarm,
     /// Call and callback history; writes and queries run on its own thread.
     store: Store,
     sip: SipAgent,
@@ -203,7 +210,8 @@ impl Daemon {
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         loop {
             let deadline = self.phone.next_deadline().map(Instant::from_std);
-            let callback_deadline = self.callbacks.next_deadline().map(Instant::from_std);
+            let callback_deadline = self.callbacks.next_deadline();
+            self.alarm.set(callback_deadline);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
@@ -212,16 +220,17 @@ impl Daemon {
                     self.on_media(&mut events);
                     self.media_events = events;
                     self.watch_audio(Instant::now());
+                    self.media.keep_spare();
                 }
                 Some(opened) = audio_opened.recv() => self.on_audio_opened(opened),
                 _ = crate::timing::sleep_until(deadline) => {
                     let outputs = self.phone.poll(Instant::now().into_std());
                     self.apply(outputs);
                 }
-                _ = crate::timing::sleep_until(callback_deadline) => {
+                _ = self.alarm.rung() => {
                     let now = self.now();
                     if let Some(due) = callback_deadline {
-                        tracing::debug!(late_us = (now.at - due.into_std()).as_micros() as u64, "callback deadline");
+                        tracing::debug!(late_us = now.at.saturating_duration_since(due).as_micros() as u64, "callback deadline");
                     }
                     let outputs = self.callbacks.poll(now);
                     self.apply_callbacks(outputs);

@@ -35,11 +35,13 @@ impl Daemon {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         // Each daemon keeps its history in its own folder, never the user's.
-        let store = if extra.contains("[store]") { String::new() } else { "[store]\npath = \"history.sqlite3\"\n".into() };
+        // First in the file: `extra` may go on with keys of [sip].
+        let store =
+            if extra.contains("[store]") { String::new() } else { "[store]\npath = \"history.sqlite3\"\n".into() };
         std::fs::write(
             dir.path().join("softphoned.toml"),
             format!(
-                "[control]\nsocket = \"{}\"\n[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n{store}{extra}\n",
+                "{store}[control]\nsocket = \"{}\"\n[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n{extra}\n",
                 socket.display()
             ),
         )
