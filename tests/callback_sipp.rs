@@ -241,3 +241,64 @@ async fn after_kill_9_open_callbacks_come_back_in_preview_and_nothing_dials() {
     let history = ui.call("history.list", json!({})).await.unwrap();
     assert_eq!(history["entries"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn customer_first_context_card_accept_answers_the_ringing_call_and_wrapup_follows() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn("agent", "").await;
+    let mut ui = daemon.client().await;
+    // The contact center reached the customer and rings the agent.
+    let uac = Sipp::call(work.path(), "uac_call_wait_bye.xml", &format!("127.0.0.1:{}", daemon.sip_port), "agent", &[]);
+    let incoming =
+        ui.wait_event(WAIT, |e| e["method"] == "call.state" && e["params"]["state"] == "incoming").await.unwrap();
+    let call = incoming["params"]["call"].as_str().unwrap().to_string();
+    let offer = json!({"customer": "Alan Turing", "queue": "sales", "numbers": [{"label": "mobile", "number": "5550199"}],
+                       "call": call, "context": {"order": "A-17"}});
+    let id = ui.call("callback.offer", offer).await.unwrap()["callback"].as_str().unwrap().to_string();
+    let offered = ui.wait_event(WAIT, |e| is_callback(e, &id, "offered")).await.unwrap();
+    assert_eq!(offered["params"]["call"], call.as_str());
+    let unknown = json!({"numbers": [{"number": "1"}], "call": "no-such-call"});
+    assert!(ui.call("callback.offer", unknown).await.unwrap_err().to_string().contains("no such call"));
+
+    // Accept on the card answers the call: sipp gets its 200 and ACKs.
+    ui.call("callback.accept", json!({"callback": id})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_callback(e, &id, "in_call")).await.unwrap();
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let wrapup = ui.wait_event(WAIT, |e| is_callback(e, &id, "wrapup")).await.unwrap();
+    assert_eq!(wrapup["params"]["attempts"][0]["outcome"], "answered");
+    let log = uac.expect_success().await;
+    assert!(log.contains("SIP/2.0 200 OK") && log.contains("BYE sip:"), "{log}");
+    ui.call("callback.wrapup", json!({"callback": id, "disposition": "sale"})).await.unwrap();
+    let closed = ui.wait_event(WAIT, |e| is_callback(e, &id, "closed")).await.unwrap();
+    assert_eq!(closed["params"]["closed"], "completed");
+    let again = ui.call("callback.retry", json!({"callback": id})).await.unwrap_err();
+    assert!(again.to_string().contains("is closed (completed)"), "{again}");
+}
+
+#[tokio::test]
+async fn a_scheduled_callback_is_offered_its_lead_time_before_it_is_due() {
+    let daemon = Daemon::spawn("agent", "[callback]\nschedule_lead_ms = 60000").await;
+    let mut ui = daemon.client().await;
+    // Due 61 s from now in the customer's zone: offered a second from now.
+    let zone = jiff::tz::TimeZone::get("America/New_York").unwrap();
+    let due = jiff::Timestamp::now().to_zoned(zone) + jiff::SignedDuration::from_secs(61);
+    let at = due.strftime("%Y-%m-%dT%H:%M:%S").to_string();
+    let scheduled =
+        json!({"number": "5550123", "at": at, "tz": "America/New_York", "customer": "Ada", "notes": "after lunch"});
+    let id = ui.call("callback.schedule", scheduled).await.unwrap()["callback"].as_str().unwrap().to_string();
+    let first = ui.wait_event(WAIT, |e| e["method"] == "callback.state").await.unwrap();
+    assert_eq!(first["params"]["state"], "scheduled");
+    assert_eq!(first["params"]["schedule"]["tz"], "America/New_York");
+    let offered = ui.wait_event(WAIT, |e| is_callback(e, &id, "offered")).await.unwrap();
+    assert_eq!(
+        (offered["params"]["type"].as_str(), offered["params"]["dial_mode"].as_str()),
+        (Some("scheduled"), Some("manual"))
+    );
+    assert_eq!(offered["params"]["schedule"]["notes"], "after lunch");
+    let past = json!({"number": "5550123", "at": "2020-01-01T09:00:00Z"});
+    let err = ui.call("callback.schedule", past).await.unwrap_err();
+    assert!(err.to_string().contains("in the past"), "{err}");
+}

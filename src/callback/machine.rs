@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::countdown::{CountdownKind, CountdownStop, Timers};
 use super::{
     Attempt, AttemptOutcome, CallProgress, Callback, CallbackError, CallbackId, CallbackPolicy, CallbackState,
-    CallbackType, CloseReason, Command, Effect, Now, Offer, Schedule, Wrapup,
+    CallbackType, CloseReason, Command, DialMode, Effect, Now, Offer, Schedule, Wrapup,
 };
 use crate::call::CallId;
 
@@ -22,6 +22,10 @@ impl Callback {
         if offer.numbers.iter().any(|n| n.number.trim().is_empty()) {
             return invalid("numbers: a number is empty");
         }
+        let dial_mode = offer.dial_mode.unwrap_or_default();
+        if dial_mode == DialMode::Automatic && offer.countdown_ms.is_none() {
+            return invalid("countdown_ms: required with dial_mode automatic (0 dials as soon as the agent accepts)");
+        }
         let id = offer.id.unwrap_or(id);
         if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
             return invalid("id: 1 to 128 printable characters");
@@ -30,14 +34,14 @@ impl Callback {
             callback: id,
             state: S::Offered,
             closed: None,
-            customer: offer.customer,
-            queue: offer.queue,
-            kind: offer.kind,
-            reason: offer.reason,
+            customer: offer.customer.unwrap_or_default(),
+            queue: offer.queue.unwrap_or_default(),
+            kind: offer.kind.unwrap_or_default(),
+            reason: offer.reason.unwrap_or_default(),
             selected: first.number.clone(),
             numbers: offer.numbers,
-            dial_mode: offer.dial_mode,
-            countdown_ms: offer.countdown_ms,
+            dial_mode,
+            countdown_ms: offer.countdown_ms.unwrap_or_default(),
             wrapup_ms: offer.wrapup_ms,
             context: offer.context,
             account: offer.account,
@@ -103,7 +107,7 @@ impl Callback {
                 self.state = S::Preview;
                 match self.call.clone() {
                     Some(call) => effects.push(Effect::AnswerCall(call)),
-                    None if self.dial_mode == super::DialMode::Automatic => {
+                    None if self.dial_mode == DialMode::Automatic => {
                         let length = Duration::from_millis(self.countdown_ms);
                         self.timers.start(CountdownKind::Dial, length, now.at, &mut effects);
                     }

@@ -15,7 +15,7 @@ mod schedule;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -88,6 +88,18 @@ pub enum CloseReason {
     Cancelled,
 }
 
+impl CloseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CloseReason::Completed => "completed",
+            CloseReason::Rejected => "rejected",
+            CloseReason::Transferred => "transferred",
+            CloseReason::ClosedByAgent => "closed_by_agent",
+            CloseReason::Cancelled => "cancelled",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallbackType {
@@ -126,21 +138,19 @@ pub struct Offer {
     /// Kept if given (the contact center's id); drawn by the daemon if not.
     pub id: Option<CallbackId>,
     /// The customer's name.
-    #[serde(default)]
-    pub customer: String,
-    #[serde(default)]
-    pub queue: String,
-    #[serde(rename = "type", default)]
-    pub kind: CallbackType,
-    #[serde(default)]
-    pub reason: String,
+    pub customer: Option<String>,
+    pub queue: Option<String>,
+    /// `asap` when absent.
+    #[serde(rename = "type")]
+    pub kind: Option<CallbackType>,
+    pub reason: Option<String>,
     /// At least one; the first is selected.
     pub numbers: Vec<CustomerNumber>,
-    #[serde(default)]
-    pub dial_mode: DialMode,
-    /// Length of the automatic dial countdown, from accept.
-    #[serde(default)]
-    pub countdown_ms: u64,
+    /// `manual` when absent.
+    pub dial_mode: Option<DialMode>,
+    /// Length of the automatic dial countdown, from accept; required with
+    /// `automatic` (0 dials the moment the agent accepts).
+    pub countdown_ms: Option<u64>,
     /// The wrap-up auto-close countdown; none: the agent closes wrap-up.
     pub wrapup_ms: Option<u64>,
     /// Free-form context shown to the agent.
@@ -407,6 +417,9 @@ pub struct Output {
 pub enum CallbackError {
     #[error("no such open callback: {0}")]
     Unknown(CallbackId),
+    /// It was closed during this run (commands on it are refused by name).
+    #[error("callback {id} is closed ({})", reason.as_str())]
+    Closed { id: CallbackId, reason: CloseReason },
     #[error("a callback with id {0} already exists")]
     Duplicate(CallbackId),
     /// The command does not apply in the callback's state.
@@ -417,16 +430,21 @@ pub enum CallbackError {
     Invalid(String),
 }
 
+/// How many closed callbacks are remembered, to refuse commands on them by name.
+const CLOSED_REMEMBERED: usize = 256;
+
 /// Every open callback, by id.
 #[derive(Default)]
 pub struct Callbacks {
     open: HashMap<CallbackId, Callback>,
+    /// The latest closed ones, oldest first.
+    closed: VecDeque<(CallbackId, CloseReason)>,
     policy: CallbackPolicy,
 }
 
 impl Callbacks {
     pub fn new(policy: CallbackPolicy) -> Self {
-        Callbacks { open: HashMap::new(), policy }
+        Callbacks { open: HashMap::new(), closed: VecDeque::new(), policy }
     }
 
     /// A new callback. `id` is used when the offer names none.
@@ -448,7 +466,12 @@ impl Callbacks {
     }
 
     pub fn command(&mut self, id: &str, command: Command, now: Now) -> Result<Vec<Output>, CallbackError> {
-        let callback = self.open.get_mut(id).ok_or_else(|| CallbackError::Unknown(id.into()))?;
+        let Some(callback) = self.open.get_mut(id) else {
+            return Err(match self.closed.iter().rev().find(|(closed, _)| closed == id) {
+                Some((_, reason)) => CallbackError::Closed { id: id.into(), reason: *reason },
+                None => CallbackError::Unknown(id.into()),
+            });
+        };
         let effects = callback.command(command, &self.policy, now)?;
         Ok(self.finish(id, effects))
     }
@@ -532,8 +555,12 @@ impl Callbacks {
     fn finish(&mut self, id: &str, effects: Vec<crate::callback::Effect>) -> Vec<Output> {
         let Some(callback) = self.open.get(id) else { return Vec::new() };
         let snapshot = callback.clone();
-        if !callback.state.is_open() {
+        if let Some(reason) = callback.closed {
             self.open.remove(id);
+            if self.closed.len() == CLOSED_REMEMBERED {
+                self.closed.pop_front();
+            }
+            self.closed.push_back((id.to_string(), reason));
         }
         effects.into_iter().map(|effect| Output { callback: snapshot.clone(), effect }).collect()
     }

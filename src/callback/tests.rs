@@ -32,15 +32,15 @@ impl Clock {
 fn offer(mode: DialMode, countdown_ms: u64) -> Offer {
     Offer {
         id: Some("cb1".into()),
-        customer: "Ada Lovelace".into(),
-        queue: "billing".into(),
-        reason: "invoice question".into(),
+        customer: Some("Ada Lovelace".into()),
+        queue: Some("billing".into()),
+        reason: Some("invoice question".into()),
         numbers: vec![
             CustomerNumber { label: "mobile".into(), number: "5551000".into() },
             CustomerNumber { label: "home".into(), number: "5552000".into() },
         ],
-        dial_mode: mode,
-        countdown_ms,
+        dial_mode: Some(mode),
+        countdown_ms: Some(countdown_ms),
         ..Offer::default()
     }
 }
@@ -139,7 +139,9 @@ fn manual_callback_goes_from_offer_to_completed_wrapup() {
     assert_eq!(cb.wrapup.as_ref(), Some(&wrapup));
     assert!(callbacks.get("cb1").is_none(), "a closed callback leaves the open set");
     let gone = callbacks.command("cb1", Command::Close, clock.now()).unwrap_err();
-    assert_eq!(gone, CallbackError::Unknown("cb1".into()));
+    assert_eq!(gone, CallbackError::Closed { id: "cb1".into(), reason: CloseReason::Completed });
+    let never = callbacks.command("cb9", Command::Close, clock.now()).unwrap_err();
+    assert_eq!(never, CallbackError::Unknown("cb9".into()));
 }
 
 #[test]
@@ -327,6 +329,9 @@ fn commands_that_do_not_fit_the_state_are_refused_by_name() {
     assert_eq!(dup, CallbackError::Duplicate("cb1".into()));
     let empty = Offer { numbers: vec![], ..offer(DialMode::Manual, 0) };
     assert!(matches!(callbacks.offer(empty, "y".into(), clock.now()), Err(CallbackError::Invalid(_))));
+    let no_length = Offer { id: Some("cb3".into()), countdown_ms: None, ..offer(DialMode::Automatic, 0) };
+    let err = callbacks.offer(no_length, "y".into(), clock.now()).unwrap_err();
+    assert!(err.to_string().contains("countdown_ms"), "{err}");
 }
 
 #[test]

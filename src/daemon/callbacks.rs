@@ -99,12 +99,12 @@ impl Daemon {
     fn schedule(&mut self, p: ScheduleParams, now: Now) -> Result<Value, RpcError> {
         let schedule = parse_at(&p.at, p.tz.as_deref(), p.notes, now.wall).map_err(RpcError::invalid_params)?;
         let offer = Offer {
-            customer: p.customer.unwrap_or_default(),
-            queue: p.queue.unwrap_or_default(),
-            reason: p.reason.unwrap_or_default(),
+            customer: p.customer,
+            queue: p.queue,
+            reason: p.reason,
             numbers: vec![CustomerNumber { label: String::new(), number: p.number }],
-            dial_mode: p.dial_mode.unwrap_or_default(),
-            countdown_ms: p.countdown_ms.unwrap_or_default(),
+            dial_mode: p.dial_mode,
+            countdown_ms: p.countdown_ms,
             account: p.account,
             ..Offer::default()
         };
@@ -255,7 +255,7 @@ fn new_callback_id() -> String {
 fn callback_error(error: CallbackError) -> RpcError {
     let code = match &error {
         CallbackError::Unknown(_) => code::UNKNOWN_CALLBACK,
-        CallbackError::InvalidState { .. } => code::INVALID_STATE,
+        CallbackError::InvalidState { .. } | CallbackError::Closed { .. } => code::INVALID_STATE,
         CallbackError::Duplicate(_) | CallbackError::Invalid(_) => code::INVALID_PARAMS,
     };
     RpcError::new(code, error.to_string())
