@@ -2,9 +2,11 @@
 //!
 //! Starts two daemons on 127.0.0.1: the agent's (microphone: a 1 kHz tone)
 //! and an embedded answering peer standing in for the customer (a 400 Hz
-//! tone). Through the agent's real control socket it subscribes to events,
-//! dials the customer, lets the tones cross for a few seconds, hangs up,
-//! and prints what each side heard. Exits 0 only if audio crossed both ways.
+//! tone). Through the agent's real control socket it offers a callback,
+//! accepts it, lets the auto-dial countdown call the customer, lets the
+//! tones cross for a few seconds, hangs up, submits the wrap-up, reads the
+//! history, and prints what each side heard. Exits 0 only if audio crossed
+//! both ways.
 //!
 //! Run: `cargo run --release --example demo` (`-- --seconds N` for longer).
 
@@ -15,7 +17,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::config::Config;
-use softphoned::control::client::{is_call_state, Client};
+use softphoned::control::client::Client;
 use softphoned::daemon::{self, RunningDaemon};
 use softphoned::media::PCM_RATE;
 
@@ -54,7 +56,21 @@ async fn answer_everything(mut client: Client) -> anyhow::Result<()> {
 }
 
 fn print_event(who: &str, event: &Value) {
-    println!("  [{who}] {} {}", event["method"].as_str().unwrap_or("?"), event["params"]);
+    let params = &event["params"];
+    let shown = if event["method"] == "callback.state" {
+        // The whole record is long: the fields a UI's header would show.
+        let keys = ["callback", "state", "attempt", "call", "closed", "preview_ms"];
+        let brief: serde_json::Map<String, Value> =
+            keys.iter().filter(|k| !params[**k].is_null()).map(|k| (k.to_string(), params[*k].clone())).collect();
+        Value::Object(brief)
+    } else {
+        params.clone()
+    };
+    println!("  [{who}] {} {shown}", event["method"].as_str().unwrap_or("?"));
+}
+
+fn is_callback_state(event: &Value, state: &str) -> bool {
+    event["method"] == "callback.state" && event["params"]["state"] == state
 }
 
 fn heard(path: &Path) -> anyhow::Result<(Option<f64>, f64)> {
@@ -83,18 +99,31 @@ async fn main() -> anyhow::Result<()> {
     let peer = tokio::spawn(answer_everything(Client::connect(&customer.control_socket).await?));
     let mut ui = Client::connect(&agent.control_socket).await?;
     ui.call("events.subscribe", json!({})).await?;
+    // A callback, agent-first: offered, accepted, dialled by the countdown.
     let target = format!("sip:customer@{}", customer.sip_addr);
-    println!("> call.dial {target}");
-    let call = ui.call("call.dial", json!({ "to": target })).await?["call"].as_str().unwrap_or_default().to_string();
-    let connected = ui
-        .wait_event(Duration::from_secs(10), |e| {
+    let offer = json!({
+        "customer": "Ada Lovelace", "queue": "billing", "type": "asap", "reason": "invoice question",
+        "numbers": [{"label": "mobile", "number": target}], "dial_mode": "automatic", "countdown_ms": 3000,
+    });
+    println!("> callback.offer {offer}");
+    let callback = ui.call("callback.offer", offer).await?["callback"].as_str().unwrap_or_default().to_string();
+    ui.wait_event(Duration::from_secs(5), |e| {
+        print_event("agent", e);
+        is_callback_state(e, "offered")
+    })
+    .await?;
+    println!("> callback.accept {callback}   (the countdown dials at zero)");
+    ui.call("callback.accept", json!({ "callback": callback })).await?;
+    let in_call = ui
+        .wait_event(Duration::from_secs(15), |e| {
             print_event("agent", e);
-            is_call_state(e, &call, "connected") || is_call_state(e, &call, "ended")
+            is_callback_state(e, "in_call") || is_callback_state(e, "preview") && e["params"]["attempt"] == 1
         })
         .await?;
-    if connected["params"]["state"] != "connected" {
-        bail!("the call did not connect: {}", connected["params"]);
+    if in_call["params"]["state"] != "in_call" {
+        bail!("the callback's call did not connect: {}", in_call["params"]["attempts"]);
     }
+    let call = in_call["params"]["call"].as_str().unwrap_or_default().to_string();
     println!("  ... talking for {seconds} s");
     tokio::time::sleep(Duration::from_secs(seconds)).await;
     let list = ui.call("call.list", json!({})).await?;
@@ -105,9 +134,23 @@ async fn main() -> anyhow::Result<()> {
     ui.call("call.hangup", json!({ "call": call })).await?;
     ui.wait_event(Duration::from_secs(5), |e| {
         print_event("agent", e);
-        is_call_state(e, &call, "ended")
+        is_callback_state(e, "wrapup")
     })
     .await?;
+    let wrapup = json!({"callback": callback, "reason": "resolved", "notes": "invoice resent", "disposition": "success"});
+    println!("> callback.wrapup {wrapup}");
+    ui.call("callback.wrapup", wrapup).await?;
+    ui.wait_event(Duration::from_secs(5), |e| {
+        print_event("agent", e);
+        is_callback_state(e, "closed")
+    })
+    .await?;
+    let history = ui.call("history.list", json!({ "limit": 1 })).await?;
+    let entry = &history["entries"][0];
+    println!(
+        "> history.list: {} {} closed {}, preview {} ms, attempts {}",
+        entry["callback"], entry["customer"], entry["closed"], entry["preview_ms"], entry["attempts"]
+    );
     peer.abort();
     agent.stop().await;
     customer.stop().await;
@@ -122,10 +165,6 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  customer: sent {} RTP packets, received {}, heard {:?} Hz over {customer_secs:.2} s (expected {AGENT_TONE})",
         customer_media["packets_sent"], customer_media["packets_received"], customer_heard
-    );
-    println!(
-        "  20 ms pacing of the agent's packets as the customer received them: mean deviation {} us, worst {} us",
-        customer_media["arrival_deviation_mean_us"], customer_media["arrival_deviation_max_us"]
     );
     let ok = agent_heard == Some(CUSTOMER_TONE) && customer_heard == Some(AGENT_TONE);
     if !ok {

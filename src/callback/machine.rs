@@ -181,9 +181,10 @@ impl Callback {
             _ => return Err(refuse("")),
         }
         self.restored = false;
-        // A dial announces the state once the call exists (`dialed`).
+        // A dial announces the state once the call exists (`dialed`); other
+        // states come before the countdown they start, as a UI shows them.
         if !effects.iter().any(|e| matches!(e, Effect::Dial { .. })) {
-            effects.push(Effect::StateChanged);
+            effects.insert(0, Effect::StateChanged);
         }
         Ok(effects)
     }
@@ -238,7 +239,7 @@ impl Callback {
                 }
             }
         }
-        effects.push(Effect::StateChanged);
+        effects.insert(0, Effect::StateChanged);
         effects
     }
 
