@@ -137,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
         is_callback_state(e, "wrapup")
     })
     .await?;
-    let wrapup = json!({"callback": callback, "reason": "resolved", "notes": "invoice resent", "disposition": "success"});
+    let wrapup =
+        json!({"callback": callback, "reason": "resolved", "notes": "invoice resent", "disposition": "success"});
     println!("> callback.wrapup {wrapup}");
     ui.call("callback.wrapup", wrapup).await?;
     ui.wait_event(Duration::from_secs(5), |e| {

@@ -5,10 +5,9 @@
 mod common;
 
 use std::net::UdpSocket;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::sipp::{free_port_pair, Sipp};
+use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{require_tool, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::control::client::Client;
@@ -44,22 +43,13 @@ fn ms_between(from: SystemTime, to: SystemTime) -> f64 {
     }
 }
 
-fn make_tone(dir: &std::path::Path) {
-    let made = Command::new("sox")
-        .current_dir(dir)
-        .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", "tone1k.ulaw", "synth", "30", "sine", "1000"])
-        .status()
-        .unwrap();
-    assert!(made.success());
-}
-
 #[tokio::test]
 async fn countdown_dials_busy_then_retry_answers_and_history_keeps_both_attempts() {
     if !["sipp", "sox"].into_iter().all(require_tool) {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    make_tone(work.path());
+    write_tone_file(work.path());
     let daemon =
         Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[callback]\nno_answer_timeout_ms = 10000").await;
     let port = free_port_pair();

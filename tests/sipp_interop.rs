@@ -6,11 +6,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::capture::Capture;
-use common::sipp::{free_port_pair, Sipp};
+use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{dial, require_tool, wait_media_counter, wav_samples, Daemon};
 use serde_json::json;
 use softphoned::audio::analysis::dominant_frequency;
@@ -29,12 +28,7 @@ async fn we_dial_a_sipp_uas_hear_its_tone_and_it_receives_our_rtp() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    let made = Command::new("sox")
-        .current_dir(work.path())
-        .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", "tone1k.ulaw", "synth", "30", "sine", "1000"])
-        .status()
-        .unwrap();
-    assert!(made.success());
+    write_tone_file(work.path());
     let mut daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\nsink = \"wav:heard.wav\"").await;
     let heard = daemon.path("heard.wav");
     let (sip_port, media_port) = (free_port_pair(), free_port_pair());

@@ -16,6 +16,17 @@ pub fn free_port_pair() -> u16 {
     }
 }
 
+/// Write `tone1k.ulaw` (30 s of 1 kHz, raw u-law) into `dir`: what the
+/// tone-playing scenarios stream (sipp reads it from its working folder).
+pub fn write_tone_file(dir: &Path) {
+    let made = Command::new("sox")
+        .current_dir(dir)
+        .args(["-n", "-r", "8000", "-c", "1", "-e", "u-law", "-t", "raw", "tone1k.ulaw", "synth", "30", "sine", "1000"])
+        .status()
+        .unwrap();
+    assert!(made.success());
+}
+
 pub struct Sipp {
     child: Child,
     name: String,
