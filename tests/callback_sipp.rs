@@ -196,6 +196,11 @@ async fn after_kill_9_open_callbacks_come_back_in_preview_and_nothing_dials() {
         .unwrap();
     ui.call("callback.select_number", json!({"callback": "counting", "number": "work"})).await.unwrap();
 
+    // The store writes on its own thread: a history query is answered only
+    // after every write queued before it, so this is the moment all of the
+    // above is on disk. (A kill within those milliseconds loses the newest
+    // snapshots, never older ones.)
+    ui.call("history.list", json!({})).await.unwrap();
     daemon.kill_and_restart().await;
     let mut ui = daemon.client().await;
     let mut restored = Vec::new();
