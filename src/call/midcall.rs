@@ -27,6 +27,7 @@ impl Command {
             Command::Mute => "mute",
             Command::Unmute => "unmute",
             Command::Dtmf(_) => "send DTMF on",
+            Command::TransferBlind(_) => "transfer",
         }
     }
 }
@@ -34,7 +35,9 @@ impl Command {
 impl Call {
     /// Connected, held or held by the peer, from who holds whom.
     pub(super) fn established_state(&self) -> CallState {
-        if self.media.local_hold {
+        if self.transferring() {
+            CallState::Transferring
+        } else if self.media.local_hold {
             CallState::Held
         } else if self.media.remote_hold {
             CallState::RemoteHeld
@@ -78,7 +81,9 @@ impl Call {
                     Effect::Sip(SipAction::Info { digits: digits.clone() })
                 });
             }
-            Command::Answer | Command::Reject(_) | Command::Hangup => return Err(refuse(self)),
+            Command::Answer | Command::Reject(_) | Command::Hangup | Command::TransferBlind(_) => {
+                return Err(refuse(self))
+            }
         }
         Ok(effects)
     }

@@ -8,6 +8,7 @@ mod deadlines;
 mod midcall;
 pub mod phone;
 mod session;
+mod transfer;
 
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,7 @@ use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::session_timer::SessionTimer;
 pub use deadlines::{Countdown, CountdownStop};
 use session::MediaSession;
+pub use transfer::{TransferReport, TransferStatus};
 
 /// A call's id: short, opaque, unique within a daemon run.
 pub type CallId = String;
@@ -38,6 +40,8 @@ pub enum CallState {
     Held,
     /// The peer holds us.
     RemoteHeld,
+    /// We asked the peer (REFER) to call someone else; waiting to hear how it went.
+    Transferring,
     Ended,
 }
 
@@ -82,6 +86,8 @@ pub enum EndReason {
     MediaTimeout,
     /// The peer's SDP broke our SRTP policy.
     SrtpRequired,
+    /// The peer was handed to someone else (our REFER succeeded).
+    Transferred,
     /// Any other failure response.
     Failed,
 }
@@ -132,6 +138,8 @@ pub enum Command {
     Unmute,
     /// Send these keys (already checked to be 0-9, *, #, A-D).
     Dtmf(String),
+    /// REFER the peer to this URI.
+    TransferBlind(String),
 }
 
 /// What the network did to a call (mapped from SIP by the adapter).
@@ -170,6 +178,14 @@ pub enum Signal {
     },
     /// The media path heard nothing for too long.
     MediaTimeout,
+    /// The final answer to our REFER (408 when none came).
+    ReferAnswered {
+        code: u16,
+    },
+    /// The transferee's report on its call to the target (NOTIFY sipfrag).
+    TransferProgress {
+        code: u16,
+    },
 }
 
 /// The SIP side of an effect, carried out by the SIP adapter.
@@ -203,6 +219,10 @@ pub enum SipAction {
     /// Send keys by SIP INFO (application/dtmf-relay), one request each.
     Info {
         digits: String,
+    },
+    /// Ask the peer to call `refer_to` (REFER, RFC 3515).
+    Refer {
+        refer_to: String,
     },
 }
 
@@ -254,6 +274,8 @@ pub struct Call {
     pub connected_at: Option<Instant>,
     pub ended_at: Option<Instant>,
     pub muted: bool,
+    /// The latest transfer, while it runs and after it failed.
+    pub transfer: Option<TransferReport>,
     media: MediaSession,
     /// Our re-INVITE in flight, and what it was for.
     pending: Option<midcall::Pending>,
@@ -341,6 +363,7 @@ impl Call {
             connected_at: None,
             ended_at: None,
             muted: false,
+            transfer: None,
             media: MediaSession::new(local),
             pending: None,
             timers: deadlines::Timers::default(),
@@ -353,7 +376,7 @@ impl Call {
 
     /// Answered and not yet ended, held or not.
     pub fn is_established(&self) -> bool {
-        matches!(self.state, CallState::Connected | CallState::Held | CallState::RemoteHeld)
+        matches!(self.state, CallState::Connected | CallState::Held | CallState::RemoteHeld | CallState::Transferring)
     }
 
     /// The codec and payload types agreed last, once media flows.
@@ -396,6 +419,7 @@ impl Call {
                 effects.push(Effect::Sip(SipAction::Bye));
                 self.end(EndReason::LocalHangup, None, now, &mut effects);
             }
+            (Command::TransferBlind(to), _) if self.is_established() => return self.transfer_blind(to),
             (command, _) if self.is_established() => return self.midcall_command(command),
             (command, state) => {
                 return Err(CallError::InvalidState { command: command.name(), state, direction: self.direction })
@@ -443,6 +467,7 @@ impl Call {
                 self.timers.stop_countdown(CountdownStop::CallerCancelled, &mut effects);
                 self.end(EndReason::CallerCancelled, Some(487), now, &mut effects);
             }
+            signal if self.transfer_signal(&signal, now, &mut effects) => {}
             signal if self.is_established() => self.midcall_signal(signal, now, &mut effects),
             _ => {}
         }

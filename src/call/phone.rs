@@ -35,6 +35,9 @@ pub struct CallSummary {
     pub codec: Option<Codec>,
     /// RTP is SRTP-protected.
     pub secure: bool,
+    /// The latest transfer: trying, or failed with why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub transfer: Option<super::TransferReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,6 +189,7 @@ pub fn summary(call: &Call) -> CallSummary {
         muted: call.muted,
         codec: call.negotiated().map(|n| n.codec),
         secure: call.negotiated().is_some_and(|n| n.srtp.is_some()),
+        transfer: call.transfer.clone(),
         reason: call.reason,
         sip_code: call.sip_code,
     }

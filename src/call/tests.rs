@@ -487,3 +487,51 @@ fn a_refresh_repeats_our_sdp_with_the_same_version() {
     let out = phone.poll(t0 + Duration::from_secs(45));
     assert_eq!(reoffer(&out), first, "nothing changed, so neither does o= (RFC 3264 §8)");
 }
+
+#[test]
+fn blind_transfer_refers_the_peer_and_ends_the_call_once_the_target_answers() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    connected(&mut phone, t0);
+    let out = phone.command("h", Command::TransferBlind("sip:colleague@127.0.0.1:5080".into()), t0).unwrap();
+    assert_eq!(sip(&out), vec![SipAction::Refer { refer_to: "sip:colleague@127.0.0.1:5080".into() }]);
+    assert_eq!(states(&out), vec![CallState::Transferring]);
+    let again = phone.command("h", Command::TransferBlind("sip:x@127.0.0.1".into()), t0).unwrap_err();
+    assert!(again.to_string().contains("transfer"), "{again}");
+    // 202, then the transferee's reports: trying, ringing, answered.
+    for code in [202, 100, 180] {
+        let signal = if code == 202 { Signal::ReferAnswered { code } } else { Signal::TransferProgress { code } };
+        assert!(phone.signal("h", signal, t0).is_empty(), "{code} changes nothing");
+    }
+    let out = phone.signal("h", Signal::TransferProgress { code: 200 }, t0);
+    assert_eq!(sip(&out), vec![SipAction::Bye]);
+    let ended = &out.last().unwrap().call;
+    assert_eq!(
+        (ended.state, ended.reason, ended.sip_code),
+        (CallState::Ended, Some(EndReason::Transferred), Some(200))
+    );
+    assert!(phone.get("h").is_none());
+}
+
+#[test]
+fn a_failed_transfer_leaves_the_call_with_the_agent_and_says_why() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new();
+    connected(&mut phone, t0);
+    // The target is busy: the transferee reports 486.
+    phone.command("h", Command::TransferBlind("sip:colleague@127.0.0.1:5080".into()), t0).unwrap();
+    phone.signal("h", Signal::ReferAnswered { code: 202 }, t0);
+    let out = phone.signal("h", Signal::TransferProgress { code: 486 }, t0);
+    assert!(sip(&out).is_empty(), "no BYE: the customer stays");
+    let call = &out.last().unwrap().call;
+    assert_eq!(call.state, CallState::Connected);
+    let report = call.transfer.clone().unwrap();
+    assert_eq!((report.status, report.sip_code), (TransferStatus::Failed, Some(486)));
+    // The peer refuses REFER itself: same, with its code; the call goes on.
+    phone.command("h", Command::TransferBlind("sip:colleague@127.0.0.1:5080".into()), t0).unwrap();
+    let out = phone.signal("h", Signal::ReferAnswered { code: 501 }, t0);
+    let call = &out.last().unwrap().call;
+    assert_eq!((call.state, call.transfer.as_ref().unwrap().sip_code), (CallState::Connected, Some(501)));
+    let out = phone.command("h", Command::Hold, t0).unwrap();
+    assert!(matches!(sip(&out)[..], [SipAction::Reinvite { .. }]), "the call works as before: {out:?}");
+}

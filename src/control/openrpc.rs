@@ -129,6 +129,10 @@ fn call_methods() -> Vec<Entry> {
             params: schema::<DtmfParams>,
             result: Some(schema::<Empty>),
         },
+        method::<TransferBlindParams, Empty>(
+            CALL_TRANSFER_BLIND,
+            "Blind transfer: REFER the peer to `to`; call.state shows transferring, then ended (transferred) or, on failure, the call back with transfer.status failed and its sip_code.",
+        ),
         Entry {
             name: CALL_STATS,
             summary: "RTP/RTCP figures of a call: packets, loss, jitter, RTT, jitter buffer, MOS estimate.",

@@ -195,7 +195,9 @@ impl Daemon {
     /// A call changed state: a callback following it follows.
     pub(super) fn follow_call(&mut self, call: &CallSummary) {
         let progress = match call.state {
-            CallState::Connected | CallState::Held | CallState::RemoteHeld => CallProgress::Connected,
+            CallState::Connected | CallState::Held | CallState::RemoteHeld | CallState::Transferring => {
+                CallProgress::Connected
+            }
             CallState::Ended => CallProgress::Ended { outcome: outcome(call.reason), sip_code: call.sip_code },
             CallState::Dialing | CallState::Ringing | CallState::EarlyMedia | CallState::Incoming => return,
         };

@@ -14,7 +14,7 @@ use crate::call::{CallError, CallId, Command};
 use crate::control::api::{
     method, AccountListResult, AccountParams, AgentStateParams, AudioDevicesResult, AudioSelectParams, CallInfo,
     CallListResult, CallParams, CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent,
-    RejectParams, StatusResult,
+    RejectParams, StatusResult, TransferBlindParams,
 };
 use crate::control::rpc::{code, Request, RpcError};
 use crate::media::dtmf;
@@ -39,6 +39,11 @@ impl Daemon {
             method::CALL_DTMF => parse::<DtmfParams>(params).and_then(|p| {
                 let digits = dtmf::normalize_digits(&p.digits).map_err(RpcError::invalid_params)?;
                 self.command(&p.call, Command::Dtmf(digits))
+            }),
+            method::CALL_TRANSFER_BLIND => parse::<TransferBlindParams>(params).and_then(|p| {
+                let account = self.phone.get(&p.call).and_then(|c| c.account.clone());
+                let to = self.sip.dial_target(&p.to, account.as_deref()).map_err(RpcError::invalid_params)?;
+                self.command(&p.call, Command::TransferBlind(to))
             }),
             method::CALL_STATS => parse::<CallParams>(params).and_then(|p| self.call_stats(&p.call)).and_then(reply),
             method::AUDIO_DEVICES => parse::<NoParams>(params).and_then(|_| {

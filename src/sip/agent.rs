@@ -221,6 +221,7 @@ impl SipAgent {
             SipAction::Reinvite { offer, session_timer } => self.reinvite(call.clone(), offer, session_timer),
             SipAction::AnswerOffer { answer } => self.answer_offer(call, answer),
             SipAction::Info { digits } => self.send_info(call.clone(), digits),
+            SipAction::Refer { refer_to } => self.refer(call.clone(), refer_to),
         }
         None
     }

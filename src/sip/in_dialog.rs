@@ -43,6 +43,8 @@ impl SipAgent {
                     }
                     DialogState::Updated(_, request, handle) => agent.on_update(&call, request, handle).await,
                     DialogState::Info(_, request, handle) => agent.on_info(&call, request, handle).await,
+                    DialogState::Notify(_, request, handle) => agent.on_notify(&call, request, handle).await,
+                    DialogState::Refer(_, request, handle) => agent.on_refer(&call, request, handle).await,
                     DialogState::Terminated(id, reason) => {
                         agent.inner.dialog_layer.remove_dialog(&id);
                         agent.inner.legs.lock().expect("leg map").remove(&call);

@@ -8,6 +8,7 @@ mod algorithm_names;
 mod headers;
 mod in_dialog;
 mod inbound;
+mod refer;
 pub mod registrar;
 pub mod sdp;
 pub mod session_timer;

@@ -181,6 +181,14 @@ pub struct CallInfo {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct TransferBlindParams {
+    pub call: CallId,
+    /// Where the peer is sent: a SIP URI, or a number at the call's account's domain.
+    pub to: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct DtmfParams {
     pub call: CallId,
     /// Keys to send, in order: 0-9, *, #, A-D (at most 32).
@@ -306,6 +314,7 @@ pub mod method {
     pub const CALL_UNMUTE: &str = "call.unmute";
     pub const CALL_DTMF: &str = "call.dtmf";
     pub const CALL_STATS: &str = "call.stats";
+    pub const CALL_TRANSFER_BLIND: &str = "call.transfer.blind";
     pub const AUDIO_DEVICES: &str = "audio.devices";
     pub const AUDIO_SELECT: &str = "audio.select";
     pub const ACCOUNT_LIST: &str = "account.list";
