@@ -1,0 +1,106 @@
+//! Transfers with real peers on 127.0.0.1: a real baresip as the customer
+//! is REFERred by us to a sipp colleague; what baresip and sipp saw prove
+//! the transfer, and a failed one leaves the customer with the agent.
+
+mod common;
+
+use std::time::Duration;
+
+use common::baresip::{self, event, Baresip, BaresipOptions};
+use common::sipp::{free_port_pair, write_tone_file, Sipp};
+use common::{dial, require_tool, wait_media_counter, Daemon};
+use serde_json::{json, Value};
+use softphoned::control::client::{is_call_state, Client};
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn peers_present() -> bool {
+    baresip::installed() && ["sipp", "sox"].into_iter().all(require_tool)
+}
+
+/// We call the customer (baresip answers by itself) and talk.
+async fn customer_call(daemon: &Daemon, customer: &mut Baresip) -> (Client, String) {
+    let mut ui = daemon.client().await;
+    let call = dial(&mut ui, &customer.sip_uri()).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    customer.wait_event_type(event::ESTABLISHED, WAIT).await;
+    (ui, call)
+}
+
+fn call_state(event: &Value, call: &str) -> bool {
+    event["method"] == "call.state" && event["params"]["call"] == call
+}
+
+#[tokio::test]
+async fn blind_transfer_connects_the_customer_to_the_colleague_and_our_call_ends_transferred() {
+    if !peers_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let colleague_port = free_port_pair();
+    let colleague = Sipp::start(work.path(), "uas_tone.xml", colleague_port, free_port_pair(), &[]);
+    let mut customer = Baresip::start(&work.path().join("customer"), BaresipOptions::default());
+    let daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"").await;
+    let (mut ui, call) = customer_call(&daemon, &mut customer).await;
+
+    let target = format!("sip:colleague@127.0.0.1:{colleague_port}");
+    ui.call("call.transfer.blind", json!({"call": call, "to": target})).await.unwrap();
+    let transferring = ui.wait_event(WAIT, |e| is_call_state(e, &call, "transferring")).await.unwrap();
+    assert_eq!(transferring["params"]["transfer"]["status"], "trying");
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(
+        (ended["params"]["reason"].as_str(), ended["params"]["sip_code"].as_u64()),
+        (Some("transferred"), Some(200))
+    );
+
+    // The customer's own UA now talks to the colleague.
+    let to_colleague = customer
+        .wait_event(
+            |e| e["type"] == event::ESTABLISHED && e["param"].as_str().unwrap_or("").contains("colleague@"),
+            WAIT,
+        )
+        .await;
+    assert!(to_colleague["param"].as_str().unwrap().contains(&colleague_port.to_string()), "{to_colleague}");
+    let log = customer.log();
+    assert!(
+        log.contains("REFER sip:") && log.contains("Refer-To: <sip:colleague@127.0.0.1"),
+        "baresip saw our REFER:\n{log}"
+    );
+    assert!(log.contains("Referred-By: <sip:"), "{log}");
+    customer.hangup();
+    let sipp_log = colleague.expect_success().await;
+    let invite = sipp_log.split("INVITE sip:colleague@").nth(1).expect("sipp got an INVITE");
+    assert!(
+        invite.contains(&format!("@127.0.0.1:{}", customer.sip_port)) || invite.contains(&customer.user),
+        "the INVITE came from the customer's UA:\n{invite}"
+    );
+}
+
+#[tokio::test]
+async fn a_busy_colleague_fails_the_transfer_and_the_customer_stays_with_the_agent() {
+    if !peers_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let colleague_port = free_port_pair();
+    let colleague = Sipp::start(work.path(), "uas_busy.xml", colleague_port, free_port_pair(), &[]);
+    let mut customer = Baresip::start(&work.path().join("customer"), BaresipOptions::default());
+    let daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"").await;
+    let (mut ui, call) = customer_call(&daemon, &mut customer).await;
+
+    let target = format!("sip:colleague@127.0.0.1:{colleague_port}");
+    ui.call("call.transfer.blind", json!({"call": call, "to": target})).await.unwrap();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "transferring")).await.unwrap();
+    let back =
+        ui.wait_event(WAIT, |e| call_state(e, &call) && e["params"]["transfer"]["status"] == "failed").await.unwrap();
+    assert_eq!(back["params"]["state"], "connected", "{back}");
+    assert_eq!(back["params"]["transfer"]["sip_code"], 486, "{back}");
+    colleague.expect_success().await;
+    // Our call with the customer goes on: its audio keeps arriving.
+    let before = wait_media_counter(&mut ui, "packets_received", 1).await;
+    wait_media_counter(&mut ui, "packets_received", before + 25).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "local_hangup");
+}
