@@ -54,6 +54,8 @@ enum Cmd {
     Unmute { call: String },
     /// Send keys (0-9 * # A-D) on a call.
     Dtmf { call: String, digits: String },
+    /// Blind transfer: REFER the call's peer to a SIP URI or number.
+    Transfer { call: String, to: String },
     /// RTP/RTCP figures and MOS estimate of a call.
     Stats { call: String },
     /// List sound devices.
@@ -119,6 +121,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Mute { call } => ("call.mute", json!({ "call": call })),
         Cmd::Unmute { call } => ("call.unmute", json!({ "call": call })),
         Cmd::Dtmf { call, digits } => ("call.dtmf", json!({ "call": call, "digits": digits })),
+        Cmd::Transfer { call, to } => ("call.transfer.blind", json!({ "call": call, "to": to })),
         Cmd::Stats { call } => ("call.stats", json!({ "call": call })),
         Cmd::Devices => ("audio.devices", json!({})),
         Cmd::Select { input, output } => ("audio.select", json!({ "input": input, "output": output })),
