@@ -119,7 +119,7 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
     let refused = run(&daemon, &["callback", "retry", &id]);
     assert_eq!(refused.status.code(), Some(1));
     let stderr = String::from_utf8(refused.stderr).unwrap();
-    assert!(stderr.contains(&format!("no such open callback: {id}")), "{stderr}");
+    assert!(stderr.contains(&format!("callback {id} is closed (closed_by_agent)")), "{stderr}");
     assert!(refused.stdout.is_empty());
 
     let scheduled = ctl(&daemon, &["callback", "schedule", "5551234", "2099-01-01T09:00", "--tz", "Europe/Paris"]);
