@@ -101,8 +101,8 @@ async fn main() {
             .and_then(|v| v.parse().ok())
             .unwrap_or(default)
     };
-    // `cargo test --benches` runs this once, briefly, as a smoke test.
-    let smoke = args.iter().any(|a| a == "--test" || a == "--bench") && !args.iter().any(|a| a == "--bench");
+    // `cargo bench` passes --bench; `cargo test --benches` does not, and gets a brief smoke run.
+    let smoke = !args.iter().any(|a| a == "--bench");
     let (runs, calls) = if smoke { (2, 2) } else { (arg("--runs", 50), arg("--calls", 20)) };
     let dir = tempfile::tempdir().unwrap();
     let agent = start(dir.path(), "agent", "[callback]\nno_answer_timeout_ms = 60000").await;

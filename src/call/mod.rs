@@ -467,7 +467,9 @@ impl Call {
                 self.timers.stop_countdown(CountdownStop::CallerCancelled, &mut effects);
                 self.end(EndReason::CallerCancelled, Some(487), now, &mut effects);
             }
-            signal if self.transfer_signal(&signal, now, &mut effects) => {}
+            // A 2xx to REFER only means the transferee will try: its reports tell.
+            Signal::ReferAnswered { code } if code >= 300 => self.transfer_finished(code, now, &mut effects),
+            Signal::TransferProgress { code } if code >= 200 => self.transfer_finished(code, now, &mut effects),
             signal if self.is_established() => self.midcall_signal(signal, now, &mut effects),
             _ => {}
         }

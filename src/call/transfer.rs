@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Call, CallError, CallState, Command, Effect, EndReason, Signal, SipAction};
+use super::{Call, CallError, CallState, Effect, EndReason, SipAction};
 
 /// How the latest transfer of a call stands, as `call.state` shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -36,29 +36,18 @@ impl Call {
 
     pub(super) fn transfer_blind(&mut self, to: String) -> Result<Vec<Effect>, CallError> {
         if self.transferring() {
-            let command = Command::TransferBlind(to);
-            return Err(CallError::InvalidState {
-                command: command.name(),
-                state: self.state,
-                direction: self.direction,
-            });
+            return Err(CallError::InvalidState { command: "transfer", state: self.state, direction: self.direction });
         }
         self.transfer = Some(TransferReport { to: to.clone(), status: TransferStatus::Trying, sip_code: None });
         self.state = CallState::Transferring;
         Ok(vec![Effect::Sip(SipAction::Refer { refer_to: to }), Effect::StateChanged])
     }
 
-    /// The REFER's answer and the transferee's reports; `false` if the
-    /// signal is not about a transfer.
-    pub(super) fn transfer_signal(&mut self, signal: &Signal, now: Instant, effects: &mut Vec<Effect>) -> bool {
-        let code = match *signal {
-            // 202 Accepted: the reports will tell.
-            Signal::ReferAnswered { code } if code < 300 => return true,
-            Signal::ReferAnswered { code } | Signal::TransferProgress { code } => code,
-            _ => return false,
-        };
-        if !self.transferring() || code < 200 {
-            return true;
+    /// A final status for the transfer: the REFER refused, or the
+    /// transferee's final report on its call to the target.
+    pub(super) fn transfer_finished(&mut self, code: u16, now: Instant, effects: &mut Vec<Effect>) {
+        if !self.transferring() {
+            return;
         }
         if let Some(report) = self.transfer.as_mut() {
             report.sip_code = Some(code);
@@ -75,6 +64,5 @@ impl Call {
             self.state = self.established_state();
             effects.push(Effect::StateChanged);
         }
-        true
     }
 }

@@ -180,6 +180,9 @@ impl Daemon {
                 Effect::RejectCall(call) => self.call_command(&call, CallCommand::Reject(RejectReason::Busy)),
             }
         }
+        // Every change to the callbacks passes through here (a poll that only
+        // moved a wake-up included), so this is where the alarm follows them.
+        self.alarm.set(self.callbacks.next_deadline());
     }
 
     /// A command the callback machine gives a call; the call may be gone already.

@@ -210,8 +210,6 @@ impl Daemon {
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         loop {
             let deadline = self.phone.next_deadline().map(Instant::from_std);
-            let callback_deadline = self.callbacks.next_deadline();
-            self.alarm.set(callback_deadline);
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
@@ -228,11 +226,7 @@ impl Daemon {
                     self.apply(outputs);
                 }
                 _ = self.alarm.rung() => {
-                    let now = self.now();
-                    if let Some(due) = callback_deadline {
-                        tracing::debug!(late_us = now.at.saturating_duration_since(due).as_micros() as u64, "callback deadline");
-                    }
-                    let outputs = self.callbacks.poll(now);
+                    let outputs = self.callbacks.poll(self.now());
                     self.apply_callbacks(outputs);
                 }
                 Some(packet) = rtp.recv() => {
