@@ -28,6 +28,17 @@ pub fn rms(samples: &[i16]) -> f64 {
     (samples.iter().map(|s| (*s as f64).powi(2)).sum::<f64>() / samples.len() as f64).sqrt()
 }
 
+/// The amplitude (in sample units) of the `hz` component of `samples`: a
+/// sine of amplitude A reads close to A, other frequencies near 0. Lets a
+/// test say "this recording holds that tone and not this one" when several
+/// tones are mixed.
+pub fn tone_amplitude(samples: &[i16], rate: u32, hz: f64) -> f64 {
+    if samples.is_empty() {
+        return 0.0;
+    }
+    2.0 * goertzel_power(samples, rate, hz).max(0.0).sqrt() / samples.len() as f64
+}
+
 fn goertzel_power(samples: &[i16], rate: u32, hz: f64) -> f64 {
     let coefficient = 2.0 * (TAU * hz / rate as f64).cos();
     let (mut s1, mut s2) = (0.0f64, 0.0f64);
@@ -58,5 +69,23 @@ mod tests {
             assert_eq!(dominant_frequency(&samples, PCM_RATE), Some(hz));
         }
         assert_eq!(dominant_frequency(&[0; 8000], 8000), None);
+    }
+
+    #[test]
+    fn tone_amplitude_separates_mixed_tones() {
+        let (mut low, mut high) = (ToneSource::new(700.0), ToneSource::new(1500.0));
+        let (mut a, mut b) = ([0i16; FRAME_SAMPLES], [0i16; FRAME_SAMPLES]);
+        let mut mixed = vec![];
+        for _ in 0..25 {
+            low.read_frame(&mut a);
+            high.read_frame(&mut b);
+            mixed.extend(a.iter().zip(&b).map(|(x, y)| x / 2 + y / 2));
+        }
+        for hz in [700.0, 1500.0] {
+            let amplitude = tone_amplitude(&mixed, PCM_RATE, hz);
+            assert!((amplitude - 8192.0).abs() < 400.0, "{hz} Hz: {amplitude}");
+        }
+        assert!(tone_amplitude(&mixed, PCM_RATE, 1100.0) < 200.0);
+        assert_eq!(tone_amplitude(&[], PCM_RATE, 1100.0), 0.0);
     }
 }

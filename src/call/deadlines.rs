@@ -48,6 +48,8 @@ pub(super) struct Timers {
     offered_session: Option<SessionTimer>,
     session: Option<SessionTimer>,
     session_due: Option<Instant>,
+    /// A REFER of ours waits for the transferee's final report until then.
+    pub(super) transfer_due: Option<Instant>,
 }
 
 impl Timers {
@@ -105,10 +107,16 @@ impl Timers {
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        [self.auto_answer_at, self.next_report_at, self.ring_timeout.map(|(at, _)| at), self.session_due]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            self.auto_answer_at,
+            self.next_report_at,
+            self.ring_timeout.map(|(at, _)| at),
+            self.session_due,
+            self.transfer_due,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 }
 
@@ -123,7 +131,12 @@ impl Call {
         let mut effects = Vec::new();
         match self.state {
             CallState::Incoming => self.poll_ringing(now, &mut effects),
-            _ if self.is_established() => self.poll_session(now, &mut effects),
+            _ if self.is_established() => {
+                self.poll_transfer(now, &mut effects);
+                if self.state != CallState::Ended {
+                    self.poll_session(now, &mut effects);
+                }
+            }
             _ => {}
         }
         effects

@@ -94,6 +94,7 @@ impl Call {
             Signal::RemoteOffer { sdp } => self.answer_remote_offer(&sdp, now, effects),
             Signal::ReinviteAnswered { code, sdp } => self.reinvite_answered(code, sdp, now, effects),
             Signal::DtmfInfo { digit } => effects.push(Effect::DtmfReceived(digit)),
+            Signal::Referred { to } => effects.push(Effect::Dial(to)),
             Signal::MediaTimeout => {
                 effects.push(Effect::Sip(SipAction::Bye));
                 self.end(EndReason::MediaTimeout, None, now, effects);

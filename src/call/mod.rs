@@ -5,6 +5,7 @@
 
 pub mod admission;
 mod deadlines;
+mod links;
 mod midcall;
 pub mod phone;
 mod session;
@@ -17,13 +18,14 @@ use serde::{Deserialize, Serialize};
 use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
 use crate::sip::session_timer::SessionTimer;
 pub use deadlines::{Countdown, CountdownStop};
+pub use links::Links;
 use session::MediaSession;
-pub use transfer::{TransferReport, TransferStatus};
+pub use transfer::{ReferTarget, TransferReport, TransferStatus};
 
 /// A call's id: short, opaque, unique within a daemon run.
 pub type CallId = String;
 
-/// The states of `call.state` (PROTOCOL.md); transfer comes later.
+/// The states of `call.state` (PROTOCOL.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CallState {
@@ -86,8 +88,11 @@ pub enum EndReason {
     MediaTimeout,
     /// The peer's SDP broke our SRTP policy.
     SrtpRequired,
-    /// The peer was handed to someone else (our REFER succeeded).
+    /// The peer was handed to someone else (our REFER succeeded), or this
+    /// consult call was taken over by the customer it was transferred to.
     Transferred,
+    /// An INVITE with Replaces took this call's place.
+    Replaced,
     /// Any other failure response.
     Failed,
 }
@@ -154,6 +159,8 @@ pub enum Signal {
     Answered {
         sdp: Vec<u8>,
         session_timer: Option<SessionTimer>,
+        /// The peer said `Supported: replaces` (RFC 3891).
+        supports_replaces: bool,
     },
     /// A final failure to our INVITE, or 408 when no response came.
     Failed {
@@ -185,6 +192,10 @@ pub enum Signal {
     /// The transferee's report on its call to the target (NOTIFY sipfrag).
     TransferProgress {
         code: u16,
+    },
+    /// The peer REFERred us to `to`, and policy let the SIP side accept it (202).
+    Referred {
+        to: String,
     },
 }
 
@@ -220,9 +231,14 @@ pub enum SipAction {
     Info {
         digits: String,
     },
-    /// Ask the peer to call `refer_to` (REFER, RFC 3515).
+    /// Ask the peer to call the target (REFER, RFC 3515).
     Refer {
-        refer_to: String,
+        target: ReferTarget,
+    },
+    /// Tell the peer who REFERred us how our call to its target goes
+    /// (NOTIFY with a sipfrag; a final status ends the subscription).
+    NotifyRefer {
+        code: u16,
     },
 }
 
@@ -243,6 +259,11 @@ pub enum Effect {
     StateChanged,
     /// The auto-answer countdown moved: publish `call.countdown`.
     Countdown(Countdown),
+    /// Take the call into the local conference's mix, or out of it.
+    Conference(bool),
+    /// The peer asked us (REFER, accepted) to call this URI: the shell
+    /// places that call, linked to this one by `referred_by`.
+    Dial(String),
 }
 
 /// Misuse of a call by a command.
@@ -276,6 +297,10 @@ pub struct Call {
     pub muted: bool,
     /// The latest transfer, while it runs and after it failed.
     pub transfer: Option<TransferReport>,
+    /// The other calls this one is tied to (consult, conference, replaces).
+    pub links: Links,
+    /// The peer said it supports Replaces, so a consult can be handed over.
+    pub supports_replaces: bool,
     media: MediaSession,
     /// Our re-INVITE in flight, and what it was for.
     pending: Option<midcall::Pending>,
@@ -297,6 +322,11 @@ pub struct Inbound {
     pub ring_timeout: Option<(Duration, u16)>,
     /// The session timer to announce when we answer.
     pub session_timer: Option<SessionTimer>,
+    /// The caller said `Supported: replaces`.
+    pub supports_replaces: bool,
+    /// The INVITE carried a Replaces header naming this call of ours: it
+    /// is answered at once and the old call ends (RFC 3891).
+    pub replaces: Option<CallId>,
 }
 
 impl Call {
@@ -323,6 +353,8 @@ impl Call {
         call.display_name = inbound.display_name.clone();
         call.account = inbound.account.clone();
         call.answer_after_hint = inbound.answer_after_hint;
+        call.supports_replaces = inbound.supports_replaces;
+        call.links.replaces = inbound.replaces.clone();
         let usable =
             sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, sdp::SdpDirection::SendRecv).map(|_| m));
         match usable {
@@ -364,6 +396,8 @@ impl Call {
             ended_at: None,
             muted: false,
             transfer: None,
+            links: Links::default(),
+            supports_replaces: false,
             media: MediaSession::new(local),
             pending: None,
             timers: deadlines::Timers::default(),
@@ -419,7 +453,9 @@ impl Call {
                 effects.push(Effect::Sip(SipAction::Bye));
                 self.end(EndReason::LocalHangup, None, now, &mut effects);
             }
-            (Command::TransferBlind(to), _) if self.is_established() => return self.transfer_blind(to),
+            (Command::TransferBlind(to), _) if self.is_established() => {
+                return self.refer(ReferTarget::Uri(to), None, now)
+            }
             (command, _) if self.is_established() => return self.midcall_command(command),
             (command, state) => {
                 return Err(CallError::InvalidState { command: command.name(), state, direction: self.direction })
@@ -444,7 +480,8 @@ impl Call {
                     effects.push(Effect::StateChanged);
                 }
             }
-            Signal::Answered { sdp, session_timer } if self.is_early() => {
+            Signal::Answered { sdp, session_timer, supports_replaces } if self.is_early() => {
+                self.supports_replaces = supports_replaces;
                 match sdp::parse(&sdp).and_then(|m| self.media.on_answer(&m)) {
                     Ok(negotiated) => {
                         effects.push(Effect::StartMedia(negotiated));
@@ -461,7 +498,9 @@ impl Call {
                 self.end(EndReason::from_status(code), Some(code), now, &mut effects);
             }
             Signal::RemoteBye if self.state != CallState::Ended => {
-                self.end(EndReason::RemoteHangup, None, now, &mut effects);
+                // The colleague drops the consult because the customer took its place.
+                let reason = if self.links.handing_over { EndReason::Transferred } else { EndReason::RemoteHangup };
+                self.end(reason, None, now, &mut effects);
             }
             Signal::RemoteCancel if self.state == CallState::Incoming => {
                 self.timers.stop_countdown(CountdownStop::CallerCancelled, &mut effects);
@@ -492,7 +531,7 @@ impl Call {
         effects.push(Effect::StateChanged);
     }
 
-    fn end(&mut self, reason: EndReason, sip_code: Option<u16>, now: Instant, effects: &mut Vec<Effect>) {
+    pub(super) fn end(&mut self, reason: EndReason, sip_code: Option<u16>, now: Instant, effects: &mut Vec<Effect>) {
         self.timers = deadlines::Timers::default();
         self.pending = None;
         self.state = CallState::Ended;
@@ -512,5 +551,7 @@ fn end_reason_for(error: &SdpError) -> EndReason {
     }
 }
 
+#[cfg(test)]
+mod links_tests;
 #[cfg(test)]
 mod tests;

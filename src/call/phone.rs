@@ -38,6 +38,9 @@ pub struct CallSummary {
     /// The latest transfer: trying, or failed with why.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub transfer: Option<super::TransferReport>,
+    /// Consult, conference, replaces and referred-by links to other calls.
+    #[serde(flatten)]
+    pub links: super::Links,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<EndReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,6 +56,9 @@ pub enum PhoneError {
     /// A call with this id already exists.
     #[error("call id already in use: {0}")]
     DuplicateCall(CallId),
+    /// `call.merge` was given too few calls.
+    #[error("cannot merge: {0}")]
+    Merge(String),
     #[error(transparent)]
     Call(#[from] CallError),
 }
@@ -66,12 +72,14 @@ pub struct Output {
 
 #[derive(Default)]
 pub struct Phone {
-    calls: HashMap<CallId, Call>,
+    pub(super) calls: HashMap<CallId, Call>,
+    /// Answering a call holds the other answered ones (`calls.hold_on_answer`).
+    hold_on_answer: bool,
 }
 
 impl Phone {
-    pub fn new() -> Self {
-        Self::default()
+    pub fn new(hold_on_answer: bool) -> Self {
+        Phone { calls: HashMap::new(), hold_on_answer }
     }
 
     /// Place a call. `id` and `session_id` are drawn by the shell.
@@ -83,10 +91,22 @@ impl Phone {
         local: LocalMedia,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        self.insert(Call::dial(id, to, account, local, now))
+        self.insert(Call::dial(id, to, account, local, now), now)
     }
 
-    /// An INVITE arrived for a new call.
+    /// A new outbound call, built but not yet the phone's (a consult's).
+    pub fn prepare_dial(
+        id: CallId,
+        to: String,
+        account: Option<String>,
+        local: LocalMedia,
+        now: Instant,
+    ) -> (Call, Vec<Effect>) {
+        Call::dial(id, to, account, local, now)
+    }
+
+    /// An INVITE arrived for a new call. One that replaces an answered
+    /// call of ours (RFC 3891) is answered at once, and the old one ends.
     pub fn incoming(
         &mut self,
         id: CallId,
@@ -94,7 +114,15 @@ impl Phone {
         local: LocalMedia,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        self.insert(Call::incoming(id, inbound, local, now))
+        let replaces = inbound.replaces.clone();
+        let mut outputs = self.insert(Call::incoming(id.clone(), inbound, local, now), now)?;
+        let replaceable = replaces.filter(|old| self.calls.get(old).is_some_and(Call::is_established));
+        let ringing = self.calls.get(&id).is_some_and(|c| c.state == CallState::Incoming);
+        if let (Some(old), true) = (replaceable, ringing) {
+            outputs.extend(self.command(&id, Command::Answer, now)?);
+            outputs.extend(self.replace(&id, &old, now));
+        }
+        Ok(outputs)
     }
 
     /// Carry out every call's deadlines that have fallen due.
@@ -108,7 +136,7 @@ impl Phone {
         let mut outputs = Vec::new();
         for id in due {
             let effects = self.calls.get_mut(&id).map(|c| c.poll(now)).unwrap_or_default();
-            outputs.extend(self.finish(&id, effects));
+            outputs.extend(self.finish(&id, effects, now));
         }
         outputs
     }
@@ -121,7 +149,7 @@ impl Phone {
     pub fn command(&mut self, id: &str, command: Command, now: Instant) -> Result<Vec<Output>, PhoneError> {
         let call = self.calls.get_mut(id).ok_or_else(|| PhoneError::UnknownCall(id.to_string()))?;
         let effects = call.command(command, now)?;
-        Ok(self.finish(id, effects))
+        Ok(self.finish(id, effects, now))
     }
 
     /// A signal for a call that has already ended (or never was ours) is dropped.
@@ -129,7 +157,7 @@ impl Phone {
         match self.calls.get_mut(id) {
             Some(call) => {
                 let effects = call.signal(signal, now);
-                self.finish(id, effects)
+                self.finish(id, effects, now)
             }
             None => Vec::new(),
         }
@@ -146,6 +174,19 @@ impl Phone {
         calls.into_iter().map(summary).collect()
     }
 
+    /// The calls in the local conference, by id.
+    pub fn conference(&self) -> Vec<CallId> {
+        let mut members: Vec<CallId> =
+            self.calls.values().filter(|c| c.links.conference).map(|c| c.id.clone()).collect();
+        members.sort();
+        members
+    }
+
+    /// Tell the peer that REFERred `referrer` how our call to its target goes.
+    pub fn notify_referrer(&mut self, referrer: &str, code: u16, now: Instant) -> Vec<Output> {
+        self.finish(referrer, vec![Effect::Sip(super::SipAction::NotifyRefer { code })], now)
+    }
+
     pub fn len(&self) -> usize {
         self.calls.len()
     }
@@ -154,23 +195,44 @@ impl Phone {
         self.calls.is_empty()
     }
 
-    fn insert(&mut self, (call, effects): (Call, Vec<Effect>)) -> Result<Vec<Output>, PhoneError> {
+    pub(super) fn insert(
+        &mut self,
+        (call, effects): (Call, Vec<Effect>),
+        now: Instant,
+    ) -> Result<Vec<Output>, PhoneError> {
         if self.calls.contains_key(&call.id) {
             return Err(PhoneError::DuplicateCall(call.id));
         }
         let id = call.id.clone();
         self.calls.insert(id.clone(), call);
-        Ok(self.finish(&id, effects))
+        Ok(self.finish(&id, effects, now))
     }
 
-    /// Tag effects with their call, and forget the call once it has ended.
-    fn finish(&mut self, id: &str, effects: Vec<Effect>) -> Vec<Output> {
-        let Some(call) = self.calls.get(id) else { return Vec::new() };
+    /// Tag effects with their call; a peer that REFERred us to this call
+    /// hears how it goes; once the call has ended it is forgotten and the
+    /// calls tied to it are told.
+    pub(super) fn finish(&mut self, id: &str, effects: Vec<Effect>, now: Instant) -> Vec<Output> {
+        let Some(call) = self.calls.get_mut(id) else { return Vec::new() };
+        let report = if effects.contains(&Effect::StateChanged) { call.next_referral_report() } else { None };
+        let referrer = call.links.referred_by.clone();
+        // A call taking another's place (Replaces) changes nothing for the rest.
+        let answered = effects.iter().any(|e| matches!(e, Effect::Sip(super::SipAction::Accept { .. })));
+        let hold_others = self.hold_on_answer && answered && call.links.replaces.is_none();
         let summary = summary(call);
-        if call.state == CallState::Ended {
-            self.calls.remove(id);
+        let mut outputs: Vec<Output> =
+            effects.into_iter().map(|effect| Output { call: summary.clone(), effect }).collect();
+        if let (Some(code), Some(referrer)) = (report, referrer) {
+            outputs.extend(self.notify_referrer(&referrer, code, now));
         }
-        effects.into_iter().map(|effect| Output { call: summary.clone(), effect }).collect()
+        if hold_others {
+            outputs.extend(self.hold_others(id, now));
+        }
+        if summary.state == CallState::Ended {
+            if let Some(ended) = self.calls.remove(id) {
+                outputs.extend(self.unlink(&ended, now));
+            }
+        }
+        outputs
     }
 }
 
@@ -190,6 +252,7 @@ pub fn summary(call: &Call) -> CallSummary {
         codec: call.negotiated().map(|n| n.codec),
         secure: call.negotiated().is_some_and(|n| n.srtp.is_some()),
         transfer: call.transfer.clone(),
+        links: call.links.clone(),
         reason: call.reason,
         sip_code: call.sip_code,
     }

@@ -12,7 +12,7 @@ use crate::sip::sdp::{LocalMedia, MediaPolicy};
 const LOCAL: &str = "127.0.0.1:40000";
 
 /// Our end of a call that speaks G.711 only, as the older tests expect.
-fn local() -> LocalMedia {
+pub(super) fn local() -> LocalMedia {
     LocalMedia {
         rtp: LOCAL.parse().unwrap(),
         session_id: 9,
@@ -26,21 +26,21 @@ fn local() -> LocalMedia {
 }
 
 /// A peer's SDP offering `pts`; 101 is telephone-event, the rest static types.
-fn peer_sdp(pts: &str) -> Vec<u8> {
+pub(super) fn peer_sdp(pts: &str) -> Vec<u8> {
     let events = if pts.split(' ').any(|pt| pt == "101") { "a=rtpmap:101 telephone-event/8000\r\n" } else { "" };
     format!("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 6000 RTP/AVP {pts}\r\n{events}")
         .into_bytes()
 }
 
-fn inbound(from: &str, pts: &str) -> Inbound {
+pub(super) fn inbound(from: &str, pts: &str) -> Inbound {
     Inbound { from: from.into(), offer: peer_sdp(pts), ..Inbound::default() }
 }
 
-fn states(outputs: &[phone::Output]) -> Vec<CallState> {
+pub(super) fn states(outputs: &[phone::Output]) -> Vec<CallState> {
     outputs.iter().filter(|o| o.effect == Effect::StateChanged).map(|o| o.call.state).collect()
 }
 
-fn sip(outputs: &[phone::Output]) -> Vec<SipAction> {
+pub(super) fn sip(outputs: &[phone::Output]) -> Vec<SipAction> {
     outputs
         .iter()
         .filter_map(|o| match &o.effect {
@@ -53,7 +53,7 @@ fn sip(outputs: &[phone::Output]) -> Vec<SipAction> {
 #[test]
 fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let out = phone.dial("c1".into(), "sip:bob@127.0.0.1:5070".into(), None, local(), t0).unwrap();
     assert_eq!(states(&out), vec![CallState::Dialing]);
     match &sip(&out)[..] {
@@ -67,7 +67,7 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
     assert_eq!(states(&out), vec![CallState::Ringing]);
     let out = phone.signal(
         "c1",
-        Signal::Answered { sdp: peer_sdp("8 101"), session_timer: None },
+        Signal::Answered { sdp: peer_sdp("8 101"), session_timer: None, supports_replaces: false },
         t0 + Duration::from_secs(2),
     );
     assert_eq!(states(&out), vec![CallState::Connected]);
@@ -94,12 +94,14 @@ fn outbound_call_rings_connects_and_hangs_up_with_bye() {
 #[test]
 fn hangup_before_answer_cancels_and_a_late_answer_changes_nothing() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     phone.dial("c1".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     let out = phone.command("c1", Command::Hangup, t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Cancel]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::Cancelled));
-    assert!(phone.signal("c1", Signal::Answered { sdp: peer_sdp("0"), session_timer: None }, t0).is_empty());
+    assert!(phone
+        .signal("c1", Signal::Answered { sdp: peer_sdp("0"), session_timer: None, supports_replaces: false }, t0)
+        .is_empty());
 }
 
 #[test]
@@ -112,7 +114,7 @@ fn failure_responses_end_the_call_with_reason_and_code() {
         (500, EndReason::Failed),
     ] {
         let t0 = Instant::now();
-        let mut phone = Phone::new();
+        let mut phone = Phone::new(false);
         phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
         let out = phone.signal("c", Signal::Failed { code }, t0);
         let last = out.last().unwrap();
@@ -127,7 +129,7 @@ fn failure_responses_end_the_call_with_reason_and_code() {
 #[test]
 fn early_media_starts_audio_before_the_answer() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     let out = phone.signal("c", Signal::Progress { code: 183, sdp: Some(peer_sdp("0")) }, t0);
     assert_eq!(states(&out), vec![CallState::EarlyMedia]);
@@ -139,9 +141,10 @@ fn early_media_starts_audio_before_the_answer() {
 #[test]
 fn answer_without_common_codec_hangs_up() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
-    let out = phone.signal("c", Signal::Answered { sdp: peer_sdp("18"), session_timer: None }, t0);
+    let out =
+        phone.signal("c", Signal::Answered { sdp: peer_sdp("18"), session_timer: None, supports_replaces: false }, t0);
     assert_eq!(sip(&out), vec![SipAction::Bye]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
 }
@@ -149,7 +152,7 @@ fn answer_without_common_codec_hangs_up() {
 #[test]
 fn inbound_call_rings_and_hangup_declines_it() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let out = phone.incoming("i1".into(), inbound("sip:cust@h", "8 0 101"), local(), t0).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Ringing]);
     assert_eq!(states(&out), vec![CallState::Incoming]);
@@ -160,7 +163,7 @@ fn inbound_call_rings_and_hangup_declines_it() {
 #[test]
 fn inbound_answer_reject_and_caller_cancel() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     phone.incoming("a".into(), inbound("sip:c@h", "8 0 101"), local(), t0).unwrap();
     let out = phone.command("a", Command::Answer, t0).unwrap();
     match &sip(&out)[..] {
@@ -198,7 +201,7 @@ fn inbound_answer_reject_and_caller_cancel() {
 
 #[test]
 fn inbound_offer_without_common_codec_is_refused_with_488() {
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let out = phone.incoming("x".into(), inbound("sip:c@h", "18"), local(), Instant::now()).unwrap();
     assert_eq!(sip(&out), vec![SipAction::Reject { code: 488 }]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::NoCommonCodec));
@@ -208,7 +211,7 @@ fn inbound_offer_without_common_codec_is_refused_with_488() {
 #[test]
 fn outbound_calls_cannot_be_answered_and_ids_are_unique() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     phone.dial("c".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     assert!(matches!(phone.command("c", Command::Answer, t0), Err(PhoneError::Call(_))));
     assert_eq!(phone.dial("c".into(), "sip:y@h".into(), None, local(), t0), Err(PhoneError::DuplicateCall("c".into())));
@@ -236,7 +239,7 @@ fn auto_answered(after_s: u64, ring_timeout_s: u64) -> Inbound {
 #[test]
 fn auto_answer_counts_down_each_second_and_answers_at_zero() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let out = phone.incoming("a".into(), auto_answered(3, 30), local(), t0).unwrap();
     assert_eq!(countdowns(&out), [(3000, None)]);
     let mut seen = Vec::new();
@@ -258,7 +261,7 @@ fn auto_answer_counts_down_each_second_and_answers_at_zero() {
 #[test]
 fn auto_answer_stops_on_answer_reject_or_caller_cancel() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     phone.incoming("a".into(), auto_answered(9, 30), local(), t0).unwrap();
     let out = phone.command("a", Command::Answer, t0 + Duration::from_secs(2)).unwrap();
     assert_eq!(countdowns(&out), [(0, Some(CountdownStop::Answered))]);
@@ -279,7 +282,7 @@ fn auto_answer_stops_on_answer_reject_or_caller_cancel() {
 #[test]
 fn an_unanswered_call_goes_back_with_the_configured_code() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let ringing = Inbound { ring_timeout: Some((Duration::from_secs(20), 480)), ..inbound("sip:c@h", "0") };
     let out = phone.incoming("u".into(), ringing, local(), t0).unwrap();
     assert!(countdowns(&out).is_empty(), "no countdown without auto-answer");
@@ -305,14 +308,18 @@ fn reoffer(outputs: &[phone::Output]) -> String {
 
 fn connected_outbound(phone: &mut Phone, timer: SessionTimer, t0: Instant) {
     phone.dial("s".into(), "sip:x@h".into(), None, local(), t0).unwrap();
-    phone.signal("s", Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer) }, t0);
+    phone.signal(
+        "s",
+        Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer), supports_replaces: false },
+        t0,
+    );
 }
 
 #[test]
 fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
     use crate::sip::session_timer::Refresher;
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };
     connected_outbound(&mut phone, timer, t0);
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(45)));
@@ -334,7 +341,7 @@ fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
 fn a_peer_that_stops_refreshing_loses_the_session() {
     use crate::sip::session_timer::Refresher;
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Peer };
     connected_outbound(&mut phone, timer, t0);
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(60)));
@@ -349,7 +356,7 @@ fn a_peer_that_stops_refreshing_loses_the_session() {
 fn an_answered_call_announces_the_session_timer_it_was_offered() {
     use crate::sip::session_timer::Refresher;
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(1800), refresher: Refresher::Us };
     let call = Inbound { session_timer: Some(timer), ..inbound("sip:c@h", "0") };
     phone.incoming("t".into(), call, local(), t0).unwrap();
@@ -358,15 +365,15 @@ fn an_answered_call_announces_the_session_timer_it_was_offered() {
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(900)));
 }
 
-fn sdp_with(pts: &str, direction: &str) -> Vec<u8> {
+pub(super) fn sdp_with(pts: &str, direction: &str) -> Vec<u8> {
     let mut body = peer_sdp(pts);
     body.extend_from_slice(format!("a={direction}\r\n").as_bytes());
     body
 }
 
-fn connected(phone: &mut Phone, t0: Instant) {
+pub(super) fn connected(phone: &mut Phone, t0: Instant) {
     phone.dial("h".into(), "sip:x@h".into(), None, local(), t0).unwrap();
-    phone.signal("h", Signal::Answered { sdp: peer_sdp("0 101"), session_timer: None }, t0);
+    phone.signal("h", Signal::Answered { sdp: peer_sdp("0 101"), session_timer: None, supports_replaces: false }, t0);
 }
 
 fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
@@ -383,7 +390,7 @@ fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
 fn hold_and_resume_by_reinvite() {
     use crate::sip::sdp::SdpDirection;
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     connected(&mut phone, t0);
     let out = phone.command("h", Command::Hold, t0).unwrap();
     let offer = reoffer(&out);
@@ -406,7 +413,7 @@ fn hold_and_resume_by_reinvite() {
 #[test]
 fn a_refused_hold_leaves_the_call_connected_and_says_so() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     connected(&mut phone, t0);
     phone.command("h", Command::Hold, t0).unwrap();
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 488, sdp: None }, t0);
@@ -419,7 +426,7 @@ fn a_refused_hold_leaves_the_call_connected_and_says_so() {
 fn the_peers_hold_is_answered_and_reported() {
     use crate::sip::sdp::SdpDirection;
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     connected(&mut phone, t0);
     let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendonly") }, t0);
     match &sip(&out)[..] {
@@ -447,7 +454,7 @@ fn the_peers_hold_is_answered_and_reported() {
 #[test]
 fn mute_keys_and_media_timeout() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     connected(&mut phone, t0);
     let out = phone.command("h", Command::Mute, t0).unwrap();
     assert!(out.iter().any(|o| o.effect == Effect::Mute(true)));
@@ -459,7 +466,7 @@ fn mute_keys_and_media_timeout() {
     assert_eq!(out[0].effect, Effect::DtmfReceived('5'));
 
     phone.dial("n".into(), "sip:y@h".into(), None, local(), t0).unwrap();
-    phone.signal("n", Signal::Answered { sdp: peer_sdp("0"), session_timer: None }, t0);
+    phone.signal("n", Signal::Answered { sdp: peer_sdp("0"), session_timer: None, supports_replaces: false }, t0);
     let out = phone.command("n", Command::Dtmf("9".into()), t0).unwrap();
     assert_eq!(sip(&out), [SipAction::Info { digits: "9".into() }], "no telephone-event: SIP INFO");
 
@@ -476,14 +483,18 @@ fn mute_keys_and_media_timeout() {
 fn a_refresh_repeats_our_sdp_with_the_same_version() {
     use crate::sip::session_timer::Refresher;
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };
     let out = phone.dial("s".into(), "sip:x@h".into(), None, local(), t0).unwrap();
     let first = match &sip(&out)[..] {
         [SipAction::Invite { offer, .. }] => offer.clone(),
         other => panic!("{other:?}"),
     };
-    phone.signal("s", Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer) }, t0);
+    phone.signal(
+        "s",
+        Signal::Answered { sdp: peer_sdp("0"), session_timer: Some(timer), supports_replaces: false },
+        t0,
+    );
     let out = phone.poll(t0 + Duration::from_secs(45));
     assert_eq!(reoffer(&out), first, "nothing changed, so neither does o= (RFC 3264 §8)");
 }
@@ -491,10 +502,10 @@ fn a_refresh_repeats_our_sdp_with_the_same_version() {
 #[test]
 fn blind_transfer_refers_the_peer_and_ends_the_call_once_the_target_answers() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     connected(&mut phone, t0);
     let out = phone.command("h", Command::TransferBlind("sip:colleague@127.0.0.1:5080".into()), t0).unwrap();
-    assert_eq!(sip(&out), vec![SipAction::Refer { refer_to: "sip:colleague@127.0.0.1:5080".into() }]);
+    assert_eq!(sip(&out), vec![SipAction::Refer { target: ReferTarget::Uri("sip:colleague@127.0.0.1:5080".into()) }]);
     assert_eq!(states(&out), vec![CallState::Transferring]);
     let again = phone.command("h", Command::TransferBlind("sip:x@127.0.0.1".into()), t0).unwrap_err();
     assert!(again.to_string().contains("transfer"), "{again}");
@@ -516,7 +527,7 @@ fn blind_transfer_refers_the_peer_and_ends_the_call_once_the_target_answers() {
 #[test]
 fn a_failed_transfer_leaves_the_call_with_the_agent_and_says_why() {
     let t0 = Instant::now();
-    let mut phone = Phone::new();
+    let mut phone = Phone::new(false);
     connected(&mut phone, t0);
     // The target is busy: the transferee reports 486.
     phone.command("h", Command::TransferBlind("sip:colleague@127.0.0.1:5080".into()), t0).unwrap();

@@ -3,6 +3,7 @@
 
 mod account;
 mod callback;
+mod calls;
 mod media;
 
 use std::net::{IpAddr, SocketAddr};
@@ -13,6 +14,7 @@ use serde::Deserialize;
 
 pub use account::{AccountConfig, Secret, Transport};
 pub use callback::{CallbackConfig, StoreConfig};
+pub use calls::{CallsConfig, TransferConfig};
 pub use media::{parse_codecs, MediaConfig, SrtpPolicy};
 
 /// Why a configuration could not be used.
@@ -39,6 +41,8 @@ pub struct Config {
     pub recording: RecordingConfig,
     pub callback: CallbackConfig,
     pub store: StoreConfig,
+    pub calls: CallsConfig,
+    pub transfer: TransferConfig,
     pub agent: AgentConfig,
     pub accounts: Vec<AccountConfig>,
 }
@@ -236,6 +240,7 @@ impl Config {
         }
         config.media.check()?;
         config.callback.check()?;
+        config.calls.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

@@ -20,8 +20,35 @@ fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
 
 fn methods() -> Vec<Entry> {
     let mut all = call_methods();
+    all.extend(transfer_methods());
     all.extend(callback_methods());
     all
+}
+
+fn transfer_methods() -> Vec<Entry> {
+    use method::*;
+    vec![
+        method::<TransferBlindParams, Empty>(
+            CALL_TRANSFER_BLIND,
+            "Blind transfer: REFER the peer to `to`; call.state shows transferring, then ended (transferred) or, on failure, the call back with transfer.status failed and its sip_code.",
+        ),
+        method::<TransferConsultParams, TransferConsultResult>(
+            CALL_TRANSFER_CONSULT,
+            "Consult: hold the customer's call and dial the colleague; the result names the consult call, and call.state links both (consult / consult_for).",
+        ),
+        method::<TransferConsultCallsParams, Empty>(
+            CALL_TRANSFER_COMPLETE,
+            "Leave & transfer: REFER the customer to the colleague with Replaces naming the consult dialog (or, when the customer does not support Replaces, end the consult and REFER plainly); both calls end transferred once the customer reports success. Also hands a two-party conference over.",
+        ),
+        method::<TransferConsultCallsParams, Empty>(
+            CALL_TRANSFER_CANCEL,
+            "Cancel a consult: hang up the colleague's call and take the customer off hold.",
+        ),
+        method::<MergeParams, MergeResult>(
+            CALL_MERGE,
+            "Join answered calls (and the conference so far) into the local conference: each party hears everyone but itself, the agent hears all; held calls are resumed.",
+        ),
+    ]
 }
 
 /// A method entry whose params are `P` and result `R`.
@@ -129,10 +156,6 @@ fn call_methods() -> Vec<Entry> {
             params: schema::<DtmfParams>,
             result: Some(schema::<Empty>),
         },
-        method::<TransferBlindParams, Empty>(
-            CALL_TRANSFER_BLIND,
-            "Blind transfer: REFER the peer to `to`; call.state shows transferring, then ended (transferred) or, on failure, the call back with transfer.status failed and its sip_code.",
-        ),
         Entry {
             name: CALL_STATS,
             summary: "RTP/RTCP figures of a call: packets, loss, jitter, RTT, jitter buffer, MOS estimate.",

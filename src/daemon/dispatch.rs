@@ -14,11 +14,12 @@ use crate::call::{CallError, CallId, Command};
 use crate::control::api::{
     method, AccountListResult, AccountParams, AgentStateParams, AudioDevicesResult, AudioSelectParams, CallInfo,
     CallListResult, CallParams, CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent,
-    RejectParams, StatusResult, TransferBlindParams,
+    RejectParams, StatusResult,
 };
 use crate::control::rpc::{code, Request, RpcError};
 use crate::media::dtmf;
 use crate::sip::registrar::RegCommand;
+use crate::sip::sdp::LocalMedia;
 
 impl Daemon {
     pub(super) fn dispatch(&mut self, request: Request) -> Result<Value, RpcError> {
@@ -39,11 +40,6 @@ impl Daemon {
             method::CALL_DTMF => parse::<DtmfParams>(params).and_then(|p| {
                 let digits = dtmf::normalize_digits(&p.digits).map_err(RpcError::invalid_params)?;
                 self.command(&p.call, Command::Dtmf(digits))
-            }),
-            method::CALL_TRANSFER_BLIND => parse::<TransferBlindParams>(params).and_then(|p| {
-                let account = self.phone.get(&p.call).and_then(|c| c.account.clone());
-                let to = self.sip.dial_target(&p.to, account.as_deref()).map_err(RpcError::invalid_params)?;
-                self.command(&p.call, Command::TransferBlind(to))
             }),
             method::CALL_STATS => parse::<CallParams>(params).and_then(|p| self.call_stats(&p.call)).and_then(reply),
             method::AUDIO_DEVICES => parse::<NoParams>(params).and_then(|_| {
@@ -66,9 +62,15 @@ impl Daemon {
                 self.set_agent_state(p.state);
                 reply(Empty {})
             }),
-            other => self.callback_request(other, params).unwrap_or_else(|| {
-                Err(RpcError::new(code::METHOD_NOT_FOUND, format!("unknown method {other:?}; see proto/openrpc.json")))
-            }),
+            other => match self.transfer_request(other, params.clone()) {
+                Some(result) => result,
+                None => self.callback_request(other, params).unwrap_or_else(|| {
+                    Err(RpcError::new(
+                        code::METHOD_NOT_FOUND,
+                        format!("unknown method {other:?}; see proto/openrpc.json"),
+                    ))
+                }),
+            },
         }
     }
 
@@ -89,18 +91,13 @@ impl Daemon {
         self.place_call(&params.to, params.account).map(|call| DialResult { call })
     }
 
-    /// Place a call (for `call.dial`, or a callback's attempt).
+    /// Place a call (for `call.dial`, a callback's attempt, or a peer's REFER).
     pub(super) fn place_call(&mut self, to: &str, account: Option<String>) -> Result<CallId, RpcError> {
         // Without a choice, the first account (by config order) places the call.
         let account = account.or_else(|| self.config.accounts.first().map(|a| a.id.clone()));
         let to = self.sip.dial_target(to, account.as_deref()).map_err(RpcError::invalid_params)?;
-        let call = self.sip.new_call_id();
-        let local = self
-            .media
-            .open(&call)
-            .map_err(|e| RpcError::new(code::UNAVAILABLE, format!("no RTP port available: {e}")))?;
+        let (call, local) = self.open_outbound(account.as_deref())?;
         let now = Instant::now().into_std();
-        let local = self.local_media(account.as_deref(), local);
         match self.phone.dial(call.clone(), to, account, local, now) {
             Ok(outputs) => {
                 self.apply(outputs);
@@ -111,6 +108,21 @@ impl Daemon {
                 Err(phone_error(e))
             }
         }
+    }
+
+    /// A new outbound call's id and media, within `calls.max`.
+    pub(super) fn open_outbound(&mut self, account: Option<&str>) -> Result<(CallId, LocalMedia), RpcError> {
+        let max = self.config.calls.max;
+        if self.phone.len() >= max {
+            let message = format!("the agent already has {max} calls (calls.max); hang one up first");
+            return Err(RpcError::new(code::UNAVAILABLE, message));
+        }
+        let call = self.sip.new_call_id();
+        let local = self
+            .media
+            .open(&call)
+            .map_err(|e| RpcError::new(code::UNAVAILABLE, format!("no RTP port available: {e}")))?;
+        Ok((call.clone(), self.local_media(account, local)))
     }
 
     fn command(&mut self, call: &str, command: Command) -> Result<Value, RpcError> {
@@ -146,10 +158,11 @@ pub(super) fn reply<T: Serialize>(result: T) -> Result<Value, RpcError> {
     serde_json::to_value(result).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
 }
 
-fn phone_error(error: PhoneError) -> RpcError {
+pub(super) fn phone_error(error: PhoneError) -> RpcError {
     let code = match &error {
         PhoneError::UnknownCall(_) => code::UNKNOWN_CALL,
         PhoneError::DuplicateCall(_) => code::INTERNAL_ERROR,
+        PhoneError::Merge(_) => code::INVALID_PARAMS,
         PhoneError::Call(CallError::InvalidState { .. }) => code::INVALID_STATE,
     };
     RpcError::new(code, error.to_string())

@@ -1,9 +1,9 @@
 //! The media IO of all calls: a UDP pair per call (RTP on an even port,
 //! RTCP on the next; symmetric: we send from where we receive), and the
-//! 20 ms tick that serves every call at once: one microphone frame out to
-//! each stream that sends, each stream's playout mixed for the agent, RTCP
-//! when due, and the verdicts the run loop acts on (keys heard, silence
-//! too long, quality reports).
+//! 20 ms tick that serves every call at once: each stream's playout, mixed
+//! for the agent and for the local conference (`media::mixer`), one frame
+//! out to each stream that sends, RTCP when due, and the verdicts the run
+//! loop acts on (keys heard, silence too long, quality reports).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,6 +19,7 @@ use crate::call::CallId;
 use crate::config::MediaConfig;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
+use crate::media::mixer::{LegMix, Mixer};
 use crate::media::stream::{MediaStats, MediaStream, StreamConfig};
 use crate::sip::sdp::Negotiated;
 
@@ -52,6 +53,10 @@ struct CallMedia {
     rtcp: Arc<UdpSocket>,
     stream: Option<MediaStream>,
     muted: bool,
+    /// In the local conference: it hears the other members, they hear it.
+    conference: bool,
+    /// This tick's playout of the call.
+    heard: Frame,
     /// When the stream (re)started receiving, for the media timeout.
     expecting_since: Instant,
     timed_out: bool,
@@ -83,7 +88,7 @@ pub struct MediaEngine {
     config: MediaConfig,
     capture: Frame,
     music: Frame,
-    mix: Frame,
+    mixer: Mixer,
     packet: Vec<u8>,
 }
 
@@ -108,7 +113,7 @@ impl MediaEngine {
             config,
             capture: [0; FRAME_SAMPLES],
             music: [0; FRAME_SAMPLES],
-            mix: [0; FRAME_SAMPLES],
+            mixer: Mixer::default(),
             packet: Vec::with_capacity(MAX_DATAGRAM),
         }
     }
@@ -138,6 +143,8 @@ impl MediaEngine {
                 rtcp,
                 stream: None,
                 muted: false,
+                conference: false,
+                heard: [0; FRAME_SAMPLES],
                 expecting_since: now,
                 timed_out: false,
                 next_quality: now,
@@ -182,10 +189,7 @@ impl MediaEngine {
         match &mut media.stream {
             Some(stream) if stream.can_update_to(&negotiated) => stream.update(negotiated),
             _ => match MediaStream::new(negotiated, &stream_config(&self.config, call), now) {
-                Ok(mut stream) => {
-                    stream.set_muted(media.muted);
-                    media.stream = Some(stream);
-                }
+                Ok(stream) => media.stream = Some(stream),
                 Err(e) => {
                     tracing::error!(%call, error = %e, "media could not start");
                     media.stream = None;
@@ -209,9 +213,13 @@ impl MediaEngine {
     pub fn set_muted(&mut self, call: &CallId, muted: bool) {
         if let Some(media) = self.calls.get_mut(call) {
             media.muted = muted;
-            if let Some(stream) = &mut media.stream {
-                stream.set_muted(muted);
-            }
+        }
+    }
+
+    /// Take the call into the local conference, or out of it.
+    pub fn set_conference(&mut self, call: &CallId, conference: bool) {
+        if let Some(media) = self.calls.get_mut(call) {
+            media.conference = conference;
         }
     }
 
@@ -246,13 +254,22 @@ impl MediaEngine {
             Some(music) => music.read_frame(&mut self.music),
             None => self.music.fill(0),
         }
-        self.mix.fill(0);
+        // Every playout first: a conference member's frame is sent to the
+        // others in this same tick, so the mixer adds no delay of its own.
+        self.mixer.start_frame();
+        for media in self.calls.values_mut() {
+            let Some(stream) = media.stream.as_mut() else { continue };
+            media.heard.fill(0);
+            stream.mix_playout(now, &mut media.heard);
+            let leg = leg_mix(media.muted, media.conference, stream);
+            self.mixer.add_heard(&media.heard, leg);
+        }
+        self.sink.write_frame(self.mixer.agent_frame());
         let timeout = Duration::from_millis(self.config.media_timeout_ms);
         for (call, media) in &mut self.calls {
             let Some(stream) = media.stream.as_mut() else { continue };
-            let direction = stream.direction();
-            // We hold the peer: it gets the hold music, not the agent's microphone.
-            let frame = if direction.sends() && !direction.receives() { &self.music } else { &self.capture };
+            let leg = leg_mix(media.muted, media.conference, stream);
+            let frame = self.mixer.outgoing(leg, &self.capture, &self.music, &media.heard);
             let remote = stream.negotiated().remote;
             if stream.send_frame(frame, now, &mut self.packet) {
                 // A full socket buffer drops this packet, as the network would.
@@ -260,16 +277,16 @@ impl MediaEngine {
                     tracing::debug!(%call, error = %e, "RTP send dropped");
                 }
             }
-            stream.mix_playout(now, &mut self.mix);
             if stream.poll_rtcp(now, ntp_now, &mut self.packet) {
                 let rtcp_to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
                 if let Err(e) = media.rtcp.try_send_to(&self.packet, rtcp_to) {
                     tracing::debug!(%call, error = %e, "RTCP send dropped");
                 }
             }
+            let direction = stream.direction();
             if direction.receives() && !media.timed_out && !timeout.is_zero() {
-                let heard = stream.last_received().unwrap_or(media.expecting_since).max(media.expecting_since);
-                if now.saturating_duration_since(heard) > timeout {
+                let last = stream.last_received().unwrap_or(media.expecting_since).max(media.expecting_since);
+                if now.saturating_duration_since(last) > timeout {
                     media.timed_out = true;
                     events.push(MediaEvent::Timeout { call: call.clone() });
                 }
@@ -279,12 +296,18 @@ impl MediaEngine {
                 events.push(MediaEvent::Quality { call: call.clone(), stats: Box::new(stream.stats()) });
             }
         }
-        self.sink.write_frame(&self.mix);
     }
 
     pub fn stats(&self, call: &CallId) -> Option<MediaStats> {
         Some(self.calls.get(call)?.stream.as_ref()?.stats())
     }
+}
+
+/// How a call takes part in the mix. We hold the peer when we send without
+/// receiving: it gets the hold music, not the agent or the conference.
+fn leg_mix(muted: bool, conference: bool, stream: &MediaStream) -> LegMix {
+    let direction = stream.direction();
+    LegMix { muted, held: direction.sends() && !direction.receives(), conference }
 }
 
 /// A new stream's tunables, with fresh random RTP starting values.

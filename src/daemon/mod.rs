@@ -8,6 +8,7 @@ mod audio;
 mod callbacks;
 mod dispatch;
 mod media;
+mod transfers;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -121,6 +122,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         accounts: config.accounts.clone(),
         session_expires_s: config.sip.session_expires_s,
         min_se_s: config.sip.min_se_s,
+        refer_allowed_hosts: config.transfer.refer_allowed_hosts.clone(),
     };
     let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;
     let control_socket = config.control_socket();
@@ -134,7 +136,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let mut daemon = Daemon {
         started: Instant::now(),
-        phone: Phone::new(),
+        phone: Phone::new(config.calls.hold_on_answer),
         callbacks: Callbacks::new(config.callback.policy()),
         alarm: PreciseAlarm::start().map_err(DaemonError::Thread)?,
         store,
@@ -272,6 +274,12 @@ impl Daemon {
         let now = Instant::now().into_std();
         let outputs = match event {
             SipEvent::Incoming { call, source, inbound } => {
+                // One replacing a call of ours takes its place, so it does not count.
+                if self.phone.len() >= self.config.calls.max && inbound.replaces.is_none() {
+                    tracing::warn!(%call, %source, max = self.config.calls.max, "inbound call refused: calls.max reached");
+                    self.sip.execute(&call, SipAction::Reject { code: 486 });
+                    return;
+                }
                 let inbound = match self.policy.admit(source, inbound, self.accounts.agent_state) {
                     Admission::Admit(inbound) => *inbound,
                     Admission::Refuse { code, why } => {
@@ -331,6 +339,8 @@ impl Daemon {
                     self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
                     self.follow_call(&call);
                 }
+                Effect::Conference(joined) => self.media.set_conference(&call.call, joined),
+                Effect::Dial(to) => self.follow_referral(&call.call, call.account.clone(), &to),
                 Effect::Countdown(countdown) => {
                     let kind = api::CountdownKind::AutoAnswer;
                     let event = api::CallCountdownEvent { call: call.call.clone(), kind, countdown };

@@ -6,6 +6,7 @@ pub mod codec;
 pub mod dtmf;
 pub mod g711;
 pub mod jitter;
+pub mod mixer;
 pub mod quality;
 pub mod rtcp;
 pub mod rtp;

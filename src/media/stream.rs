@@ -87,8 +87,6 @@ pub struct MediaStream {
     payload: [u8; MAX_PAYLOAD],
     /// The plain packet before SRTP, and the unprotected one after it.
     clear: Vec<u8>,
-    silence: Frame,
-    muted: bool,
     last_received: Option<Instant>,
     packets_discarded: u64,
     playout_underruns: u64,
@@ -125,8 +123,6 @@ impl MediaStream {
             pcm_len: 0,
             payload: [0; MAX_PAYLOAD],
             clear: Vec::with_capacity(MAX_PAYLOAD),
-            silence: [0; FRAME_SAMPLES],
-            muted: false,
             last_received: None,
             packets_discarded: 0,
             playout_underruns: 0,
@@ -157,10 +153,6 @@ impl MediaStream {
         self.negotiated.direction
     }
 
-    pub fn set_muted(&mut self, muted: bool) {
-        self.muted = muted;
-    }
-
     pub fn queue_dtmf(&mut self, digits: &str) -> Result<(), DtmfError> {
         self.dtmf_out.queue(digits)
     }
@@ -171,7 +163,7 @@ impl MediaStream {
     }
 
     /// This tick's packet in `out`: a key event while one is being sent,
-    /// else `frame` encoded (silence when muted). False when we must not send.
+    /// else `frame` encoded. False when we must not send.
     pub fn send_frame(&mut self, frame: &Frame, now: Instant, out: &mut Vec<u8>) -> bool {
         if !self.negotiated.direction.sends() {
             return false;
@@ -187,8 +179,7 @@ impl MediaStream {
                 packet.payload.len()
             }
             None => {
-                let pcm = if self.muted { &self.silence } else { frame };
-                let len = match self.encoder.encode(pcm, &mut self.payload) {
+                let len = match self.encoder.encode(frame, &mut self.payload) {
                     Ok(len) => len,
                     Err(e) => {
                         tracing::warn!(error = %e, "encoding failed; frame skipped");

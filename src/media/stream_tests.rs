@@ -124,14 +124,9 @@ fn keys_go_out_as_events_and_come_back_as_digits() {
 }
 
 #[test]
-fn mute_sends_silence_and_a_held_direction_stops_sending() {
+fn a_held_direction_stops_sending() {
     let now = Instant::now();
     let mut alice = MediaStream::new(negotiated(Codec::Pcmu, None), &config(1), now).unwrap();
-    let mut bob = MediaStream::new(negotiated(Codec::Pcmu, None), &config(2), now).unwrap();
-    alice.set_muted(true);
-    let (heard, _) = talk(&mut alice, &mut bob, 50, |_| false);
-    assert_eq!(bob.stats().packets_received, 50, "RTP keeps flowing while muted");
-    assert!(rms(&heard) < 20.0, "muted: {}", rms(&heard));
     let mut recv_only = negotiated(Codec::Pcmu, None);
     recv_only.direction = SdpDirection::RecvOnly;
     assert!(alice.can_update_to(&recv_only));

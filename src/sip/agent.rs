@@ -70,6 +70,8 @@ pub struct SipConfig {
     /// RFC 4028 interval we ask for (0 = off) and the least we accept.
     pub session_expires_s: u32,
     pub min_se_s: u32,
+    /// Hosts a peer's REFER may send us to; none: every REFER is refused.
+    pub refer_allowed_hosts: Vec<String>,
 }
 
 /// Handle to the running SIP side; cheap to clone.
@@ -100,6 +102,7 @@ pub(super) struct Inner {
     pub(super) accounts: HashMap<String, Account>,
     pub(super) session_expires_s: u32,
     min_se_s: u32,
+    pub(super) refer_allowed_hosts: Vec<String>,
     id_prefix: u32,
     next_id: AtomicU64,
 }
@@ -146,6 +149,7 @@ impl SipAgent {
             accounts,
             session_expires_s: config.session_expires_s,
             min_se_s: config.min_se_s,
+            refer_allowed_hosts: config.refer_allowed_hosts,
             id_prefix: rand::random::<u32>() & 0xffff,
             next_id: AtomicU64::new(1),
         });
@@ -194,7 +198,10 @@ impl SipAgent {
             SipAction::Invite { to, offer, account } => self.invite(call.clone(), to, offer, account),
             SipAction::Ringing => self.with_leg(call, |leg| leg.dialog.ringing(None, None).map(|_| ())),
             SipAction::Accept { answer, session_timer } => {
-                let mut headers = vec![Header::ContentType("application/sdp".into())];
+                let mut headers = vec![
+                    Header::ContentType("application/sdp".into()),
+                    Header::Other("Supported".into(), "replaces".into()),
+                ];
                 headers.extend(timer_headers(session_timer, Role::Uas));
                 self.set_local_sdp(call, answer.as_bytes());
                 self.with_leg(call, |leg| leg.dialog.accept(Some(headers), Some(answer.into_bytes())));
@@ -221,7 +228,8 @@ impl SipAgent {
             SipAction::Reinvite { offer, session_timer } => self.reinvite(call.clone(), offer, session_timer),
             SipAction::AnswerOffer { answer } => self.answer_offer(call, answer),
             SipAction::Info { digits } => self.send_info(call.clone(), digits),
-            SipAction::Refer { refer_to } => self.refer(call.clone(), refer_to),
+            SipAction::Refer { target } => self.refer(call.clone(), target),
+            SipAction::NotifyRefer { code } => self.notify_referrer(call.clone(), code),
         }
         None
     }
@@ -307,6 +315,8 @@ impl SipAgent {
         offer: String,
         account: Option<&str>,
     ) -> Result<JoinHandle<rsipstack::Result<(rsipstack::dialog::DialogId, Option<Response>)>>, u16> {
+        // Headers the target URI carries (Replaces, from a REFER) go into the INVITE.
+        let (to, uri_headers) = super::replaces::split_uri_headers(to);
         let callee = parse_target(to).map_err(|e| {
             tracing::warn!(%call, error = %e, "cannot dial");
             416u16
@@ -319,11 +329,14 @@ impl SipAgent {
             503u16
         })?;
         let contact = self.contact(account.map_or(self.inner.user.as_str(), Account::user), &local);
-        let mut headers = Vec::new();
+        let mut headers: Vec<Header> =
+            uri_headers.into_iter().map(|(name, value)| Header::Other(name.into(), value)).collect();
         if self.inner.session_expires_s > 0 {
-            headers.push(Header::Other("Supported".into(), "timer".into()));
+            headers.push(Header::Other("Supported".into(), "replaces, timer".into()));
             headers.push(Header::Other("Session-Expires".into(), self.inner.session_expires_s.to_string()));
             headers.push(Header::Other("Min-SE".into(), self.inner.min_se_s.to_string()));
+        } else {
+            headers.push(Header::Other("Supported".into(), "replaces".into()));
         }
         let option = InviteOption {
             caller: account.map(|a| a.aor.clone()).unwrap_or_else(|| contact.clone()),
@@ -370,8 +383,10 @@ impl SipAgent {
     }
 }
 
-/// Check a dial target before a call is created for it.
+/// Check a dial target before a call is created for it. Headers the URI
+/// carries (`?Replaces=...`) are not part of the address checked.
 pub fn parse_target(to: &str) -> Result<Uri, SipError> {
+    let to = super::replaces::split_uri_headers(to).0;
     let bad = |message: &str| SipError::BadUri { uri: to.into(), message: message.into() };
     // rsip's parser accepts almost any text as a URI; insist on the scheme.
     if !(to.starts_with("sip:") || to.starts_with("sips:")) {
@@ -401,7 +416,8 @@ fn final_response_signal(response: &Response) -> Signal {
     let code = response.status_code.code();
     if (200..300).contains(&code) {
         let session_timer = session_timer::from_answer(headers::session_expires(&response.headers));
-        Signal::Answered { sdp: response.body.clone(), session_timer }
+        let supports_replaces = headers::supports(&response.headers, "replaces");
+        Signal::Answered { sdp: response.body.clone(), session_timer, supports_replaces }
     } else {
         Signal::Failed { code }
     }

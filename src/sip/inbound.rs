@@ -13,8 +13,9 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::SipConnection;
 
+use super::replaces::Replaces;
 use super::{headers, SipAgent, SipEvent};
-use crate::call::Inbound;
+use crate::call::{CallId, Inbound};
 
 pub(super) async fn receive_requests(agent: SipAgent, mut incoming: TransactionReceiver) {
     while let Some(mut tx) = incoming.recv().await {
@@ -36,6 +37,11 @@ pub(super) async fn receive_requests(agent: SipAgent, mut incoming: TransactionR
             Method::Ack => continue,
             Method::Options => StatusCode::OK,
             Method::Bye | Method::Cancel | Method::Invite => StatusCode::CallTransactionDoesNotExist,
+            // Only a peer we are talking to may transfer us, and only by policy.
+            Method::Refer => {
+                tracing::warn!(from = ?tx.original.from_header().map(|f| f.value().to_string()).ok(), "out-of-dialog REFER refused");
+                StatusCode::Forbidden
+            }
             _ => StatusCode::MethodNotAllowed,
         };
         tokio::spawn(async move { tx.reply(status).await.ok() });
@@ -57,6 +63,14 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
         tokio::spawn(async move { tx.reply(StatusCode::BadRequest).await.ok() });
         return;
     };
+    let replaces = match replaced_call(agent, &request.headers) {
+        Ok(replaces) => replaces,
+        Err(value) => {
+            tracing::info!(replaces = %value, "INVITE with Replaces for no dialog of ours refused");
+            tokio::spawn(async move { tx.reply(StatusCode::CallTransactionDoesNotExist).await.ok() });
+            return;
+        }
+    };
     let user = request.uri.auth.as_ref().map(|a| a.user.clone()).unwrap_or_default();
     let account = agent.accounts().find(|a| a.user() == user);
     let inbound = Inbound {
@@ -66,6 +80,8 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
         offer: request.body.clone(),
         answer_after_hint: headers::answer_after(&request.headers),
         session_timer: agent.session_timer_for(&request.headers),
+        supports_replaces: headers::supports(&request.headers, "replaces"),
+        replaces,
         ..Inbound::default()
     };
     let local = tx.connection.as_ref().map(SipConnection::get_addr).cloned();
@@ -94,6 +110,22 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
             tracing::debug!(error = %e, "INVITE transaction ended with error");
         }
     });
+}
+
+/// The call an INVITE's Replaces header names (RFC 3891), if it has one;
+/// the header's value when it names no dialog of ours (answered 481).
+fn replaced_call(agent: &SipAgent, request_headers: &rsipstack::sip::Headers) -> Result<Option<CallId>, String> {
+    let Some(value) = headers::values(request_headers, "Replaces", None).into_iter().next() else { return Ok(None) };
+    let Some(replaces) = Replaces::parse(&value) else { return Err(value) };
+    let legs = agent.inner.legs.lock().expect("leg map");
+    let found = legs.iter().find(|(_, leg)| {
+        let id = leg.dialog.id();
+        replaces.matches(&id.call_id, &id.local_tag, &id.remote_tag)
+    });
+    match found {
+        Some((call, _)) => Ok(Some(call.clone())),
+        None => Err(value),
+    }
 }
 
 /// Where a request really came from: the transport wrote `received` and

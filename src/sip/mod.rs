@@ -10,6 +10,7 @@ mod in_dialog;
 mod inbound;
 mod refer;
 pub mod registrar;
+mod replaces;
 pub mod sdp;
 pub mod session_timer;
 mod tls_unverified;

@@ -1,7 +1,9 @@
-//! Transfers at the SIP level: our REFER (RFC 3515) with Referred-By, the
-//! transferee's NOTIFYs whose sipfrag body says how its call to the target
-//! goes, and inbound REFERs, which are refused until a policy allows them
-//! (a REFER must never make us call anywhere on a stranger's word).
+//! Transfers at the SIP level: our REFER (RFC 3515) with Referred-By, to
+//! a URI or to a consult call's colleague with Replaces; the transferee's
+//! NOTIFYs whose sipfrag body says how its call to the target goes; and
+//! REFERs to us, followed only to hosts `transfer.refer_allowed_hosts`
+//! names (a REFER must never make us call anywhere on a stranger's word),
+//! with our own NOTIFYs back to the referrer.
 
 // rsipstack's own error type is large; it is only ever logged here.
 #![allow(clippy::result_large_err)]
@@ -10,26 +12,43 @@ use rsipstack::dialog::dialog::TransactionHandle;
 use rsipstack::sip::{Header, ReferTo, Request, StatusCode};
 use rsipstack::transaction::key::TransactionRole;
 
+use super::replaces::{address_of, split_uri_headers, Replaces};
 use super::SipAgent;
-use crate::call::{CallId, Signal};
+use crate::call::{CallId, ReferTarget, Signal};
+
+/// How long a referrer's implicit subscription to our progress lasts.
+const REFER_SUBSCRIPTION_S: u32 = 60;
 
 impl SipAgent {
     /// REFER the peer of `call` to `target`; the answer comes back as
     /// [`Signal::ReferAnswered`], the progress as NOTIFYs.
-    pub(super) fn refer(&self, call: CallId, target: String) {
-        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else {
+    pub(super) fn refer(&self, call: CallId, target: ReferTarget) {
+        let leg = |id: &CallId| self.inner.legs.lock().expect("leg map").get(id).cloned();
+        let (Some(customer), refer_to) = (leg(&call), &target) else {
             self.emit(&call, Signal::ReferAnswered { code: 481 });
             return;
         };
+        let refer_to = match refer_to {
+            ReferTarget::Uri(uri) => format!("<{uri}>"),
+            ReferTarget::Replacing { uri, consult } => {
+                let Some(consult) = leg(consult) else {
+                    tracing::info!(%call, %consult, "the consult call is gone: nothing to replace");
+                    self.emit(&call, Signal::ReferAnswered { code: 481 });
+                    return;
+                };
+                let id = consult.dialog.id();
+                Replaces::for_peer_of(&id.call_id, &id.local_tag, &id.remote_tag).refer_to(uri)
+            }
+        };
         let agent = self.clone();
         tokio::spawn(async move {
-            let snapshot = leg.dialog.snapshot();
+            let snapshot = customer.dialog.snapshot();
             let local = match snapshot.role {
                 TransactionRole::Client => snapshot.from.uri.to_string(),
                 TransactionRole::Server => snapshot.to.uri.to_string(),
             };
             let headers = vec![Header::Other("Referred-By".into(), format!("<{local}>"))];
-            let code = match leg.dialog.refer(ReferTo::new(format!("<{target}>")), Some(headers), None).await {
+            let code = match customer.dialog.refer(ReferTo::new(refer_to.clone()), Some(headers), None).await {
                 Ok(Some(response)) => response.status_code.code(),
                 Ok(None) => 408,
                 Err(e) => {
@@ -37,7 +56,7 @@ impl SipAgent {
                     408
                 }
             };
-            tracing::info!(%call, %target, code, "REFER answered");
+            tracing::info!(%call, %refer_to, code, "REFER answered");
             agent.emit(&call, Signal::ReferAnswered { code });
         });
     }
@@ -62,14 +81,79 @@ impl SipAgent {
         }
     }
 
-    /// The peer asks us to call someone: refused (403) until transfers to
-    /// us are allowed by policy.
+    /// The peer asks us to call someone. Followed (202, then NOTIFYs as our
+    /// call to the target goes) when the target's host is allowed; else 403.
     pub(super) async fn on_refer(&self, call: &CallId, request: Request, handle: TransactionHandle) {
-        let target = super::headers::values(&request.headers, "Refer-To", Some("r")).into_iter().next();
-        tracing::warn!(%call, target = target.as_deref().unwrap_or(""), "inbound REFER refused: not allowed");
-        if let Err(e) = handle.respond(StatusCode::Forbidden, None, None).await {
-            tracing::warn!(%call, error = %e, "could not answer REFER");
+        let refer_to = super::headers::values(&request.headers, "Refer-To", Some("r")).into_iter().next();
+        let target = refer_to.as_deref().and_then(address_of);
+        let verdict = match &target {
+            None => Err((StatusCode::BadRequest, "no readable Refer-To".to_string())),
+            Some(target) => self.refer_allowed(target),
+        };
+        let target = match (verdict, target) {
+            (Ok(()), Some(target)) => target,
+            (verdict, target) => {
+                let (status, why) = verdict.err().unwrap_or((StatusCode::Forbidden, String::new()));
+                tracing::warn!(%call, target = target.as_deref().unwrap_or(""), %why, "inbound REFER refused");
+                if let Err(e) = handle.respond(status, None, None).await {
+                    tracing::warn!(%call, error = %e, "could not answer REFER");
+                }
+                return;
+            }
+        };
+        if let Err(e) = handle.respond(StatusCode::Accepted, None, None).await {
+            tracing::warn!(%call, error = %e, "could not accept REFER");
+            return;
         }
+        tracing::info!(%call, %target, "inbound REFER accepted: calling the target");
+        self.notify_referrer(call.clone(), 100);
+        let referred_by = super::headers::values(&request.headers, "Referred-By", Some("b")).into_iter().next();
+        let to = match referred_by {
+            Some(by) if !target.contains("Referred-By=") => {
+                let joiner = if target.contains('?') { '&' } else { '?' };
+                let by = percent_encoding::utf8_percent_encode(&by, percent_encoding::NON_ALPHANUMERIC);
+                format!("{target}{joiner}Referred-By={by}")
+            }
+            _ => target,
+        };
+        self.emit(call, Signal::Referred { to });
+    }
+
+    /// Whether policy lets a REFER send us to `target`.
+    fn refer_allowed(&self, target: &str) -> Result<(), (StatusCode, String)> {
+        let (uri, _) = split_uri_headers(target);
+        let uri = super::parse_target(uri).map_err(|e| (StatusCode::BadRequest, e.to_string()))?;
+        let host = uri.host_with_port.host.to_string();
+        if self.inner.refer_allowed_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(&host)) {
+            Ok(())
+        } else {
+            Err((StatusCode::Forbidden, format!("{host} is not in transfer.refer_allowed_hosts")))
+        }
+    }
+
+    /// NOTIFY the peer that REFERred `call` with our progress (`code` as a
+    /// sipfrag); a final code ends its subscription.
+    pub(super) fn notify_referrer(&self, call: CallId, code: u16) {
+        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
+        tokio::spawn(async move {
+            let state = if code >= 200 {
+                "terminated;reason=noresource".to_string()
+            } else {
+                format!("active;expires={REFER_SUBSCRIPTION_S}")
+            };
+            let headers = vec![
+                Header::Event("refer".into()),
+                Header::SubscriptionState(state.into()),
+                Header::ContentType("message/sipfrag;version=2.0".into()),
+            ];
+            let body = format!("SIP/2.0 {}\r\n", StatusCode::from(code)).into_bytes();
+            match leg.dialog.notify(Some(headers), Some(body)).await {
+                Ok(response) => {
+                    tracing::info!(%call, code, answer = ?response.map(|r| r.status_code.code()), "referrer notified")
+                }
+                Err(e) => tracing::info!(%call, code, error = %e, "NOTIFY to the referrer failed"),
+            }
+        });
     }
 }
 

@@ -7,8 +7,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod callback;
+mod transfer;
 
 pub use callback::*;
+pub use transfer::*;
 
 use crate::account::registration::Report;
 use crate::audio::device::DeviceList;
@@ -181,14 +183,6 @@ pub struct CallInfo {
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct TransferBlindParams {
-    pub call: CallId,
-    /// Where the peer is sent: a SIP URI, or a number at the call's account's domain.
-    pub to: String,
-}
-
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
 pub struct DtmfParams {
     pub call: CallId,
     /// Keys to send, in order: 0-9, *, #, A-D (at most 32).
@@ -315,6 +309,10 @@ pub mod method {
     pub const CALL_DTMF: &str = "call.dtmf";
     pub const CALL_STATS: &str = "call.stats";
     pub const CALL_TRANSFER_BLIND: &str = "call.transfer.blind";
+    pub const CALL_TRANSFER_CONSULT: &str = "call.transfer.consult";
+    pub const CALL_TRANSFER_COMPLETE: &str = "call.transfer.complete";
+    pub const CALL_TRANSFER_CANCEL: &str = "call.transfer.cancel";
+    pub const CALL_MERGE: &str = "call.merge";
     pub const AUDIO_DEVICES: &str = "audio.devices";
     pub const AUDIO_SELECT: &str = "audio.select";
     pub const ACCOUNT_LIST: &str = "account.list";
