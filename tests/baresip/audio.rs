@@ -36,6 +36,12 @@ impl Recording {
         self.samples.len() as f64 / self.rate as f64
     }
 
+    /// The last `secs` seconds (all of it when shorter).
+    pub fn tail(&self, secs: f64) -> &[i16] {
+        let take = ((secs * self.rate as f64) as usize).min(self.samples.len());
+        &self.samples[self.samples.len() - take..]
+    }
+
     /// The dominant frequency (10 Hz steps) of half a second from the middle,
     /// away from the call's start and end; `None` for silence.
     pub fn dominant_frequency(&self) -> Option<f64> {

@@ -265,10 +265,24 @@ impl Baresip {
     /// Every SIP message baresip received, in order, from its SIP trace.
     pub fn received_sip(&self) -> Vec<String> {
         let arrow = format!("-> 127.0.0.1:{}", self.sip_port);
+        self.traced_sip().into_iter().filter(|(route, _)| route.ends_with(&arrow)).map(|(_, msg)| msg).collect()
+    }
+
+    /// Every SIP message of the trace, with its `FROM -> TO` line.
+    fn traced_sip(&self) -> Vec<(String, String)> {
         let log = self.raw_log();
         let traced = log.split("\x1b[36;1m#\n").skip(1);
         let messages = traced.filter_map(|t| t.split("\x1b[;m").next()?.split_once('\n'));
-        messages.filter(|(route, _)| route.ends_with(&arrow)).map(|(_, msg)| msg.to_string()).collect()
+        messages.map(|(route, msg)| (route.to_string(), msg.to_string())).collect()
+    }
+
+    /// The RTP port baresip named in the latest SDP it sent: where its peer
+    /// sends audio, for a capture of what baresip was sent.
+    pub fn media_port(&self) -> Option<u16> {
+        let from = format!("127.0.0.1:{} ->", self.sip_port);
+        let sent = self.traced_sip().into_iter().filter(|(route, _)| route.contains(&from));
+        let port = |msg: &str| msg.lines().find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse().ok());
+        sent.filter_map(|(_, msg)| port(&msg)).last()
     }
 
     /// The audio direction (`sendrecv`, `sendonly`, `recvonly`, `inactive`) of

@@ -177,6 +177,21 @@ pub async fn wait_media_counter(client: &mut Client, field: &str, at_least: u64)
     panic!("{field} never reached {at_least}: {list}");
 }
 
+/// Poll `call.stats` until `call`'s media counter `field` reaches
+/// `at_least`, and return it; panics after 10 s.
+pub async fn wait_call_counter(client: &mut Client, call: &str, field: &str, at_least: u64) -> u64 {
+    let mut stats = json!(null);
+    for _ in 0..500 {
+        stats = client.call("call.stats", json!({ "call": call })).await.unwrap();
+        let value = stats["call"]["media"][field].as_u64().unwrap_or(0);
+        if value >= at_least {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{call}: {field} never reached {at_least}: {stats}");
+}
+
 /// The first call's media counter `field` as it stands.
 pub async fn media_counter(client: &mut Client, field: &str) -> u64 {
     let list = client.call("call.list", json!({})).await.unwrap();

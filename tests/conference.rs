@@ -1,0 +1,190 @@
+//! Consult and the local conference with real peers on 127.0.0.1: two
+//! baresips (the customer and the colleague), each sending its own tone,
+//! and the daemon's own ears (a WAV sink). What the colleague heard is its
+//! own recording; what the customer was sent is captured off the wire,
+//! because baresip 1.0.0 stops recording what it hears at the first
+//! re-INVITE (our hold). Those, not our events, prove who heard whom.
+
+mod common;
+
+use std::time::Duration;
+
+use common::baresip::{self, event, Baresip, BaresipOptions, Recording};
+use common::capture::{Capture, RtpSeen};
+use common::sipp::{free_port_pair, write_tone_file, Sipp};
+use common::{dial, require_tool, wait_call_counter, wav_samples, Daemon};
+use serde_json::{json, Value};
+use softphoned::audio::analysis::tone_amplitude;
+use softphoned::control::client::{is_call_state, Client};
+
+const WAIT: Duration = Duration::from_secs(10);
+/// μ-law on the wire, so a capture decodes to what the peer heard.
+const PCMU_ONLY: &str = "[media]\ncodecs = [\"pcmu\"]";
+const AGENT_HZ: f64 = 440.0;
+const CUSTOMER_HZ: f64 = 700.0;
+const COLLEAGUE_HZ: f64 = 1100.0;
+/// A tone this loud (of half scale, ~16000) is heard; below `ABSENT` it is not.
+const PRESENT: f64 = 3000.0;
+const ABSENT: f64 = 600.0;
+/// Packets of a second of consult before the next step.
+const CONSULT_PACKETS: u64 = 50;
+
+fn peers_present() -> bool {
+    baresip::installed() && require_tool("sipp")
+}
+
+fn party(work: &std::path::Path, name: &str, hz: f64) -> Baresip {
+    let options = BaresipOptions { user: name.into(), tone_hz: Some(hz), ..BaresipOptions::default() };
+    Baresip::start(&work.join(name), options)
+}
+
+fn is_call(event: &Value, call: &str) -> bool {
+    event["method"] == "call.state" && event["params"]["call"] == call
+}
+
+/// Which of the three tones `samples` holds, as (agent, customer, colleague).
+fn tones(samples: &[i16], rate: u32) -> [f64; 3] {
+    [AGENT_HZ, CUSTOMER_HZ, COLLEAGUE_HZ].map(|hz| tone_amplitude(samples, rate, hz))
+}
+
+fn assert_hears(who: &str, heard: [f64; 3], expected: [bool; 3]) {
+    for ((amplitude, expected), name) in heard.into_iter().zip(expected).zip(["agent", "customer", "colleague"]) {
+        if expected {
+            assert!(amplitude > PRESENT, "{who} should hear the {name}: {heard:?}");
+        } else {
+            assert!(amplitude < ABSENT, "{who} should not hear the {name}: {heard:?}");
+        }
+    }
+}
+
+/// The μ-law audio sent to a port, from `from_end` seconds before the last
+/// packet, `secs` long.
+fn sent_audio(packets: &[RtpSeen], from_end: f64, secs: f64) -> Vec<i16> {
+    let last = packets.iter().map(|p| p.time).fold(f64::MIN, f64::max);
+    let mut window: Vec<&RtpSeen> = packets
+        .iter()
+        .filter(|p| p.payload_type == 0 && p.time >= last - from_end && p.time < last - from_end + secs)
+        .collect();
+    window.sort_by_key(|p| p.sequence);
+    let audio: Vec<i16> =
+        window.iter().flat_map(|p| p.payload.iter().map(|code| softphoned::media::g711::ulaw_decode(*code))).collect();
+    assert!(audio.len() as f64 >= 0.8 * secs * 8000.0, "only {} samples sent in that window", audio.len());
+    audio
+}
+
+/// The agent calls the customer, then consults the colleague. What the
+/// customer is sent is captured from the start.
+async fn consult(
+    daemon: &Daemon,
+    customer: &mut Baresip,
+    colleague_uri: &str,
+) -> (Client, String, String, Capture, u16) {
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &customer.sip_uri()).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    customer.wait_event_type(event::ESTABLISHED, WAIT).await;
+    let port = customer.media_port().expect("baresip's SDP names its RTP port");
+    let capture_dir = customer.dir().join("capture");
+    std::fs::create_dir_all(&capture_dir).unwrap();
+    let capture = Capture::start(&capture_dir, port);
+    let result = ui.call("call.transfer.consult", json!({"call": call, "to": colleague_uri})).await.unwrap();
+    let consult = result["consult"].as_str().unwrap().to_string();
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "held") && e["params"]["consult"] == consult.as_str())
+        .await
+        .unwrap();
+    (ui, call, consult, capture, port)
+}
+
+#[tokio::test]
+async fn merged_three_way_call_each_party_hears_the_other_two_and_not_itself() {
+    if !peers_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut customer = party(work.path(), "customer", CUSTOMER_HZ);
+    let mut colleague = party(work.path(), "colleague", COLLEAGUE_HZ);
+    let config =
+        format!("[audio]\nsource = \"tone:{AGENT_HZ}\"\nsink = \"wav:heard.wav\"\n[media]\ncodecs = [\"pcmu\"]");
+    let mut daemon = Daemon::spawn("agent", &config).await;
+    let (mut ui, call, consult, capture, customer_port) = consult(&daemon, &mut customer, &colleague.sip_uri()).await;
+    let linked = ui.wait_event(WAIT, |e| is_call_state(e, &consult, "connected")).await.unwrap();
+    assert_eq!(linked["params"]["consult_for"], call.as_str(), "{linked}");
+    colleague.wait_event_type(event::ESTABLISHED, WAIT).await;
+    let now = wait_call_counter(&mut ui, &consult, "packets_received", 1).await;
+    wait_call_counter(&mut ui, &consult, "packets_received", now + CONSULT_PACKETS).await;
+
+    let merged = ui.call("call.merge", json!({"calls": [call, consult]})).await.unwrap();
+    let mut members = vec![call.clone(), consult.clone()];
+    members.sort();
+    assert_eq!(merged["conference"], json!(members));
+    // The customer is taken off hold into the conference.
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected") && e["params"]["conference"] == true).await.unwrap();
+    customer.wait_received_sdp_direction("sendrecv", WAIT).await;
+    // Three seconds of conference on both legs, then everyone leaves.
+    for leg in [&call, &consult] {
+        let now = wait_call_counter(&mut ui, leg, "packets_received", 1).await;
+        wait_call_counter(&mut ui, leg, "packets_received", now + 150).await;
+    }
+    ui.call("call.hangup", json!({"call": consult})).await.unwrap();
+    // The colleague leaving leaves the customer connected, out of the conference.
+    let alone = ui.wait_event(WAIT, |e| is_call(e, &call) && e["params"]["conference"].is_null()).await.unwrap();
+    assert_eq!(alone["params"]["state"], "connected", "{alone}");
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    for peer in [&mut customer, &mut colleague] {
+        peer.wait_event_type(event::CLOSED, WAIT).await;
+    }
+    daemon.terminate();
+
+    // The tails of the peers' recordings are the conference (before the
+    // hangups, and well after the merge).
+    let to_customer = sent_audio(&capture.stop(customer_port), 2.5, 1.0);
+    assert_hears("the customer", tones(&to_customer, 8000), [true, false, true]);
+    let heard_by_colleague = Recording::read(&colleague.received_audio());
+    let window = &heard_by_colleague.tail(2.5)[..heard_by_colleague.rate as usize];
+    assert_hears("the colleague", tones(window, heard_by_colleague.rate), [true, true, false]);
+    let agent = wav_samples(&daemon.path("heard.wav"));
+    let rate = softphoned::media::PCM_RATE;
+    // The agent's ears: one second, half a second before the colleague left.
+    let end = agent.len() - (rate as usize * 3) / 2;
+    assert_hears("the agent", tones(&agent[end - rate as usize..end], rate), [false, true, true]);
+}
+
+#[tokio::test]
+async fn cancelling_a_consult_gives_the_customer_the_agent_again() {
+    if !peers_present() {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut customer = party(work.path(), "customer", CUSTOMER_HZ);
+    let colleague_port = free_port_pair();
+    write_tone_file(work.path());
+    let colleague = Sipp::start(work.path(), "uas_tone.xml", colleague_port, free_port_pair(), &[]);
+    let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:{AGENT_HZ}\"\n{PCMU_ONLY}")).await;
+    let colleague_uri = format!("sip:colleague@127.0.0.1:{colleague_port}");
+    let (mut ui, call, consult, capture, customer_port) = consult(&daemon, &mut customer, &colleague_uri).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &consult, "connected")).await.unwrap();
+    customer.wait_received_sdp_direction("sendonly", WAIT).await;
+    let now = wait_call_counter(&mut ui, &consult, "packets_received", 1).await;
+    wait_call_counter(&mut ui, &consult, "packets_received", now + CONSULT_PACKETS).await;
+
+    ui.call("call.transfer.cancel", json!({"call": call, "consult": consult})).await.unwrap();
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &consult, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "local_hangup");
+    let back = ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    assert!(back["params"]["consult"].is_null(), "{back}");
+    customer.wait_received_sdp_direction("sendrecv", WAIT).await;
+    let now = wait_call_counter(&mut ui, &call, "packets_sent", 1).await;
+    wait_call_counter(&mut ui, &call, "packets_sent", now + 100).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    customer.wait_event_type(event::CLOSED, WAIT).await;
+    colleague.expect_success().await;
+    let packets = capture.stop(customer_port);
+    // On hold the customer was sent silence (no hold music configured), not
+    // the agent; then, resumed, the agent (and never the colleague's 1 kHz).
+    let on_hold = sent_audio(&packets, 2.8, 0.5);
+    assert_hears("the customer, on hold", tones(&on_hold, 8000), [false, false, false]);
+    let after_cancel = sent_audio(&packets, 1.5, 1.0);
+    assert_hears("the customer, after the cancel", tones(&after_cancel, 8000), [true, false, false]);
+    assert!(tone_amplitude(&after_cancel, 8000, 1000.0) < ABSENT);
+}
