@@ -1,6 +1,7 @@
 //! Transfers with real peers on 127.0.0.1: a real baresip as the customer
 //! is REFERred by us to a sipp colleague; what baresip and sipp saw prove
-//! the transfer, and a failed one leaves the customer with the agent.
+//! the transfer, and a failed one leaves the customer with the agent. And
+//! the other way: a sipp transferor REFERs us, and policy decides.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use common::baresip::{self, event, Baresip, BaresipOptions};
 use common::sipp::{free_port_pair, write_tone_file, Sipp};
-use common::{dial, require_tool, wait_media_counter, Daemon};
+use common::{dial, require_tool, wait_call_counter, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::control::client::{is_call_state, Client};
 
@@ -103,4 +104,81 @@ async fn a_busy_colleague_fails_the_transfer_and_the_customer_stays_with_the_age
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
     assert_eq!(ended["params"]["reason"], "local_hangup");
+}
+
+/// A sipp transferor calls the agent (who answers) and REFERs the call to `refer_to`.
+async fn refer_from_sipp(work: &std::path::Path, daemon: &Daemon, refer_to: &str) -> (Client, String, Sipp) {
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let keys = ["-key", "hdr", "X-Softphoned-Test: refer", "-key", "refer_to", refer_to];
+    let transferor = Sipp::call(work, "uac_refer.xml", &format!("127.0.0.1:{}", daemon.sip_port), "agent", &keys);
+    let incoming =
+        ui.wait_event(WAIT, |e| e["method"] == "call.state" && e["params"]["state"] == "incoming").await.unwrap();
+    let call = incoming["params"]["call"].as_str().unwrap().to_string();
+    ui.call("call.answer", json!({"call": call})).await.unwrap();
+    (ui, call, transferor)
+}
+
+#[tokio::test]
+async fn a_refer_to_an_allowed_host_is_followed_and_the_transferor_hears_how_it_went() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let target_port = free_port_pair();
+    let target = Sipp::start(work.path(), "uas_tone.xml", target_port, free_port_pair(), &[]);
+    let daemon = Daemon::spawn("agent", "[transfer]\nrefer_allowed_hosts = [\"127.0.0.1\"]").await;
+    let refer_to = format!("sip:target@127.0.0.1:{target_port}");
+    let (mut ui, call, transferor) = refer_from_sipp(work.path(), &daemon, &refer_to).await;
+
+    // We call the target, linked to the call that REFERred us.
+    let placed = ui
+        .wait_event(WAIT, |e| e["method"] == "call.state" && e["params"]["referred_by"] == call.as_str())
+        .await
+        .unwrap();
+    let placed = placed["params"]["call"].as_str().unwrap().to_string();
+    ui.wait_event(WAIT, |e| is_call_state(e, &placed, "connected")).await.unwrap();
+    // Told 200, the transferor hangs up its call with us.
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "remote_hangup");
+    let log = transferor.expect_success().await;
+    let notifies: Vec<&str> = log.split("NOTIFY sip:").skip(1).collect();
+    assert!(notifies.first().is_some_and(|n| n.contains("SIP/2.0 100 Trying")), "{log}");
+    let last = notifies.last().unwrap();
+    assert!(last.contains("SIP/2.0 200 OK") && last.contains("terminated"), "{log}");
+    assert!(notifies.iter().all(|n| n.contains("Event: refer") && n.contains("message/sipfrag")), "{log}");
+
+    let media = wait_call_counter(&mut ui, &placed, "packets_received", 1).await;
+    assert!(media >= 1);
+    ui.call("call.hangup", json!({"call": placed})).await.unwrap();
+    let target_log = target.expect_success().await;
+    let invite = target_log.split("INVITE sip:target@").nth(1).expect("the target got our INVITE");
+    assert!(invite.contains("Referred-By: <sip:sipp@127.0.0.1"), "{invite}");
+}
+
+#[tokio::test]
+async fn a_refer_to_a_host_not_allowed_or_from_outside_a_dialog_is_refused() {
+    if !require_tool("sipp") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let daemon = Daemon::spawn("agent", "[transfer]\nrefer_allowed_hosts = [\"127.0.0.1\"]").await;
+    let (mut ui, call, transferor) = refer_from_sipp(work.path(), &daemon, "sip:+19005550100@premium.invalid").await;
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "remote_hangup");
+    let log = transferor.expect_success().await;
+    assert!(log.contains("SIP/2.0 403") && !log.contains("NOTIFY"), "{log}");
+    let calls = ui.call("call.list", json!({})).await.unwrap();
+    assert_eq!(calls["calls"], json!([]), "nothing was dialled");
+
+    let stranger = Sipp::call(
+        work.path(),
+        "uac_refer_out_of_dialog.xml",
+        &format!("127.0.0.1:{}", daemon.sip_port),
+        "agent",
+        &["-key", "refer_to", "sip:target@127.0.0.1:5999"],
+    );
+    stranger.expect_success().await;
+    assert_eq!(ui.call("call.list", json!({})).await.unwrap()["calls"], json!([]));
 }
