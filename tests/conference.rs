@@ -188,3 +188,71 @@ async fn cancelling_a_consult_gives_the_customer_the_agent_again() {
     assert_hears("the customer, after the cancel", tones(&after_cancel, 8000), [true, false, false]);
     assert!(tone_amplitude(&after_cancel, 8000, 1000.0) < ABSENT);
 }
+
+/// `header` of the `nth` (0-based) message in a sipp log that starts with `start`.
+fn header_of(log: &str, start: &str, nth: usize, header: &str) -> String {
+    let message = log.split(start).nth(nth + 1).unwrap_or_else(|| panic!("no message {nth} {start}:\n{log}"));
+    let message = message.split("\n\n").next().unwrap();
+    let line =
+        message.lines().find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", header.to_ascii_lowercase())));
+    line.unwrap_or_else(|| panic!("no {header} in {start}:\n{message}")).split_once(':').unwrap().1.trim().to_string()
+}
+
+fn tag(header_value: &str) -> String {
+    header_value.split(";tag=").nth(1).unwrap().split(';').next().unwrap().to_string()
+}
+
+/// baresip 1.0.0 cannot carry Replaces into its INVITE (it garbles the
+/// Request-URI instead) and does not say it supports it: Leave & transfer
+/// then ends our consult first and REFERs baresip plainly to the colleague.
+#[tokio::test]
+async fn leave_and_transfer_without_replaces_ends_the_consult_then_refers_and_they_hear_each_other() {
+    if !peers_present() || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let mut customer = party(work.path(), "customer", CUSTOMER_HZ);
+    write_tone_file(work.path());
+    let (colleague_port, colleague_media) = (free_port_pair(), free_port_pair());
+    // Two calls: our consult, then the customer's.
+    let colleague = Sipp::start(work.path(), "uas_tone.xml", colleague_port, colleague_media, &["-m", "2"]);
+    let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:{AGENT_HZ}\"\n{PCMU_ONLY}")).await;
+    let colleague_uri = format!("sip:colleague@127.0.0.1:{colleague_port}");
+    let (mut ui, call, consult, _, _) = consult(&daemon, &mut customer, &colleague_uri).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &consult, "connected")).await.unwrap();
+    let colleague_capture_dir = work.path().join("colleague-capture");
+    std::fs::create_dir_all(&colleague_capture_dir).unwrap();
+    let to_colleague = Capture::start(&colleague_capture_dir, colleague_media);
+
+    ui.call("call.transfer.complete", json!({"call": call, "consult": consult})).await.unwrap();
+    let consult_ended = ui.wait_event(WAIT, |e| is_call_state(e, &consult, "ended")).await.unwrap();
+    assert_eq!(consult_ended["params"]["reason"], "transferred", "{consult_ended}");
+    let transferring = ui.wait_event(WAIT, |e| is_call_state(e, &call, "transferring")).await.unwrap();
+    assert_eq!(transferring["params"]["transfer"]["replaces"], false, "{transferring}");
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "transferred", "{ended}");
+    customer
+        .wait_event(
+            |e| e["type"] == event::ESTABLISHED && e["param"].as_str().unwrap_or("").contains("colleague@"),
+            WAIT,
+        )
+        .await;
+    customer.wait_received_audio(Duration::from_secs(1), WAIT).await;
+    customer.hangup();
+    customer.wait_event_type(event::CLOSED, WAIT).await;
+    let log = colleague.expect_success().await;
+    let second_invite = log.split("INVITE sip:colleague@").nth(2).expect("the customer called the colleague");
+    assert!(!second_invite.split("\n\n").next().unwrap().contains("Replaces:"), "{second_invite}");
+    assert!(log.contains("BYE sip:"), "our consult was ended:\n{log}");
+    assert!(customer.log().contains("Refer-To: <sip:colleague@127.0.0.1"), "{}", customer.log());
+
+    // They hear each other: the colleague's 1 kHz in the customer's new
+    // call, the customer's tone on the wire to the colleague.
+    let heard = Recording::read(&customer.received_audio());
+    assert!(tone_amplitude(heard.tail(1.0), heard.rate, 1000.0) > PRESENT, "the customer hears the colleague");
+    assert!(tone_amplitude(heard.tail(1.0), heard.rate, AGENT_HZ) < ABSENT, "and not the agent");
+    let to_colleague = sent_audio(&to_colleague.stop(colleague_media), 0.8, 0.5);
+    assert!(tone_amplitude(&to_colleague, 8000, CUSTOMER_HZ) > PRESENT, "the colleague hears the customer");
+    let mut daemon = daemon;
+    assert!(daemon.terminate().success());
+}

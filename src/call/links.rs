@@ -68,9 +68,12 @@ impl Phone {
     }
 
     /// Leave & transfer: the peer of `call` is REFERred to the peer of
-    /// `consult`, replacing our call with it when the peer supports
-    /// Replaces; otherwise the consult ends first and a plain REFER to the
-    /// colleague follows. Both calls end once the transferee reports success.
+    /// `consult`, replacing our call with it when both said they support
+    /// Replaces (the customer must carry the header from the Refer-To URI
+    /// into its INVITE, which baresip 1.0 does not; the colleague must
+    /// honour it); otherwise the consult ends first and a plain REFER to
+    /// the colleague follows, which every REFER-capable UA can follow.
+    /// Both calls end once the transferee reports success.
     pub fn complete_transfer(&mut self, call: &str, consult: &str, now: Instant) -> Result<Vec<Output>, PhoneError> {
         let (transferee, target) = (self.live(call)?, self.live(consult)?);
         if call == consult || !target.is_established() || target.transferring() {
@@ -81,7 +84,7 @@ impl Phone {
         }
         let uri = target.remote.clone();
         let mut outputs = Vec::new();
-        let refer = if transferee.supports_replaces {
+        let refer = if transferee.supports_replaces && target.supports_replaces {
             self.link(consult, |c| c.links.handing_over = true);
             ReferTarget::Replacing { uri, consult: consult.to_string() }
         } else {

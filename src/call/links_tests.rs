@@ -13,8 +13,8 @@ fn answered(phone: &mut Phone, id: &str, supports_replaces: bool, t0: Instant) -
     phone.signal(id, answer, t0)
 }
 
-/// The customer "h" connected (it supports Replaces or not) and consulting
-/// "k" at the colleague, whose call is answered; the hold went through.
+/// The customer "h" connected and consulting "k" at the colleague (both
+/// supporting Replaces or not), whose call is answered; the hold went through.
 fn consulting(phone: &mut Phone, supports_replaces: bool, t0: Instant) {
     phone.dial("h".into(), "sip:customer@h".into(), None, local(), t0).unwrap();
     answered(phone, "h", supports_replaces, t0);
@@ -28,7 +28,7 @@ fn consulting(phone: &mut Phone, supports_replaces: bool, t0: Instant) {
     assert_eq!(summary("k").links.consult_for.as_deref(), Some("h"));
     let hold_answer = Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0 101", "recvonly")) };
     assert_eq!(states(&phone.signal("h", hold_answer, t0)), vec![CallState::Held]);
-    answered(phone, "k", false, t0);
+    answered(phone, "k", supports_replaces, t0);
 }
 
 fn ended(out: &[Output], id: &str) -> Option<(EndReason, Vec<SipAction>)> {
@@ -74,6 +74,15 @@ fn without_replaces_the_consult_ends_first_and_a_plain_refer_follows() {
     assert_eq!(ended(&out, "k"), Some((EndReason::Transferred, vec![SipAction::Bye])));
     let customer: Vec<Output> = out.iter().filter(|o| o.call.call == "h").cloned().collect();
     assert_eq!(sip(&customer), vec![SipAction::Refer { target: ReferTarget::Uri("sip:colleague@h".into()) }]);
+    // Replaces needs both sides: a customer that supports it is not enough.
+    let mut phone = Phone::new(false);
+    phone.dial("h".into(), "sip:customer@h".into(), None, local(), t0).unwrap();
+    answered(&mut phone, "h", true, t0);
+    let (call, effects) = Phone::prepare_dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
+    phone.consult("h", call, effects, t0).unwrap();
+    answered(&mut phone, "k", false, t0);
+    let out = phone.complete_transfer("h", "k", t0).unwrap();
+    assert_eq!(ended(&out, "k"), Some((EndReason::Transferred, vec![SipAction::Bye])));
     // The customer's UA refuses REFER altogether: the agent is told, the customer stays.
     let out = phone.signal("h", Signal::ReferAnswered { code: 405 }, t0);
     let call = &out.last().unwrap().call;
