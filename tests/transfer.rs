@@ -182,3 +182,33 @@ async fn a_refer_to_a_host_not_allowed_or_from_outside_a_dialog_is_refused() {
     stranger.expect_success().await;
     assert_eq!(ui.call("call.list", json!({})).await.unwrap()["calls"], json!([]));
 }
+
+#[tokio::test]
+async fn a_customer_phone_that_refuses_refer_keeps_the_call_and_the_agent_is_told() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let customer_port = free_port_pair();
+    let customer = Sipp::start(work.path(), "uas_tone.xml", customer_port, free_port_pair(), &[]);
+    let daemon = Daemon::spawn("agent", "").await;
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &format!("sip:customer@127.0.0.1:{customer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+
+    ui.call("call.transfer.blind", json!({"call": call, "to": "sip:colleague@127.0.0.1:5999"})).await.unwrap();
+    let told =
+        ui.wait_event(WAIT, |e| call_state(e, &call) && e["params"]["transfer"]["status"] == "failed").await.unwrap();
+    assert_eq!(
+        (told["params"]["state"].as_str(), told["params"]["transfer"]["sip_code"].as_u64()),
+        (Some("connected"), Some(501))
+    );
+    // The customer is still there: its tone keeps arriving.
+    let now = wait_call_counter(&mut ui, &call, "packets_received", 1).await;
+    wait_call_counter(&mut ui, &call, "packets_received", now + 25).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let log = customer.expect_success().await;
+    assert!(log.contains("REFER sip:") && log.contains("SIP/2.0 501 Not Implemented"), "{log}");
+}

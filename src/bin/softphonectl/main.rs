@@ -56,6 +56,17 @@ enum Cmd {
     Dtmf { call: String, digits: String },
     /// Blind transfer: REFER the call's peer to a SIP URI or number.
     Transfer { call: String, to: String },
+    /// Consult: hold the call and dial a colleague; prints the consult call's id.
+    Consult { call: String, to: String },
+    /// Leave & transfer: hand the call's peer to the consult call's colleague.
+    Complete { call: String, consult: String },
+    /// End the consult and take the call off hold.
+    CancelConsult { call: String, consult: String },
+    /// Join answered calls into the local conference.
+    Merge {
+        #[arg(required = true, num_args = 1..)]
+        calls: Vec<String>,
+    },
     /// RTP/RTCP figures and MOS estimate of a call.
     Stats { call: String },
     /// List sound devices.
@@ -122,6 +133,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Unmute { call } => ("call.unmute", json!({ "call": call })),
         Cmd::Dtmf { call, digits } => ("call.dtmf", json!({ "call": call, "digits": digits })),
         Cmd::Transfer { call, to } => ("call.transfer.blind", json!({ "call": call, "to": to })),
+        Cmd::Consult { call, to } => ("call.transfer.consult", json!({ "call": call, "to": to })),
+        Cmd::Complete { call, consult } => ("call.transfer.complete", json!({ "call": call, "consult": consult })),
+        Cmd::CancelConsult { call, consult } => ("call.transfer.cancel", json!({ "call": call, "consult": consult })),
+        Cmd::Merge { calls } => ("call.merge", json!({ "calls": calls })),
         Cmd::Stats { call } => ("call.stats", json!({ "call": call })),
         Cmd::Devices => ("audio.devices", json!({})),
         Cmd::Select { input, output } => ("audio.select", json!({ "input": input, "output": output })),
@@ -158,9 +173,11 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     match method {
         "call.dial" => println!("{}", result["call"].as_str().unwrap_or_default()),
+        "call.transfer.consult" => println!("{}", result["consult"].as_str().unwrap_or_default()),
+        "call.merge" => println!("{}", result["conference"]),
         "call.list" => {
             for call in result["calls"].as_array().into_iter().flatten() {
-                let flags: Vec<&str> = ["held", "remote_held", "muted", "secure"]
+                let flags: Vec<&str> = ["held", "remote_held", "muted", "secure", "conference"]
                     .into_iter()
                     .filter(|flag| call[*flag].as_bool() == Some(true))
                     .collect();
