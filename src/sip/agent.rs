@@ -80,13 +80,32 @@ pub struct SipAgent {
     pub(super) inner: Arc<Inner>,
 }
 
-/// One call's dialog and the SDP we last sent in it (an offerless
-/// re-INVITE gets it again).
+/// One call's dialog, the SDP we last sent in it (an offerless re-INVITE
+/// gets it again), and whether the dialog is confirmed (2xx and ACK).
 #[derive(Clone)]
 pub(super) struct Leg {
     pub(super) dialog: InviteDialog,
     pub(super) local_sdp: Option<Vec<u8>>,
+    pub(super) confirmed: Arc<tokio::sync::watch::Sender<bool>>,
 }
+
+impl Leg {
+    fn new(dialog: InviteDialog, local_sdp: Option<Vec<u8>>) -> Leg {
+        Leg { dialog, local_sdp, confirmed: Arc::new(tokio::sync::watch::Sender::new(false)) }
+    }
+
+    /// Wait until the dialog is confirmed: a request of ours in a dialog
+    /// whose 2xx is not yet ACKed is refused by the stack (and by RFC 3261
+    /// §14.1 the peer may not be ready for it), e.g. a hold right after answering.
+    pub(super) async fn until_confirmed(&self) -> bool {
+        let mut confirmed = self.confirmed.subscribe();
+        let waited = tokio::time::timeout(ACK_WAIT, confirmed.wait_for(|c| *c)).await;
+        matches!(waited, Ok(Ok(_)))
+    }
+}
+
+/// How long an in-dialog request waits for the dialog's ACK (64 × T1).
+const ACK_WAIT: Duration = Duration::from_secs(32);
 
 pub(super) struct Inner {
     pub(super) endpoint: EndpointInnerRef,
@@ -355,7 +374,7 @@ impl SipAgent {
             tracing::warn!(%call, error = %e, "INVITE could not be sent");
             503u16
         })?;
-        let leg = Leg { dialog, local_sdp: Some(offer.into_bytes()) };
+        let leg = Leg::new(dialog, Some(offer.into_bytes()));
         self.inner.legs.lock().expect("leg map").insert(call.clone(), leg.clone());
         self.follow_dialog(call.clone(), state_rx);
         if self.inner.abandoned.lock().expect("abandoned set").remove(call) {
@@ -368,7 +387,7 @@ impl SipAgent {
 
     /// Keep a new dialog (inbound) under its call id.
     pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
-        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg { dialog, local_sdp: None });
+        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg::new(dialog, None));
         self.follow_dialog(call.clone(), states);
     }
 

@@ -37,6 +37,11 @@ impl SipAgent {
         tokio::spawn(async move {
             while let Some(state) = states.recv().await {
                 match state {
+                    DialogState::Confirmed(..) => {
+                        if let Some(leg) = agent.inner.legs.lock().expect("leg map").get(&call) {
+                            leg.confirmed.send_replace(true);
+                        }
+                    }
                     DialogState::Early(_, response) => {
                         let sdp = (!response.body.is_empty()).then(|| response.body.clone());
                         agent.emit(&call, Signal::Progress { code: response.status_code.code(), sdp });
@@ -138,6 +143,11 @@ impl SipAgent {
         self.set_local_sdp(&call, offer.as_bytes());
         let agent = self.clone();
         tokio::spawn(async move {
+            if !leg.until_confirmed().await {
+                tracing::info!(%call, "no ACK for the dialog: re-INVITE not sent");
+                agent.emit(&call, Signal::ReinviteAnswered { code: 408, sdp: None });
+                return;
+            }
             let mut headers = vec![Header::ContentType("application/sdp".into())];
             headers.extend(timer_headers(timer, Role::Uac));
             let signal = match leg

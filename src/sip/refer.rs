@@ -42,6 +42,10 @@ impl SipAgent {
         };
         let agent = self.clone();
         tokio::spawn(async move {
+            if !customer.until_confirmed().await {
+                agent.emit(&call, Signal::ReferAnswered { code: 408 });
+                return;
+            }
             let snapshot = customer.dialog.snapshot();
             let local = match snapshot.role {
                 TransactionRole::Client => snapshot.from.uri.to_string(),
