@@ -189,19 +189,6 @@ async fn cancelling_a_consult_gives_the_customer_the_agent_again() {
     assert!(tone_amplitude(&after_cancel, 8000, 1000.0) < ABSENT);
 }
 
-/// `header` of the `nth` (0-based) message in a sipp log that starts with `start`.
-fn header_of(log: &str, start: &str, nth: usize, header: &str) -> String {
-    let message = log.split(start).nth(nth + 1).unwrap_or_else(|| panic!("no message {nth} {start}:\n{log}"));
-    let message = message.split("\n\n").next().unwrap();
-    let line =
-        message.lines().find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", header.to_ascii_lowercase())));
-    line.unwrap_or_else(|| panic!("no {header} in {start}:\n{message}")).split_once(':').unwrap().1.trim().to_string()
-}
-
-fn tag(header_value: &str) -> String {
-    header_value.split(";tag=").nth(1).unwrap().split(';').next().unwrap().to_string()
-}
-
 /// baresip 1.0.0 cannot carry Replaces into its INVITE (it garbles the
 /// Request-URI instead) and does not say it supports it: Leave & transfer
 /// then ends our consult first and REFERs baresip plainly to the colleague.

@@ -282,7 +282,7 @@ impl Baresip {
         let from = format!("127.0.0.1:{} ->", self.sip_port);
         let sent = self.traced_sip().into_iter().filter(|(route, _)| route.contains(&from));
         let port = |msg: &str| msg.lines().find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse().ok());
-        sent.filter_map(|(_, msg)| port(&msg)).last()
+        sent.filter_map(|(_, msg)| port(&msg)).next_back()
     }
 
     /// The audio direction (`sendrecv`, `sendonly`, `recvonly`, `inactive`) of
