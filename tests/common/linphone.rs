@@ -27,6 +27,9 @@
 //! - States arrive as `LinphoneCallOutgoingInit`, `IncomingReceived`,
 //!   `Connected`, `StreamsRunning`, `Pausing`, `Paused`, `Refered`, `End`,
 //!   `Released`, each with the call's `Id`.
+//! - With no soundcard and no file playing it sends no RTP at all, only a
+//!   STUN keep-alive every 0.5 s: play a tone wherever it should be heard.
+//!   It offers and answers PCMU only here, so captures decode.
 //! - `call-stats` crashes it; it cannot record what it hears, so what it is
 //!   sent must be captured off the wire (its ports: [`Linphone::rtp_ports`]).
 #![allow(dead_code)] // each test binary uses its own subset
@@ -109,6 +112,9 @@ impl Linphone {
         };
         fs::write(dir.join("lp.rc"), linphone.config()).unwrap();
         linphone.spawn_and_connect(&home);
+        // μ-law only, so that what it is sent and sends decodes from a capture.
+        linphone.command_ok("audio-codec-disable ALL");
+        linphone.command_ok("audio-codec-enable PCMU/8000/1");
         linphone
     }
 
@@ -279,6 +285,28 @@ impl Linphone {
         self.command_ok(&format!("terminate {id}"));
     }
 
+    /// Every SIP message it received or sent, in order, from its log.
+    pub fn sip_messages(&self) -> Vec<SipMessage> {
+        let log = fs::read(self.dir.join("linphone.log")).unwrap_or_default();
+        let mut messages: Vec<SipMessage> = Vec::new();
+        let mut in_message = false;
+        for line in String::from_utf8_lossy(&log).lines() {
+            let received = line.contains("]: received [") && line.contains("new bytes from");
+            if received || line.contains("]: message sent to [") {
+                messages.push(SipMessage { received, text: String::new() });
+                in_message = true;
+            } else if is_log_line(line) {
+                in_message = false;
+            } else if in_message {
+                let text = &mut messages.last_mut().unwrap().text;
+                text.push_str(line.trim_end_matches('\r'));
+                text.push('\n');
+            }
+        }
+        messages.iter_mut().for_each(|m| m.text = m.text.trim().to_string());
+        messages
+    }
+
     /// Its own log file (SIP messages included), then what it printed.
     pub fn log(&self) -> String {
         let read = |name: &str| fs::read(self.dir.join(name)).map(|b| String::from_utf8_lossy(&b).into_owned());
@@ -304,6 +332,53 @@ impl Drop for Linphone {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// One SIP message as a peer logged it (linphone here, or sipp's `-trace_msg`).
+#[derive(Debug, Clone)]
+pub struct SipMessage {
+    /// Received by the peer, else sent by it.
+    pub received: bool,
+    /// Start line, headers, blank line, body; lines end in `\n`.
+    pub text: String,
+}
+
+impl SipMessage {
+    pub fn starts(&self, start: &str) -> bool {
+        self.text.starts_with(start)
+    }
+
+    /// The value of the first header `name` (case-insensitive, long form).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let head = self.text.split("\n\n").next().unwrap();
+        let prefix = format!("{}:", name.to_ascii_lowercase());
+        let line = head.lines().find(|l| l.to_ascii_lowercase().starts_with(&prefix))?;
+        Some(line[prefix.len()..].trim())
+    }
+
+    pub fn call_id(&self) -> &str {
+        self.header("Call-ID").unwrap_or_else(|| panic!("no Call-ID:\n{}", self.text))
+    }
+
+    /// The `tag` parameter of `header` (From or To).
+    pub fn tag(&self, header: &str) -> String {
+        let value = self.header(header).unwrap_or_else(|| panic!("no {header}:\n{}", self.text));
+        let tag = value.split(";tag=").nth(1).unwrap_or_else(|| panic!("no tag in {header}:\n{}", self.text));
+        tag.split(';').next().unwrap().to_string()
+    }
+
+    /// The port of the SDP's `m=audio` line.
+    pub fn audio_port(&self) -> u16 {
+        let port = self.text.lines().find_map(|l| l.strip_prefix("m=audio ")?.split(' ').next()?.parse().ok());
+        port.unwrap_or_else(|| panic!("no m=audio:\n{}", self.text))
+    }
+}
+
+/// A line of linphone's own logging (`2026-11-21 20:36:42:862 belle-sip-...`),
+/// which ends a logged SIP message.
+fn is_log_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() > 24 && bytes[..4].iter().all(u8::is_ascii_digit) && bytes[4] == b'-' && bytes[10] == b' '
 }
 
 /// Whether linphone-daemon is installed. Under `CI=true` a missing one
