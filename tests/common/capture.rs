@@ -1,6 +1,7 @@
 //! tcpdump on the loopback and tshark's RTP decoder: what really went over
 //! the wire to a peer's media port.
 
+use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -21,12 +22,23 @@ pub struct Capture {
 }
 
 impl Capture {
+    /// Capture what is sent to 127.0.0.1:`port`.
     pub fn start(dir: &Path, port: u16) -> Capture {
+        Self::start_filtered(dir, &format!("dst port {port}"))
+    }
+
+    /// Capture what is sent to any of `ports` on 127.0.0.1: for a peer whose
+    /// media port is known only later; [`Self::stop`] then names the one to decode.
+    pub fn start_port_range(dir: &Path, ports: RangeInclusive<u16>) -> Capture {
+        Self::start_filtered(dir, &format!("dst portrange {}-{}", ports.start(), ports.end()))
+    }
+
+    fn start_filtered(dir: &Path, ports: &str) -> Capture {
         let file = dir.join("rtp.pcap");
         let child = Command::new("tcpdump")
             .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-w"])
             .arg(&file)
-            .arg(format!("udp and dst host 127.0.0.1 and dst port {port}"))
+            .arg(format!("udp and dst host 127.0.0.1 and {ports}"))
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -83,4 +95,12 @@ impl Capture {
 fn hex(text: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(char::is_ascii_hexdigit).collect();
     (0..digits.len() / 2).filter_map(|i| u8::from_str_radix(&digits[2 * i..2 * i + 2], 16).ok()).collect()
+}
+
+/// A test that fails before [`Capture::stop`] leaves no tcpdump behind.
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub mod baresip;
 pub mod capture;
 pub mod kamailio;
+pub mod linphone;
 pub mod sipp;
 
 use serde_json::json;
