@@ -11,7 +11,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::capture::{Capture, RtpSeen};
+use common::capture::{ulaw_window, Capture, RtpSeen};
 use common::linphone::{self, state, Linphone, SipMessage};
 use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{dial, require_tool, wait_call_counter, Daemon};
@@ -40,21 +40,6 @@ fn peers_present() -> bool {
     linphone::installed() && ["sipp", "sox", "tcpdump", "tshark"].into_iter().all(require_tool)
 }
 
-/// The μ-law audio sent to a port, from `from_end` seconds before the last
-/// packet, `secs` long.
-fn sent_audio(packets: &[RtpSeen], from_end: f64, secs: f64) -> Vec<i16> {
-    let last = packets.iter().map(|p| p.time).fold(f64::MIN, f64::max);
-    let mut window: Vec<&RtpSeen> = packets
-        .iter()
-        .filter(|p| p.payload_type == 0 && p.time >= last - from_end && p.time < last - from_end + secs)
-        .collect();
-    window.sort_by_key(|p| p.sequence);
-    let audio: Vec<i16> =
-        window.iter().flat_map(|p| p.payload.iter().map(|code| softphoned::media::g711::ulaw_decode(*code))).collect();
-    assert!(audio.len() as f64 >= 0.8 * secs * 8000.0, "only {} samples sent in that window", audio.len());
-    audio
-}
-
 /// The messages of a sipp `-trace_msg` log, in order.
 fn sipp_messages(log: &str) -> Vec<SipMessage> {
     let log = log.replace("\r\n", "\n");
@@ -77,7 +62,7 @@ fn replaces_parts(value: &str) -> (String, BTreeMap<String, String>) {
 /// In the second before the last second of `packets` (the end of a call):
 /// `present` is heard there and `absent` is not.
 fn assert_hears(who: &str, packets: &[RtpSeen], present: f64, absent: f64) {
-    let audio = sent_audio(packets, 2.0, 1.0);
+    let audio = ulaw_window(packets, 2.0, 1.0);
     let heard = [present, absent].map(|hz| tone_amplitude(&audio, 8000, hz));
     assert!(heard[0] > PRESENT && heard[1] < ABSENT, "{who} hears {present} Hz, not {absent} Hz: {heard:?}");
 }

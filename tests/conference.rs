@@ -10,7 +10,7 @@ mod common;
 use std::time::Duration;
 
 use common::baresip::{self, event, Baresip, BaresipOptions, Recording};
-use common::capture::{Capture, RtpSeen};
+use common::capture::{ulaw_window, Capture};
 use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{dial, require_tool, wait_call_counter, wav_samples, Daemon};
 use serde_json::{json, Value};
@@ -55,21 +55,6 @@ fn assert_hears(who: &str, heard: [f64; 3], expected: [bool; 3]) {
             assert!(amplitude < ABSENT, "{who} should not hear the {name}: {heard:?}");
         }
     }
-}
-
-/// The μ-law audio sent to a port, from `from_end` seconds before the last
-/// packet, `secs` long.
-fn sent_audio(packets: &[RtpSeen], from_end: f64, secs: f64) -> Vec<i16> {
-    let last = packets.iter().map(|p| p.time).fold(f64::MIN, f64::max);
-    let mut window: Vec<&RtpSeen> = packets
-        .iter()
-        .filter(|p| p.payload_type == 0 && p.time >= last - from_end && p.time < last - from_end + secs)
-        .collect();
-    window.sort_by_key(|p| p.sequence);
-    let audio: Vec<i16> =
-        window.iter().flat_map(|p| p.payload.iter().map(|code| softphoned::media::g711::ulaw_decode(*code))).collect();
-    assert!(audio.len() as f64 >= 0.8 * secs * 8000.0, "only {} samples sent in that window", audio.len());
-    audio
 }
 
 /// The agent calls the customer, then consults the colleague. What the
@@ -138,7 +123,7 @@ async fn merged_three_way_call_each_party_hears_the_other_two_and_not_itself() {
 
     // The tails of the peers' recordings are the conference (before the
     // hangups, and well after the merge).
-    let to_customer = sent_audio(&capture.stop(customer_port), 2.5, 1.0);
+    let to_customer = ulaw_window(&capture.stop(customer_port), 2.5, 1.0);
     assert_hears("the customer", tones(&to_customer, 8000), [true, false, true]);
     let heard_by_colleague = Recording::read(&colleague.received_audio());
     let window = &heard_by_colleague.tail(2.5)[..heard_by_colleague.rate as usize];
@@ -182,9 +167,9 @@ async fn cancelling_a_consult_gives_the_customer_the_agent_again() {
     let packets = capture.stop(customer_port);
     // On hold the customer was sent silence (no hold music configured), not
     // the agent; then, resumed, the agent (and never the colleague's 1 kHz).
-    let on_hold = sent_audio(&packets, 2.8, 0.5);
+    let on_hold = ulaw_window(&packets, 2.8, 0.5);
     assert_hears("the customer, on hold", tones(&on_hold, 8000), [false, false, false]);
-    let after_cancel = sent_audio(&packets, 1.5, 1.0);
+    let after_cancel = ulaw_window(&packets, 1.5, 1.0);
     assert_hears("the customer, after the cancel", tones(&after_cancel, 8000), [true, false, false]);
     assert!(tone_amplitude(&after_cancel, 8000, 1000.0) < ABSENT);
 }
@@ -238,7 +223,7 @@ async fn leave_and_transfer_without_replaces_ends_the_consult_then_refers_and_th
     let heard = Recording::read(&customer.received_audio());
     assert!(tone_amplitude(heard.tail(1.0), heard.rate, 1000.0) > PRESENT, "the customer hears the colleague");
     assert!(tone_amplitude(heard.tail(1.0), heard.rate, AGENT_HZ) < ABSENT, "and not the agent");
-    let to_colleague = sent_audio(&to_colleague.stop(colleague_media), 0.8, 0.5);
+    let to_colleague = ulaw_window(&to_colleague.stop(colleague_media), 0.8, 0.5);
     assert!(tone_amplitude(&to_colleague, 8000, CUSTOMER_HZ) > PRESENT, "the colleague hears the customer");
     let mut daemon = daemon;
     assert!(daemon.terminate().success());

@@ -85,7 +85,13 @@ impl Phone {
         let uri = target.remote.clone();
         let mut outputs = Vec::new();
         let refer = if transferee.supports_replaces && target.supports_replaces {
-            self.link(consult, |c| c.links.handing_over = true);
+            // Linked again if a merge had made them a conference: the
+            // consult ends with the transfer.
+            self.link(call, |c| c.links.consult = Some(consult.to_string()));
+            self.link(consult, |c| {
+                c.links.consult_for = Some(call.to_string());
+                c.links.handing_over = true;
+            });
             ReferTarget::Replacing { uri, consult: consult.to_string() }
         } else {
             // The customer cannot take the consult's place: we leave it

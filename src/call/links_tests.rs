@@ -214,3 +214,20 @@ fn a_transferee_that_never_reports_fails_the_transfer_and_keeps_the_call() {
     assert_eq!(call.transfer.as_ref().map(|t| (t.status, t.sip_code)), Some((TransferStatus::Failed, Some(408))));
     assert!(sip(&out).is_empty(), "no BYE: {out:?}");
 }
+
+#[test]
+fn leaving_a_two_party_conference_hands_the_customer_to_the_colleague() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new(false);
+    consulting(&mut phone, true, t0);
+    phone.merge(&["h".into(), "k".into()], t0).unwrap();
+    phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0 101", "sendrecv")) }, t0);
+    let out = phone.complete_transfer("h", "k", t0).unwrap();
+    let refer =
+        SipAction::Refer { target: ReferTarget::Replacing { uri: "sip:colleague@h".into(), consult: "k".into() } };
+    assert_eq!(sip(&out), vec![refer]);
+    let out = phone.signal("h", Signal::TransferProgress { code: 200 }, t0);
+    assert_eq!(ended(&out, "h"), Some((EndReason::Transferred, vec![SipAction::Bye])));
+    assert_eq!(ended(&out, "k").map(|(reason, _)| reason), Some(EndReason::Transferred));
+    assert!(phone.is_empty());
+}

@@ -91,6 +91,24 @@ impl Capture {
     }
 }
 
+/// The μ-law audio of the captured packets (PCMU, payload type 0), from
+/// `from_end` seconds before the last packet, `secs` long, in sequence
+/// order: what the peer at that port was sent, as it would hear it. Panics
+/// when the window holds much less audio than asked for, so a check on it
+/// cannot pass on silence that was never sent.
+pub fn ulaw_window(packets: &[RtpSeen], from_end: f64, secs: f64) -> Vec<i16> {
+    let last = packets.iter().map(|p| p.time).fold(f64::MIN, f64::max);
+    let mut window: Vec<&RtpSeen> = packets
+        .iter()
+        .filter(|p| p.payload_type == 0 && p.time >= last - from_end && p.time < last - from_end + secs)
+        .collect();
+    window.sort_by_key(|p| p.sequence);
+    let audio: Vec<i16> =
+        window.iter().flat_map(|p| p.payload.iter().map(|code| softphoned::media::g711::ulaw_decode(*code))).collect();
+    assert!(audio.len() as f64 >= 0.8 * secs * 8000.0, "only {} samples sent in that window", audio.len());
+    audio
+}
+
 /// tshark prints payloads as `aa:bb:cc` (or plain hex, by version).
 fn hex(text: &str) -> Vec<u8> {
     let digits: String = text.chars().filter(char::is_ascii_hexdigit).collect();
