@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod media;
+pub mod recording;
 pub mod sip;
 pub mod store;
 pub mod timing;

@@ -1,0 +1,164 @@
+//! One recording on disk: a stereo 16-bit WAV, left the agent, right the
+//! remote party, written so that a crash loses at most the last second: the
+//! header is made true every second of audio (hound's flush writes the
+//! sizes), the file is fsynced when it closes, and a file a crash left
+//! behind is repaired at the next start (its sizes set from what really is
+//! on disk). Files are created new, never overwritten, mode 0640.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes per stereo 16-bit sample frame.
+const BLOCK: u64 = 4;
+
+/// A recording being written.
+pub struct RecordingFile {
+    writer: hound::WavWriter<BufWriter<File>>,
+    path: PathBuf,
+    rate: u32,
+    /// Stereo frames written, and since the header was last made true.
+    frames: u64,
+    unflushed: u64,
+}
+
+impl RecordingFile {
+    /// Create `path` (never replacing a file) for audio at `rate` Hz.
+    pub fn create(path: &Path, rate: u32) -> io::Result<RecordingFile> {
+        let file = OpenOptions::new().write(true).create_new(true).mode(0o640).open(path)?;
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: rate,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(io_error)?;
+        Ok(RecordingFile { writer, path: path.to_path_buf(), rate, frames: 0, unflushed: 0 })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Audio written so far, in milliseconds.
+    pub fn duration_ms(&self) -> u64 {
+        self.frames * 1000 / u64::from(self.rate)
+    }
+
+    /// Append the two sides, sample by sample (the shorter side is padded with silence).
+    pub fn write(&mut self, agent: &[i16], remote: &[i16]) -> io::Result<()> {
+        let len = agent.len().max(remote.len());
+        for i in 0..len {
+            self.writer.write_sample(agent.get(i).copied().unwrap_or(0)).map_err(io_error)?;
+            self.writer.write_sample(remote.get(i).copied().unwrap_or(0)).map_err(io_error)?;
+        }
+        self.frames += len as u64;
+        self.unflushed += len as u64;
+        if self.unflushed >= u64::from(self.rate) {
+            // Once a second: what is on disk is a valid WAV up to here.
+            self.unflushed = 0;
+            self.writer.flush().map_err(io_error)?;
+        }
+        Ok(())
+    }
+
+    /// Close: the header made final and the file on stable storage.
+    pub fn finish(self) -> io::Result<PathBuf> {
+        let path = self.path;
+        self.writer.finalize().map_err(io_error)?;
+        File::open(&path)?.sync_all()?;
+        Ok(path)
+    }
+}
+
+/// Make the header of a WAV that a crash left behind tell the truth: its
+/// RIFF and data sizes are set from the file's real length (whole sample
+/// frames only). Returns whether anything changed.
+pub fn repair(path: &Path) -> io::Result<bool> {
+    let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+    let len = file.metadata()?.len();
+    let mut riff = [0u8; 12];
+    file.read_exact(&mut riff)?;
+    if &riff[..4] != b"RIFF" || &riff[8..] != b"WAVE" {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "not a WAV file"));
+    }
+    // Walk the chunks to the data chunk.
+    let mut at = 12u64;
+    loop {
+        let mut header = [0u8; 8];
+        file.seek(SeekFrom::Start(at))?;
+        file.read_exact(&mut header)?;
+        let size = u64::from(u32::from_le_bytes(header[4..].try_into().expect("4 bytes")));
+        if &header[..4] == b"data" {
+            let data = (len - at - 8) / BLOCK * BLOCK;
+            if data == size && u64::from(u32::from_le_bytes(riff[4..8].try_into().expect("4 bytes"))) == at + data {
+                return Ok(false);
+            }
+            file.seek(SeekFrom::Start(at + 4))?;
+            file.write_all(&(data as u32).to_le_bytes())?;
+            file.seek(SeekFrom::Start(4))?;
+            file.write_all(&((at + data) as u32).to_le_bytes())?;
+            file.sync_all()?;
+            return Ok(true);
+        }
+        at += 8 + size + size % 2;
+        if at + 8 > len {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "no data chunk"));
+        }
+    }
+}
+
+fn io_error(error: hound::Error) -> io::Error {
+    match error {
+        hound::Error::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn read(path: &Path) -> (hound::WavSpec, Vec<i16>) {
+        let mut reader = hound::WavReader::open(path).unwrap();
+        (reader.spec(), reader.samples::<i16>().map(Result::unwrap).collect())
+    }
+
+    #[test]
+    fn a_finished_recording_is_stereo_agent_left_remote_right_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("call.wav");
+        let mut file = RecordingFile::create(&path, 8000).unwrap();
+        file.write(&[1, 2, 3], &[-1, -2, -3]).unwrap();
+        file.write(&[4], &[]).unwrap();
+        assert_eq!(file.duration_ms(), 0);
+        file.finish().unwrap();
+        let (spec, samples) = read(&path);
+        assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 8000, 16));
+        assert_eq!(samples, vec![1, -1, 2, -2, 3, -3, 4, 0]);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+        assert_eq!(RecordingFile::create(&path, 8000).err().map(|e| e.kind()), Some(io::ErrorKind::AlreadyExists));
+    }
+
+    #[test]
+    fn a_crash_loses_at_most_the_last_second_and_repair_keeps_what_reached_the_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("crashed.wav");
+        let mut file = RecordingFile::create(&path, 8000).unwrap();
+        let frame = [7i16; 160];
+        for _ in 0..125 {
+            file.write(&frame, &frame).unwrap();
+        }
+        // The process dies: nothing is finalized, buffered audio is lost.
+        std::mem::forget(file);
+        let (_, samples) = read(&path);
+        assert!(samples.len() >= 2 * 16000, "at least the flushed 2 s read back: {}", samples.len() / 2);
+        repair(&path).unwrap();
+        let (_, repaired) = read(&path);
+        assert!(repaired.len() >= samples.len());
+        assert!(repaired.iter().all(|s| *s == 7));
+        assert!(!repair(&path).unwrap(), "a true header is left alone");
+    }
+}
