@@ -146,7 +146,7 @@ async fn main() -> anyhow::Result<()> {
         is_callback_state(e, "closed")
     })
     .await?;
-    let history = ui.call("history.list", json!({ "limit": 1 })).await?;
+    let history = ui.call("history.list", json!({ "limit": 1, "kind": "callback" })).await?;
     let entry = &history["entries"][0];
     println!(
         "> history.list: {} {} closed {}, preview {} ms, attempts {}",

@@ -133,7 +133,7 @@ async fn countdown_dials_busy_then_retry_answers_and_history_keeps_both_attempts
     let closed = ui.wait_event(WAIT, |e| is_callback(e, &id, "closed")).await.unwrap();
     assert_eq!(closed["params"]["closed"], "completed");
 
-    let history = ui.call("history.list", json!({"limit": 10})).await.unwrap();
+    let history = ui.call("history.list", json!({"limit": 10, "kind": "callback"})).await.unwrap();
     let entry = &history["entries"][0];
     assert_eq!((entry["kind"].as_str(), entry["callback"].as_str()), (Some("callback"), Some(id.as_str())));
     let outcomes: Vec<&str> =
@@ -233,7 +233,7 @@ async fn after_kill_9_open_callbacks_come_back_in_preview_and_nothing_dials() {
     // The agent is in charge again: Call number dials, once.
     ui.call("callback.call", json!({"callback": "counting"})).await.unwrap();
     assert_eq!(new_invites(&phone, Duration::from_secs(2), &mut seen).len(), 1);
-    let history = ui.call("history.list", json!({})).await.unwrap();
+    let history = ui.call("history.list", json!({"kind": "callback"})).await.unwrap();
     assert_eq!(history["entries"].as_array().unwrap().len(), 2);
 }
 

@@ -140,9 +140,9 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
         (&json!("2099-07-01T07:00:00Z"), &json!("Europe/Paris"), &json!("after the holidays"))
     );
     ctl(&daemon, &["callback", "cancel", &scheduled]);
-    let history = client.call("history.list", json!({ "limit": 1 })).await.unwrap();
+    let history = client.call("history.list", json!({ "limit": 1, "kind": "callback" })).await.unwrap();
     assert_eq!(history["entries"][0]["callback"], scheduled, "newest first");
     assert_eq!(history["entries"][0]["closed"], "cancelled");
-    let newest = ctl(&daemon, &["history", "--limit", "1"]);
+    let newest = ctl(&daemon, &["history", "--limit", "1", "--kind", "callback"]);
     assert!(newest.starts_with(&format!("callback\t{scheduled}\tcancelled\t")), "{newest}");
 }

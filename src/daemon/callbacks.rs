@@ -128,7 +128,7 @@ impl Daemon {
         let query = parse::<HistoryParams>(params).and_then(|p| {
             let since = p.since.map(|s| s.parse::<Timestamp>()).transpose();
             let since = since.map_err(|e| RpcError::invalid_params(format!("since: {e}")))?;
-            Ok(HistoryQuery { since, limit: p.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX) })
+            Ok(HistoryQuery { since, limit: p.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX), kind: p.kind })
         });
         let query = match query {
             Ok(query) => query,

@@ -7,6 +7,7 @@ mod accounts;
 mod audio;
 mod callbacks;
 mod dispatch;
+mod history;
 mod media;
 mod transfers;
 
@@ -149,6 +150,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
             rtp_tx,
         ),
         media_events: Vec::new(),
+        call_log: std::collections::HashMap::new(),
         audio_status: setup.status,
         audio_health: setup.health,
         audio_specs,
@@ -187,6 +189,8 @@ struct Daemon {
     media: MediaEngine,
     /// Reused between ticks so the tick does not allocate.
     media_events: Vec<MediaEvent>,
+    /// Live calls' times and figures, for their history records.
+    call_log: std::collections::HashMap<crate::call::CallId, history::CallLog>,
     audio_status: AudioStatus,
     /// Set while a sound card is in use.
     audio_health: Option<DeviceHealth>,
@@ -326,7 +330,10 @@ impl Daemon {
             match effect {
                 Effect::Sip(action) => endings.extend(self.sip.execute(&call.call, action)),
                 Effect::StartMedia(negotiated) => self.media.start(&call.call, negotiated, Instant::now().into_std()),
-                Effect::StopMedia => self.media.stop(&call.call),
+                Effect::StopMedia => {
+                    self.keep_quality(&call.call);
+                    self.media.stop(&call.call);
+                }
                 Effect::Mute(muted) => self.media.set_muted(&call.call, muted),
                 Effect::SendDtmf(digits) => {
                     if let Err(e) = self.media.queue_dtmf(&call.call, &digits) {
@@ -337,6 +344,7 @@ impl Daemon {
                 Effect::StateChanged => {
                     tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
                     self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
+                    self.log_call(&call);
                     self.follow_call(&call);
                 }
                 Effect::Conference(joined) => self.media.set_conference(&call.call, joined),

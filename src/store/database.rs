@@ -50,7 +50,7 @@ const UPSERT: &str = "
 ";
 
 const HISTORY: &str = "
-    SELECT kind, body FROM records WHERE created_at >= ?1
+    SELECT kind, body FROM records WHERE created_at >= ?1 AND (?3 IS NULL OR kind = ?3)
     ORDER BY created_at DESC, id ASC, kind ASC LIMIT ?2
 ";
 
@@ -204,7 +204,7 @@ pub(super) fn history(connection: &Connection, query: HistoryQuery) -> rusqlite:
     let since_us = query.since.map_or(i64::MIN, Timestamp::as_microsecond);
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let mut statement = connection.prepare_cached(HISTORY)?;
-    let rows = statement.query_map(params![since_us, limit], |row| {
+    let rows = statement.query_map(params![since_us, limit, query.kind], |row| {
         let kind: RecordKind = row.get(0)?;
         let mut body = body_at(row, 1)?;
         body.insert("kind".into(), kind.as_str().into());

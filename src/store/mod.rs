@@ -38,7 +38,7 @@ use writer::{Counters, Op};
 pub const QUEUE_CAPACITY: usize = 4096;
 
 /// What kind of record: history lists both, newest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecordKind {
     Callback,
@@ -78,6 +78,8 @@ pub struct HistoryQuery {
     /// At most this many entries (the newest). The caller bounds it: the whole
     /// answer is built in memory.
     pub limit: usize,
+    /// Only this kind; `None`: both.
+    pub kind: Option<RecordKind>,
 }
 
 /// Where the answer to [`Store::history`] is sent: newest first, each entry the

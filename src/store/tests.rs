@@ -31,7 +31,7 @@ fn callback(id: &str, open: bool, created_at: &str) -> Record {
 
 fn history(store: &Store, since: Option<&str>, limit: usize) -> Result<Vec<Value>, StoreError> {
     let (reply, answer) = oneshot::channel();
-    store.history(HistoryQuery { since: since.map(at), limit }, reply);
+    store.history(HistoryQuery { since: since.map(at), limit, kind: None }, reply);
     answer.blocking_recv().expect("the store answers every query")
 }
 
@@ -239,7 +239,7 @@ fn a_full_queue_drops_and_counts_snapshots_and_refuses_queries() {
         store.save(callback(&format!("cb-{n}"), true, "2025-03-01T10:00:00Z"));
     }
     let (reply, answer) = oneshot::channel();
-    store.history(HistoryQuery { since: None, limit: 1 }, reply);
+    store.history(HistoryQuery { since: None, limit: 1, kind: None }, reply);
     assert!(matches!(answer.blocking_recv().unwrap(), Err(StoreError::Busy)));
     let dropped = store.dropped();
     assert!(dropped >= 10, "dropped {dropped}");

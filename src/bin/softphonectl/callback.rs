@@ -231,6 +231,9 @@ pub struct HistoryArgs {
     /// At most this many entries (the daemon's default is 100).
     #[arg(long)]
     limit: Option<usize>,
+    /// Only `call` or only `callback` records.
+    #[arg(long)]
+    kind: Option<String>,
 }
 
 impl HistoryArgs {
@@ -271,18 +274,24 @@ pub fn callback_line(callback: &Value) -> String {
     line
 }
 
-/// `KIND ID STATE-OR-CLOSE-REASON CREATED_AT [N attempts: o1, o2] [preview N ms]`, tab-separated.
+/// `KIND ID CLOSE-OR-END-REASON CREATED_AT [N attempts: o1, o2] [preview N ms]`
+/// (a callback), `KIND ID REASON CREATED_AT DIRECTION REMOTE [SIP-CODE]` (a
+/// call), tab-separated.
 pub fn history_line(entry: &Value) -> String {
     let kind = text(&entry["kind"]);
     // A callback's record also names the call of its attempt: the id is the field named by its kind.
     let id = text(entry.get(kind).unwrap_or(&Value::Null));
-    let state = text(entry.get("closed").unwrap_or(&entry["state"]));
+    let state = text(entry.get("closed").or(entry.get("reason")).unwrap_or(&entry["state"]));
     let mut fields = vec![kind.to_string(), id.to_string(), state.to_string(), text(&entry["created_at"]).to_string()];
     if entry["attempts"].is_array() {
         fields.push(attempts_summary(attempts(entry)));
     }
     if let Some(preview) = entry["preview_ms"].as_u64() {
         fields.push(format!("preview {preview} ms"));
+    }
+    if kind == "call" {
+        fields.extend([text(&entry["direction"]).to_string(), text(&entry["remote"]).to_string()]);
+        fields.extend(entry["sip_code"].as_u64().map(|code| code.to_string()));
     }
     fields.join("\t")
 }

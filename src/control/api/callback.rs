@@ -110,6 +110,8 @@ pub struct HistoryParams {
     pub since: Option<String>,
     /// At most this many entries (default 100, at most 1000).
     pub limit: Option<usize>,
+    /// Only `call` or only `callback` records; both by default.
+    pub kind: Option<crate::store::RecordKind>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
