@@ -1,4 +1,23 @@
 //! Call recording for ops: stereo WAV files (left the agent, right the
-//! remote party) that survive a crash, written off the media path.
+//! remote party) with a JSON sidecar, written on the recorder's own thread
+//! off the media path, and surviving a crash.
 
 pub mod file;
+mod writer;
+
+use serde::{Deserialize, Serialize};
+
+pub use writer::{sidecar_of, Recorder, RecorderEvent};
+
+/// `recording.mode` (and an account's `recording`): when calls are recorded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingMode {
+    /// Every answered call, from the answer on.
+    Always,
+    /// When the agent asks (`call.record.start`).
+    #[default]
+    OnDemand,
+    /// Never, not even on request.
+    Never,
+}

@@ -1,0 +1,304 @@
+//! The recorder's own thread: it owns every open recording file, so the
+//! media tick only hands frames over a bounded queue (full: the frame is
+//! dropped and counted, never waited for). Pauses are written as silence
+//! and listed; a write error ends that recording with `Failed` and leaves
+//! what is on disk valid; a finished file is fsynced and gets its metadata
+//! sidecar (with the audio's sha256). At start, files a crash left behind
+//! (a WAV without sidecar) are repaired and given one.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::file::{self, RecordingFile};
+use crate::call::CallId;
+
+/// Frames queued at most (about 10 s of one call) before new ones are dropped.
+const QUEUE: usize = 512;
+
+/// What the recorder reports, for `recording.saved` / `recording.failed`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RecorderEvent {
+    Saved { call: CallId, path: PathBuf, duration_ms: u64 },
+    Failed { call: CallId, reason: String },
+}
+
+enum Job {
+    Begin { call: CallId, path: PathBuf, rate: u32, metadata: Map<String, Value> },
+    Audio { call: CallId, agent: Vec<i16>, remote: Vec<i16> },
+    Pause { call: CallId, paused: bool },
+    End { call: CallId, metadata: Map<String, Value> },
+}
+
+/// The run loop's handle; every method returns at once.
+#[derive(Clone)]
+pub struct Recorder {
+    jobs: SyncSender<Job>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Recorder {
+    /// Start the thread; crashed files under `dir` are repaired first (on it).
+    pub fn start(dir: PathBuf) -> io::Result<(Recorder, mpsc::UnboundedReceiver<RecorderEvent>)> {
+        let (jobs, queue) = sync_channel(QUEUE);
+        let (events, reports) = mpsc::unbounded_channel();
+        std::thread::Builder::new().name("recorder".into()).spawn(move || {
+            recover(&dir);
+            run(queue, &events);
+        })?;
+        Ok((Recorder { jobs, dropped: Arc::new(AtomicU64::new(0)) }, reports))
+    }
+
+    /// Frames dropped because the writer fell behind.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Open `path` for a call's audio at `rate`; `metadata` starts its sidecar.
+    pub fn begin(&self, call: &CallId, path: PathBuf, rate: u32, metadata: Map<String, Value>) {
+        self.send(Job::Begin { call: call.clone(), path, rate, metadata });
+    }
+
+    pub fn audio(&self, call: &CallId, agent: &[i16], remote: &[i16]) {
+        self.send(Job::Audio { call: call.clone(), agent: agent.to_vec(), remote: remote.to_vec() });
+    }
+
+    /// Paused spans are written as silence, so timing stays true.
+    pub fn pause(&self, call: &CallId, paused: bool) {
+        self.send(Job::Pause { call: call.clone(), paused });
+    }
+
+    /// Close the call's recording; `metadata` is added to its sidecar.
+    pub fn end(&self, call: &CallId, metadata: Map<String, Value>) {
+        self.send(Job::End { call: call.clone(), metadata });
+    }
+
+    fn send(&self, job: Job) {
+        match self.jobs.try_send(job) {
+            Ok(()) => {}
+            Err(TrySendError::Full(job)) => {
+                if let Job::Audio { .. } = job {
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    // Control jobs are few and must not be lost: wait for room.
+                    let _ = self.jobs.send(job);
+                }
+            }
+            Err(TrySendError::Disconnected(_)) => tracing::error!("the recorder thread is gone"),
+        }
+    }
+}
+
+struct Open {
+    file: RecordingFile,
+    metadata: Map<String, Value>,
+    paused_at: Option<u64>,
+    pauses: Vec<Value>,
+}
+
+fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderEvent>) {
+    let mut open: HashMap<CallId, Open> = HashMap::new();
+    let fail = |call: CallId, reason: String| {
+        tracing::warn!(%call, %reason, "recording failed; the call goes on");
+        let _ = events.send(RecorderEvent::Failed { call, reason });
+    };
+    while let Ok(job) = queue.recv() {
+        match job {
+            Job::Begin { call, path, rate, metadata } => {
+                let created = path
+                    .parent()
+                    .map_or(Ok(()), std::fs::create_dir_all)
+                    .and_then(|_| RecordingFile::create(&path, rate));
+                match created {
+                    Ok(file) => {
+                        tracing::info!(%call, path = %path.display(), "recording");
+                        open.insert(call, Open { file, metadata, paused_at: None, pauses: Vec::new() });
+                    }
+                    Err(e) => fail(call, format!("{}: {e}", path.display())),
+                }
+            }
+            Job::Audio { call, agent, remote } => {
+                let Some(recording) = open.get_mut(&call) else { continue };
+                let written = if recording.paused_at.is_some() {
+                    let silence = vec![0; agent.len().max(remote.len())];
+                    recording.file.write(&silence, &silence)
+                } else {
+                    recording.file.write(&agent, &remote)
+                };
+                if let Err(e) = written {
+                    // What is on disk stays a valid WAV up to the last second.
+                    let recording = open.remove(&call).expect("just used");
+                    fail(call, format!("{}: {e}", recording.file.path().display()));
+                }
+            }
+            Job::Pause { call, paused } => {
+                let Some(recording) = open.get_mut(&call) else { continue };
+                let now = recording.file.duration_ms();
+                match (paused, recording.paused_at) {
+                    (true, None) => recording.paused_at = Some(now),
+                    (false, Some(from)) => {
+                        recording.paused_at = None;
+                        recording.pauses.push(json!({ "from_ms": from, "to_ms": now }));
+                    }
+                    _ => {}
+                }
+            }
+            Job::End { call, metadata } => {
+                let Some(mut recording) = open.remove(&call) else { continue };
+                if let Some(from) = recording.paused_at.take() {
+                    recording.pauses.push(json!({ "from_ms": from, "to_ms": recording.file.duration_ms() }));
+                }
+                let duration_ms = recording.file.duration_ms();
+                recording.metadata.extend(metadata);
+                recording.metadata.insert("pauses".into(), Value::Array(recording.pauses));
+                recording.metadata.insert("duration_ms".into(), duration_ms.into());
+                match recording.file.finish().and_then(|path| seal(&path, recording.metadata).map(|_| path)) {
+                    Ok(path) => {
+                        tracing::info!(%call, path = %path.display(), duration_ms, "recording saved");
+                        let _ = events.send(RecorderEvent::Saved { call, path, duration_ms });
+                    }
+                    Err(e) => fail(call, e.to_string()),
+                }
+            }
+        }
+    }
+}
+
+/// Write the sidecar of a finished WAV: its metadata and the audio's sha256.
+fn seal(wav: &Path, mut metadata: Map<String, Value>) -> io::Result<()> {
+    metadata.insert("sha256".into(), sha256(wav)?.into());
+    metadata.insert("file".into(), wav.file_name().map(|n| n.to_string_lossy().into_owned()).into());
+    let text = serde_json::to_vec_pretty(&Value::Object(metadata)).map_err(io::Error::other)?;
+    let sidecar = sidecar_of(wav);
+    {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(&sidecar)?;
+        file.write_all(&text)?;
+        file.sync_all()?;
+    }
+    Ok(())
+}
+
+pub fn sidecar_of(wav: &Path) -> PathBuf {
+    wav.with_extension("json")
+}
+
+fn sha256(path: &Path) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Repair every WAV under `dir` that has no sidecar (a crash or kill left
+/// it open) and give it one saying so.
+fn recover(dir: &Path) {
+    let mut stack = vec![dir.to_path_buf()];
+    // Bounded: a recording tree is a few levels of dates.
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for path in entries.flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "wav") && !sidecar_of(&path).exists() {
+                let result = file::repair(&path).and_then(|_| {
+                    let metadata = json!({ "recovered": true, "note": "left open by a crash; repaired at start" });
+                    let Value::Object(metadata) = metadata else { unreachable!("an object literal") };
+                    seal(&path, metadata)
+                });
+                match result {
+                    Ok(()) => tracing::warn!(path = %path.display(), "recording left by a crash repaired"),
+                    Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot repair a crashed recording"),
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events_until(reports: &mut mpsc::UnboundedReceiver<RecorderEvent>) -> RecorderEvent {
+        reports.blocking_recv().expect("the recorder reports")
+    }
+
+    #[test]
+    fn a_paused_span_is_silence_of_the_right_length_and_listed_with_the_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let path = dir.path().join("2026/11/21/call.wav");
+        let call: CallId = "c1".into();
+        recorder.begin(&call, path.clone(), 8000, Map::new());
+        let loud = [1000i16; 160];
+        for _ in 0..50 {
+            recorder.audio(&call, &loud, &loud);
+        }
+        recorder.pause(&call, true);
+        for _ in 0..25 {
+            recorder.audio(&call, &loud, &loud);
+        }
+        recorder.pause(&call, false);
+        for _ in 0..50 {
+            recorder.audio(&call, &loud, &loud);
+        }
+        let mut end = Map::new();
+        end.insert("call".into(), "c1".into());
+        recorder.end(&call, end);
+        assert_eq!(
+            events_until(&mut reports),
+            RecorderEvent::Saved { call: call.clone(), path: path.clone(), duration_ms: 2500 }
+        );
+        let samples: Vec<i16> = hound::WavReader::open(&path).unwrap().samples::<i16>().map(Result::unwrap).collect();
+        let silent: Vec<usize> = samples.chunks(2).enumerate().filter(|(_, s)| s == &[0, 0]).map(|(i, _)| i).collect();
+        assert_eq!(silent.len(), 25 * 160, "the pause is silence");
+        assert_eq!((silent[0], *silent.last().unwrap()), (8000, 8000 + 25 * 160 - 1), "where the pause was");
+        let sidecar: Value = serde_json::from_slice(&std::fs::read(sidecar_of(&path)).unwrap()).unwrap();
+        assert_eq!(sidecar["pauses"], json!([{ "from_ms": 1000, "to_ms": 1500 }]));
+        assert_eq!(sidecar["call"], "c1");
+        assert_eq!(sidecar["sha256"].as_str().unwrap(), sha256(&path).unwrap());
+        assert_eq!(recorder.dropped(), 0);
+    }
+
+    #[test]
+    fn a_recording_that_cannot_be_created_fails_and_a_crashed_one_is_repaired_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("taken.wav"), b"not ours").unwrap();
+        std::fs::write(sidecar_of(&dir.path().join("taken.wav")), b"{}").unwrap();
+        // A file left open by a crash: valid up to its last flush, no sidecar.
+        let crashed = dir.path().join("old/crashed.wav");
+        std::fs::create_dir_all(crashed.parent().unwrap()).unwrap();
+        let mut file = RecordingFile::create(&crashed, 8000).unwrap();
+        file.write(&[5; 8000], &[5; 8000]).unwrap();
+        file.write(&[5; 100], &[5; 100]).unwrap();
+        std::mem::forget(file);
+
+        let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        recorder.begin(&"c2".into(), dir.path().join("taken.wav"), 8000, Map::new());
+        match events_until(&mut reports) {
+            RecorderEvent::Failed { call, reason } => assert!(call == "c2" && reason.contains("exists"), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+        // The thread repaired the crashed file before serving the queue.
+        let sidecar: Value = serde_json::from_slice(&std::fs::read(sidecar_of(&crashed)).unwrap()).unwrap();
+        assert_eq!(sidecar["recovered"], true);
+        let samples = hound::WavReader::open(&crashed).unwrap().len();
+        assert!(samples >= 2 * 8000, "the flushed second survived: {samples}");
+    }
+}
