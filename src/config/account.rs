@@ -96,6 +96,8 @@ pub struct AccountConfig {
     pub codecs: Option<Vec<String>>,
     /// SRTP policy for this account's calls; `[media] srtp` when absent.
     pub srtp: Option<super::SrtpPolicy>,
+    /// Recording of this account's calls; `[recording] mode` when absent.
+    pub recording: Option<crate::recording::RecordingMode>,
 }
 
 fn default_expires() -> u32 {

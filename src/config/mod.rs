@@ -181,13 +181,15 @@ impl Default for AudioConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
-    /// Where recordings will be written.
+    /// Where recordings are written, in YYYY/MM/DD folders.
     pub dir: PathBuf,
+    /// `always`, `on_demand` (the agent starts it) or `never`; accounts may set their own.
+    pub mode: crate::recording::RecordingMode,
 }
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig { dir: data_home().join("softphoned/recordings") }
+        RecordingConfig { dir: data_home().join("softphoned/recordings"), mode: Default::default() }
     }
 }
 

@@ -44,6 +44,16 @@ fn transfer_methods() -> Vec<Entry> {
             CALL_TRANSFER_CANCEL,
             "Cancel a consult: hang up the colleague's call and take the customer off hold.",
         ),
+        method::<CallParams, RecordStartResult>(
+            CALL_RECORD_START,
+            "Record an answered call: a stereo WAV (left the agent, right the remote party) under recording.dir; refused when recording.mode (or the account's) is never.",
+        ),
+        method::<CallParams, Empty>(CALL_RECORD_STOP, "Stop recording: the file is closed and saved (recording.saved)."),
+        method::<CallParams, Empty>(
+            CALL_RECORD_PAUSE,
+            "Pause: silence is written meanwhile (timing stays true) and the span is listed in the sidecar.",
+        ),
+        method::<CallParams, Empty>(CALL_RECORD_RESUME, "Resume a paused recording."),
         method::<MergeParams, MergeResult>(
             CALL_MERGE,
             "Join answered calls (and the conference so far) into the local conference: each party hears everyone but itself, the agent hears all; held calls are resumed.",
@@ -256,6 +266,18 @@ fn notifications() -> Vec<Entry> {
             name: event::CALLBACK_COUNTDOWN,
             summary: "A callback's dial or wrap-up countdown: at start, each second, and at its stop with why.",
             params: schema::<CallbackCountdownEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::RECORDING_SAVED,
+            summary: "A recording is closed, synced and has its JSON sidecar (metadata, pauses, sha256).",
+            params: schema::<RecordingSavedEvent>,
+            result: None,
+        },
+        Entry {
+            name: event::RECORDING_FAILED,
+            summary: "A recording stopped (full disk, write error); what was written stays valid; the call goes on.",
+            params: schema::<RecordingFailedEvent>,
             result: None,
         },
         Entry {

@@ -62,15 +62,14 @@ impl Daemon {
                 self.set_agent_state(p.state);
                 reply(Empty {})
             }),
-            other => match self.transfer_request(other, params.clone()) {
-                Some(result) => result,
-                None => self.callback_request(other, params).unwrap_or_else(|| {
-                    Err(RpcError::new(
-                        code::METHOD_NOT_FOUND,
-                        format!("unknown method {other:?}; see proto/openrpc.json"),
-                    ))
+            other => self
+                .transfer_request(other, params.clone())
+                .or_else(|| self.record_request(other, params.clone()))
+                .or_else(|| self.callback_request(other, params))
+                .unwrap_or_else(|| {
+                    let message = format!("unknown method {other:?}; see proto/openrpc.json");
+                    Err(RpcError::new(code::METHOD_NOT_FOUND, message))
                 }),
-            },
         }
     }
 

@@ -17,6 +17,8 @@ pub(super) struct CallLog {
     answered: Option<Timestamp>,
     /// The call's media figures as they stood when its media stopped.
     quality: Option<Value>,
+    /// Its recording, if one was started.
+    recording: Option<std::path::PathBuf>,
 }
 
 impl Daemon {
@@ -27,6 +29,7 @@ impl Daemon {
             started: now,
             answered: None,
             quality: None,
+            recording: None,
         });
         let answered = !matches!(
             summary.state,
@@ -47,10 +50,18 @@ impl Daemon {
             ("ended_at".to_string(), json!(now)),
             ("talk_ms".to_string(), json!(talk_ms)),
             ("quality".to_string(), log.quality.unwrap_or(Value::Null)),
+            ("recording".to_string(), json!(log.recording)),
         ]);
         let record =
             Record { kind: RecordKind::Call, id: summary.call.clone(), open: false, created_at: log.started, body };
         self.store.save(record);
+    }
+
+    /// The call is being recorded to `path`: its history will say so.
+    pub(super) fn note_recording(&mut self, call: &CallId, path: &std::path::Path) {
+        if let Some(log) = self.call_log.get_mut(call) {
+            log.recording = Some(path.to_path_buf());
+        }
     }
 
     /// The call's media is about to stop: keep its last figures for history.

@@ -21,6 +21,8 @@ use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
 use crate::media::mixer::{LegMix, Mixer};
 use crate::media::stream::{MediaStats, MediaStream, StreamConfig};
+use crate::media::PCM_RATE;
+use crate::recording::Recorder;
 use crate::sip::sdp::Negotiated;
 
 /// Largest datagram we read.
@@ -57,6 +59,8 @@ struct CallMedia {
     conference: bool,
     /// This tick's playout of the call.
     heard: Frame,
+    /// Recording at this rate (the call's audio rate), when it is.
+    record_rate: Option<u32>,
     /// When the stream (re)started receiving, for the media timeout.
     expecting_since: Instant,
     timed_out: bool,
@@ -89,6 +93,9 @@ pub struct MediaEngine {
     capture: Frame,
     music: Frame,
     mixer: Mixer,
+    recorder: Recorder,
+    /// The two sides of a recorded frame at 8 kHz, for narrowband calls.
+    narrow: ([i16; FRAME_SAMPLES / 2], [i16; FRAME_SAMPLES / 2]),
     packet: Vec<u8>,
 }
 
@@ -100,6 +107,7 @@ impl MediaEngine {
         bind_ip: IpAddr,
         config: MediaConfig,
         rtp_in: mpsc::Sender<RtpIn>,
+        recorder: Recorder,
     ) -> Self {
         MediaEngine {
             calls: HashMap::new(),
@@ -114,6 +122,8 @@ impl MediaEngine {
             capture: [0; FRAME_SAMPLES],
             music: [0; FRAME_SAMPLES],
             mixer: Mixer::default(),
+            recorder,
+            narrow: ([0; FRAME_SAMPLES / 2], [0; FRAME_SAMPLES / 2]),
             packet: Vec::with_capacity(MAX_DATAGRAM),
         }
     }
@@ -145,6 +155,7 @@ impl MediaEngine {
                 muted: false,
                 conference: false,
                 heard: [0; FRAME_SAMPLES],
+                record_rate: None,
                 expecting_since: now,
                 timed_out: false,
                 next_quality: now,
@@ -216,6 +227,13 @@ impl MediaEngine {
         }
     }
 
+    /// Hand the call's frames to the recorder (at `rate`: 8000 or 16000), or stop.
+    pub fn set_recording(&mut self, call: &CallId, rate: Option<u32>) {
+        if let Some(media) = self.calls.get_mut(call) {
+            media.record_rate = rate;
+        }
+    }
+
     /// Take the call into the local conference, or out of it.
     pub fn set_conference(&mut self, call: &CallId, conference: bool) {
         if let Some(media) = self.calls.get_mut(call) {
@@ -270,6 +288,16 @@ impl MediaEngine {
             let Some(stream) = media.stream.as_mut() else { continue };
             let leg = leg_mix(media.muted, media.conference, stream);
             let frame = self.mixer.outgoing(leg, &self.capture, &self.music, &media.heard);
+            // The agent's side is what this call was sent (the mix, in a conference).
+            match media.record_rate {
+                Some(PCM_RATE) => self.recorder.audio(call, frame, &media.heard),
+                Some(_) => {
+                    halve(frame, &mut self.narrow.0);
+                    halve(&media.heard, &mut self.narrow.1);
+                    self.recorder.audio(call, &self.narrow.0, &self.narrow.1);
+                }
+                None => {}
+            }
             let remote = stream.negotiated().remote;
             if stream.send_frame(frame, now, &mut self.packet) {
                 // A full socket buffer drops this packet, as the network would.
@@ -300,6 +328,14 @@ impl MediaEngine {
 
     pub fn stats(&self, call: &CallId) -> Option<MediaStats> {
         Some(self.calls.get(call)?.stream.as_ref()?.stats())
+    }
+}
+
+/// 16 kHz to 8 kHz: each pair averaged, which also filters what G.711
+/// could not carry anyway.
+fn halve(frame: &Frame, out: &mut [i16; FRAME_SAMPLES / 2]) {
+    for (o, pair) in out.iter_mut().zip(frame.chunks_exact(2)) {
+        *o = ((i32::from(pair[0]) + i32::from(pair[1])) / 2) as i16;
     }
 }
 

@@ -9,6 +9,7 @@ mod callbacks;
 mod dispatch;
 mod history;
 mod media;
+mod recording;
 mod transfers;
 
 use std::net::SocketAddr;
@@ -133,6 +134,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     tokio::spawn(server::serve(listener, control_tx, events.clone(), shutdown.clone()));
+    let (recorder, recorder_reports) =
+        crate::recording::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
+    recording::publish_outcomes(recorder_reports, events.clone());
     let (rtp_tx, rtp_rx) = mpsc::channel(4096);
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let mut daemon = Daemon {
@@ -148,7 +152,10 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
             listens[0].addr.ip(),
             config.media.clone(),
             rtp_tx,
+            recorder.clone(),
         ),
+        recorder,
+        recordings: std::collections::HashMap::new(),
         media_events: Vec::new(),
         call_log: std::collections::HashMap::new(),
         audio_status: setup.status,
@@ -189,6 +196,9 @@ struct Daemon {
     media: MediaEngine,
     /// Reused between ticks so the tick does not allocate.
     media_events: Vec<MediaEvent>,
+    /// The recorder thread's handle, and the calls being recorded.
+    recorder: crate::recording::Recorder,
+    recordings: std::collections::HashMap<crate::call::CallId, recording::Recording>,
     /// Live calls' times and figures, for their history records.
     call_log: std::collections::HashMap<crate::call::CallId, history::CallLog>,
     audio_status: AudioStatus,
@@ -344,6 +354,7 @@ impl Daemon {
                 Effect::StateChanged => {
                     tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
                     self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
+                    self.follow_recording(&call);
                     self.log_call(&call);
                     self.follow_call(&call);
                 }

@@ -7,9 +7,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod callback;
+mod recording;
 mod transfer;
 
 pub use callback::*;
+pub use recording::*;
 pub use transfer::*;
 
 use crate::account::registration::Report;
@@ -313,6 +315,10 @@ pub mod method {
     pub const CALL_TRANSFER_COMPLETE: &str = "call.transfer.complete";
     pub const CALL_TRANSFER_CANCEL: &str = "call.transfer.cancel";
     pub const CALL_MERGE: &str = "call.merge";
+    pub const CALL_RECORD_START: &str = "call.record.start";
+    pub const CALL_RECORD_STOP: &str = "call.record.stop";
+    pub const CALL_RECORD_PAUSE: &str = "call.record.pause";
+    pub const CALL_RECORD_RESUME: &str = "call.record.resume";
     pub const AUDIO_DEVICES: &str = "audio.devices";
     pub const AUDIO_SELECT: &str = "audio.select";
     pub const ACCOUNT_LIST: &str = "account.list";
@@ -349,6 +355,8 @@ pub mod event {
     pub const AGENT_STATE: &str = "agent.state";
     pub const CALLBACK_STATE: &str = "callback.state";
     pub const CALLBACK_COUNTDOWN: &str = "callback.countdown";
+    pub const RECORDING_SAVED: &str = "recording.saved";
+    pub const RECORDING_FAILED: &str = "recording.failed";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";
 }
 
