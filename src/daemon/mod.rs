@@ -134,6 +134,11 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     tokio::spawn(server::serve(listener, control_tx, events.clone(), shutdown.clone()));
+    // Events and history name recordings by absolute path, wherever the daemon runs.
+    let mut config = config;
+    if let Ok(dir) = std::path::absolute(&config.recording.dir) {
+        config.recording.dir = dir;
+    }
     let (recorder, recorder_reports) =
         crate::recording::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
     recording::publish_outcomes(recorder_reports, events.clone());

@@ -1,0 +1,100 @@
+//! Call recording with a sipp peer on 127.0.0.1 sending a 1 kHz tone while
+//! we send 440 Hz: the WAV's left channel holds ours and the right theirs,
+//! its length matches the call, a pause is silence of the right length and
+//! listed in the sidecar, and the call's history names the file.
+
+mod common;
+
+use std::time::Duration;
+
+use common::sipp::{free_port_pair, write_tone_file, Sipp};
+use common::{dial, require_tool, wait_call_counter, Daemon};
+use serde_json::{json, Value};
+use softphoned::audio::analysis::dominant_frequency;
+use softphoned::control::client::is_call_state;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// Left and right channels of a stereo WAV, and its rate.
+fn channels(path: &std::path::Path) -> (Vec<i16>, Vec<i16>, u32) {
+    let mut reader = hound::WavReader::open(path).unwrap();
+    let spec = reader.spec();
+    assert_eq!((spec.channels, spec.bits_per_sample), (2, 16));
+    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
+    let left = samples.iter().step_by(2).copied().collect();
+    let right = samples.iter().skip(1).step_by(2).copied().collect();
+    (left, right, spec.sample_rate)
+}
+
+#[tokio::test]
+async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own_length() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let peer_port = free_port_pair();
+    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
+    let daemon =
+        Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"recordings\"\nmode = \"always\"")
+            .await;
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let again = ui.call("call.record.start", json!({"call": call})).await.unwrap_err();
+    assert!(again.to_string().contains("already being recorded"), "{again}");
+
+    wait_call_counter(&mut ui, &call, "packets_received", 60).await;
+    ui.call("call.record.pause", json!({"call": call})).await.unwrap();
+    let now = wait_call_counter(&mut ui, &call, "packets_received", 1).await;
+    wait_call_counter(&mut ui, &call, "packets_received", now + 40).await;
+    ui.call("call.record.resume", json!({"call": call})).await.unwrap();
+    let now = wait_call_counter(&mut ui, &call, "packets_received", 1).await;
+    wait_call_counter(&mut ui, &call, "packets_received", now + 60).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let saved = ui
+        .wait_event(WAIT, |e| e["method"] == "recording.saved" && e["params"]["call"] == call.as_str())
+        .await
+        .unwrap();
+    peer.expect_success().await;
+
+    let path = std::path::PathBuf::from(saved["params"]["path"].as_str().unwrap());
+    assert!(path.starts_with(daemon.path("recordings")), "{path:?}");
+    assert!(path.file_name().unwrap().to_str().unwrap().contains(&call), "{path:?}");
+    let (left, right, rate) = channels(&path);
+    assert_eq!(rate, 8000, "a PCMU call is recorded at its own rate");
+    let second = |side: &[i16], from_s: f64| {
+        side[(from_s * rate as f64) as usize..((from_s + 0.5) * rate as f64) as usize].to_vec()
+    };
+    assert_eq!(dominant_frequency(&second(&left, 0.3), rate), Some(440.0), "left: the agent");
+    assert_eq!(dominant_frequency(&second(&right, 0.3), rate), Some(1000.0), "right: the peer");
+
+    let sidecar: Value = serde_json::from_slice(&std::fs::read(path.with_extension("json")).unwrap()).unwrap();
+    let pause = &sidecar["pauses"][0];
+    let (from_ms, to_ms) = (pause["from_ms"].as_u64().unwrap(), pause["to_ms"].as_u64().unwrap());
+    assert!(to_ms - from_ms >= 700, "a pause of about 0.8 s: {sidecar}");
+    let span = |ms: u64| (ms * rate as u64 / 1000) as usize;
+    assert!(
+        left[span(from_ms)..span(to_ms)].iter().chain(&right[span(from_ms)..span(to_ms)]).all(|s| *s == 0),
+        "the pause is silence"
+    );
+    assert_eq!(
+        dominant_frequency(&second(&right, to_ms as f64 / 1000.0 + 0.2), rate),
+        Some(1000.0),
+        "recording resumed"
+    );
+    assert_eq!((sidecar["call"].as_str(), sidecar["direction"].as_str()), (Some(call.as_str()), Some("outbound")));
+    assert_eq!(sidecar["reason"], "local_hangup");
+    assert_eq!(sidecar["sha256"].as_str().map(str::len), Some(64));
+
+    // The file is as long as the call was answered, within 100 ms.
+    let history = ui.call("history.list", json!({"kind": "call"})).await.unwrap();
+    let entry = &history["entries"][0];
+    assert_eq!(entry["recording"].as_str(), path.to_str());
+    let answered: jiff::Timestamp = entry["answered_at"].as_str().unwrap().parse().unwrap();
+    let ended: jiff::Timestamp = entry["ended_at"].as_str().unwrap().parse().unwrap();
+    let call_ms = (ended - answered).total(jiff::Unit::Millisecond).unwrap();
+    let file_ms = left.len() as f64 * 1000.0 / rate as f64;
+    assert!((call_ms - file_ms).abs() <= 100.0, "call {call_ms} ms, recording {file_ms} ms");
+}
