@@ -98,3 +98,130 @@ async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own
     let file_ms = left.len() as f64 * 1000.0 / rate as f64;
     assert!((call_ms - file_ms).abs() <= 100.0, "call {call_ms} ms, recording {file_ms} ms");
 }
+
+#[tokio::test]
+async fn a_kill_during_a_recorded_call_leaves_a_valid_wav_missing_at_most_the_last_second() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let peer_port = free_port_pair();
+    let _peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
+    let mut daemon =
+        Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"recordings\"\nmode = \"always\"")
+            .await;
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let answered = std::time::Instant::now();
+    wait_call_counter(&mut ui, &call, "packets_received", 160).await;
+    let recorded_ms = answered.elapsed().as_millis() as f64;
+    daemon.kill_and_restart().await;
+
+    // At start the recorder repairs what the kill left and gives it a sidecar.
+    let dir = daemon.path("recordings");
+    let mut sidecar = None;
+    for _ in 0..250 {
+        sidecar = first_file(&dir, "json");
+        if sidecar.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sidecar = sidecar.expect("the crashed recording was repaired at start");
+    let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    assert_eq!(meta["recovered"], true, "{meta}");
+    let (left, right, rate) = channels(&sidecar.with_extension("wav"));
+    let file_ms = left.len() as f64 * 1000.0 / rate as f64;
+    let lost_ms = recorded_ms - file_ms;
+    eprintln!("kill -9 after {recorded_ms:.0} ms recorded: {file_ms:.0} ms kept, {lost_ms:.0} ms lost");
+    assert!(lost_ms <= 1100.0, "lost {lost_ms} ms of {recorded_ms} ms");
+    let tail = |side: &[i16]| side[side.len() - rate as usize / 2..].to_vec();
+    assert_eq!(dominant_frequency(&tail(&right), rate), Some(1000.0), "what was kept is real audio");
+    assert_eq!(dominant_frequency(&tail(&left), rate), Some(440.0));
+}
+
+/// A tmpfs this small, mounted for the test and unmounted after it.
+struct TinyDisk(std::path::PathBuf);
+
+impl TinyDisk {
+    fn mount(at: std::path::PathBuf, size: &str) -> Option<TinyDisk> {
+        std::fs::create_dir_all(&at).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted && std::env::var("CI").as_deref() == Ok("true") {
+            panic!("cannot mount a tmpfs (root is needed) for the full-disk test");
+        }
+        mounted.then_some(TinyDisk(at))
+    }
+}
+
+impl Drop for TinyDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_fails_the_recording_and_not_the_call() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    // 48 KiB: about a second and a half of 8 kHz stereo.
+    let Some(disk) = TinyDisk::mount(work.path().join("tiny"), "48k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs (not root)");
+        return;
+    };
+    let peer_port = free_port_pair();
+    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
+    let config = format!("[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"{}\"", disk.0.display());
+    let daemon = Daemon::spawn("agent", &config).await;
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    ui.call("call.record.start", json!({"call": call})).await.unwrap();
+    let failed = ui
+        .wait_event(WAIT, |e| e["method"] == "recording.failed" && e["params"]["call"] == call.as_str())
+        .await
+        .unwrap();
+    assert!(failed["params"]["reason"].as_str().unwrap().contains("No space left"), "{failed}");
+    // The call goes on: audio keeps flowing both ways after the failure.
+    let (received, sent) = (
+        wait_call_counter(&mut ui, &call, "packets_received", 1).await,
+        wait_call_counter(&mut ui, &call, "packets_sent", 1).await,
+    );
+    wait_call_counter(&mut ui, &call, "packets_received", received + 50).await;
+    wait_call_counter(&mut ui, &call, "packets_sent", sent + 50).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    assert_eq!(ended["params"]["reason"], "local_hangup");
+    peer.expect_success().await;
+    // What fitted is still a readable WAV of real audio.
+    let wav = first_file(&disk.0, "wav").expect("the recording's file");
+    let (_, right, rate) = channels(&wav);
+    assert!(right.len() >= rate as usize / 2, "{} samples kept", right.len());
+    assert_eq!(dominant_frequency(&right[..rate as usize / 2], rate), Some(1000.0));
+}
+
+/// The first file with extension `ext` anywhere under `dir`.
+fn first_file(dir: &std::path::Path, ext: &str) -> Option<std::path::PathBuf> {
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(folder) = stack.pop() {
+        for path in std::fs::read_dir(&folder).into_iter().flatten().flatten().map(|e| e.path()) {
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == ext) {
+                return Some(path);
+            }
+        }
+    }
+    None
+}
