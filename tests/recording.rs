@@ -225,3 +225,50 @@ fn first_file(dir: &std::path::Path, ext: &str) -> Option<std::path::PathBuf> {
     }
     None
 }
+
+#[tokio::test]
+async fn an_ogg_opus_recording_keeps_both_sides_in_a_tenth_of_the_space() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let peer_port = free_port_pair();
+    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
+    let config =
+        "[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"recordings\"\nmode = \"always\"\nformat = \"ogg_opus\"";
+    let daemon = Daemon::spawn("agent", config).await;
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    wait_call_counter(&mut ui, &call, "packets_received", 100).await;
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let saved = ui
+        .wait_event(WAIT, |e| e["method"] == "recording.saved" && e["params"]["call"] == call.as_str())
+        .await
+        .unwrap();
+    peer.expect_success().await;
+    let path = std::path::PathBuf::from(saved["params"]["path"].as_str().unwrap());
+    assert_eq!(path.extension().and_then(|e| e.to_str()), Some("opus"));
+    let duration_s = saved["params"]["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+    let wav_bytes = duration_s * 8000.0 * 4.0;
+    assert!((std::fs::metadata(&path).unwrap().len() as f64) < wav_bytes / 4.0, "smaller than the WAV would be");
+
+    let mut reader = ogg::PacketReader::new(std::fs::File::open(&path).unwrap());
+    let head = reader.read_packet().unwrap().unwrap();
+    assert!(head.data.starts_with(b"OpusHead") && head.data[9] == 2, "stereo Opus");
+    reader.read_packet().unwrap();
+    let mut decoder = opus::Decoder::new(8000, opus::Channels::Stereo).unwrap();
+    let (mut left, mut right) = (Vec::new(), Vec::new());
+    while let Some(packet) = reader.read_packet().unwrap() {
+        let mut pcm = [0i16; 320];
+        let n = decoder.decode(&packet.data, &mut pcm, false).unwrap();
+        for pair in pcm[..2 * n].chunks(2) {
+            left.push(pair[0]);
+            right.push(pair[1]);
+        }
+    }
+    assert_eq!(dominant_frequency(&left[4000..8000], 8000), Some(440.0), "left: the agent");
+    assert_eq!(dominant_frequency(&right[4000..8000], 8000), Some(1000.0), "right: the peer");
+}

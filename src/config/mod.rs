@@ -185,11 +185,17 @@ pub struct RecordingConfig {
     pub dir: PathBuf,
     /// `always`, `on_demand` (the agent starts it) or `never`; accounts may set their own.
     pub mode: crate::recording::RecordingMode,
+    /// `wav` (default) or `ogg_opus`.
+    pub format: crate::recording::RecordingFormat,
 }
 
 impl Default for RecordingConfig {
     fn default() -> Self {
-        RecordingConfig { dir: data_home().join("softphoned/recordings"), mode: Default::default() }
+        RecordingConfig {
+            dir: data_home().join("softphoned/recordings"),
+            mode: Default::default(),
+            format: Default::default(),
+        }
     }
 }
 

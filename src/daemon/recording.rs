@@ -95,18 +95,19 @@ impl Daemon {
             "account": summary.account,
             "codec": summary.codec,
             "rate": rate,
+            "format": self.config.recording.format,
             "channels": { "left": "agent", "right": "remote" },
             "started_at": now,
         });
         let Value::Object(metadata) = metadata else { unreachable!("an object literal") };
-        self.recorder.begin(&summary.call, path.clone(), rate, metadata);
+        self.recorder.begin(&summary.call, path.clone(), rate, self.config.recording.format, metadata);
         self.media.set_recording(&summary.call, Some(rate));
         self.recordings.insert(summary.call.clone(), Recording { paused: false });
         self.note_recording(&summary.call, &path);
         Ok(path)
     }
 
-    /// `DIR/YYYY/MM/DD/YYYYMMDD-HHMMSS-CALL-REMOTE[-CALLBACK].wav`, in UTC.
+    /// `DIR/YYYY/MM/DD/YYYYMMDD-HHMMSS-CALL-REMOTE[-CALLBACK].wav` (or `.opus`), in UTC.
     fn recording_path(&self, summary: &CallSummary, callback: Option<&str>, now: Timestamp) -> PathBuf {
         let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
         let remote_user =
@@ -115,7 +116,11 @@ impl Daemon {
         if let Some(callback) = callback {
             name = format!("{name}-{}", safe(callback));
         }
-        self.config.recording.dir.join(utc.strftime("%Y/%m/%d").to_string()).join(format!("{name}.wav"))
+        self.config
+            .recording
+            .dir
+            .join(utc.strftime("%Y/%m/%d").to_string())
+            .join(format!("{name}.{}", self.config.recording.format.extension()))
     }
 
     fn stop_recording(&mut self, call: &CallId, end: Map<String, Value>) {

@@ -3,6 +3,7 @@
 //! off the media path, and surviving a crash.
 
 pub mod file;
+pub mod ogg_opus;
 mod writer;
 
 use serde::{Deserialize, Serialize};
@@ -20,4 +21,24 @@ pub enum RecordingMode {
     OnDemand,
     /// Never, not even on request.
     Never,
+}
+
+/// `recording.format`: what the files are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingFormat {
+    /// 16-bit PCM WAV: any tool plays it; repaired after a crash.
+    #[default]
+    Wav,
+    /// Ogg/Opus, about a tenth of the size.
+    OggOpus,
+}
+
+impl RecordingFormat {
+    pub fn extension(self) -> &'static str {
+        match self {
+            RecordingFormat::Wav => "wav",
+            RecordingFormat::OggOpus => "opus",
+        }
+    }
 }

@@ -18,6 +18,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 use super::file::{self, RecordingFile};
+use super::ogg_opus::OggOpusFile;
+use super::RecordingFormat;
 use crate::call::CallId;
 
 /// Frames queued at most (about 10 s of one call) before new ones are dropped.
@@ -32,7 +34,7 @@ pub enum RecorderEvent {
 }
 
 enum Job {
-    Begin { call: CallId, path: PathBuf, rate: u32, metadata: Map<String, Value> },
+    Begin { call: CallId, path: PathBuf, rate: u32, format: RecordingFormat, metadata: Map<String, Value> },
     Audio { call: CallId, agent: Vec<i16>, remote: Vec<i16> },
     Pause { call: CallId, paused: bool },
     End { call: CallId, metadata: Map<String, Value> },
@@ -63,8 +65,15 @@ impl Recorder {
     }
 
     /// Open `path` for a call's audio at `rate`; `metadata` starts its sidecar.
-    pub fn begin(&self, call: &CallId, path: PathBuf, rate: u32, metadata: Map<String, Value>) {
-        self.send(Job::Begin { call: call.clone(), path, rate, metadata });
+    pub fn begin(
+        &self,
+        call: &CallId,
+        path: PathBuf,
+        rate: u32,
+        format: RecordingFormat,
+        metadata: Map<String, Value>,
+    ) {
+        self.send(Job::Begin { call: call.clone(), path, rate, format, metadata });
     }
 
     pub fn audio(&self, call: &CallId, agent: &[i16], remote: &[i16]) {
@@ -97,8 +106,51 @@ impl Recorder {
     }
 }
 
+/// A recording file of either format.
+enum Sink {
+    Wav(RecordingFile),
+    OggOpus(OggOpusFile),
+}
+
+impl Sink {
+    fn create(path: &Path, rate: u32, format: RecordingFormat) -> io::Result<Sink> {
+        match format {
+            RecordingFormat::Wav => RecordingFile::create(path, rate).map(Sink::Wav),
+            RecordingFormat::OggOpus => OggOpusFile::create(path, rate).map(Sink::OggOpus),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            Sink::Wav(file) => file.path(),
+            Sink::OggOpus(file) => file.path(),
+        }
+    }
+
+    fn duration_ms(&self) -> u64 {
+        match self {
+            Sink::Wav(file) => file.duration_ms(),
+            Sink::OggOpus(file) => file.duration_ms(),
+        }
+    }
+
+    fn write(&mut self, agent: &[i16], remote: &[i16]) -> io::Result<()> {
+        match self {
+            Sink::Wav(file) => file.write(agent, remote),
+            Sink::OggOpus(file) => file.write(agent, remote),
+        }
+    }
+
+    fn finish(self) -> io::Result<PathBuf> {
+        match self {
+            Sink::Wav(file) => file.finish(),
+            Sink::OggOpus(file) => file.finish(),
+        }
+    }
+}
+
 struct Open {
-    file: RecordingFile,
+    file: Sink,
     metadata: Map<String, Value>,
     paused_at: Option<u64>,
     pauses: Vec<Value>,
@@ -112,11 +164,11 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderEvent>) {
     };
     while let Ok(job) = queue.recv() {
         match job {
-            Job::Begin { call, path, rate, metadata } => {
+            Job::Begin { call, path, rate, format, metadata } => {
                 let created = path
                     .parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|_| RecordingFile::create(&path, rate));
+                    .and_then(|_| Sink::create(&path, rate, format));
                 match created {
                     Ok(file) => {
                         tracing::info!(%call, path = %path.display(), "recording");
@@ -245,7 +297,7 @@ mod tests {
         let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
         let path = dir.path().join("2026/11/21/call.wav");
         let call: CallId = "c1".into();
-        recorder.begin(&call, path.clone(), 8000, Map::new());
+        recorder.begin(&call, path.clone(), 8000, RecordingFormat::Wav, Map::new());
         let loud = [1000i16; 160];
         for _ in 0..50 {
             recorder.audio(&call, &loud, &loud);
@@ -290,7 +342,7 @@ mod tests {
         std::mem::forget(file);
 
         let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
-        recorder.begin(&"c2".into(), dir.path().join("taken.wav"), 8000, Map::new());
+        recorder.begin(&"c2".into(), dir.path().join("taken.wav"), 8000, RecordingFormat::Wav, Map::new());
         match events_until(&mut reports) {
             RecorderEvent::Failed { call, reason } => assert!(call == "c2" && reason.contains("exists"), "{reason}"),
             other => panic!("{other:?}"),

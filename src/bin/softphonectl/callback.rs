@@ -366,7 +366,10 @@ mod tests {
         );
         let one = json!({ "kind": "callback", "callback": "cb-2", "state": "wrapup", "attempts": [{ "outcome": "answered" }] });
         assert_eq!(history_line(&one), "callback\tcb-2\twrapup\t-\t1 attempt: answered");
-        let call = json!({ "kind": "call", "call": "c-1", "state": "ended", "created_at": "2026-01-01T09:00:00Z" });
-        assert_eq!(history_line(&call), "call\tc-1\tended\t2026-01-01T09:00:00Z");
+        let call = json!({
+            "kind": "call", "call": "c-1", "state": "ended", "reason": "busy", "sip_code": 486,
+            "created_at": "2026-01-01T09:00:00Z", "direction": "outbound", "remote": "sip:bob@127.0.0.1",
+        });
+        assert_eq!(history_line(&call), "call\tc-1\tbusy\t2026-01-01T09:00:00Z\toutbound\tsip:bob@127.0.0.1\t486");
     }
 }
