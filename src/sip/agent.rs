@@ -113,6 +113,8 @@ pub(super) struct Inner {
     pub(super) legs: Mutex<HashMap<CallId, Leg>>,
     /// The peer's re-offers waiting for the call core's answer.
     pub(super) pending_offers: Mutex<HashMap<CallId, PendingOffer>>,
+    /// Per call that REFERred us: its NOTIFYs, sent one after the other.
+    pub(super) referrer_reports: Mutex<HashMap<CallId, mpsc::UnboundedSender<u16>>>,
     /// Calls hung up before their INVITE left (it waits on a TCP connect).
     abandoned: Mutex<HashSet<CallId>>,
     pub(super) events: mpsc::UnboundedSender<SipEvent>,
@@ -161,6 +163,7 @@ impl SipAgent {
             dialog_layer: Arc::new(DialogLayer::new(endpoint.inner.clone())),
             legs: Mutex::new(HashMap::new()),
             pending_offers: Mutex::new(HashMap::new()),
+            referrer_reports: Mutex::new(HashMap::new()),
             abandoned: Mutex::new(HashSet::new()),
             events,
             listens,

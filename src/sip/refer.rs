@@ -11,6 +11,7 @@
 use rsipstack::dialog::dialog::TransactionHandle;
 use rsipstack::sip::{Header, ReferTo, Request, StatusCode};
 use rsipstack::transaction::key::TransactionRole;
+use tokio::sync::mpsc;
 
 use super::replaces::{address_of, split_uri_headers, Replaces};
 use super::SipAgent;
@@ -136,26 +137,44 @@ impl SipAgent {
     }
 
     /// NOTIFY the peer that REFERred `call` with our progress (`code` as a
-    /// sipfrag); a final code ends its subscription.
+    /// sipfrag); a final code ends its subscription. The NOTIFYs of a call
+    /// go out one at a time, in order: a 180 must never overtake the 200.
     pub(super) fn notify_referrer(&self, call: CallId, code: u16) {
-        let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
+        let mut reports = self.inner.referrer_reports.lock().expect("report map");
+        let queue = reports.entry(call.clone()).or_insert_with(|| {
+            let (queue, codes) = mpsc::unbounded_channel();
+            self.send_reports(call.clone(), codes);
+            queue
+        });
+        let _ = queue.send(code);
+        if code >= 200 {
+            reports.remove(&call);
+        }
+    }
+
+    fn send_reports(&self, call: CallId, mut codes: mpsc::UnboundedReceiver<u16>) {
+        let agent = self.clone();
         tokio::spawn(async move {
-            let state = if code >= 200 {
-                "terminated;reason=noresource".to_string()
-            } else {
-                format!("active;expires={REFER_SUBSCRIPTION_S}")
-            };
-            let headers = vec![
-                Header::Event("refer".into()),
-                Header::SubscriptionState(state.into()),
-                Header::ContentType("message/sipfrag;version=2.0".into()),
-            ];
-            let body = format!("SIP/2.0 {}\r\n", StatusCode::from(code)).into_bytes();
-            match leg.dialog.notify(Some(headers), Some(body)).await {
-                Ok(response) => {
-                    tracing::info!(%call, code, answer = ?response.map(|r| r.status_code.code()), "referrer notified")
+            while let Some(code) = codes.recv().await {
+                let Some(leg) = agent.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
+                let state = if code >= 200 {
+                    "terminated;reason=noresource".to_string()
+                } else {
+                    format!("active;expires={REFER_SUBSCRIPTION_S}")
+                };
+                let headers = vec![
+                    Header::Event("refer".into()),
+                    Header::SubscriptionState(state.into()),
+                    Header::ContentType("message/sipfrag;version=2.0".into()),
+                ];
+                let body = format!("SIP/2.0 {}\r\n", StatusCode::from(code)).into_bytes();
+                match leg.dialog.notify(Some(headers), Some(body)).await {
+                    Ok(response) => {
+                        let answer = response.map(|r| r.status_code.code());
+                        tracing::info!(%call, code, ?answer, "referrer notified");
+                    }
+                    Err(e) => tracing::info!(%call, code, error = %e, "NOTIFY to the referrer failed"),
                 }
-                Err(e) => tracing::info!(%call, code, error = %e, "NOTIFY to the referrer failed"),
             }
         });
     }
