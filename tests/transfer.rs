@@ -110,7 +110,8 @@ async fn a_busy_colleague_fails_the_transfer_and_the_customer_stays_with_the_age
 async fn refer_from_sipp(work: &std::path::Path, daemon: &Daemon, refer_to: &str) -> (Client, String, Sipp) {
     let mut ui = daemon.client().await;
     ui.call("events.subscribe", json!({})).await.unwrap();
-    let keys = ["-key", "hdr", "X-Softphoned-Test: refer", "-key", "refer_to", refer_to];
+    // -aa: sipp answers a NOTIFY that overtakes the 202 by itself.
+    let keys = ["-aa", "-key", "hdr", "X-Softphoned-Test: refer", "-key", "refer_to", refer_to];
     let transferor = Sipp::call(work, "uac_refer.xml", &format!("127.0.0.1:{}", daemon.sip_port), "agent", &keys);
     let incoming =
         ui.wait_event(WAIT, |e| e["method"] == "call.state" && e["params"]["state"] == "incoming").await.unwrap();
@@ -140,7 +141,16 @@ async fn a_refer_to_an_allowed_host_is_followed_and_the_transferor_hears_how_it_
     let placed = placed["params"]["call"].as_str().unwrap().to_string();
     ui.wait_event(WAIT, |e| is_call_state(e, &placed, "connected")).await.unwrap();
     // Told 200, the transferor hangs up its call with us.
-    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
+    let ended = ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap_or_else(|e| {
+        let sipp =
+            |ext: &str| std::fs::read_to_string(work.path().join(format!("uac_refer.{ext}"))).unwrap_or_default();
+        panic!(
+            "{e}\n--- transferor errors:\n{}\n--- transferor messages:\n{}\n--- daemon:\n{}",
+            sipp("err"),
+            sipp("msg"),
+            daemon.log()
+        )
+    });
     assert_eq!(ended["params"]["reason"], "remote_hangup");
     let log = transferor.expect_success().await;
     let notifies: Vec<&str> = log.split("NOTIFY sip:").skip(1).collect();
