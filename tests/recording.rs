@@ -11,9 +11,11 @@ use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{dial, require_tool, wait_call_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::audio::analysis::dominant_frequency;
-use softphoned::control::client::is_call_state;
+use softphoned::control::client::{is_call_state, Client};
 
 const WAIT: Duration = Duration::from_secs(10);
+/// Every answered call recorded, under the daemon's own folder.
+const ALWAYS: &str = "dir = \"recordings\"\nmode = \"always\"";
 
 /// Left and right channels of a stereo WAV, and its rate.
 fn channels(path: &std::path::Path) -> (Vec<i16>, Vec<i16>, u32) {
@@ -26,22 +28,28 @@ fn channels(path: &std::path::Path) -> (Vec<i16>, Vec<i16>, u32) {
     (left, right, spec.sample_rate)
 }
 
+/// The daemon (sending 440 Hz, with `recording` as its `[recording]`
+/// table) calls a sipp peer that answers with 1 kHz; returns once the call
+/// is connected.
+async fn call_the_tone_peer(work: &std::path::Path, recording: &str) -> (Sipp, Daemon, Client, String) {
+    write_tone_file(work);
+    let peer_port = free_port_pair();
+    let peer = Sipp::start(work, "uas_tone.xml", peer_port, free_port_pair(), &[]);
+    let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:440\"\n[recording]\n{recording}")).await;
+    let mut ui = daemon.client().await;
+    ui.call("events.subscribe", json!({})).await.unwrap();
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    (peer, daemon, ui, call)
+}
+
 #[tokio::test]
 async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own_length() {
     if !require_tool("sipp") || !require_tool("sox") {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let peer_port = free_port_pair();
-    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
-    let daemon =
-        Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"recordings\"\nmode = \"always\"")
-            .await;
-    let mut ui = daemon.client().await;
-    ui.call("events.subscribe", json!({})).await.unwrap();
-    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let (peer, daemon, mut ui, call) = call_the_tone_peer(work.path(), ALWAYS).await;
     let again = ui.call("call.record.start", json!({"call": call})).await.unwrap_err();
     assert!(again.to_string().contains("already being recorded"), "{again}");
 
@@ -105,16 +113,7 @@ async fn a_kill_during_a_recorded_call_leaves_a_valid_wav_missing_at_most_the_la
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let peer_port = free_port_pair();
-    let _peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
-    let mut daemon =
-        Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"recordings\"\nmode = \"always\"")
-            .await;
-    let mut ui = daemon.client().await;
-    ui.call("events.subscribe", json!({})).await.unwrap();
-    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let (_peer, mut daemon, mut ui, call) = call_the_tone_peer(work.path(), ALWAYS).await;
     let answered = std::time::Instant::now();
     wait_call_counter(&mut ui, &call, "packets_received", 160).await;
     let recorded_ms = answered.elapsed().as_millis() as f64;
@@ -173,20 +172,13 @@ async fn a_full_disk_fails_the_recording_and_not_the_call() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
     // 48 KiB: about a second and a half of 8 kHz stereo.
     let Some(disk) = TinyDisk::mount(work.path().join("tiny"), "48k") else {
         eprintln!("SKIPPED: cannot mount a tmpfs (not root)");
         return;
     };
-    let peer_port = free_port_pair();
-    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
-    let config = format!("[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"{}\"", disk.0.display());
-    let daemon = Daemon::spawn("agent", &config).await;
-    let mut ui = daemon.client().await;
-    ui.call("events.subscribe", json!({})).await.unwrap();
-    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let recording = format!("dir = \"{}\"", disk.0.display());
+    let (peer, _daemon, mut ui, call) = call_the_tone_peer(work.path(), &recording).await;
     ui.call("call.record.start", json!({"call": call})).await.unwrap();
     let failed = ui
         .wait_event(WAIT, |e| e["method"] == "recording.failed" && e["params"]["call"] == call.as_str())
@@ -232,16 +224,8 @@ async fn an_ogg_opus_recording_keeps_both_sides_in_a_tenth_of_the_space() {
         return;
     }
     let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let peer_port = free_port_pair();
-    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, free_port_pair(), &[]);
-    let config =
-        "[audio]\nsource = \"tone:440\"\n[recording]\ndir = \"recordings\"\nmode = \"always\"\nformat = \"ogg_opus\"";
-    let daemon = Daemon::spawn("agent", config).await;
-    let mut ui = daemon.client().await;
-    ui.call("events.subscribe", json!({})).await.unwrap();
-    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let recording = format!("{ALWAYS}\nformat = \"ogg_opus\"");
+    let (peer, _daemon, mut ui, call) = call_the_tone_peer(work.path(), &recording).await;
     wait_call_counter(&mut ui, &call, "packets_received", 100).await;
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     let saved = ui

@@ -42,7 +42,7 @@ pub struct Links {
 
 impl Phone {
     /// Consult: hold `customer` (unless it is held already) and place
-    /// `consult` to `to`, linked to it.
+    /// `consult` (built by [`Call::dial`]), linked to it.
     pub fn consult(
         &mut self,
         customer: &str,

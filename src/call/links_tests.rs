@@ -18,7 +18,7 @@ fn answered(phone: &mut Phone, id: &str, supports_replaces: bool, t0: Instant) -
 fn consulting(phone: &mut Phone, supports_replaces: bool, t0: Instant) {
     phone.dial("h".into(), "sip:customer@h".into(), None, local(), t0).unwrap();
     answered(phone, "h", supports_replaces, t0);
-    let (call, effects) = Phone::prepare_dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
+    let (call, effects) = Call::dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
     let out = phone.consult("h", call, effects, t0).unwrap();
     let actions = sip(&out);
     assert!(matches!(actions[0], SipAction::Reinvite { .. }), "the customer is held first: {actions:?}");
@@ -78,7 +78,7 @@ fn without_replaces_the_consult_ends_first_and_a_plain_refer_follows() {
     let mut phone = Phone::new(false);
     phone.dial("h".into(), "sip:customer@h".into(), None, local(), t0).unwrap();
     answered(&mut phone, "h", true, t0);
-    let (call, effects) = Phone::prepare_dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
+    let (call, effects) = Call::dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
     phone.consult("h", call, effects, t0).unwrap();
     answered(&mut phone, "k", false, t0);
     let out = phone.complete_transfer("h", "k", t0).unwrap();
@@ -111,7 +111,7 @@ fn a_colleague_who_never_answers_gives_the_customer_back() {
     let mut phone = Phone::new(false);
     phone.dial("h".into(), "sip:customer@h".into(), None, local(), t0).unwrap();
     answered(&mut phone, "h", true, t0);
-    let (call, effects) = Phone::prepare_dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
+    let (call, effects) = Call::dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
     phone.consult("h", call, effects, t0).unwrap();
     phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0 101", "recvonly")) }, t0);
     let out = phone.signal("k", Signal::Failed { code: 486 }, t0);

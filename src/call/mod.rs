@@ -47,6 +47,13 @@ pub enum CallState {
     Ended,
 }
 
+impl CallState {
+    /// Answered and not yet ended, held or not.
+    pub fn is_answered(self) -> bool {
+        matches!(self, CallState::Connected | CallState::Held | CallState::RemoteHeld | CallState::Transferring)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Direction {
@@ -410,7 +417,7 @@ impl Call {
 
     /// Answered and not yet ended, held or not.
     pub fn is_established(&self) -> bool {
-        matches!(self.state, CallState::Connected | CallState::Held | CallState::RemoteHeld | CallState::Transferring)
+        self.state.is_answered()
     }
 
     /// The codec and payload types agreed last, once media flows.

@@ -94,17 +94,6 @@ impl Phone {
         self.insert(Call::dial(id, to, account, local, now), now)
     }
 
-    /// A new outbound call, built but not yet the phone's (a consult's).
-    pub fn prepare_dial(
-        id: CallId,
-        to: String,
-        account: Option<String>,
-        local: LocalMedia,
-        now: Instant,
-    ) -> (Call, Vec<Effect>) {
-        Call::dial(id, to, account, local, now)
-    }
-
     /// An INVITE arrived for a new call. One that replaces an answered
     /// call of ours (RFC 3891) is answered at once, and the old one ends.
     pub fn incoming(

@@ -31,11 +31,7 @@ impl Daemon {
             quality: None,
             recording: None,
         });
-        let answered = !matches!(
-            summary.state,
-            CallState::Dialing | CallState::Ringing | CallState::EarlyMedia | CallState::Incoming | CallState::Ended
-        );
-        if answered && log.answered.is_none() {
+        if summary.state.is_answered() && log.answered.is_none() {
             log.answered = Some(now);
         }
         if summary.state != CallState::Ended {

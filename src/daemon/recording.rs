@@ -85,7 +85,7 @@ impl Daemon {
         let local = summary.account.as_deref().and_then(|id| self.config.accounts.iter().find(|a| a.id == id));
         let local = local
             .map_or_else(|| format!("sip:{}@{}", self.config.sip.user, self.sip.listens()[0].addr), |a| a.aor.clone());
-        let metadata = json!({
+        let metadata = crate::recording::metadata(json!({
             "call": summary.call,
             "callback": callback,
             "direction": summary.direction,
@@ -98,8 +98,7 @@ impl Daemon {
             "format": self.config.recording.format,
             "channels": { "left": "agent", "right": "remote" },
             "started_at": now,
-        });
-        let Value::Object(metadata) = metadata else { unreachable!("an object literal") };
+        }));
         self.recorder.begin(&summary.call, path.clone(), rate, self.config.recording.format, metadata);
         self.media.set_recording(&summary.call, Some(rate));
         self.recordings.insert(summary.call.clone(), Recording { paused: false });
@@ -136,21 +135,22 @@ impl Daemon {
         let recording = self.recordings.contains_key(&summary.call);
         if summary.state == CallState::Ended {
             if recording {
-                let end = json!({
+                let end = crate::recording::metadata(json!({
                     "ended_at": Timestamp::now(),
                     "reason": summary.reason,
                     "sip_code": summary.sip_code,
                     "transfer": summary.transfer,
                     "links": summary.links,
                     "frames_dropped_total": self.recorder.dropped(),
-                });
-                let Value::Object(end) = end else { unreachable!("an object literal") };
+                }));
                 self.stop_recording(&summary.call, end);
             }
             return;
         }
-        let answered = matches!(summary.state, CallState::Connected | CallState::Held | CallState::RemoteHeld);
-        if answered && !recording && self.mode_for(summary.account.as_deref()) == RecordingMode::Always {
+        if summary.state.is_answered()
+            && !recording
+            && self.mode_for(summary.account.as_deref()) == RecordingMode::Always
+        {
             if let Err(e) = self.start_recording(&summary.call) {
                 tracing::warn!(call = %summary.call, error = %e.message, "recording.mode always: not recorded");
             }

@@ -7,8 +7,7 @@ use tokio::time::Instant;
 
 use super::dispatch::{parse, phone_error, reply};
 use super::Daemon;
-use crate::call::phone::Phone;
-use crate::call::{CallId, Command};
+use crate::call::{Call, CallId, Command};
 use crate::control::api::{
     method, Empty, MergeParams, MergeResult, TransferBlindParams, TransferConsultCallsParams, TransferConsultParams,
     TransferConsultResult,
@@ -49,7 +48,7 @@ impl Daemon {
         let to = self.target_for(&params.call, &params.to)?;
         let (id, local) = self.open_outbound(account.as_deref())?;
         let now = Instant::now().into_std();
-        let (call, effects) = Phone::prepare_dial(id.clone(), to, account, local, now);
+        let (call, effects) = Call::dial(id.clone(), to, account, local, now);
         match self.phone.consult(&params.call, call, effects, now) {
             Ok(outputs) => {
                 self.apply(outputs);

@@ -10,6 +10,14 @@ use serde::{Deserialize, Serialize};
 
 pub use writer::{sidecar_of, Recorder, RecorderEvent};
 
+/// A sidecar's fields from a `json!({...})` literal.
+pub fn metadata(fields: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match fields {
+        serde_json::Value::Object(map) => map,
+        other => panic!("sidecar metadata must be a JSON object, not {other}"),
+    }
+}
+
 /// `recording.mode` (and an account's `recording`): when calls are recorded.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]

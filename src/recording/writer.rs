@@ -270,8 +270,9 @@ fn recover(dir: &Path) {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "wav") && !sidecar_of(&path).exists() {
                 let result = file::repair(&path).and_then(|_| {
-                    let metadata = json!({ "recovered": true, "note": "left open by a crash; repaired at start" });
-                    let Value::Object(metadata) = metadata else { unreachable!("an object literal") };
+                    let metadata = super::metadata(
+                        json!({ "recovered": true, "note": "left open by a crash; repaired at start" }),
+                    );
                     seal(&path, metadata)
                 });
                 match result {

@@ -13,7 +13,7 @@ use rsipstack::sip::{Header, ReferTo, Request, StatusCode};
 use rsipstack::transaction::key::TransactionRole;
 use tokio::sync::mpsc;
 
-use super::replaces::{address_of, split_uri_headers, Replaces};
+use super::replaces::{address_of, split_uri_headers, with_uri_header, Replaces};
 use super::SipAgent;
 use crate::call::{CallId, ReferTarget, Signal};
 
@@ -114,11 +114,7 @@ impl SipAgent {
         self.notify_referrer(call.clone(), 100);
         let referred_by = super::headers::values(&request.headers, "Referred-By", Some("b")).into_iter().next();
         let to = match referred_by {
-            Some(by) if !target.contains("Referred-By=") => {
-                let joiner = if target.contains('?') { '&' } else { '?' };
-                let by = percent_encoding::utf8_percent_encode(&by, percent_encoding::NON_ALPHANUMERIC);
-                format!("{target}{joiner}Referred-By={by}")
-            }
+            Some(by) if !target.contains("Referred-By=") => with_uri_header(&target, "Referred-By", &by),
             _ => target,
         };
         self.emit(call, Signal::Referred { to });

@@ -67,9 +67,15 @@ impl Replaces {
 
     /// A Refer-To value: `<uri?Replaces=escaped>`.
     pub fn refer_to(&self, uri: &str) -> String {
-        let joiner = if uri.contains('?') { '&' } else { '?' };
-        format!("<{uri}{joiner}Replaces={}>", utf8_percent_encode(&self.value(), HEADER_VALUE))
+        format!("<{}>", with_uri_header(uri, "Replaces", &self.value()))
     }
+}
+
+/// `uri` carrying one more header (`?name=escaped`, or `&name=escaped`
+/// after the headers it has).
+pub fn with_uri_header(uri: &str, name: &str, value: &str) -> String {
+    let joiner = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{joiner}{name}={}", utf8_percent_encode(value, HEADER_VALUE))
 }
 
 /// The address in a Refer-To (or any name-addr) value: what is inside the
