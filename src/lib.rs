@@ -21,6 +21,7 @@ pub mod callback;
 pub mod config;
 pub mod control;
 pub mod daemon;
+pub mod desk;
 pub mod media;
 pub mod recording;
 pub mod sip;

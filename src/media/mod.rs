@@ -8,6 +8,7 @@ pub mod g711;
 pub mod jitter;
 pub mod mixer;
 pub mod quality;
+pub mod report;
 pub mod rtcp;
 pub mod rtp;
 pub mod srtp;

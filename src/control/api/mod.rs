@@ -20,6 +20,8 @@ pub use crate::audio::AudioStatus;
 use crate::call::phone::CallSummary;
 use crate::call::{CallId, Countdown, RejectReason};
 use crate::config::{AgentState, Transport};
+pub use crate::media::dtmf::DtmfVia;
+pub use crate::media::report::QualityEvent;
 use crate::media::stream::MediaStats;
 
 /// Event topics a client may subscribe to (PROTOCOL.md); the default is all.
@@ -191,52 +193,12 @@ pub struct DtmfParams {
     pub digits: String,
 }
 
-/// How a key reached us.
-#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum DtmfVia {
-    /// An RFC 4733 telephone-event in the RTP stream.
-    Rtp,
-    /// A SIP INFO (application/dtmf-relay or application/dtmf).
-    Info,
-}
-
 /// `call.dtmf`: the peer pressed a key.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct DtmfEvent {
     pub call: CallId,
     pub digit: String,
     pub via: DtmfVia,
-}
-
-/// `call.quality`, and the summary part of `call.stats`.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct QualityEvent {
-    pub call: CallId,
-    /// Interarrival jitter of what we receive (RFC 3550), in ms.
-    pub jitter_ms: f64,
-    /// Loss in percent: the worse of what we see and what the peer reports.
-    pub loss_percent: f64,
-    /// Round trip from RTCP, once the peer has reported on our stream.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub rtt_ms: Option<f64>,
-    /// E-model MOS estimate, 1 (bad) to 4.5 (best).
-    pub mos: f64,
-    /// The jitter buffer's current target delay.
-    pub jitter_buffer_ms: u32,
-}
-
-impl QualityEvent {
-    pub fn new(call: CallId, stats: &MediaStats) -> Self {
-        QualityEvent {
-            call,
-            jitter_ms: stats.rtcp.jitter_ms,
-            loss_percent: stats.rtcp.fraction_lost.max(stats.rtcp.remote_fraction_lost) * 100.0,
-            rtt_ms: stats.rtcp.rtt_ms,
-            mos: stats.mos,
-            jitter_buffer_ms: stats.jitter_buffer.target_delay_ms,
-        }
-    }
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

@@ -38,6 +38,16 @@ pub enum DtmfError {
     ClockRate(u32),
 }
 
+/// How a key reached us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DtmfVia {
+    /// An RFC 4733 telephone-event in the RTP stream.
+    Rtp,
+    /// A SIP INFO (application/dtmf-relay or application/dtmf).
+    Info,
+}
+
 /// The RFC 4733 §3.2 event code of a DTMF key; A-D in either case.
 pub fn digit_to_event(digit: char) -> Option<u8> {
     match digit {

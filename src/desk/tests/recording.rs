@@ -1,0 +1,3 @@
+//! Recording policy and call history through the desk.
+
+use super::*;

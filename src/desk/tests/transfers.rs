@@ -1,0 +1,3 @@
+//! Moves across calls through the desk: consult, Leave & transfer, merge, transfer timeouts.
+
+use super::*;
