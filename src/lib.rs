@@ -22,6 +22,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod desk;
+pub mod history;
 pub mod media;
 pub mod recording;
 pub mod sip;

@@ -1,6 +1,6 @@
-//! The run loop's side of accounts and the agent: one registration task per
-//! account with a registrar, the last report of each, the agent's ready
-//! state, and the inbound policy built from the config.
+//! The shell's side of accounts: one registration task per account with a
+//! registrar and the last report of each; and the desk's settings, built
+//! from the config and the accounts as the SIP side resolved them.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -10,8 +10,12 @@ use tokio::time::timeout;
 use super::Daemon;
 use crate::account::registration::Report;
 use crate::call::admission::{AnswerPolicy, InboundPolicy};
-use crate::config::{AgentState, AllowedPeer, Config};
+use crate::config::{AllowedPeer, Config, SrtpPolicy};
 use crate::control::api::{self, AccountInfo};
+use crate::control::server::Notification;
+use crate::desk::{DeskConfig, DialPlan, RecordingPolicy};
+use crate::media::codec::OpusParams;
+use crate::sip::sdp::MediaPolicy;
 use crate::control::rpc::{code, RpcError};
 use crate::sip::registrar::{self, RegCommand, RegistrationTask};
 use crate::sip::SipAgent;
@@ -22,24 +26,19 @@ const UNREGISTER_GRACE: Duration = Duration::from_secs(3);
 pub(super) struct Accounts {
     tasks: HashMap<String, RegistrationTask>,
     reports: HashMap<String, Report>,
-    pub(super) agent_state: AgentState,
 }
 
 impl Accounts {
     /// Start a registration task for every account with a registrar, and
     /// ask each to register.
-    pub(super) fn start(sip: &SipAgent, config: &Config) -> Accounts {
+    pub(super) fn start(sip: &SipAgent) -> Accounts {
         let mut tasks = HashMap::new();
         for account in sip.accounts().filter(|a| a.registrar.is_some()) {
             let task = registrar::spawn(sip, &account.config.id);
             let _ = task.commands.send(RegCommand::Register);
             tasks.insert(account.config.id.clone(), task);
         }
-        Accounts { tasks, reports: HashMap::new(), agent_state: config.agent.initial_state }
-    }
-
-    pub(super) fn on_report(&mut self, account: String, report: Report) {
-        self.reports.insert(account, report);
+        Accounts { tasks, reports: HashMap::new() }
     }
 
     pub(super) fn command(&self, account: &str, command: RegCommand) -> Result<(), RpcError> {
@@ -88,19 +87,59 @@ impl Daemon {
         list
     }
 
-    pub(super) fn set_agent_state(&mut self, state: AgentState) {
-        if self.accounts.agent_state != state {
-            self.accounts.agent_state = state;
-            tracing::info!(?state, "agent state");
-            let event = api::AgentStateParams { state };
-            self.publish(api::event::AGENT_STATE, &serde_json::to_value(event).expect("plain struct"));
-        }
+    /// An account's registration changed: published, and kept for `account.list`.
+    pub(super) fn on_registration(&mut self, account: String, report: Report) {
+        let event = api::RegistrationEvent { account: account.clone(), report: report.clone() };
+        let params = serde_json::to_value(event).expect("plain struct");
+        self.publish(Notification::new(api::event::REGISTRATION_STATE, &params));
+        self.accounts.reports.insert(account, report);
+    }
+}
+
+/// The desk's settings: plain values from the config and the accounts.
+pub(super) fn desk_config(config: &Config, sip: &SipAgent) -> DeskConfig {
+    let media = &config.media;
+    let media_policy = |codecs: &Vec<String>, srtp: SrtpPolicy| {
+        let codecs = crate::config::parse_codecs("media.codecs", codecs).expect("checked when the config was loaded");
+        let mut opus = OpusParams::offer();
+        opus.use_inband_fec = media.opus_fec;
+        MediaPolicy { codecs, srtp, opus }
+    };
+    let accounts = &config.accounts;
+    let default_local = format!("sip:{}@{}", config.sip.user, sip.listens()[0].addr);
+    DeskConfig {
+        calls_max: config.calls.max,
+        hold_on_answer: config.calls.hold_on_answer,
+        callback: config.callback.policy(),
+        inbound: inbound_policy(config, sip),
+        agent_state: config.agent.initial_state,
+        dial_plan: DialPlan {
+            default_account: accounts.first().map(|a| a.id.clone()),
+            domains: sip.accounts().map(|a| (a.config.id.clone(), a.domain())).collect(),
+            check_uri: |uri| crate::sip::parse_target(uri).map(drop).map_err(|e| e.to_string()),
+        },
+        default_media: media_policy(&media.codecs, media.srtp),
+        account_media: accounts
+            .iter()
+            .map(|a| {
+                let policy = media_policy(a.codecs.as_ref().unwrap_or(&media.codecs), a.srtp.unwrap_or(media.srtp));
+                (a.id.clone(), policy)
+            })
+            .collect(),
+        recording: RecordingPolicy {
+            mode: config.recording.mode,
+            account_modes: accounts.iter().filter_map(|a| Some((a.id.clone(), a.recording?))).collect(),
+            dir: config.recording.dir.clone(),
+            format: config.recording.format,
+            local_aors: accounts.iter().map(|a| (a.id.clone(), a.aor.clone())).collect(),
+            default_local,
+        },
     }
 }
 
 /// Who may call, and how calls are answered, from the config and the
 /// accounts' resolved registrars and proxies.
-pub(super) fn inbound_policy(config: &Config, sip: &SipAgent) -> InboundPolicy {
+fn inbound_policy(config: &Config, sip: &SipAgent) -> InboundPolicy {
     let mut allowed = config.allowed_peers().unwrap_or_default();
     allowed.extend(sip.accounts().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
     let millis = |ms: Option<u64>| ms.map(Duration::from_millis);

@@ -45,12 +45,12 @@ impl Daemon {
         Ok(())
     }
 
-    pub(super) fn on_audio_opened(&mut self, opened: Opened) {
+    pub(super) fn on_audio_opened(&mut self, opened: Opened, now: Instant) {
         match opened.result {
             // A card was asked for and did not open: nothing changes.
             Ok(setup) if wanted_card_missing(&opened.specs, &setup) => {
                 if opened.why == AudioChange::Reconnected {
-                    self.reconnect_at = Some(Instant::now() + RECONNECT_EVERY);
+                    self.reconnect_at = Some(now + RECONNECT_EVERY);
                     return;
                 }
                 let why = [&setup.status.source, &setup.status.sink].into_iter().find_map(|b| b.fallback.clone());
@@ -101,7 +101,8 @@ impl Daemon {
 
     fn publish_audio(&self, change: AudioChange, error: Option<String>) {
         let event = AudioDeviceEvent { change, audio: self.audio_status.clone(), error };
-        self.publish(api::event::AUDIO_DEVICE, &serde_json::to_value(event).expect("plain struct"));
+        let params = serde_json::to_value(event).expect("plain struct");
+        self.publish(crate::control::server::Notification::new(api::event::AUDIO_DEVICE, &params));
     }
 }
 

@@ -1,76 +1,127 @@
-//! Control requests, answered by the run loop: each method's params are
-//! checked against its type in `control::api`, then turned into phone
-//! commands. Errors carry the stable codes of `control::rpc::code`.
+//! Control requests: one `match` over the typed [`Request`]. What the desk
+//! decides becomes a desk command; what only the shell knows (status,
+//! sound cards, registrations, stored history, media counters) is
+//! answered here. Errors carry the stable codes of `control::rpc::code`.
 
-use serde::de::DeserializeOwned;
+use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
-use tokio::time::Instant;
+use tokio::sync::oneshot;
 
-use super::Daemon;
+use super::{clock, Daemon};
 use crate::audio::device;
 use crate::call::phone::PhoneError;
-use crate::call::{CallError, CallId, Command};
+use crate::call::{CallError, Command as CallCommand};
+use crate::callback::{CallbackError, Command as CallbackCommand, CustomerNumber, Offer, Wrapup};
 use crate::control::api::{
-    method, AccountListResult, AccountParams, AgentStateParams, AudioDevicesResult, AudioSelectParams, CallInfo,
-    CallListResult, CallParams, CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent,
-    RejectParams, StatusResult,
+    AccountListResult, AudioDevicesResult, CallInfo, CallListResult, CallStatsResult, CallbackListResult,
+    CallbackResult, DialResult, Empty, HistoryParams, HistoryResult, MergeResult, QualityEvent, RecordStartResult,
+    Request, StatusResult, TransferConsultResult,
 };
-use crate::control::rpc::{code, Request, RpcError};
-use crate::media::dtmf;
+use crate::control::rpc::{code, RpcError};
+use crate::desk::{Command, DeskError, Input, RecordAction, Reply};
 use crate::sip::registrar::RegCommand;
-use crate::sip::sdp::LocalMedia;
+use crate::store::HistoryQuery;
+
+/// `history.list` answers at most this many entries.
+const HISTORY_MAX: usize = 1000;
+const HISTORY_DEFAULT: usize = 100;
+
+type Answer = Result<Value, RpcError>;
 
 impl Daemon {
-    pub(super) fn dispatch(&mut self, request: Request) -> Result<Value, RpcError> {
-        let params = request.params;
-        match request.method.as_str() {
-            method::DAEMON_STATUS => parse::<NoParams>(params).and_then(|_| reply(self.status())),
-            method::CALL_DIAL => parse::<DialParams>(params).and_then(|p| self.dial(p)).and_then(reply),
-            method::CALL_ANSWER => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Answer)),
-            method::CALL_REJECT => {
-                parse::<RejectParams>(params).and_then(|p| self.command(&p.call, Command::Reject(p.reason)))
+    pub(super) fn dispatch(&mut self, request: Request, reply_to: oneshot::Sender<Answer>) {
+        let call = |call: String, command: CallCommand| Command::Call { call, command };
+        let callback = |callback: String, command: CallbackCommand| Command::Callback { callback, command };
+        let command = match request {
+            Request::DaemonStatus(_) => return answer(reply_to, reply(self.status())),
+            Request::EventsSubscribe(_) => {
+                let error = RpcError::new(code::INTERNAL_ERROR, "events.subscribe is answered by the control server");
+                return answer(reply_to, Err(error));
             }
-            method::CALL_HANGUP => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hangup)),
-            method::CALL_LIST => parse::<NoParams>(params).and_then(|_| reply(self.call_list())),
-            method::CALL_HOLD => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Hold)),
-            method::CALL_RESUME => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Resume)),
-            method::CALL_MUTE => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Mute)),
-            method::CALL_UNMUTE => parse::<CallParams>(params).and_then(|p| self.command(&p.call, Command::Unmute)),
-            method::CALL_DTMF => parse::<DtmfParams>(params).and_then(|p| {
-                let digits = dtmf::normalize_digits(&p.digits).map_err(RpcError::invalid_params)?;
-                self.command(&p.call, Command::Dtmf(digits))
-            }),
-            method::CALL_STATS => parse::<CallParams>(params).and_then(|p| self.call_stats(&p.call)).and_then(reply),
-            method::AUDIO_DEVICES => parse::<NoParams>(params).and_then(|_| {
+            Request::CallList(_) => return answer(reply_to, reply(self.call_list())),
+            Request::CallStats(p) => return answer(reply_to, self.call_stats(&p.call).and_then(reply)),
+            Request::AudioDevices(_) => {
                 // ALSA answers from its configuration: quick enough for the loop.
-                reply(AudioDevicesResult { devices: device::list_devices(), in_use: self.audio_status.clone() })
-            }),
-            method::AUDIO_SELECT => {
-                parse::<AudioSelectParams>(params).and_then(|p| self.select_audio(p)).and_then(|_| reply(Empty {}))
+                let devices = AudioDevicesResult { devices: device::list_devices(), in_use: self.audio_status.clone() };
+                return answer(reply_to, reply(devices));
             }
-            method::ACCOUNT_LIST => {
-                parse::<NoParams>(params).and_then(|_| reply(AccountListResult { accounts: self.account_list() }))
+            Request::AudioSelect(p) => return answer(reply_to, self.select_audio(p).and_then(|_| reply(Empty {}))),
+            Request::AccountList(_) => {
+                return answer(reply_to, reply(AccountListResult { accounts: self.account_list() }))
             }
-            method::ACCOUNT_REGISTER => parse::<AccountParams>(params)
-                .and_then(|p| self.accounts.command(&p.account, RegCommand::Register))
-                .and_then(|_| reply(Empty {})),
-            method::ACCOUNT_UNREGISTER => parse::<AccountParams>(params)
-                .and_then(|p| self.accounts.command(&p.account, RegCommand::Unregister))
-                .and_then(|_| reply(Empty {})),
-            method::AGENT_SET_STATE => parse::<AgentStateParams>(params).and_then(|p| {
-                self.set_agent_state(p.state);
-                reply(Empty {})
-            }),
-            other => self
-                .transfer_request(other, params.clone())
-                .or_else(|| self.record_request(other, params.clone()))
-                .or_else(|| self.callback_request(other, params))
-                .unwrap_or_else(|| {
-                    let message = format!("unknown method {other:?}; see proto/openrpc.json");
-                    Err(RpcError::new(code::METHOD_NOT_FOUND, message))
-                }),
-        }
+            Request::AccountRegister(p) => {
+                let done = self.accounts.command(&p.account, RegCommand::Register);
+                return answer(reply_to, done.and_then(|_| reply(Empty {})));
+            }
+            Request::AccountUnregister(p) => {
+                let done = self.accounts.command(&p.account, RegCommand::Unregister);
+                return answer(reply_to, done.and_then(|_| reply(Empty {})));
+            }
+            Request::CallbackList(_) => {
+                return answer(reply_to, reply(CallbackListResult { callbacks: self.desk.callbacks() }))
+            }
+            Request::HistoryList(p) => return self.history(p, reply_to),
+            Request::CallDial(p) => Command::Dial { to: p.to, account: p.account },
+            Request::CallAnswer(p) => call(p.call, CallCommand::Answer),
+            Request::CallReject(p) => call(p.call, CallCommand::Reject(p.reason)),
+            Request::CallHangup(p) => call(p.call, CallCommand::Hangup),
+            Request::CallHold(p) => call(p.call, CallCommand::Hold),
+            Request::CallResume(p) => call(p.call, CallCommand::Resume),
+            Request::CallMute(p) => call(p.call, CallCommand::Mute),
+            Request::CallUnmute(p) => call(p.call, CallCommand::Unmute),
+            Request::CallDtmf(p) => call(p.call, CallCommand::Dtmf(p.digits)),
+            Request::CallTransferBlind(p) => Command::TransferBlind { call: p.call, to: p.to },
+            Request::CallTransferConsult(p) => Command::Consult { call: p.call, to: p.to },
+            Request::CallTransferComplete(p) => Command::CompleteTransfer { call: p.call, consult: p.consult },
+            Request::CallTransferCancel(p) => Command::CancelConsult { call: p.call, consult: p.consult },
+            Request::CallMerge(p) => Command::Merge { calls: p.calls },
+            Request::CallRecordStart(p) => Command::Record { call: p.call, action: RecordAction::Start },
+            Request::CallRecordStop(p) => Command::Record { call: p.call, action: RecordAction::Stop },
+            Request::CallRecordPause(p) => Command::Record { call: p.call, action: RecordAction::Pause },
+            Request::CallRecordResume(p) => Command::Record { call: p.call, action: RecordAction::Resume },
+            Request::AgentSetState(p) => Command::SetAgentState(p.state),
+            Request::CallbackOffer(offer) => Command::Offer { offer, id: new_callback_id() },
+            Request::CallbackSchedule(p) => {
+                let offer = Offer {
+                    customer: p.customer,
+                    queue: p.queue,
+                    reason: p.reason,
+                    numbers: vec![CustomerNumber { label: String::new(), number: p.number }],
+                    dial_mode: p.dial_mode,
+                    countdown_ms: p.countdown_ms,
+                    account: p.account,
+                    ..Offer::default()
+                };
+                Command::Schedule { offer, at: p.at, tz: p.tz, notes: p.notes, id: new_callback_id() }
+            }
+            Request::CallbackReschedule(p) => {
+                Command::Reschedule { callback: p.callback, at: p.at, tz: p.tz, notes: p.notes }
+            }
+            Request::CallbackAccept(p) => callback(p.callback, CallbackCommand::Accept),
+            Request::CallbackReject(p) => callback(p.callback, CallbackCommand::Reject),
+            Request::CallbackCall(p) => callback(p.callback, CallbackCommand::Call),
+            Request::CallbackRetry(p) => callback(p.callback, CallbackCommand::Retry),
+            Request::CallbackCountdownCancel(p) => callback(p.callback, CallbackCommand::CancelCountdown),
+            Request::CallbackClose(p) => callback(p.callback, CallbackCommand::Close),
+            Request::CallbackTransferCancel(p) => callback(p.callback, CallbackCommand::CancelTransfer),
+            Request::CallbackTransferAccept(p) => callback(p.callback, CallbackCommand::TransferAccepted),
+            Request::CallbackCancel(p) => callback(p.callback, CallbackCommand::Cancel),
+            Request::CallbackSelectNumber(p) => callback(p.callback, CallbackCommand::SelectNumber(p.number)),
+            Request::CallbackWrapup(p) => {
+                let wrapup =
+                    Wrapup { reason: p.reason, notes: p.notes, disposition: p.disposition, auto_closed: false };
+                callback(p.callback, CallbackCommand::Wrapup(wrapup))
+            }
+            Request::CallbackTransfer(p) => match p.target() {
+                Ok(target) => callback(p.callback, CallbackCommand::Transfer(target)),
+                Err(e) => return answer(reply_to, Err(RpcError::invalid_params(e))),
+            },
+        };
+        let now = clock();
+        let decided = self.desk.handle(Input::Command(command), now);
+        self.carry_out(now);
+        answer(reply_to, decided.map_err(desk_error).and_then(result_of))
     }
 
     fn status(&self) -> StatusResult {
@@ -78,62 +129,18 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: self.started.elapsed().as_millis() as u64,
             sip_listen: self.sip.listens().iter().map(super::listen_text).collect(),
-            calls: self.phone.len(),
-            agent_state: self.accounts.agent_state,
+            calls: self.desk.calls().len(),
+            agent_state: self.desk.agent_state(),
             accounts: self.account_list(),
             audio: self.audio_status.clone(),
             recording_dir: self.config.recording.dir.display().to_string(),
         }
     }
 
-    fn dial(&mut self, params: DialParams) -> Result<DialResult, RpcError> {
-        self.place_call(&params.to, params.account).map(|call| DialResult { call })
-    }
-
-    /// Place a call (for `call.dial`, a callback's attempt, or a peer's REFER).
-    pub(super) fn place_call(&mut self, to: &str, account: Option<String>) -> Result<CallId, RpcError> {
-        // Without a choice, the first account (by config order) places the call.
-        let account = account.or_else(|| self.config.accounts.first().map(|a| a.id.clone()));
-        let to = self.sip.dial_target(to, account.as_deref()).map_err(RpcError::invalid_params)?;
-        let (call, local) = self.open_outbound(account.as_deref())?;
-        let now = Instant::now().into_std();
-        match self.phone.dial(call.clone(), to, account, local, now) {
-            Ok(outputs) => {
-                self.apply(outputs);
-                Ok(call)
-            }
-            Err(e) => {
-                self.media.stop(&call);
-                Err(phone_error(e))
-            }
-        }
-    }
-
-    /// A new outbound call's id and media, within `calls.max`.
-    pub(super) fn open_outbound(&mut self, account: Option<&str>) -> Result<(CallId, LocalMedia), RpcError> {
-        let max = self.config.calls.max;
-        if self.phone.len() >= max {
-            let message = format!("the agent already has {max} calls (calls.max); hang one up first");
-            return Err(RpcError::new(code::UNAVAILABLE, message));
-        }
-        let call = self.sip.new_call_id();
-        let local = self
-            .media
-            .open(&call)
-            .map_err(|e| RpcError::new(code::UNAVAILABLE, format!("no RTP port available: {e}")))?;
-        Ok((call.clone(), self.local_media(account, local)))
-    }
-
-    fn command(&mut self, call: &str, command: Command) -> Result<Value, RpcError> {
-        let outputs = self.phone.command(call, command, Instant::now().into_std()).map_err(phone_error)?;
-        self.apply(outputs);
-        reply(Empty {})
-    }
-
     fn call_list(&self) -> CallListResult {
         let calls = self
-            .phone
-            .list()
+            .desk
+            .calls()
             .into_iter()
             .map(|summary| CallInfo { media: self.media.stats(&summary.call), summary })
             .collect();
@@ -141,28 +148,71 @@ impl Daemon {
     }
 
     fn call_stats(&self, call: &str) -> Result<CallStatsResult, RpcError> {
-        let summary = self.phone.get(call).map(crate::call::phone::summary);
-        let summary = summary.ok_or_else(|| phone_error(PhoneError::UnknownCall(call.into())))?;
+        let summary = self.desk.call(call).ok_or_else(|| desk_error(PhoneError::UnknownCall(call.into()).into()))?;
         let media = self.media.stats(&summary.call);
         let quality = media.as_ref().map(|stats| QualityEvent::new(summary.call.clone(), stats));
         Ok(CallStatsResult { call: CallInfo { media, summary }, quality })
     }
+
+    /// `history.list`, answered by the store's thread (after every write
+    /// queued before it), so the run loop never waits on the disk.
+    fn history(&self, params: HistoryParams, reply_to: oneshot::Sender<Answer>) {
+        let since = params.since.map(|s| s.parse::<Timestamp>()).transpose();
+        let since = match since {
+            Ok(since) => since,
+            Err(e) => return answer(reply_to, Err(RpcError::invalid_params(format!("since: {e}")))),
+        };
+        let limit = params.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX);
+        let (tx, rx) = oneshot::channel();
+        self.store.history(HistoryQuery { since, limit, kind: params.kind }, tx);
+        tokio::spawn(async move {
+            let result = match rx.await {
+                Ok(Ok(entries)) => reply(HistoryResult { entries }),
+                Ok(Err(e)) => Err(RpcError::new(code::UNAVAILABLE, format!("history store: {e}"))),
+                Err(_) => Err(RpcError::new(code::UNAVAILABLE, "history store has stopped")),
+            };
+            answer(reply_to, result);
+        });
+    }
 }
 
-pub(super) fn parse<T: DeserializeOwned>(params: Value) -> Result<T, RpcError> {
-    serde_json::from_value(params).map_err(RpcError::invalid_params)
+fn answer(reply_to: oneshot::Sender<Answer>, result: Answer) {
+    // A client that went away does not need its answer.
+    let _ = reply_to.send(result);
 }
 
-pub(super) fn reply<T: Serialize>(result: T) -> Result<Value, RpcError> {
+fn reply<T: Serialize>(result: T) -> Answer {
     serde_json::to_value(result).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
 }
 
-pub(super) fn phone_error(error: PhoneError) -> RpcError {
+/// The desk's reply as the method's result.
+fn result_of(decided: Reply) -> Answer {
+    match decided {
+        Reply::Done => reply(Empty {}),
+        Reply::Call(call) => reply(DialResult { call }),
+        Reply::Consult(consult) => reply(TransferConsultResult { consult }),
+        Reply::Conference(conference) => reply(MergeResult { conference }),
+        Reply::Callback(callback) => reply(CallbackResult { callback }),
+        Reply::Recording(path) => reply(RecordStartResult { path }),
+    }
+}
+
+fn desk_error(error: DeskError) -> RpcError {
     let code = match &error {
-        PhoneError::UnknownCall(_) => code::UNKNOWN_CALL,
-        PhoneError::DuplicateCall(_) => code::INTERNAL_ERROR,
-        PhoneError::Merge(_) => code::INVALID_PARAMS,
-        PhoneError::Call(CallError::InvalidState { .. }) => code::INVALID_STATE,
+        DeskError::Phone(PhoneError::UnknownCall(_)) => code::UNKNOWN_CALL,
+        DeskError::Phone(PhoneError::DuplicateCall(_)) => code::INTERNAL_ERROR,
+        DeskError::Phone(PhoneError::Merge(_)) | DeskError::InvalidParams(_) => code::INVALID_PARAMS,
+        DeskError::Phone(PhoneError::Call(CallError::InvalidState { .. })) | DeskError::InvalidState(_) => {
+            code::INVALID_STATE
+        }
+        DeskError::Callback(CallbackError::Unknown(_)) => code::UNKNOWN_CALLBACK,
+        DeskError::Callback(CallbackError::InvalidState { .. } | CallbackError::Closed { .. }) => code::INVALID_STATE,
+        DeskError::Callback(CallbackError::Duplicate(_) | CallbackError::Invalid(_)) => code::INVALID_PARAMS,
+        DeskError::CallsMax { .. } | DeskError::NoLine => code::UNAVAILABLE,
     };
     RpcError::new(code, error.to_string())
+}
+
+fn new_callback_id() -> String {
+    format!("cb-{:016x}", rand::random::<u64>())
 }

@@ -86,9 +86,8 @@ pub struct MediaEngine {
     denoiser: Option<Box<Denoiser>>,
     rtp_in: mpsc::Sender<RtpIn>,
     bind_ip: IpAddr,
-    /// A port pair bound ahead of need: binding takes ~150 µs, which a
-    /// countdown's dial should not wait for.
-    spare: Option<(Arc<UdpSocket>, Arc<UdpSocket>)>,
+    /// Port pairs bound ahead of need (the desk's lines), by RTP address.
+    spares: HashMap<SocketAddr, (Arc<UdpSocket>, Arc<UdpSocket>)>,
     config: MediaConfig,
     capture: Frame,
     music: Frame,
@@ -117,7 +116,7 @@ impl MediaEngine {
             denoiser: config.noise_suppression.then(Box::<Denoiser>::default),
             rtp_in,
             bind_ip,
-            spare: None,
+            spares: HashMap::new(),
             config,
             capture: [0; FRAME_SAMPLES],
             music: [0; FRAME_SAMPLES],
@@ -134,13 +133,21 @@ impl MediaEngine {
         self.sink = sink;
     }
 
-    /// Open the ports for a new call, before its SDP is written.
-    pub fn open(&mut self, call: &CallId) -> std::io::Result<SocketAddr> {
-        let (rtp, rtcp) = match self.spare.take() {
-            Some(pair) => pair,
-            None => self.bind_pair()?,
-        };
+    /// Bind a port pair for a call to come (a desk line), and keep it
+    /// until a call takes it; returns the RTP address.
+    pub fn bind_line(&mut self) -> std::io::Result<SocketAddr> {
+        let (rtp, rtcp) = self.bind_pair()?;
         let local = rtp.local_addr()?;
+        self.spares.insert(local, (rtp, rtcp));
+        Ok(local)
+    }
+
+    /// Give `call` the port pair bound at `rtp`, and start receiving on it.
+    pub fn open(&mut self, call: &CallId, rtp: SocketAddr) {
+        let Some((rtp, rtcp)) = self.spares.remove(&rtp) else {
+            tracing::error!(%call, %rtp, "no bound port pair there: the call has no media");
+            return;
+        };
         let receivers = [
             tokio::spawn(receive_loop(call.clone(), rtp.clone(), false, self.rtp_in.clone())),
             tokio::spawn(receive_loop(call.clone(), rtcp.clone(), true, self.rtp_in.clone())),
@@ -162,17 +169,11 @@ impl MediaEngine {
                 receivers,
             },
         );
-        Ok(local)
     }
 
-    /// Bind the next call's ports now, if the last spare was used.
-    pub fn keep_spare(&mut self) {
-        if self.spare.is_none() {
-            match self.bind_pair() {
-                Ok(pair) => self.spare = Some(pair),
-                Err(e) => tracing::warn!(error = %e, "no spare RTP port pair"),
-            }
-        }
+    /// Close a port pair no call took.
+    pub fn release(&mut self, rtp: SocketAddr) {
+        self.spares.remove(&rtp);
     }
 
     fn bind_pair(&self) -> std::io::Result<(Arc<UdpSocket>, Arc<UdpSocket>)> {

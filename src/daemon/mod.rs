@@ -1,22 +1,21 @@
-//! The tokio shell: the one run loop that owns the phone, the SIP adapter,
-//! the media engine and the control socket, reads the clock, and carries
-//! out what the pure cores decide. `softphoned`, the demo and the tests all
-//! start a daemon through [`start`].
+//! The tokio shell: IO and nothing else. It opens what the config names
+//! (SIP, the control socket, the sound card, the store, the recorder),
+//! reads the clock once per turn of its loop, hands the desk what arrived
+//! ([`crate::desk`] decides everything), and carries out what the desk
+//! asks for. `softphoned`, the demo and the tests all start it through
+//! [`start`].
 
 mod accounts;
 mod audio;
-mod callbacks;
 mod dispatch;
-mod history;
 mod media;
-mod recording;
-mod transfers;
+mod outputs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde_json::Value;
+use jiff::Timestamp;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
@@ -24,13 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::audio::device::DeviceHealth;
 use crate::audio::{AudioError, AudioStatus};
-use crate::call::admission::{Admission, InboundPolicy};
-use crate::call::phone::{Output, Phone};
-use crate::call::{Command, Effect, SipAction};
-use crate::callback::Callbacks;
+use crate::callback::Now;
 use crate::config::{Config, ConfigError, Listen};
-use crate::control::api;
 use crate::control::server::{self, ControlRequest, Notification};
+use crate::desk::{Desk, Input};
 use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
 use crate::store::Store;
@@ -141,14 +137,15 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     }
     let (recorder, recorder_reports) =
         crate::recording::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
-    recording::publish_outcomes(recorder_reports, events.clone());
+    outputs::publish_recorder_outcomes(recorder_reports, events.clone());
     let (rtp_tx, rtp_rx) = mpsc::channel(4096);
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
+    let now = clock();
     let mut daemon = Daemon {
         started: Instant::now(),
-        phone: Phone::new(config.calls.hold_on_answer),
-        callbacks: Callbacks::new(config.callback.policy()),
+        desk: Desk::new(accounts::desk_config(&config, &sip), now),
         alarm: PreciseAlarm::start().map_err(DaemonError::Thread)?,
+        alarm_set: None,
         store,
         media: MediaEngine::new(
             setup.source,
@@ -160,21 +157,18 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
             recorder.clone(),
         ),
         recorder,
-        recordings: std::collections::HashMap::new(),
         media_events: Vec::new(),
-        call_log: std::collections::HashMap::new(),
         audio_status: setup.status,
         audio_health: setup.health,
         audio_specs,
         audio_done,
         reconnect_at: None,
-        policy: accounts::inbound_policy(&config, &sip),
-        accounts: Accounts::start(&sip, &config),
+        accounts: Accounts::start(&sip),
         sip,
         events,
         config,
     };
-    daemon.restore_callbacks(open_records);
+    daemon.feed(Input::Restore(open_records), now);
     let sip_addr = daemon.sip.listens()[0].addr;
     let listening: Vec<String> = daemon.sip.listens().iter().map(listen_text).collect();
     tracing::info!(sip = ?listening, control = %control_socket.display(), "softphoned ready");
@@ -186,26 +180,31 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
 }
 
+/// The present, read once per turn of the loop: tokio's clock (which
+/// paused-time tests control) for deadlines, the wall clock for records.
+fn clock() -> Now {
+    Now { at: Instant::now().into_std(), wall: Timestamp::now() }
+}
+
 struct Daemon {
     config: Config,
     started: Instant,
-    phone: Phone,
-    callbacks: Callbacks,
-    /// Wakes the loop for the callbacks' deadlines.
+    /// Every decision.
+    desk: Desk,
+    /// Wakes the loop for the desk's deadline to within tens of
+    /// microseconds (a countdown dials at zero); tokio's own timer, which
+    /// rounds up to the next millisecond, backs it up.
     alarm: PreciseAlarm,
+    alarm_set: Option<std::time::Instant>,
     /// Call and callback history; writes and queries run on its own thread.
     store: Store,
     sip: SipAgent,
     accounts: Accounts,
-    policy: InboundPolicy,
     media: MediaEngine,
     /// Reused between ticks so the tick does not allocate.
     media_events: Vec<MediaEvent>,
-    /// The recorder thread's handle, and the calls being recorded.
+    /// The recorder thread's handle.
     recorder: crate::recording::Recorder,
-    recordings: std::collections::HashMap<crate::call::CallId, recording::Recording>,
-    /// Live calls' times and figures, for their history records.
-    call_log: std::collections::HashMap<crate::call::CallId, history::CallLog>,
     audio_status: AudioStatus,
     /// Set while a sound card is in use.
     audio_health: Option<DeviceHealth>,
@@ -230,199 +229,87 @@ impl Daemon {
         // Burst: after a stall, catch up so the RTP clock keeps real time.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
         loop {
-            let deadline = self.phone.next_deadline().map(Instant::from_std);
+            let deadline = self.desk.poll_timeout();
+            if deadline != self.alarm_set {
+                self.alarm.set(deadline);
+                self.alarm_set = deadline;
+            }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = tick.tick() => {
+                    let now = clock();
                     let mut events = std::mem::take(&mut self.media_events);
-                    self.media.tick(Instant::now().into_std(), ntp_now(), &mut events);
-                    self.on_media(&mut events);
+                    self.media.tick(now.at, ntp_now(), &mut events);
+                    self.on_media(&mut events, now);
                     self.media_events = events;
-                    self.watch_audio(Instant::now());
-                    self.media.keep_spare();
+                    self.watch_audio(Instant::from_std(now.at));
                 }
-                Some(opened) = audio_opened.recv() => self.on_audio_opened(opened),
-                _ = crate::timing::sleep_until(deadline) => {
-                    let outputs = self.phone.poll(Instant::now().into_std());
-                    self.apply(outputs);
-                }
-                _ = self.alarm.rung() => {
-                    let outputs = self.callbacks.poll(self.now());
-                    self.apply_callbacks(outputs);
-                }
+                Some(opened) = audio_opened.recv() => self.on_audio_opened(opened, Instant::now()),
+                _ = crate::timing::sleep_until(deadline.map(Instant::from_std)) => self.timeout(),
+                _ = self.alarm.rung() => self.timeout(),
                 Some(packet) = rtp.recv() => {
                     let mut events = std::mem::take(&mut self.media_events);
                     self.media.receive(packet, &mut events);
-                    self.on_media(&mut events);
+                    if !events.is_empty() {
+                        self.on_media(&mut events, clock());
+                    }
                     self.media_events = events;
                 }
                 Some(event) = sip.recv() => self.on_sip(event),
-                Some(ControlRequest { request, reply }) = control.recv() => {
-                    if request.method == api::method::HISTORY_LIST {
-                        self.history(request.params, reply);
-                    } else {
-                        let _ = reply.send(self.dispatch(request));
-                    }
-                }
+                Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
             }
         }
-        self.hang_up_all().await;
+        let goodbyes = self.feed(Input::Shutdown, clock());
+        if tokio::time::timeout(SHUTDOWN_GRACE, wait_all(goodbyes)).await.is_err() {
+            tracing::warn!("some calls did not confirm their hangup before shutdown");
+        }
         self.accounts.shutdown().await;
         // The store finishes every queued write before it lets go: off the runtime.
         let store = self.store;
         let _ = tokio::task::spawn_blocking(move || drop(store)).await;
     }
 
-    /// On shutdown, nobody is left hanging on a dead line: every call gets
-    /// its BYE or CANCEL, and we wait (briefly) for them to be answered.
-    async fn hang_up_all(&mut self) {
-        let now = Instant::now().into_std();
-        let mut goodbyes = Vec::new();
-        for call in self.phone.list() {
-            if let Ok(outputs) = self.phone.command(&call.call, Command::Hangup, now) {
-                goodbyes.extend(self.apply(outputs));
-            }
-        }
-        let all = wait_all(goodbyes);
-        if tokio::time::timeout(SHUTDOWN_GRACE, all).await.is_err() {
-            tracing::warn!("some calls did not confirm their hangup before shutdown");
+    /// The desk's deadline, if it has come (the alarm may ring early).
+    fn timeout(&mut self) {
+        let now = clock();
+        if self.desk.poll_timeout().is_some_and(|due| due <= now.at) {
+            self.feed(Input::Timeout, now);
         }
     }
 
     fn on_sip(&mut self, event: SipEvent) {
-        let now = Instant::now().into_std();
-        let outputs = match event {
-            SipEvent::Incoming { call, source, inbound } => {
-                // One replacing a call of ours takes its place, so it does not count.
-                if self.phone.len() >= self.config.calls.max && inbound.replaces.is_none() {
-                    tracing::warn!(%call, %source, max = self.config.calls.max, "inbound call refused: calls.max reached");
-                    self.sip.execute(&call, SipAction::Reject { code: 486 });
-                    return;
-                }
-                let inbound = match self.policy.admit(source, inbound, self.accounts.agent_state) {
-                    Admission::Admit(inbound) => *inbound,
-                    Admission::Refuse { code, why } => {
-                        tracing::warn!(%call, %source, code, why, "inbound call refused");
-                        self.sip.execute(&call, SipAction::Reject { code });
-                        return;
-                    }
-                };
-                tracing::info!(%call, from = %inbound.from, %source, account = inbound.account.as_deref().unwrap_or(""),
-                    auto_answer_ms = ?inbound.auto_answer_after.map(|d| d.as_millis()), "incoming call");
-                let local = match self.media.open(&call) {
-                    Ok(local) => local,
-                    Err(e) => {
-                        tracing::error!(%call, error = %e, "no RTP port for incoming call");
-                        self.sip.execute(&call, SipAction::Reject { code: 503 });
-                        return;
-                    }
-                };
-                let local = self.local_media(inbound.account.as_deref(), local);
-                match self.phone.incoming(call, inbound, local, now) {
-                    Ok(outputs) => outputs,
-                    Err(e) => {
-                        tracing::error!(error = %e, "incoming call refused");
-                        return;
-                    }
-                }
-            }
-            SipEvent::Signal { call, signal } => self.phone.signal(&call, signal, now),
-            SipEvent::Registration { account, report } => {
-                let event = api::RegistrationEvent { account: account.clone(), report: report.clone() };
-                self.publish(api::event::REGISTRATION_STATE, &serde_json::to_value(event).expect("plain struct"));
-                self.accounts.on_report(account, report);
-                return;
-            }
+        let input = match event {
+            SipEvent::Incoming { call, source, inbound } => Input::Incoming { call, source, inbound },
+            SipEvent::Signal { call, signal } => Input::Signal { call, signal },
+            SipEvent::Registration { account, report } => return self.on_registration(account, report),
         };
-        self.apply(outputs);
+        self.feed(input, clock());
     }
 
-    /// Carry out the effects the phone decided, in order. Returns the tasks
-    /// ending dialogs, for a shutdown that wants to wait on them.
-    fn apply(&mut self, outputs: Vec<Output>) -> Vec<JoinHandle<()>> {
-        let mut endings = Vec::new();
-        for Output { call, effect } in outputs {
-            match effect {
-                Effect::Sip(action) => endings.extend(self.sip.execute(&call.call, action)),
-                Effect::StartMedia(negotiated) => self.media.start(&call.call, negotiated, Instant::now().into_std()),
-                Effect::StopMedia => {
-                    self.keep_quality(&call.call);
-                    self.media.stop(&call.call);
-                }
-                Effect::Mute(muted) => self.media.set_muted(&call.call, muted),
-                Effect::SendDtmf(digits) => {
-                    if let Err(e) = self.media.queue_dtmf(&call.call, &digits) {
-                        tracing::warn!(call = %call.call, error = %e, "keys not sent");
-                    }
-                }
-                Effect::DtmfReceived(digit) => self.publish_dtmf(&call.call, digit, api::DtmfVia::Info),
-                Effect::StateChanged => {
-                    tracing::info!(call = %call.call, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
-                    self.publish(api::event::CALL_STATE, &serde_json::to_value(&call).expect("plain struct"));
-                    self.follow_recording(&call);
-                    self.log_call(&call);
-                    self.follow_call(&call);
-                }
-                Effect::Conference(joined) => self.media.set_conference(&call.call, joined),
-                Effect::Dial(to) => self.follow_referral(&call.call, call.account.clone(), &to),
-                Effect::Countdown(countdown) => {
-                    let kind = api::CountdownKind::AutoAnswer;
-                    let event = api::CallCountdownEvent { call: call.call.clone(), kind, countdown };
-                    self.publish(api::event::CALL_COUNTDOWN, &serde_json::to_value(event).expect("plain struct"));
-                }
-            }
-        }
-        endings
-    }
-
-    /// Act on what the media path reported.
-    fn on_media(&mut self, events: &mut Vec<MediaEvent>) {
+    /// What the media path saw, for the desk.
+    fn on_media(&mut self, events: &mut Vec<MediaEvent>, now: Now) {
         for event in events.drain(..) {
-            match event {
-                MediaEvent::Dtmf { call, digit } => self.publish_dtmf(&call, digit, api::DtmfVia::Rtp),
-                MediaEvent::Timeout { call } => {
-                    tracing::warn!(%call, "no RTP for media.media_timeout_ms: ending the call");
-                    let outputs =
-                        self.phone.signal(&call, crate::call::Signal::MediaTimeout, Instant::now().into_std());
-                    self.apply(outputs);
-                }
-                MediaEvent::Quality { call, stats } => {
-                    let event = api::QualityEvent::new(call, &stats);
-                    self.publish(api::event::CALL_QUALITY, &serde_json::to_value(event).expect("plain struct"));
-                }
-            }
+            let report = match event {
+                MediaEvent::Dtmf { call, digit } => crate::desk::MediaReport::Dtmf { call, digit },
+                MediaEvent::Timeout { call } => crate::desk::MediaReport::Timeout { call },
+                MediaEvent::Quality { call, stats } => crate::desk::MediaReport::Quality { call, stats },
+            };
+            self.feed(Input::Media(report), now);
         }
     }
 
-    fn publish_dtmf(&self, call: &str, digit: char, via: api::DtmfVia) {
-        tracing::info!(%call, %digit, ?via, "key received");
-        let event = api::DtmfEvent { call: call.into(), digit: digit.to_string(), via };
-        self.publish(api::event::CALL_DTMF, &serde_json::to_value(event).expect("plain struct"));
-    }
-
-    /// Our end of a new call's media, under its account's policy.
-    fn local_media(&self, account: Option<&str>, rtp: SocketAddr) -> crate::sip::sdp::LocalMedia {
-        let account = account.and_then(|id| self.config.accounts.iter().find(|a| a.id == id));
-        let media = &self.config.media;
-        let names = account.and_then(|a| a.codecs.as_ref()).unwrap_or(&media.codecs);
-        let codecs = crate::config::parse_codecs("media.codecs", names).expect("checked when the config was loaded");
-        let mut opus = crate::media::codec::OpusParams::offer();
-        opus.use_inband_fec = media.opus_fec;
-        crate::sip::sdp::LocalMedia {
-            rtp,
-            session_id: rand::random::<u32>().into(),
-            policy: crate::sip::sdp::MediaPolicy {
-                codecs,
-                srtp: account.and_then(|a| a.srtp).unwrap_or(media.srtp),
-                opus,
-            },
-            key_salt: rand::random(),
+    /// Hand the desk one input and carry out what follows. Returns the
+    /// tasks ending dialogs, for a shutdown that waits on them.
+    fn feed(&mut self, input: Input, now: Now) -> Vec<JoinHandle<()>> {
+        if let Err(e) = self.desk.handle(input, now) {
+            tracing::warn!(error = %e, "input refused by the desk");
         }
+        self.carry_out(now)
     }
 
-    fn publish(&self, method: &str, params: &Value) {
+    fn publish(&self, notification: Notification) {
         // No subscriber is not an error.
-        let _ = self.events.send(Notification::new(method, params));
+        let _ = self.events.send(notification);
     }
 }
 

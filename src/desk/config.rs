@@ -8,7 +8,8 @@ use std::path::PathBuf;
 
 use crate::call::admission::InboundPolicy;
 use crate::callback::CallbackPolicy;
-use crate::config::AgentState;
+use crate::config::{AgentState, SrtpPolicy};
+use crate::media::codec::{Codec, OpusParams};
 use crate::recording::{RecordingFormat, RecordingMode};
 use crate::sip::sdp::{LocalMedia, MediaPolicy};
 
@@ -84,5 +85,41 @@ impl DeskConfig {
     pub(super) fn local_media(&self, account: Option<&str>, line: &Line) -> LocalMedia {
         let policy = account.and_then(|id| self.account_media.get(id)).unwrap_or(&self.default_media);
         LocalMedia { rtp: line.rtp, session_id: line.session_id, policy: policy.clone(), key_salt: line.key_salt }
+    }
+}
+
+/// Defaults matching the daemon's own with no account configured: what
+/// simulations and benches start from.
+impl Default for DeskConfig {
+    fn default() -> Self {
+        DeskConfig {
+            calls_max: 4,
+            hold_on_answer: true,
+            callback: CallbackPolicy::default(),
+            inbound: InboundPolicy::default(),
+            agent_state: AgentState::Ready,
+            dial_plan: DialPlan {
+                default_account: None,
+                domains: HashMap::new(),
+                check_uri: |uri| match uri.split_once(':') {
+                    Some(("sip" | "sips", rest)) if !rest.is_empty() => Ok(()),
+                    _ => Err(format!("invalid SIP URI {uri:?}: expected sip: or sips:")),
+                },
+            },
+            default_media: MediaPolicy {
+                codecs: vec![Codec::Pcmu, Codec::Pcma],
+                srtp: SrtpPolicy::Off,
+                opus: OpusParams::offer(),
+            },
+            account_media: HashMap::new(),
+            recording: RecordingPolicy {
+                mode: RecordingMode::OnDemand,
+                account_modes: HashMap::new(),
+                dir: PathBuf::from("recordings"),
+                format: RecordingFormat::Wav,
+                local_aors: HashMap::new(),
+                default_local: "sip:agent@127.0.0.1".into(),
+            },
+        }
     }
 }

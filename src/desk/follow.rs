@@ -10,7 +10,7 @@ use super::Desk;
 use crate::call::phone::CallSummary;
 use crate::call::{CallId, CallState, Command as CallCommand, EndReason, RejectReason};
 use crate::callback::{self, parse_at, AttemptOutcome, CallProgress, Callback, CallbackId, Effect, Offer};
-use crate::store::{Record, RecordKind};
+use crate::history::{Record, RecordKind};
 
 impl Desk {
     pub(super) fn offer(&mut self, offer: Offer, id: CallbackId) -> Result<Reply, DeskError> {

@@ -13,7 +13,7 @@ use crate::call::phone::CallSummary;
 use crate::call::CallState;
 use crate::media::report::QualityEvent;
 use crate::media::stream::MediaStats;
-use crate::store::{Record, RecordKind};
+use crate::history::{Record, RecordKind};
 
 /// What history needs of a call that its summary does not say.
 pub(super) struct CallLog {

@@ -16,7 +16,7 @@ use crate::media::dtmf::DtmfVia;
 use crate::media::stream::MediaStats;
 use crate::recording::RecordingFormat;
 use crate::sip::sdp::Negotiated;
-use crate::store::Record;
+use crate::history::Record;
 
 /// What the shell hands the desk.
 #[derive(Debug)]

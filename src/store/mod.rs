@@ -28,7 +28,7 @@ use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::oneshot;
 
 use writer::{Counters, Op};
@@ -37,38 +37,7 @@ use writer::{Counters, Op};
 /// drops snapshots: minutes of ordinary traffic, a few MB at worst.
 pub const QUEUE_CAPACITY: usize = 4096;
 
-/// What kind of record: history lists both, newest first.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordKind {
-    Callback,
-    Call,
-}
-
-impl RecordKind {
-    /// The name stored in the database and added to history entries as `"kind"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RecordKind::Callback => "callback",
-            RecordKind::Call => "call",
-        }
-    }
-}
-
-/// One record as the daemon hands it over: a complete snapshot, replacing any
-/// earlier one with the same (kind, id).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Record {
-    pub kind: RecordKind,
-    pub id: String,
-    /// Still open (a live callback): returned by [`Store::open`] after a restart.
-    pub open: bool,
-    /// When the record began (offer time of a callback, start of a call):
-    /// history is ordered by this, newest first. Stored to the microsecond.
-    pub created_at: jiff::Timestamp,
-    /// The record itself. A `"kind"` member is overwritten in history entries.
-    pub body: Map<String, Value>,
-}
+pub use crate::history::{Record, RecordKind};
 
 /// Which records [`Store::history`] returns.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -143,7 +143,7 @@ fn customer_first_accept_answers_the_ringing_call_and_wrapup_closes_by_itself() 
     assert_eq!(card.state, CallbackState::Closed);
     assert!(card.wrapup.is_some_and(|w| w.auto_closed), "closed by the countdown");
     let stored = bench.stored();
-    let last = stored.iter().rev().find(|r| r.kind == crate::store::RecordKind::Callback).unwrap();
+    let last = stored.iter().rev().find(|r| r.kind == crate::history::RecordKind::Callback).unwrap();
     assert!(!last.open, "the closed snapshot reached the store");
 }
 

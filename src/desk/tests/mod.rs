@@ -8,7 +8,6 @@ mod limits;
 mod recording;
 mod transfers;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -16,13 +15,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::*;
-use crate::call::admission::{AnswerPolicy, InboundPolicy};
+use crate::callback::Now;
 use crate::call::{CallState, Inbound, Signal, SipAction};
-use crate::callback::{CallbackPolicy, Now};
-use crate::config::AgentState;
-use crate::media::codec::{Codec, OpusParams};
-use crate::recording::{RecordingFormat, RecordingMode};
-use crate::sip::sdp::MediaPolicy;
 
 /// The shell's side of the desk, in simulated time.
 pub(super) struct Bench {
@@ -35,50 +29,15 @@ pub(super) struct Bench {
     next_line: u32,
 }
 
+/// An account "cc" at pbx.test that places calls by default.
 pub(super) fn config() -> DeskConfig {
-    DeskConfig {
-        calls_max: 4,
-        hold_on_answer: true,
-        callback: CallbackPolicy {
-            no_answer_timeout: Duration::from_secs(30),
-            wrapup: None,
-            schedule_lead: Duration::from_secs(60),
-        },
-        inbound: InboundPolicy {
-            restricted: false,
-            allowed: Vec::new(),
-            not_ready_code: 480,
-            ring_timeout: None,
-            default_answer: AnswerPolicy::default(),
-            accounts: HashMap::new(),
-        },
-        agent_state: AgentState::Ready,
-        dial_plan: DialPlan {
-            default_account: Some("cc".into()),
-            domains: HashMap::from([("cc".to_string(), "pbx.test".to_string())]),
-            check_uri: |uri| {
-                if uri.starts_with("sip:") && uri.contains('@') {
-                    Ok(())
-                } else {
-                    Err(format!("invalid SIP URI {uri:?}"))
-                }
-            },
-        },
-        default_media: MediaPolicy {
-            codecs: vec![Codec::Pcmu, Codec::Pcma],
-            srtp: crate::config::SrtpPolicy::Off,
-            opus: OpusParams::offer(),
-        },
-        account_media: HashMap::new(),
-        recording: RecordingPolicy {
-            mode: RecordingMode::OnDemand,
-            account_modes: HashMap::new(),
-            dir: PathBuf::from("/rec"),
-            format: RecordingFormat::Wav,
-            local_aors: HashMap::from([("cc".to_string(), "sip:agent@pbx.test".to_string())]),
-            default_local: "sip:agent@127.0.0.1:5060".into(),
-        },
-    }
+    let mut config = DeskConfig::default();
+    config.callback.no_answer_timeout = Duration::from_secs(30);
+    config.dial_plan.default_account = Some("cc".into());
+    config.dial_plan.domains.insert("cc".into(), "pbx.test".into());
+    config.recording.dir = PathBuf::from("/rec");
+    config.recording.local_aors.insert("cc".into(), "sip:agent@pbx.test".into());
+    config
 }
 
 impl Bench {
@@ -202,7 +161,7 @@ impl Bench {
     }
 
     /// What the store was handed.
-    pub fn stored(&self) -> Vec<crate::store::Record> {
+    pub fn stored(&self) -> Vec<crate::history::Record> {
         self.outputs
             .iter()
             .filter_map(|(_, o)| match o {
