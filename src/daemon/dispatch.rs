@@ -16,7 +16,7 @@ use crate::control::api::{
     CallListResult, CallParams, CallStatsResult, DialParams, DialResult, DtmfParams, Empty, NoParams, QualityEvent,
     RejectParams, StatusResult,
 };
-use crate::control::rpc::{code, Request, RpcError};
+use crate::control::rpc::{code, RequestLine as Request, RpcError};
 use crate::media::dtmf;
 use crate::sip::registrar::RegCommand;
 use crate::sip::sdp::LocalMedia;

@@ -258,6 +258,10 @@ impl Daemon {
                 }
                 Some(event) = sip.recv() => self.on_sip(event),
                 Some(ControlRequest { request, reply }) = control.recv() => {
+                    // Until the dispatcher matches on the typed request: its method and params again.
+                    let method = request.method().to_string();
+                    let params = serde_json::to_value(request).map(|mut wire| wire["params"].take()).unwrap_or_default();
+                    let request = crate::control::rpc::RequestLine { id: None, method, params };
                     if request.method == api::method::HISTORY_LIST {
                         self.history(request.params, reply);
                     } else {
