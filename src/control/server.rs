@@ -167,13 +167,13 @@ impl Connection {
     /// began, so no change falls between the two.
     async fn snapshot(&self) -> Vec<String> {
         let Some((_, topics)) = &self.subscription else { return Vec::new() };
-        let sources: [(Topic, fn(NoParams) -> Request, &str, &str); 2] = [
-            (Topic::Call, Request::CallList, "calls", event::CALL_STATE),
-            (Topic::Callback, Request::CallbackList, "callbacks", event::CALLBACK_STATE),
+        let sources = [
+            (Topic::Call, Request::CallList(NoParams {}), "calls", event::CALL_STATE),
+            (Topic::Callback, Request::CallbackList(NoParams {}), "callbacks", event::CALLBACK_STATE),
         ];
         let mut lines = Vec::new();
         for (topic, list, key, event) in sources.into_iter().filter(|(topic, ..)| topics.contains(topic)) {
-            match self.ask(list(NoParams {})).await {
+            match self.ask(list).await {
                 Ok(result) => {
                     let items = result.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
                     lines.extend(items.iter().map(|item| rpc::notification(event, item)));
