@@ -176,6 +176,11 @@ impl Case {
                     given.iter().map(|p| (p["name"].as_str().unwrap().to_string(), p["value"].clone())).collect();
                 let valid = Value::Object(valid);
                 assert!(doc.fits(&valid, &object), "{name}: the documented example {valid} does not fit its params");
+                let result = &example["result"]["value"];
+                assert!(
+                    doc.fits(result, &method["result"]["schema"]),
+                    "{name}: the documented result {result} is not one"
+                );
                 valid
             }
             None => doc.object_example(&object),

@@ -14,7 +14,8 @@ mod transfer;
 
 pub use callback::*;
 pub use recording::*;
-pub use request::{method, schema, MethodSpec, Request};
+pub(crate) use request::schema;
+pub use request::{method, MethodSpec, Request};
 pub use transfer::*;
 
 use crate::account::registration::Report;

@@ -19,13 +19,14 @@ pub struct MethodSpec {
     /// The params object's schema (a `$ref` into the generator's definitions).
     pub params: fn(&mut SchemaGenerator) -> Value,
     pub result: fn(&mut SchemaGenerator) -> Value,
-    /// A call that works, as `(params, result)`, for methods whose params
-    /// have a constraint their schema cannot show.
+    /// A call that works, as `(params, result)`, where the schema alone
+    /// cannot show one: a format (a SIP URI, keys, a date), a rule across
+    /// params (exactly one of `queue` or `agent`), an id from the config.
     pub example: Option<fn() -> (Value, Value)>,
 }
 
 /// The schema of `T`, as a reference into the generator's definitions.
-pub fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
+pub(crate) fn schema<T: JsonSchema>(generator: &mut SchemaGenerator) -> Value {
     generator.subschema_for::<T>().to_value()
 }
 
