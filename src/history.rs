@@ -36,4 +36,3 @@ pub struct Record {
     /// The record itself. A `"kind"` member is overwritten in history entries.
     pub body: Map<String, Value>,
 }
-

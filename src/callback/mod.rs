@@ -132,7 +132,7 @@ pub struct CustomerNumber {
 }
 
 /// What the contact center (or the agent's schedule) offers.
-#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Offer {
     /// Kept if given (the contact center's id); drawn by the daemon if not.

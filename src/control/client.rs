@@ -11,6 +11,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
+use super::api;
 use super::rpc::RpcError;
 
 /// What can go wrong talking to the daemon.
@@ -119,5 +120,5 @@ fn response_result(mut message: Value) -> Result<Value, ClientError> {
 
 /// True when `event` is a `call.state` for `call` in `state`.
 pub fn is_call_state(event: &Value, call: &str, state: &str) -> bool {
-    event["method"] == "call.state" && event["params"]["call"] == call && event["params"]["state"] == state
+    event["method"] == api::event::CALL_STATE && event["params"]["call"] == call && event["params"]["state"] == state
 }

@@ -6,3 +6,5 @@ pub mod client;
 mod openrpc;
 pub mod rpc;
 pub mod server;
+
+pub use openrpc::openrpc_document;

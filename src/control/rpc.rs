@@ -44,9 +44,10 @@ impl RpcError {
     }
 }
 
-/// A request as the daemon dispatches it.
+/// A request line as read: its method and params not yet checked against
+/// the protocol (that is [`crate::control::api::Request::parse`]).
 #[derive(Debug, Clone, PartialEq)]
-pub struct Request {
+pub struct RequestLine {
     /// `None` for a notification from the client: it gets no response.
     pub id: Option<Value>,
     pub method: String,
@@ -65,7 +66,7 @@ struct RawRequest {
 
 /// Parse one request line. On error, also returns the id when it could be
 /// read, so the error response can name the request it answers.
-pub fn parse_request(line: &[u8]) -> Result<Request, (Option<Value>, RpcError)> {
+pub fn parse_request(line: &[u8]) -> Result<RequestLine, (Option<Value>, RpcError)> {
     let raw: RawRequest = match serde_json::from_slice::<Value>(line) {
         Err(e) => return Err((None, RpcError::new(code::PARSE_ERROR, format!("parse error: {e}")))),
         Ok(value @ Value::Object(_)) => serde_json::from_value(value)
@@ -91,7 +92,7 @@ pub fn parse_request(line: &[u8]) -> Result<Request, (Option<Value>, RpcError)> 
         Some(p @ Value::Object(_)) => p,
         Some(_) => return Err((id, RpcError::invalid_params("params must be an object (by-name)"))),
     };
-    Ok(Request { id, method, params })
+    Ok(RequestLine { id, method, params })
 }
 
 /// A response line (without the trailing newline).

@@ -16,10 +16,12 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::api::{self, SubscribeParams, SubscribeResult, Topic};
-use super::rpc::{self, code, Request, RpcError, MAX_LINE_BYTES};
+use super::api::{event, NoParams, Request, SubscribeParams, SubscribeResult, Topic};
+use super::rpc::{self, code, RpcError, MAX_LINE_BYTES};
 
-/// A request handed to the run loop, with where its answer goes.
+/// A request handed to the run loop, parsed and checked, with where its
+/// answer goes. Every method but `events.subscribe` (which this server
+/// answers itself, per connection) comes this way.
 pub struct ControlRequest {
     pub request: Request,
     pub reply: oneshot::Sender<Result<Value, RpcError>>,
@@ -133,18 +135,21 @@ impl Connection {
         if line.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
-        let request = match rpc::parse_request(line) {
-            Ok(request) => request,
+        let line = match rpc::parse_request(line) {
+            Ok(line) => line,
             Err((id, error)) => return Some(rpc::response(id.unwrap_or(Value::Null), Err(error))),
         };
-        let id = request.id.clone();
-        if request.method == api::method::EVENTS_SUBSCRIBE {
-            let result = self.subscribe(request.params);
-            let mut lines: Vec<String> = id.map(|id| rpc::response(id, result)).into_iter().collect();
-            lines.extend(self.snapshot().await);
-            return (!lines.is_empty()).then(|| lines.join("\n"));
-        }
-        let result = self.ask(request).await;
+        let id = line.id;
+        let result = match Request::parse(&line.method, line.params) {
+            Ok(Request::EventsSubscribe(params)) => {
+                let result = Ok(self.subscribe(params));
+                let mut lines: Vec<String> = id.map(|id| rpc::response(id, result)).into_iter().collect();
+                lines.extend(self.snapshot().await);
+                return (!lines.is_empty()).then(|| lines.join("\n"));
+            }
+            Ok(request) => self.ask(request).await,
+            Err(error) => Err(error),
+        };
         id.map(|id| rpc::response(id, result))
     }
 
@@ -163,13 +168,12 @@ impl Connection {
     async fn snapshot(&self) -> Vec<String> {
         let Some((_, topics)) = &self.subscription else { return Vec::new() };
         let sources = [
-            (Topic::Call, api::method::CALL_LIST, "calls", api::event::CALL_STATE),
-            (Topic::Callback, api::method::CALLBACK_LIST, "callbacks", api::event::CALLBACK_STATE),
+            (Topic::Call, Request::CallList(NoParams {}), "calls", event::CALL_STATE),
+            (Topic::Callback, Request::CallbackList(NoParams {}), "callbacks", event::CALLBACK_STATE),
         ];
         let mut lines = Vec::new();
         for (topic, list, key, event) in sources.into_iter().filter(|(topic, ..)| topics.contains(topic)) {
-            let request = Request { id: None, method: list.into(), params: json!({}) };
-            match self.ask(request).await {
+            match self.ask(list).await {
                 Ok(result) => {
                     let items = result.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
                     lines.extend(items.iter().map(|item| rpc::notification(event, item)));
@@ -181,15 +185,14 @@ impl Connection {
     }
 
     /// Subscriptions are per connection, so they live here, not in the daemon.
-    fn subscribe(&mut self, params: Value) -> Result<Value, RpcError> {
-        let params: SubscribeParams = serde_json::from_value(params).map_err(RpcError::invalid_params)?;
+    fn subscribe(&mut self, params: SubscribeParams) -> Value {
         let topics: Vec<Topic> = params.topics.unwrap_or_else(|| Topic::ALL.to_vec());
         let receiver = match self.subscription.take() {
             Some((receiver, _)) => receiver,
             None => self.events.subscribe(),
         };
         self.subscription = Some((receiver, topics.iter().copied().collect()));
-        Ok(serde_json::to_value(SubscribeResult { topics }).expect("plain struct"))
+        serde_json::to_value(SubscribeResult { topics }).expect("plain struct")
     }
 }
 
@@ -200,7 +203,7 @@ async fn next_event(subscription: &mut Option<(broadcast::Receiver<Notification>
             Ok(event) if event.topic.is_none_or(|t| topics.contains(&t)) => return Some(event.line.to_string()),
             Ok(_) => continue,
             Err(broadcast::error::RecvError::Lagged(missed)) => {
-                return Some(rpc::notification(api::event::EVENTS_OVERFLOW, &json!({ "missed": missed })))
+                return Some(rpc::notification(event::EVENTS_OVERFLOW, &json!({ "missed": missed })))
             }
             Err(broadcast::error::RecvError::Closed) => return None,
         }

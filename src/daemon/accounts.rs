@@ -12,12 +12,12 @@ use crate::account::registration::Report;
 use crate::call::admission::{AnswerPolicy, InboundPolicy};
 use crate::config::{AllowedPeer, Config, SrtpPolicy};
 use crate::control::api::{self, AccountInfo};
+use crate::control::rpc::{code, RpcError};
 use crate::control::server::Notification;
 use crate::desk::{DeskConfig, DialPlan, RecordingPolicy};
 use crate::media::codec::OpusParams;
-use crate::sip::sdp::MediaPolicy;
-use crate::control::rpc::{code, RpcError};
 use crate::sip::registrar::{self, RegCommand, RegistrationTask};
+use crate::sip::sdp::MediaPolicy;
 use crate::sip::SipAgent;
 
 /// How long shutdown waits for the unregisters.

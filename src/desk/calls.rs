@@ -164,7 +164,7 @@ impl Desk {
             Effect::Dial(to) => self.follow_referral(&id, call.account.clone(), &to),
             Effect::StateChanged => {
                 tracing::info!(call = %id, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
-                self.emit(Output::Event(Event::CallState(call.clone())));
+                self.emit(Output::Event(Event::CallState(Box::new(call.clone()))));
                 self.follow_recording(&call);
                 self.log_call(&call);
                 self.follow_call(&call);

@@ -96,7 +96,8 @@ impl Default for DeskConfig {
             calls_max: 4,
             hold_on_answer: true,
             callback: CallbackPolicy::default(),
-            inbound: InboundPolicy::default(),
+            // 480 Temporarily Unavailable while not ready, as `agent.not_ready_code`.
+            inbound: InboundPolicy { not_ready_code: 480, ..InboundPolicy::default() },
             agent_state: AgentState::Ready,
             dial_plan: DialPlan {
                 default_account: None,

@@ -11,9 +11,9 @@ use super::io::Output;
 use super::Desk;
 use crate::call::phone::CallSummary;
 use crate::call::CallState;
+use crate::history::{Record, RecordKind};
 use crate::media::report::QualityEvent;
 use crate::media::stream::MediaStats;
-use crate::history::{Record, RecordKind};
 
 /// What history needs of a call that its summary does not say.
 pub(super) struct CallLog {
@@ -52,7 +52,8 @@ impl Desk {
 
     /// The call's media has stopped: an ended call's record is complete.
     pub(super) fn media_stopped(&mut self, call: &str, stats: Option<Box<MediaStats>>) {
-        if !self.call_log.get(call).is_some_and(|log| log.ended.is_some()) {
+        // A call still live (a media restart is a stop and a start) keeps its log.
+        if self.call_log.get(call).is_none_or(|log| log.ended.is_none()) {
             return;
         }
         let Some(log) = self.call_log.remove(call) else { return };

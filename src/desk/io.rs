@@ -12,11 +12,11 @@ use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::{CallId, Countdown, Inbound, Signal, SipAction};
 use crate::callback::{Callback, CallbackError, CallbackId, CountdownReport, Offer};
 use crate::config::AgentState;
+use crate::history::Record;
 use crate::media::dtmf::DtmfVia;
 use crate::media::stream::MediaStats;
 use crate::recording::RecordingFormat;
 use crate::sip::sdp::Negotiated;
-use crate::history::Record;
 
 /// What the shell hands the desk.
 #[derive(Debug)]
@@ -233,7 +233,7 @@ pub enum RecorderCommand {
 /// What the UI is told (the control layer writes each as a notification).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    CallState(CallSummary),
+    CallState(Box<CallSummary>),
     CallCountdown { call: CallId, countdown: Countdown },
     CallDtmf { call: CallId, digit: char, via: DtmfVia },
     CallQuality { call: CallId, stats: Box<MediaStats> },

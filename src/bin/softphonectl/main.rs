@@ -122,29 +122,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("cannot reach softphoned at {}: {e}", socket.display()))?;
     let (method, params) = match args.command {
-        Cmd::Status => ("daemon.status", json!({})),
-        Cmd::Dial { to, account } => ("call.dial", json!({ "to": to, "account": account })),
-        Cmd::Answer { call } => ("call.answer", json!({ "call": call })),
-        Cmd::Reject { call, reason } => ("call.reject", json!({ "call": call, "reason": reason })),
-        Cmd::Hangup { call } => ("call.hangup", json!({ "call": call })),
-        Cmd::Hold { call } => ("call.hold", json!({ "call": call })),
-        Cmd::Resume { call } => ("call.resume", json!({ "call": call })),
-        Cmd::Mute { call } => ("call.mute", json!({ "call": call })),
-        Cmd::Unmute { call } => ("call.unmute", json!({ "call": call })),
-        Cmd::Dtmf { call, digits } => ("call.dtmf", json!({ "call": call, "digits": digits })),
-        Cmd::Transfer { call, to } => ("call.transfer.blind", json!({ "call": call, "to": to })),
-        Cmd::Consult { call, to } => ("call.transfer.consult", json!({ "call": call, "to": to })),
-        Cmd::Complete { call, consult } => ("call.transfer.complete", json!({ "call": call, "consult": consult })),
-        Cmd::CancelConsult { call, consult } => ("call.transfer.cancel", json!({ "call": call, "consult": consult })),
-        Cmd::Merge { calls } => ("call.merge", json!({ "calls": calls })),
-        Cmd::Stats { call } => ("call.stats", json!({ "call": call })),
-        Cmd::Devices => ("audio.devices", json!({})),
-        Cmd::Select { input, output } => ("audio.select", json!({ "input": input, "output": output })),
-        Cmd::List => ("call.list", json!({})),
-        Cmd::Accounts => ("account.list", json!({})),
-        Cmd::Register { account } => ("account.register", json!({ "account": account })),
-        Cmd::Unregister { account } => ("account.unregister", json!({ "account": account })),
-        Cmd::Agent { state } => ("agent.set_state", json!({ "state": state })),
+        Cmd::Status => (method::DAEMON_STATUS, json!({})),
+        Cmd::Dial { to, account } => (method::CALL_DIAL, json!({ "to": to, "account": account })),
+        Cmd::Answer { call } => (method::CALL_ANSWER, json!({ "call": call })),
+        Cmd::Reject { call, reason } => (method::CALL_REJECT, json!({ "call": call, "reason": reason })),
+        Cmd::Hangup { call } => (method::CALL_HANGUP, json!({ "call": call })),
+        Cmd::Hold { call } => (method::CALL_HOLD, json!({ "call": call })),
+        Cmd::Resume { call } => (method::CALL_RESUME, json!({ "call": call })),
+        Cmd::Mute { call } => (method::CALL_MUTE, json!({ "call": call })),
+        Cmd::Unmute { call } => (method::CALL_UNMUTE, json!({ "call": call })),
+        Cmd::Dtmf { call, digits } => (method::CALL_DTMF, json!({ "call": call, "digits": digits })),
+        Cmd::Transfer { call, to } => (method::CALL_TRANSFER_BLIND, json!({ "call": call, "to": to })),
+        Cmd::Consult { call, to } => (method::CALL_TRANSFER_CONSULT, json!({ "call": call, "to": to })),
+        Cmd::Complete { call, consult } => {
+            (method::CALL_TRANSFER_COMPLETE, json!({ "call": call, "consult": consult }))
+        }
+        Cmd::CancelConsult { call, consult } => {
+            (method::CALL_TRANSFER_CANCEL, json!({ "call": call, "consult": consult }))
+        }
+        Cmd::Merge { calls } => (method::CALL_MERGE, json!({ "calls": calls })),
+        Cmd::Stats { call } => (method::CALL_STATS, json!({ "call": call })),
+        Cmd::Devices => (method::AUDIO_DEVICES, json!({})),
+        Cmd::Select { input, output } => (method::AUDIO_SELECT, json!({ "input": input, "output": output })),
+        Cmd::List => (method::CALL_LIST, json!({})),
+        Cmd::Accounts => (method::ACCOUNT_LIST, json!({})),
+        Cmd::Register { account } => (method::ACCOUNT_REGISTER, json!({ "account": account })),
+        Cmd::Unregister { account } => (method::ACCOUNT_UNREGISTER, json!({ "account": account })),
+        Cmd::Agent { state } => (method::AGENT_SET_STATE, json!({ "state": state })),
         Cmd::Callback { command } => command.request(),
         Cmd::History(args) => args.request(),
         Cmd::Raw { method, params } => {
@@ -155,7 +159,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         Cmd::Events { topics } => {
             let params = if topics.is_empty() { json!({}) } else { json!({ "topics": topics }) };
-            client.call("events.subscribe", params).await?;
+            client.call(method::EVENTS_SUBSCRIBE, params).await?;
             loop {
                 let event = client.next_event().await?;
                 if args.json {
@@ -172,10 +176,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(());
     }
     match method {
-        "call.dial" => println!("{}", result["call"].as_str().unwrap_or_default()),
-        "call.transfer.consult" => println!("{}", result["consult"].as_str().unwrap_or_default()),
-        "call.merge" => println!("{}", result["conference"]),
-        "call.list" => {
+        method::CALL_DIAL => println!("{}", result["call"].as_str().unwrap_or_default()),
+        method::CALL_TRANSFER_CONSULT => println!("{}", result["consult"].as_str().unwrap_or_default()),
+        method::CALL_MERGE => println!("{}", result["conference"]),
+        method::CALL_LIST => {
             for call in result["calls"].as_array().into_iter().flatten() {
                 let flags: Vec<&str> = ["held", "remote_held", "muted", "secure", "conference"]
                     .into_iter()
@@ -192,7 +196,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 );
             }
         }
-        "account.list" => {
+        method::ACCOUNT_LIST => {
             for account in result["accounts"].as_array().into_iter().flatten() {
                 let registration = &account["registration"];
                 println!(
@@ -217,7 +221,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 println!("{}", callback::history_line(entry));
             }
         }
-        "daemon.status" | "call.stats" | "audio.devices" => println!("{}", serde_json::to_string_pretty(&result)?),
+        method::DAEMON_STATUS | method::CALL_STATS | method::AUDIO_DEVICES => {
+            println!("{}", serde_json::to_string_pretty(&result)?)
+        }
         _ => println!("ok"),
     }
     Ok(())

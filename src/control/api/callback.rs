@@ -13,13 +13,13 @@ pub struct CallbackResult {
     pub callback: CallbackId,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallbackParams {
     pub callback: CallbackId,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SelectNumberParams {
     pub callback: CallbackId,
@@ -27,7 +27,7 @@ pub struct SelectNumberParams {
     pub number: String,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WrapupParams {
     pub callback: CallbackId,
@@ -36,7 +36,7 @@ pub struct WrapupParams {
     pub disposition: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferParams {
     pub callback: CallbackId,
@@ -57,7 +57,7 @@ impl TransferParams {
 }
 
 /// `callback.schedule`: the agent books a call back for later.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleParams {
     /// The customer's number (or a SIP URI).
@@ -77,7 +77,7 @@ pub struct ScheduleParams {
     pub countdown_ms: Option<u64>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RescheduleParams {
     pub callback: CallbackId,
@@ -103,7 +103,7 @@ pub struct CallbackCountdownEvent {
     pub countdown: CountdownReport,
 }
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HistoryParams {
     /// Only what began at or after this RFC 3339 time.

@@ -1,6 +1,7 @@
 //! The control protocol's vocabulary: every method's params and result, every
-//! notification's params, and the OpenRPC document built from them. `proto/`
-//! is this document checked in; a test keeps the two identical.
+//! notification's params and name, and (in `request`) the one table of
+//! methods that the typed [`Request`] and the OpenRPC document in `proto/`
+//! are both generated from.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -8,10 +9,13 @@ use serde_json::Value;
 
 mod callback;
 mod recording;
+mod request;
 mod transfer;
 
 pub use callback::*;
 pub use recording::*;
+pub(crate) use request::schema;
+pub use request::{method, MethodSpec, Request};
 pub use transfer::*;
 
 use crate::account::registration::Report;
@@ -47,14 +51,14 @@ impl Topic {
     }
 }
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NoParams {}
 
 #[derive(Debug, Default, Serialize, JsonSchema)]
 pub struct Empty {}
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SubscribeParams {
     /// The topics wanted; all when absent.
@@ -80,7 +84,7 @@ pub struct StatusResult {
     pub recording_dir: String,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DialParams {
     /// A SIP URI (`sip:bob@127.0.0.1:5070`), or a number or user dialled
@@ -90,7 +94,7 @@ pub struct DialParams {
     pub account: Option<String>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountParams {
     pub account: String,
@@ -155,13 +159,13 @@ pub struct DialResult {
     pub call: CallId,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CallParams {
     pub call: CallId,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectParams {
     pub call: CallId,
@@ -185,7 +189,7 @@ pub struct CallInfo {
     pub media: Option<MediaStats>,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DtmfParams {
     pub call: CallId,
@@ -210,7 +214,7 @@ pub struct CallStatsResult {
     pub quality: Option<QualityEvent>,
 }
 
-#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AudioSelectParams {
     /// A capture device name from `audio.devices`; unchanged when absent.
@@ -257,55 +261,6 @@ pub struct OverflowEvent {
     pub missed: u64,
 }
 
-/// Method names, shared by the dispatcher and the document.
-pub mod method {
-    pub const DAEMON_STATUS: &str = "daemon.status";
-    pub const EVENTS_SUBSCRIBE: &str = "events.subscribe";
-    pub const CALL_DIAL: &str = "call.dial";
-    pub const CALL_ANSWER: &str = "call.answer";
-    pub const CALL_REJECT: &str = "call.reject";
-    pub const CALL_HANGUP: &str = "call.hangup";
-    pub const CALL_LIST: &str = "call.list";
-    pub const CALL_HOLD: &str = "call.hold";
-    pub const CALL_RESUME: &str = "call.resume";
-    pub const CALL_MUTE: &str = "call.mute";
-    pub const CALL_UNMUTE: &str = "call.unmute";
-    pub const CALL_DTMF: &str = "call.dtmf";
-    pub const CALL_STATS: &str = "call.stats";
-    pub const CALL_TRANSFER_BLIND: &str = "call.transfer.blind";
-    pub const CALL_TRANSFER_CONSULT: &str = "call.transfer.consult";
-    pub const CALL_TRANSFER_COMPLETE: &str = "call.transfer.complete";
-    pub const CALL_TRANSFER_CANCEL: &str = "call.transfer.cancel";
-    pub const CALL_MERGE: &str = "call.merge";
-    pub const CALL_RECORD_START: &str = "call.record.start";
-    pub const CALL_RECORD_STOP: &str = "call.record.stop";
-    pub const CALL_RECORD_PAUSE: &str = "call.record.pause";
-    pub const CALL_RECORD_RESUME: &str = "call.record.resume";
-    pub const AUDIO_DEVICES: &str = "audio.devices";
-    pub const AUDIO_SELECT: &str = "audio.select";
-    pub const ACCOUNT_LIST: &str = "account.list";
-    pub const ACCOUNT_REGISTER: &str = "account.register";
-    pub const ACCOUNT_UNREGISTER: &str = "account.unregister";
-    pub const AGENT_SET_STATE: &str = "agent.set_state";
-    pub const CALLBACK_OFFER: &str = "callback.offer";
-    pub const CALLBACK_ACCEPT: &str = "callback.accept";
-    pub const CALLBACK_REJECT: &str = "callback.reject";
-    pub const CALLBACK_SELECT_NUMBER: &str = "callback.select_number";
-    pub const CALLBACK_CALL: &str = "callback.call";
-    pub const CALLBACK_RETRY: &str = "callback.retry";
-    pub const CALLBACK_COUNTDOWN_CANCEL: &str = "callback.countdown.cancel";
-    pub const CALLBACK_CLOSE: &str = "callback.close";
-    pub const CALLBACK_WRAPUP: &str = "callback.wrapup";
-    pub const CALLBACK_TRANSFER: &str = "callback.transfer";
-    pub const CALLBACK_TRANSFER_CANCEL: &str = "callback.transfer.cancel";
-    pub const CALLBACK_TRANSFER_ACCEPT: &str = "callback.transfer.accept";
-    pub const CALLBACK_LIST: &str = "callback.list";
-    pub const CALLBACK_SCHEDULE: &str = "callback.schedule";
-    pub const CALLBACK_RESCHEDULE: &str = "callback.reschedule";
-    pub const CALLBACK_CANCEL: &str = "callback.cancel";
-    pub const HISTORY_LIST: &str = "history.list";
-}
-
 /// Notification names.
 pub mod event {
     pub const CALL_STATE: &str = "call.state";
@@ -321,5 +276,3 @@ pub mod event {
     pub const RECORDING_FAILED: &str = "recording.failed";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";
 }
-
-pub use super::openrpc::{method_names, openrpc_document};

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::call::CallId;
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferBlindParams {
     pub call: CallId,
@@ -14,7 +14,7 @@ pub struct TransferBlindParams {
     pub to: String,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferConsultParams {
     /// The customer's call: it is put on hold.
@@ -31,7 +31,7 @@ pub struct TransferConsultResult {
 }
 
 /// `call.transfer.complete` and `call.transfer.cancel`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TransferConsultCallsParams {
     /// The customer's call.
@@ -40,7 +40,7 @@ pub struct TransferConsultCallsParams {
     pub consult: CallId,
 }
 
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MergeParams {
     /// Answered calls to join into the local conference (with those already in it).

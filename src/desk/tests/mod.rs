@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use jiff::Timestamp;
 
 use super::*;
-use crate::callback::Now;
 use crate::call::{CallState, Inbound, Signal, SipAction};
+use crate::callback::Now;
 
 /// The shell's side of the desk, in simulated time.
 pub(super) struct Bench {

@@ -13,7 +13,9 @@ use super::*;
 use crate::call::phone::PhoneError;
 use crate::call::RejectReason;
 use crate::callback::DialMode;
+use crate::media::codec::Codec;
 use crate::recording::metadata;
+use crate::recording::{RecordingFormat, RecordingMode};
 use crate::store::RecordKind;
 
 /// What the recorder and the media path were told about recording, from index `mark` on.

@@ -44,7 +44,7 @@ pub(super) fn last_state(bench: &Bench, call: &str) -> CallSummary {
         .into_iter()
         .rev()
         .find_map(|e| match e {
-            Event::CallState(summary) if summary.call == call => Some(summary),
+            Event::CallState(summary) if summary.call == call => Some(*summary),
             _ => None,
         })
         .unwrap_or_else(|| panic!("no call.state for {call}"))
