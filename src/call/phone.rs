@@ -184,11 +184,7 @@ impl Phone {
         self.calls.is_empty()
     }
 
-    pub(super) fn insert(
-        &mut self,
-        (call, effects): (Call, Vec<Effect>),
-        now: Instant,
-    ) -> Result<Vec<Output>, PhoneError> {
+    pub fn insert(&mut self, (call, effects): (Call, Vec<Effect>), now: Instant) -> Result<Vec<Output>, PhoneError> {
         if self.calls.contains_key(&call.id) {
             return Err(PhoneError::DuplicateCall(call.id));
         }

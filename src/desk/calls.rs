@@ -9,13 +9,14 @@ use super::Desk;
 use crate::call::admission::Admission;
 use crate::call::phone::{self, PhoneError};
 use crate::call::{Call, CallId, Effect, Inbound, SipAction};
+use crate::config::AgentState;
 use crate::media::dtmf::{self, DtmfVia};
 
 impl Desk {
     pub(super) fn command(&mut self, command: Command) -> Result<Reply, DeskError> {
         let now = self.now.at;
         let outputs = match command {
-            Command::Dial { to, account } => return self.place_call(&to, account).map(Reply::Call),
+            Command::Dial { to, account } => return self.place_call(&to, account, None).map(Reply::Call),
             Command::Call { call, command: crate::call::Command::Dtmf(digits) } => {
                 let digits = dtmf::normalize_digits(&digits).map_err(|e| DeskError::InvalidParams(e.to_string()))?;
                 self.phone.command(&call, crate::call::Command::Dtmf(digits), now)?
@@ -60,12 +61,17 @@ impl Desk {
         let refuse = |desk: &mut Desk, code: u16| {
             desk.emit(Output::Sip { call: call.clone(), action: SipAction::Reject { code } })
         };
-        // One replacing a call of ours takes its place, so it does not count.
-        if inbound.replaces.is_none() && self.at_calls_max() {
+        // An INVITE taking the place of an answered call of ours (RFC 3891:
+        // an attended transfer to the agent) is no new call: it counts
+        // neither against calls.max nor against the agent's not being ready.
+        let replacing =
+            inbound.replaces.as_deref().and_then(|old| self.phone.get(old)).is_some_and(|c| c.is_established());
+        if !replacing && self.at_calls_max() {
             tracing::warn!(%call, %source, max = self.config.calls_max, "inbound call refused: calls.max reached");
             return refuse(self, 486);
         }
-        let inbound = match self.config.inbound.admit(source, inbound, self.agent_state) {
+        let agent = if replacing { AgentState::Ready } else { self.agent_state };
+        let inbound = match self.config.inbound.admit(source, inbound, agent) {
             Admission::Admit(inbound) => *inbound,
             Admission::Refuse { code, why } => {
                 tracing::warn!(%call, %source, code, why, "inbound call refused");
@@ -91,14 +97,23 @@ impl Desk {
         }
     }
 
-    /// Place a call (for `call.dial`, a callback's attempt, or a peer's REFER).
-    pub(super) fn place_call(&mut self, to: &str, account: Option<String>) -> Result<CallId, DeskError> {
+    /// Place a call (for `call.dial`, a callback's attempt, or a peer's
+    /// REFER: then `referred_by` names the call whose peer asked, so that
+    /// even its first `call.state` shows the link).
+    pub(super) fn place_call(
+        &mut self,
+        to: &str,
+        account: Option<String>,
+        referred_by: Option<&str>,
+    ) -> Result<CallId, DeskError> {
         // Without a choice, the first account (by config order) places the call.
         let account = account.or_else(|| self.config.dial_plan.default_account.clone());
         let to = self.config.dial_plan.target(to, account.as_deref()).map_err(DeskError::InvalidParams)?;
         let line = self.take_line()?;
         let local = self.config.local_media(account.as_deref(), &line);
-        match self.phone.dial(line.call.clone(), to, account, local, self.now.at) {
+        let (mut call, effects) = Call::dial(line.call.clone(), to, account, local, self.now.at);
+        call.links.referred_by = referred_by.map(str::to_string);
+        match self.phone.insert((call, effects), self.now.at) {
             Ok(outputs) => Ok(self.opened(line, outputs)),
             Err(e) => {
                 self.lines.push_front(line);

@@ -76,7 +76,7 @@ impl Desk {
                 self.emit(Output::Event(Event::CallbackCountdown { callback: id, countdown }));
             }
             Effect::Dial { number, account } => {
-                let placed = self.place_call(&number, account).map_err(|e| e.to_string());
+                let placed = self.place_call(&number, account, None).map_err(|e| e.to_string());
                 if let Err(error) = &placed {
                     tracing::warn!(callback = %id, %number, %error, "callback dial failed");
                 }
@@ -114,9 +114,8 @@ impl Desk {
     /// The peer of `referrer` REFERred us to `to` (policy let it): place the
     /// call, and tell the referrer if it cannot even start.
     pub(super) fn follow_referral(&mut self, referrer: &CallId, account: Option<String>, to: &str) {
-        match self.place_call(to, account) {
+        match self.place_call(to, account, Some(referrer)) {
             Ok(placed) => {
-                self.phone.referred(&placed, referrer);
                 tracing::info!(%referrer, call = %placed, %to, "calling the target of the peer's REFER");
             }
             Err(e) => {

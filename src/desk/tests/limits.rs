@@ -220,3 +220,25 @@ fn poll_timeout_is_the_soonest_deadline_of_every_call_and_callback() {
     bench.command(cancel, 3000).unwrap();
     assert_eq!(bench.desk.poll_timeout(), None, "nothing pending");
 }
+
+#[test]
+fn an_invite_replacing_an_answered_call_rings_through_not_ready_but_one_naming_a_ringing_call_counts() {
+    let mut config = config();
+    config.calls_max = 1;
+    let mut bench = Bench::new(config);
+    dial(&mut bench, "customer", 0);
+    bench.signal("c1", Signal::Progress { code: 180, sdp: None }, 500);
+    // c1 only rings: an INVITE naming it replaces nothing, so it is a second call.
+    let mark = bench.outputs.len();
+    let early = Inbound { replaces: Some("c1".into()), ..inbound("sip:colleague@pbx.test") };
+    ring_from(&mut bench, "r1", "127.0.0.1:5070", early, 600);
+    refused(&bench, mark, "r1", 486, 600);
+
+    bench.answer("c1", 1000);
+    bench.command(Command::SetAgentState(AgentState::NotReady), 1500).unwrap();
+    // An attended transfer to the agent, taking c1's place: not a new call for a not-ready agent.
+    let replacing = Inbound { replaces: Some("c1".into()), ..inbound("sip:colleague@pbx.test") };
+    ring_from(&mut bench, "r2", "127.0.0.1:5070", replacing, 2000);
+    assert_eq!(last_state(&bench, "r2").state, CallState::Connected);
+    assert_eq!(last_state(&bench, "c1").reason, Some(EndReason::Replaced));
+}

@@ -307,6 +307,12 @@ fn a_peers_refer_is_followed_with_a_new_call_and_the_referrer_hears_how_it_goes(
         if c == "c2" && to == "sip:target@pbx.test" && account.as_deref() == Some("cc")),
         "{sip:?}"
     );
+    let first = bench.events().into_iter().find_map(|e| match e {
+        Event::CallState(summary) if summary.call == "c2" => Some(summary),
+        _ => None,
+    });
+    let first = first.expect("c2 was published");
+    assert_eq!((first.state, first.links.referred_by.as_deref()), (CallState::Dialing, Some("c1")), "linked from its first state");
 
     bench.signal("c2", Signal::Progress { code: 180, sdp: None }, 5200);
     let answer = Signal::Answered { sdp: peer_sdp("0 101", "sendrecv"), session_timer: None, supports_replaces: false };
