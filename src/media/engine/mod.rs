@@ -21,6 +21,9 @@ use super::mixer::{LegMix, Mixer};
 use super::stream::{MediaStats, MediaStream, StreamConfig, StreamError};
 use crate::sip::sdp::Negotiated;
 
+#[cfg(test)]
+mod tests;
+
 /// Largest packet we build (RTP with SRTP's tag, or a compound RTCP report).
 const MAX_PACKET: usize = 1500;
 /// RFC 5761 §4: RTCP multiplexed on the RTP port is told apart by its
@@ -235,8 +238,8 @@ impl Engine {
         }
     }
 
-    /// Whether any leg has media: without one, the tick has nothing to do
-    /// and the shell need not read the microphone.
+    /// Whether any leg has media: without one, a tick does nothing (not even
+    /// play silence) and the shell need not read the microphone.
     pub fn is_active(&self) -> bool {
         self.slots.iter().any(|slot| slot.leg.as_ref().is_some_and(|leg| leg.stream.is_some()))
     }
@@ -246,6 +249,9 @@ impl Engine {
     /// held party hears), record, send RTCP when due, report. `ntp_now` is
     /// the wallclock for RTCP sender reports.
     pub fn tick(&mut self, now: Instant, ntp_now: u64, capture: &Frame, music: &Frame, sink: &mut impl TickSink) {
+        if !self.is_active() {
+            return;
+        }
         let Engine { config, slots, mixer, narrow, packet, .. } = self;
         // Every playout first: a conference member's frame is sent to the
         // others in this same tick, so the mixer adds no delay of its own.
