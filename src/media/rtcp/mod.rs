@@ -128,7 +128,9 @@ pub struct RtcpSession {
     /// Zero of the arrival clock used for jitter.
     epoch: Instant,
     next_report: Instant,
-    sdes: SourceDescription,
+    /// Our SDES CNAME packet, written once: it never changes, and
+    /// `rtc-rtcp` allocates whenever it writes one.
+    sdes: Vec<u8>,
     /// The report block list of our next SR or RR, kept so a report does not allocate.
     blocks: Vec<ReceptionReport>,
     sending: Sending,
@@ -164,7 +166,8 @@ impl RtcpSession {
         while !cname.is_char_boundary(cut) {
             cut -= 1;
         }
-        let sdes = SourceDescription {
+        let mut sdes = Vec::new();
+        let description = SourceDescription {
             chunks: vec![SourceDescriptionChunk {
                 source: local_ssrc,
                 items: vec![SourceDescriptionItem {
@@ -173,6 +176,7 @@ impl RtcpSession {
                 }],
             }],
         };
+        append(&description, &mut sdes);
         let mut rng = SmallRng::seed_from_u64(jitter_seed);
         let first = interval.mul_f64(rng.random_range(0.5..1.5) / 2.0);
         RtcpSession {
@@ -299,7 +303,7 @@ impl RtcpSession {
             append(&rr, out);
             self.blocks = rr.reports;
         }
-        append(&self.sdes, out);
+        out.extend_from_slice(&self.sdes);
         self.sending.since_report = false;
         self.next_report = now + self.interval.mul_f64(self.rng.random_range(0.5..1.5));
         true
