@@ -3,7 +3,8 @@
 //! arriving in swapped order, some carrying a CSRC and a header extension; the peer's RTCP
 //! on its port and multiplexed on the RTP port; 500 ticks 20 ms apart),
 //! with a global allocator that counts what the engine's thread allocates
-//! while a datagram is received and while a tick runs.
+//! while a datagram is received and while a tick runs. The same call with
+//! SRTP shows the one allocation per packet `rtc-srtp` makes, and no other.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -16,8 +17,9 @@ use softphoned::audio::{AudioSource, ToneSource};
 use softphoned::media::codec::{Codec, Frame, OpusParams, FRAME_SAMPLES, PCM_RATE};
 use softphoned::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
 use softphoned::media::g711::encode_ulaw_frame;
+use softphoned::media::srtp::{CryptoSuite, SdesCrypto, SrtpSession};
 use softphoned::media::stream::MediaStats;
-use softphoned::sip::sdp::{EventPayloads, Negotiated, SdpDirection};
+use softphoned::sip::sdp::{EventPayloads, Negotiated, SdpDirection, SrtpKeys};
 
 struct Counting;
 
@@ -143,8 +145,21 @@ fn receiver_report(extended_sequence: u32) -> Vec<u8> {
     packet
 }
 
-#[test]
-fn a_ten_second_call_receives_and_ticks_without_allocating() {
+/// What one simulated call allocated after warm-up, and what it did.
+struct Counts {
+    receiving: u64,
+    datagrams: u32,
+    /// RTP packets with a CSRC and a header extension among them.
+    extended: u32,
+    ticking: u64,
+    ticks: u32,
+    /// The RTP and RTCP packets the engine sent.
+    sent: [u32; 2],
+}
+
+/// Play the 10 s call, SRTP-protected when `srtp` is set, and check that
+/// it really happened: the agent heard the peer, both sides reported.
+fn play(srtp: bool) -> Counts {
     let t0 = Instant::now();
     let mut engine = Engine::new(EngineConfig {
         jitter_min_ms: 20,
@@ -156,6 +171,8 @@ fn a_ten_second_call_receives_and_ticks_without_allocating() {
         quality_interval: Duration::from_secs(5),
     });
     let leg = engine.open("alloc@softphoned".into(), t0);
+    let keys = |tag| SdesCrypto::generate(tag, CryptoSuite::AesCm128HmacSha1_80, [tag as u8; 30]);
+    let mut peer = srtp.then(|| SrtpSession::new(&keys(2), &keys(1)).unwrap());
     let negotiated = Negotiated {
         remote: "127.0.0.1:40000".parse().unwrap(),
         codec: Codec::Pcmu,
@@ -163,11 +180,22 @@ fn a_ten_second_call_receives_and_ticks_without_allocating() {
         receive_pt: 0,
         telephone_event: Some(EventPayloads { send: 101, receive: 101 }),
         direction: SdpDirection::SendRecv,
-        srtp: None,
+        srtp: srtp.then(|| SrtpKeys { local: keys(1), remote: keys(2) }),
         opus: OpusParams::offer(),
     };
     let seeds = Seeds { ssrc: OUR_SSRC, first_sequence: 1000, first_timestamp: 0, rtcp_seed: 3 };
     engine.start(leg, negotiated, seeds, t0).unwrap();
+    let mut seal = |plain: Vec<u8>, rtcp: bool| match &mut peer {
+        Some(peer) => {
+            let mut sealed = Vec::new();
+            match rtcp {
+                true => peer.protect_rtcp(&plain, &mut sealed).unwrap(),
+                false => peer.protect_rtp(&plain, &mut sealed).unwrap(),
+            }
+            sealed
+        }
+        None => plain,
+    };
 
     // Everything the peer sends, built before anything is counted: a 1 kHz
     // tone (8 kHz G.711), packet n arriving 0-15 ms after its 20 ms slot.
@@ -180,7 +208,7 @@ fn a_ten_second_call_receives_and_ticks_without_allocating() {
             let mut payload = [0u8; FRAME_SAMPLES / 2];
             encode_ulaw_frame(&narrow, &mut payload);
             let arrival = t0 + TICK * n + Duration::from_millis(u64::from(n * 7919 % 16));
-            (arrival, rtp(n as u16, n * 160, &payload))
+            (arrival, seal(rtp(n as u16, n * 160, &payload), false))
         })
         .collect();
     // One pair reordered on the way: 301 comes in 300's slot and 300 a slot late.
@@ -189,12 +217,13 @@ fn a_ten_second_call_receives_and_ticks_without_allocating() {
     let (mut mic, music) = (ToneSource::new(440.0), [0; FRAME_SAMPLES]);
     let mut capture = [0; FRAME_SAMPLES];
     let mut wire = Wire::default();
-    let (mut receiving, mut ticking, mut datagrams) = (0, 0, 0);
+    let mut counts = Counts { receiving: 0, datagrams: 0, extended: 0, ticking: 0, ticks: PACKETS - WARM_UP, sent: [0; 2] };
     for (n, (arrival, packet)) in packets.iter().enumerate() {
         let n = n as u32;
         let rtcp = match n {
-            100 | 350 => Some((Port::Rtcp, sender_report(u64::from(n) << 32, 1000 + n))),
-            200 | 450 => Some((Port::Rtp, receiver_report(1000 + n))),
+            // The first, in the warm-up, meets each source of SRTCP once.
+            2 | 100 | 350 => Some((Port::Rtcp, seal(sender_report(u64::from(n) << 32, 1000 + n), true))),
+            200 | 450 => Some((Port::Rtp, seal(receiver_report(1000 + n), true))),
             _ => None,
         };
         let received = allocations(|| {
@@ -205,20 +234,30 @@ fn a_ten_second_call_receives_and_ticks_without_allocating() {
         });
         mic.read_frame(&mut capture);
         let now = t0 + TICK * (n + 1);
+        let sent_before = wire.sent;
         let ticked = allocations(|| engine.tick(now, u64::from(n) << 32, &capture, &music, &mut wire));
         if n >= WARM_UP {
-            receiving += received;
-            ticking += ticked;
-            datagrams += 1 + u32::from(rtcp.is_some());
+            counts.receiving += received;
+            counts.ticking += ticked;
+            counts.datagrams += 1 + u32::from(rtcp.is_some());
+            counts.extended += u32::from(packet[0] & 0x10 != 0);
+            for (total, (after, before)) in counts.sent.iter_mut().zip(wire.sent.iter().zip(sent_before)) {
+                *total += after - before;
+            }
         }
     }
-    let ticks = PACKETS - WARM_UP;
     println!(
-        "allocations after warm-up: {receiving} receiving {datagrams} datagrams, {ticking} in {ticks} ticks ({:.3} per tick)",
-        ticking as f64 / f64::from(ticks)
+        "{}: {} allocations receiving {} datagrams ({} with CSRC and extension), {} in {} ticks ({:.3} per tick) sending {:?} RTP/RTCP packets",
+        if srtp { "SRTP" } else { "RTP" },
+        counts.receiving,
+        counts.datagrams,
+        counts.extended,
+        counts.ticking,
+        counts.ticks,
+        counts.ticking as f64 / f64::from(counts.ticks),
+        counts.sent,
     );
 
-    // The call really happened: the agent heard the peer, both sides reported.
     let stats = engine.stats(leg).unwrap();
     assert_eq!(stats.packets_received, u64::from(PACKETS));
     assert_eq!(stats.packets_discarded, 0);
@@ -226,7 +265,26 @@ fn a_ten_second_call_receives_and_ticks_without_allocating() {
     assert_eq!(dominant_frequency(&wire.played.unwrap(), PCM_RATE), Some(1000.0));
     assert_eq!(wire.sent[0], PACKETS);
     assert!(wire.sent[1] >= 1 && wire.qualities == 2 && wire.timeouts == 0);
+    counts
+}
 
-    assert_eq!(receiving, 0, "the receive path allocated");
-    assert_eq!(ticking, 0, "the tick allocated");
+#[test]
+fn a_ten_second_call_receives_and_ticks_without_allocating() {
+    let counts = play(false);
+    assert_eq!(counts.receiving, 0, "the receive path allocated");
+    assert_eq!(counts.ticking, 0, "the tick allocated");
+}
+
+/// `rtc-srtp` hands every packet it (un)protects back in a fresh buffer
+/// (see `media::srtp`), and reads an SRTP packet's header with `rtc-rtp`,
+/// which allocates three times for one with a CSRC and an extension. This
+/// holds the engine to exactly that, so nothing else creeps in beside it.
+#[test]
+fn with_srtp_only_rtc_srtp_allocates() {
+    let counts = play(true);
+    let allowed = u64::from(counts.datagrams + 3 * counts.extended);
+    assert!(counts.receiving <= allowed, "{} for {} datagrams", counts.receiving, counts.datagrams);
+    // Plus once for the state of our first SRTCP report's source, after the warm-up.
+    let sent = u64::from(counts.sent[0] + counts.sent[1]);
+    assert!(counts.ticking <= sent + 1, "{} for {sent} packets sent", counts.ticking);
 }
