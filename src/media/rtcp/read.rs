@@ -102,3 +102,51 @@ fn next<'a>(rest: &mut &'a [u8]) -> Result<Option<Report<'a>>, RtcpError> {
 fn word(bytes: &[u8], at: usize) -> u32 {
     u32::from_be_bytes(bytes[at..at + 4].try_into().expect("four bytes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An RR from SSRC 9 with one block about SSRC 1, padded to `pad` extra octets.
+    fn receiver_report(pad: u8) -> Vec<u8> {
+        let words = 7 + u16::from(pad) / 4;
+        let mut packet = vec![0x81 | if pad > 0 { 0x20 } else { 0 }, 201];
+        packet.extend(words.to_be_bytes());
+        packet.extend([0, 0, 0, 9, 0, 0, 0, 1, 64, 0xff, 0xff, 0xfe, 0, 0, 0, 50, 0, 0, 0, 80, 0, 0, 0, 7, 0, 0, 0, 3]);
+        if pad > 0 {
+            packet.extend(vec![0; usize::from(pad) - 1]);
+            packet.push(pad);
+        }
+        packet
+    }
+
+    #[test]
+    fn reads_blocks_through_padding_and_skips_a_profile_extension() {
+        for pad in [0, 4, 8] {
+            let packet = receiver_report(pad);
+            let reports: Vec<_> = reports(&packet).unwrap().collect();
+            assert_eq!(reports.len(), 1);
+            let blocks: Vec<_> = reports[0].blocks().collect();
+            let expected =
+                Block { ssrc: 1, fraction_lost: 64, total_lost: 0xff_fffe, jitter: 80, last_sender_report: 7, delay: 3 };
+            assert_eq!((reports[0].sender, blocks), (None, vec![expected]), "padding {pad}");
+        }
+        // An SR with no blocks and 8 octets of profile extension, then an RR.
+        let mut compound = vec![0x80, 200, 0, 8, 0, 0, 0, 5, 1, 2, 3, 4, 5, 6, 7, 8];
+        compound.extend([0; 20]);
+        compound.extend(receiver_report(0));
+        let reports: Vec<_> = reports(&compound).unwrap().collect();
+        assert_eq!(reports[0].sender, Some((5, 0x0102_0304_0506_0708)));
+        assert_eq!((reports[0].blocks().count(), reports[1].blocks().count()), (0, 1));
+    }
+
+    #[test]
+    fn one_malformed_packet_refuses_the_whole_datagram() {
+        let mut packet = receiver_report(4);
+        *packet.last_mut().unwrap() = 200;
+        assert_eq!(reports(&packet).err(), Some(RtcpError::Malformed("padding beyond the packet")));
+        let mut compound = receiver_report(0);
+        compound.extend([0x81, 201, 0, 1, 0, 0, 0, 9]);
+        assert_eq!(reports(&compound).err(), Some(RtcpError::Malformed("report blocks cut short")));
+    }
+}
