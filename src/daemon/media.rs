@@ -1,9 +1,12 @@
-//! The media IO of all calls: a UDP pair per call (RTP on an even port,
-//! RTCP on the next; symmetric: we send from where we receive), and the
-//! 20 ms tick that serves every call at once: each stream's playout, mixed
-//! for the agent and for the local conference (`media::mixer`), one frame
-//! out to each stream that sends, RTCP when due, and the verdicts the run
-//! loop acts on (keys heard, silence too long, quality reports).
+//! The media IO of all calls around the pure `media::engine`: a UDP pair
+//! per call (RTP on an even port, RTCP on the next; symmetric: we send from
+//! where we receive), a receive task per socket reading into pooled buffers,
+//! and the 20 ms tick's IO: microphone, denoiser and hold music in; the
+//! engine's playout, packets, recorded frames and verdicts out.
+//!
+//! Every decision (demultiplexing, mixing, timeouts, quality cadence) is the
+//! engine's; this file binds, receives, sends and translates a leg's id to
+//! its call.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -19,9 +22,8 @@ use crate::call::CallId;
 use crate::config::MediaConfig;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
-use crate::media::mixer::{LegMix, Mixer};
-use crate::media::stream::{MediaStats, MediaStream, StreamConfig};
-use crate::media::PCM_RATE;
+use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
+use crate::media::stream::MediaStats;
 use crate::recording::Recorder;
 use crate::sip::sdp::Negotiated;
 
@@ -29,14 +31,24 @@ use crate::sip::sdp::Negotiated;
 const MAX_DATAGRAM: usize = 1500;
 /// Tries at finding a free even/odd port pair before giving up.
 const PORT_PAIR_TRIES: usize = 32;
+/// Buffers a socket's receive task may have handed to the run loop at once.
+/// A call sends one packet per 20 ms, so a few cover a run loop that is a
+/// tick behind; when all are out, further packets wait in the socket.
+const RTP_BUFFERS: usize = 4;
+/// RTCP comes every few seconds.
+const RTCP_BUFFERS: usize = 2;
 
-/// A datagram that arrived on one of a call's ports.
+/// A receive buffer; each socket owns a fixed set, lent out one per datagram.
+type Buffer = Box<[u8; MAX_DATAGRAM]>;
+
+/// A datagram that arrived on one of a call's ports, in a buffer of the
+/// socket's pool that goes back to it once the engine has read it.
 pub struct RtpIn {
-    pub call: CallId,
-    pub data: Vec<u8>,
-    pub at: Instant,
-    /// It came to the RTCP port.
-    pub rtcp: bool,
+    leg: LegId,
+    port: Port,
+    at: Instant,
+    len: usize,
+    buffer: Buffer,
 }
 
 /// What the media path tells the run loop.
@@ -50,34 +62,39 @@ pub enum MediaEvent {
     Quality { call: CallId, stats: Box<MediaStats> },
 }
 
-struct CallMedia {
-    rtp: Arc<UdpSocket>,
-    rtcp: Arc<UdpSocket>,
-    stream: Option<MediaStream>,
-    muted: bool,
-    /// In the local conference: it hears the other members, they hear it.
-    conference: bool,
-    /// This tick's playout of the call.
-    heard: Frame,
-    /// Recording at this rate (the call's audio rate), when it is.
-    record_rate: Option<u32>,
-    /// When the stream (re)started receiving, for the media timeout.
-    expecting_since: Instant,
-    timed_out: bool,
-    next_quality: Instant,
-    receivers: [JoinHandle<()>; 2],
+/// One of a call's sockets, with its receive task and the way its buffers come back.
+struct Socket {
+    udp: Arc<UdpSocket>,
+    free: mpsc::Sender<Buffer>,
+    receiver: JoinHandle<()>,
 }
 
-impl Drop for CallMedia {
+impl Drop for Socket {
     fn drop(&mut self) {
-        for receiver in &self.receivers {
-            receiver.abort();
+        self.receiver.abort();
+    }
+}
+
+/// A call's IO: what the engine's leg id stands for.
+struct LegIo {
+    call: CallId,
+    rtp: Socket,
+    rtcp: Socket,
+}
+
+impl LegIo {
+    fn socket(&self, port: Port) -> &Socket {
+        match port {
+            Port::Rtp => &self.rtp,
+            Port::Rtcp => &self.rtcp,
         }
     }
 }
 
 pub struct MediaEngine {
-    calls: HashMap<CallId, CallMedia>,
+    engine: Engine,
+    legs: HashMap<CallId, LegId>,
+    io: HashMap<LegId, LegIo>,
     source: Box<dyn AudioSource>,
     sink: Box<dyn AudioSink>,
     /// Played to a party we hold; silence without one.
@@ -86,16 +103,12 @@ pub struct MediaEngine {
     denoiser: Option<Box<Denoiser>>,
     rtp_in: mpsc::Sender<RtpIn>,
     bind_ip: IpAddr,
-    /// Port pairs bound ahead of need (the desk's lines), by RTP address.
+    /// Port pairs bound ahead of need (the desk's lines), by RTP address:
+    /// binding takes ~150 µs, which a countdown's dial should not wait for.
     spares: HashMap<SocketAddr, (Arc<UdpSocket>, Arc<UdpSocket>)>,
-    config: MediaConfig,
     capture: Frame,
     music: Frame,
-    mixer: Mixer,
     recorder: Recorder,
-    /// The two sides of a recorded frame at 8 kHz, for narrowband calls.
-    narrow: ([i16; FRAME_SAMPLES / 2], [i16; FRAME_SAMPLES / 2]),
-    packet: Vec<u8>,
 }
 
 impl MediaEngine {
@@ -109,7 +122,17 @@ impl MediaEngine {
         recorder: Recorder,
     ) -> Self {
         MediaEngine {
-            calls: HashMap::new(),
+            engine: Engine::new(EngineConfig {
+                jitter_min_ms: config.jitter_min_ms,
+                jitter_max_ms: config.jitter_max_ms,
+                rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
+                dtmf_tone_ms: config.dtmf_tone_ms,
+                dtmf_gap_ms: config.dtmf_gap_ms,
+                media_timeout: Duration::from_millis(config.media_timeout_ms),
+                quality_interval: Duration::from_millis(config.quality_interval_ms),
+            }),
+            legs: HashMap::new(),
+            io: HashMap::new(),
             source,
             sink,
             hold_music,
@@ -117,13 +140,9 @@ impl MediaEngine {
             rtp_in,
             bind_ip,
             spares: HashMap::new(),
-            config,
             capture: [0; FRAME_SAMPLES],
             music: [0; FRAME_SAMPLES],
-            mixer: Mixer::default(),
             recorder,
-            narrow: ([0; FRAME_SAMPLES / 2], [0; FRAME_SAMPLES / 2]),
-            packet: Vec::with_capacity(MAX_DATAGRAM),
         }
     }
 
@@ -142,38 +161,36 @@ impl MediaEngine {
         Ok(local)
     }
 
-    /// Give `call` the port pair bound at `rtp`, and start receiving on it.
-    pub fn open(&mut self, call: &CallId, rtp: SocketAddr) {
-        let Some((rtp, rtcp)) = self.spares.remove(&rtp) else {
-            tracing::error!(%call, %rtp, "no bound port pair there: the call has no media");
-            return;
-        };
-        let receivers = [
-            tokio::spawn(receive_loop(call.clone(), rtp.clone(), false, self.rtp_in.clone())),
-            tokio::spawn(receive_loop(call.clone(), rtcp.clone(), true, self.rtp_in.clone())),
-        ];
-        let now = Instant::now();
-        self.calls.insert(
-            call.clone(),
-            CallMedia {
-                rtp,
-                rtcp,
-                stream: None,
-                muted: false,
-                conference: false,
-                heard: [0; FRAME_SAMPLES],
-                record_rate: None,
-                expecting_since: now,
-                timed_out: false,
-                next_quality: now,
-                receivers,
-            },
-        );
-    }
-
     /// Close a port pair no call took.
     pub fn release(&mut self, rtp: SocketAddr) {
         self.spares.remove(&rtp);
+    }
+
+    /// Give `call` the port pair bound at `rtp` (a line's), and start receiving on it.
+    pub fn open(&mut self, call: &CallId, rtp: SocketAddr, now: Instant) {
+        let Some((rtp, rtcp)) = self.spares.remove(&rtp) else {
+            tracing::error!(%call, %rtp, "no port pair bound there: the call has no media");
+            return;
+        };
+        self.stop(call);
+        let leg = self.engine.open(format!("{call}@softphoned"), now);
+        let io = LegIo {
+            call: call.clone(),
+            rtp: self.receive_on(call, leg, Port::Rtp, rtp, RTP_BUFFERS),
+            rtcp: self.receive_on(call, leg, Port::Rtcp, rtcp, RTCP_BUFFERS),
+        };
+        self.legs.insert(call.clone(), leg);
+        self.io.insert(leg, io);
+    }
+
+    /// Start a socket's receive task with its pool of `buffers`.
+    fn receive_on(&self, call: &CallId, leg: LegId, port: Port, udp: Arc<UdpSocket>, buffers: usize) -> Socket {
+        let (free, pool) = mpsc::channel(buffers);
+        for _ in 0..buffers {
+            free.try_send(Box::new([0; MAX_DATAGRAM])).expect("the channel holds the whole pool");
+        }
+        let task = receive_loop(call.clone(), leg, port, udp.clone(), self.rtp_in.clone(), pool);
+        Socket { udp, free, receiver: tokio::spawn(task) }
     }
 
     fn bind_pair(&self) -> std::io::Result<(Arc<UdpSocket>, Arc<UdpSocket>)> {
@@ -195,74 +212,67 @@ impl MediaEngine {
     /// Media starts, or changes after a re-offer. A change of codec,
     /// address or keys starts a new stream; a hold or resume keeps it.
     pub fn start(&mut self, call: &CallId, negotiated: Negotiated, now: Instant) {
-        let Some(media) = self.calls.get_mut(call) else { return };
-        let receives = negotiated.direction.receives();
-        let was_receiving = media.stream.as_ref().is_some_and(|s| s.direction().receives());
-        match &mut media.stream {
-            Some(stream) if stream.can_update_to(&negotiated) => stream.update(negotiated),
-            _ => match MediaStream::new(negotiated, &stream_config(&self.config, call), now) {
-                Ok(stream) => media.stream = Some(stream),
-                Err(e) => {
-                    tracing::error!(%call, error = %e, "media could not start");
-                    media.stream = None;
-                    return;
-                }
-            },
-        }
-        if receives && !was_receiving {
-            media.expecting_since = now;
-            media.timed_out = false;
-        }
-        if self.config.quality_interval_ms > 0 && media.next_quality <= now {
-            media.next_quality = now + Duration::from_millis(self.config.quality_interval_ms);
+        let Some(&leg) = self.legs.get(call) else { return };
+        let seeds = Seeds {
+            ssrc: rand::random(),
+            first_sequence: rand::random(),
+            first_timestamp: rand::random(),
+            rtcp_seed: rand::random(),
+        };
+        if let Err(e) = self.engine.start(leg, negotiated, seeds, now) {
+            tracing::error!(%call, error = %e, "media could not start");
         }
     }
 
     pub fn stop(&mut self, call: &CallId) {
-        self.calls.remove(call);
+        if let Some(leg) = self.legs.remove(call) {
+            self.engine.close(leg);
+            self.io.remove(&leg);
+        }
     }
 
     pub fn set_muted(&mut self, call: &CallId, muted: bool) {
-        if let Some(media) = self.calls.get_mut(call) {
-            media.muted = muted;
+        if let Some(&leg) = self.legs.get(call) {
+            self.engine.set_muted(leg, muted);
         }
     }
 
     /// Hand the call's frames to the recorder (at `rate`: 8000 or 16000), or stop.
     pub fn set_recording(&mut self, call: &CallId, rate: Option<u32>) {
-        if let Some(media) = self.calls.get_mut(call) {
-            media.record_rate = rate;
+        if let Some(&leg) = self.legs.get(call) {
+            self.engine.set_recording(leg, rate);
         }
     }
 
     /// Take the call into the local conference, or out of it.
     pub fn set_conference(&mut self, call: &CallId, conference: bool) {
-        if let Some(media) = self.calls.get_mut(call) {
-            media.conference = conference;
+        if let Some(&leg) = self.legs.get(call) {
+            self.engine.set_conference(leg, conference);
         }
     }
 
     pub fn queue_dtmf(&mut self, call: &CallId, digits: &str) -> Result<(), DtmfError> {
-        match self.calls.get_mut(call).and_then(|m| m.stream.as_mut()) {
-            Some(stream) => stream.queue_dtmf(digits),
+        match self.legs.get(call) {
+            Some(&leg) => self.engine.queue_dtmf(leg, digits),
             None => Ok(()),
         }
     }
 
     /// A datagram from one of a call's ports; a key it carried goes to `events`.
     pub fn receive(&mut self, packet: RtpIn, events: &mut Vec<MediaEvent>) {
-        let Some(stream) = self.calls.get_mut(&packet.call).and_then(|m| m.stream.as_mut()) else { return };
-        // RFC 5761: RTCP multiplexed on the RTP port has a packet type of 192-223.
-        if packet.rtcp || packet.data.get(1).is_some_and(|pt| (192..=223).contains(pt)) {
-            stream.receive_rtcp(&packet.data, packet.at);
-        } else if let Some(digit) = stream.receive_rtp(&packet.data, packet.at) {
-            events.push(MediaEvent::Dtmf { call: packet.call, digit });
+        let RtpIn { leg, port, at, len, buffer } = packet;
+        // A datagram queued before its call ended: the buffer goes with the call.
+        let Some(io) = self.io.get(&leg) else { return };
+        if let Some(digit) = self.engine.receive(leg, port, &buffer[..len], at) {
+            events.push(MediaEvent::Dtmf { call: io.call.clone(), digit });
         }
+        // Never full: the channel holds the socket's whole pool.
+        let _ = io.socket(port).free.try_send(buffer);
     }
 
     /// One 20 ms step for every call: capture, send, play, report.
     pub fn tick(&mut self, now: Instant, ntp_now: u64, events: &mut Vec<MediaEvent>) {
-        if !self.calls.values().any(|m| m.stream.is_some()) {
+        if !self.engine.is_active() {
             return;
         }
         self.source.read_frame(&mut self.capture);
@@ -273,93 +283,53 @@ impl MediaEngine {
             Some(music) => music.read_frame(&mut self.music),
             None => self.music.fill(0),
         }
-        // Every playout first: a conference member's frame is sent to the
-        // others in this same tick, so the mixer adds no delay of its own.
-        self.mixer.start_frame();
-        for media in self.calls.values_mut() {
-            let Some(stream) = media.stream.as_mut() else { continue };
-            media.heard.fill(0);
-            stream.mix_playout(now, &mut media.heard);
-            let leg = leg_mix(media.muted, media.conference, stream);
-            self.mixer.add_heard(&media.heard, leg);
-        }
-        self.sink.write_frame(self.mixer.agent_frame());
-        let timeout = Duration::from_millis(self.config.media_timeout_ms);
-        for (call, media) in &mut self.calls {
-            let Some(stream) = media.stream.as_mut() else { continue };
-            let leg = leg_mix(media.muted, media.conference, stream);
-            let frame = self.mixer.outgoing(leg, &self.capture, &self.music, &media.heard);
-            // The agent's side is what this call was sent (the mix, in a conference).
-            match media.record_rate {
-                Some(PCM_RATE) => self.recorder.audio(call, frame, &media.heard),
-                Some(_) => {
-                    halve(frame, &mut self.narrow.0);
-                    halve(&media.heard, &mut self.narrow.1);
-                    self.recorder.audio(call, &self.narrow.0, &self.narrow.1);
-                }
-                None => {}
-            }
-            let remote = stream.negotiated().remote;
-            if stream.send_frame(frame, now, &mut self.packet) {
-                // A full socket buffer drops this packet, as the network would.
-                if let Err(e) = media.rtp.try_send_to(&self.packet, remote) {
-                    tracing::debug!(%call, error = %e, "RTP send dropped");
-                }
-            }
-            if stream.poll_rtcp(now, ntp_now, &mut self.packet) {
-                let rtcp_to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
-                if let Err(e) = media.rtcp.try_send_to(&self.packet, rtcp_to) {
-                    tracing::debug!(%call, error = %e, "RTCP send dropped");
-                }
-            }
-            let direction = stream.direction();
-            if direction.receives() && !media.timed_out && !timeout.is_zero() {
-                let last = stream.last_received().unwrap_or(media.expecting_since).max(media.expecting_since);
-                if now.saturating_duration_since(last) > timeout {
-                    media.timed_out = true;
-                    events.push(MediaEvent::Timeout { call: call.clone() });
-                }
-            }
-            if self.config.quality_interval_ms > 0 && media.next_quality <= now {
-                media.next_quality = now + Duration::from_millis(self.config.quality_interval_ms);
-                events.push(MediaEvent::Quality { call: call.clone(), stats: Box::new(stream.stats()) });
-            }
-        }
+        let mut wire = Wire { io: &self.io, sink: &mut *self.sink, recorder: &self.recorder, events };
+        self.engine.tick(now, ntp_now, &self.capture, &self.music, &mut wire);
     }
 
     pub fn stats(&self, call: &CallId) -> Option<MediaStats> {
-        Some(self.calls.get(call)?.stream.as_ref()?.stats())
+        self.engine.stats(*self.legs.get(call)?)
     }
 }
 
-/// 16 kHz to 8 kHz: each pair averaged, which also filters what G.711
-/// could not carry anyway.
-fn halve(frame: &Frame, out: &mut [i16; FRAME_SAMPLES / 2]) {
-    for (o, pair) in out.iter_mut().zip(frame.chunks_exact(2)) {
-        *o = ((i32::from(pair[0]) + i32::from(pair[1])) / 2) as i16;
+/// Where the engine's tick goes: the sockets, the speaker, the recorder and
+/// the run loop's events.
+struct Wire<'a> {
+    io: &'a HashMap<LegId, LegIo>,
+    sink: &'a mut dyn AudioSink,
+    recorder: &'a Recorder,
+    events: &'a mut Vec<MediaEvent>,
+}
+
+impl TickSink for Wire<'_> {
+    fn play(&mut self, frame: &Frame) {
+        self.sink.write_frame(frame);
     }
-}
 
-/// How a call takes part in the mix. We hold the peer when we send without
-/// receiving: it gets the hold music, not the agent or the conference.
-fn leg_mix(muted: bool, conference: bool, stream: &MediaStream) -> LegMix {
-    let direction = stream.direction();
-    LegMix { muted, held: direction.sends() && !direction.receives(), conference }
-}
+    fn send(&mut self, leg: LegId, port: Port, to: SocketAddr, packet: &[u8]) {
+        let Some(io) = self.io.get(&leg) else { return };
+        // A full socket buffer drops this packet, as the network would.
+        if let Err(e) = io.socket(port).udp.try_send_to(packet, to) {
+            tracing::debug!(call = %io.call, ?port, error = %e, "send dropped");
+        }
+    }
 
-/// A new stream's tunables, with fresh random RTP starting values.
-fn stream_config(config: &MediaConfig, call: &CallId) -> StreamConfig {
-    StreamConfig {
-        ssrc: rand::random(),
-        first_sequence: rand::random(),
-        first_timestamp: rand::random(),
-        jitter_min_ms: config.jitter_min_ms,
-        jitter_max_ms: config.jitter_max_ms,
-        rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
-        rtcp_seed: rand::random(),
-        cname: format!("{call}@softphoned"),
-        dtmf_tone_ms: config.dtmf_tone_ms,
-        dtmf_gap_ms: config.dtmf_gap_ms,
+    fn record(&mut self, leg: LegId, sent: &[i16], heard: &[i16]) {
+        if let Some(io) = self.io.get(&leg) {
+            self.recorder.audio(&io.call, sent, heard);
+        }
+    }
+
+    fn timeout(&mut self, leg: LegId) {
+        if let Some(io) = self.io.get(&leg) {
+            self.events.push(MediaEvent::Timeout { call: io.call.clone() });
+        }
+    }
+
+    fn quality(&mut self, leg: LegId, stats: &MediaStats) {
+        if let Some(io) = self.io.get(&leg) {
+            self.events.push(MediaEvent::Quality { call: io.call.clone(), stats: Box::new(*stats) });
+        }
     }
 }
 
@@ -368,23 +338,43 @@ fn tokio_socket(socket: std::net::UdpSocket) -> std::io::Result<Arc<UdpSocket>> 
     Ok(Arc::new(UdpSocket::from_std(socket)?))
 }
 
-async fn receive_loop(call: CallId, socket: Arc<UdpSocket>, rtcp: bool, forward: mpsc::Sender<RtpIn>) {
-    let mut buf = [0u8; MAX_DATAGRAM];
+/// Read datagrams into the socket's pooled buffers and pass them to the run
+/// loop; a buffer comes back through `free` once the engine has read it.
+async fn receive_loop(
+    call: CallId,
+    leg: LegId,
+    port: Port,
+    socket: Arc<UdpSocket>,
+    forward: mpsc::Sender<RtpIn>,
+    mut free: mpsc::Receiver<Buffer>,
+) {
+    // A buffer kept back rather than handed over, to be used again.
+    let mut kept = None;
     loop {
-        match socket.recv_from(&mut buf).await {
-            Ok((len, _from)) => {
-                let packet = RtpIn { call: call.clone(), data: buf[..len].to_vec(), at: Instant::now(), rtcp };
-                // If the run loop is that far behind, losing a packet is the lesser harm.
-                if let Err(mpsc::error::TrySendError::Closed(_)) = forward.try_send(packet) {
-                    return;
-                }
-            }
+        let mut buffer = match kept.take() {
+            Some(buffer) => buffer,
+            None => match free.recv().await {
+                Some(buffer) => buffer,
+                None => return,
+            },
+        };
+        let len = match socket.recv_from(&mut buffer[..]).await {
+            Ok((len, _from)) => len,
             // ICMP port unreachable from a peer that is not listening yet: keep going.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                kept = Some(buffer);
+                continue;
+            }
             Err(e) => {
-                tracing::warn!(%call, error = %e, "RTP receive failed");
+                tracing::warn!(%call, ?port, error = %e, "RTP receive failed");
                 return;
             }
+        };
+        match forward.try_send(RtpIn { leg, port, at: Instant::now(), len, buffer }) {
+            Ok(()) => {}
+            // If the run loop is that far behind, losing a packet is the lesser harm.
+            Err(mpsc::error::TrySendError::Full(packet)) => kept = Some(packet.buffer),
+            Err(mpsc::error::TrySendError::Closed(_)) => return,
         }
     }
 }

@@ -34,7 +34,7 @@ impl Daemon {
 
     fn media_command(&mut self, command: MediaCommand, now: Now) {
         match command {
-            MediaCommand::Open { call, rtp } => self.media.open(&call, rtp),
+            MediaCommand::Open { call, rtp } => self.media.open(&call, rtp, now.at),
             MediaCommand::Start { call, negotiated } => self.media.start(&call, negotiated, now.at),
             MediaCommand::Stop { call } => {
                 let stats = self.media.stats(&call).map(Box::new);

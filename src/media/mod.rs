@@ -1,9 +1,11 @@
 //! Pure media: codecs, RTP and RTCP, SRTP, the jitter buffer, DTMF, call
-//! quality and the per-call stream that ties them together. Nothing here
-//! touches a socket or a clock; the daemon's media tick feeds it.
+//! quality, the per-call stream that ties them together and the engine that
+//! runs every call's tick. Nothing here touches a socket or a clock; the
+//! daemon's media shell feeds it.
 
 pub mod codec;
 pub mod dtmf;
+pub mod engine;
 pub mod g711;
 pub mod jitter;
 pub mod mixer;

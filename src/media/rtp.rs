@@ -1,16 +1,18 @@
 //! RTP packetization (RFC 3550) over `rtc-rtp`'s header type: the sending
 //! side's sequence/timestamp bookkeeping and the receiving side's parse and
-//! counters. Buffers are the caller's, so the per-packet path does not allocate.
+//! counters. Buffers are the caller's and the parse reads the header in
+//! place (`rtc-rtp`'s allocates for CSRCs and extensions), so the
+//! per-packet path does not allocate.
 
 use rtc_rtp::header::Header;
-use rtc_shared::marshal::{Marshal, MarshalSize, Unmarshal};
+use rtc_shared::marshal::{Marshal, MarshalSize};
 
 /// Why an incoming datagram was not taken as RTP.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RtpError {
     /// Not a version-2 RTP packet, or its header does not fit the datagram.
     #[error("malformed RTP packet: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
 }
 
 /// The sending half of one RTP stream: a fixed SSRC, a sequence number that
@@ -103,25 +105,34 @@ pub struct RtpView {
     pub payload_len: usize,
 }
 
-/// Parse a datagram as RTP (header, CSRCs, extension and padding accounted for).
+/// Parse a datagram as RTP (header, CSRCs, extension and padding accounted
+/// for), in place: this runs for every packet a peer sends us.
 pub fn parse(datagram: &[u8]) -> Result<RtpView, RtpError> {
-    if datagram.len() < 12 || datagram[0] >> 6 != 2 {
-        return Err(RtpError::Malformed(format!("{} bytes, not RTP version 2", datagram.len())));
+    let &[first, second, s0, s1, t0, t1, t2, t3, i0, i1, i2, i3, ..] = datagram else {
+        return Err(RtpError::Malformed("shorter than an RTP header"));
+    };
+    if first >> 6 != 2 {
+        return Err(RtpError::Malformed("not RTP version 2"));
     }
-    let mut buf = datagram;
-    let header = Header::unmarshal(&mut buf).map_err(|e| RtpError::Malformed(e.to_string()))?;
-    let payload_offset = datagram.len() - buf.len();
-    let padding = if header.padding { *datagram.last().unwrap_or(&0) as usize } else { 0 };
-    let payload_len = buf
-        .len()
-        .checked_sub(padding)
-        .ok_or_else(|| RtpError::Malformed(format!("padding {padding} exceeds payload {}", buf.len())))?;
+    let mut payload_offset = 12 + 4 * usize::from(first & 0x0f);
+    if first & 0x10 != 0 {
+        // RFC 3550 §5.3.1: a profile word and a length in 32-bit words.
+        let Some(&[_, _, l0, l1]) = datagram.get(payload_offset..payload_offset + 4) else {
+            return Err(RtpError::Malformed("header extension cut short"));
+        };
+        payload_offset += 4 + 4 * usize::from(u16::from_be_bytes([l0, l1]));
+    }
+    let Some(rest) = datagram.len().checked_sub(payload_offset) else {
+        return Err(RtpError::Malformed("header longer than the datagram"));
+    };
+    let padding = if first & 0x20 != 0 { usize::from(datagram[datagram.len() - 1]) } else { 0 };
+    let payload_len = rest.checked_sub(padding).ok_or(RtpError::Malformed("padding longer than the payload"))?;
     Ok(RtpView {
-        payload_type: header.payload_type,
-        sequence_number: header.sequence_number,
-        timestamp: header.timestamp,
-        ssrc: header.ssrc,
-        marker: header.marker,
+        payload_type: second & 0x7f,
+        sequence_number: u16::from_be_bytes([s0, s1]),
+        timestamp: u32::from_be_bytes([t0, t1, t2, t3]),
+        ssrc: u32::from_be_bytes([i0, i1, i2, i3]),
+        marker: second & 0x80 != 0,
         payload_offset,
         payload_len,
     })
@@ -186,5 +197,17 @@ mod tests {
         assert_eq!((v.payload_offset, v.payload_len), (16, 2));
         let bad_padding = [0xA0, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 7, 0xFF];
         assert!(parse(&bad_padding).is_err());
+    }
+
+    #[test]
+    fn skips_a_header_extension_and_refuses_one_that_does_not_fit() {
+        // X=1, one CSRC, then an RFC 8285 one-byte extension of one word (audio level).
+        let mut pkt = vec![0x91, 0x80, 0, 5, 0, 0, 0, 160, 0, 0, 0, 7, 0, 0, 0, 9, 0xBE, 0xDE, 0, 1, 0x10, 0x85, 0, 0];
+        pkt.extend([0xFF; 160]);
+        let v = parse(&pkt).unwrap();
+        assert_eq!((v.payload_type, v.marker, v.sequence_number, v.timestamp, v.ssrc), (0, true, 5, 160, 7));
+        assert_eq!((v.payload_offset, v.payload_len), (24, 160));
+        assert!(parse(&pkt[..18]).is_err(), "extension header cut");
+        assert!(parse(&pkt[..22]).is_err(), "extension longer than the datagram");
     }
 }

@@ -1,13 +1,15 @@
 //! The RTCP half of one call's media stream (RFC 3550): it counts the RTP we
 //! send and receive, writes our compound SR or RR + SDES CNAME on a randomized
-//! schedule, and reads the peer's reports for its view of our stream (loss,
-//! jitter) and the round-trip time. Sans-IO: the monotonic time and the NTP
-//! wallclock are arguments, and the datagrams are the caller's buffers.
+//! schedule, and reads the peer's reports (in place, see `read`) for its view
+//! of our stream (loss, jitter) and the round-trip time. Sans-IO: the
+//! monotonic time and the NTP wallclock are arguments, and the datagrams are
+//! the caller's buffers.
 //!
 //! One remote source is tracked at a time, as a two-party call has one; when
 //! the peer switches SSRC (a transfer, a media server taking over) the newest
 //! SSRC wins and the old source's losses stay in the cumulative count.
 
+mod read;
 mod reception;
 #[cfg(test)]
 mod tests;
@@ -16,7 +18,6 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use rtc_rtcp::packet::{self, Packet};
 use rtc_rtcp::receiver_report::ReceiverReport;
 use rtc_rtcp::reception_report::ReceptionReport;
 use rtc_rtcp::sender_report::SenderReport;
@@ -39,7 +40,7 @@ const SDES_TEXT_MAX: usize = 255;
 pub enum RtcpError {
     /// Not a well-formed (compound) RTCP packet.
     #[error("malformed RTCP packet: {0}")]
-    Malformed(String),
+    Malformed(&'static str),
 }
 
 /// Both views of one call's RTP: ours of the peer's stream and, from its
@@ -127,7 +128,11 @@ pub struct RtcpSession {
     /// Zero of the arrival clock used for jitter.
     epoch: Instant,
     next_report: Instant,
-    sdes: SourceDescription,
+    /// Our SDES CNAME packet, written once: it never changes, and
+    /// `rtc-rtcp` allocates whenever it writes one.
+    sdes: Vec<u8>,
+    /// The report block list of our next SR or RR, kept so a report does not allocate.
+    blocks: Vec<ReceptionReport>,
     sending: Sending,
     source: Option<Reception>,
     lost_by_earlier_sources: i64,
@@ -161,7 +166,8 @@ impl RtcpSession {
         while !cname.is_char_boundary(cut) {
             cut -= 1;
         }
-        let sdes = SourceDescription {
+        let mut sdes = Vec::new();
+        let description = SourceDescription {
             chunks: vec![SourceDescriptionChunk {
                 source: local_ssrc,
                 items: vec![SourceDescriptionItem {
@@ -170,6 +176,7 @@ impl RtcpSession {
                 }],
             }],
         };
+        append(&description, &mut sdes);
         let mut rng = SmallRng::seed_from_u64(jitter_seed);
         let first = interval.mul_f64(rng.random_range(0.5..1.5) / 2.0);
         RtcpSession {
@@ -180,6 +187,7 @@ impl RtcpSession {
             epoch: now,
             next_report: now + first,
             sdes,
+            blocks: Vec::with_capacity(1),
             sending: Sending::default(),
             source: None,
             lost_by_earlier_sources: 0,
@@ -228,23 +236,17 @@ impl RtcpSession {
     /// Take one RTCP datagram (compound or reduced-size). SRs and RRs are
     /// read; SDES, BYE, APP, feedback and unknown types are skipped.
     pub fn on_rtcp(&mut self, datagram: &[u8], now: Instant) -> Result<(), RtcpError> {
-        let mut buf = datagram;
-        let packets = packet::unmarshal(&mut buf).map_err(|e| RtcpError::Malformed(e.to_string()))?;
-        for packet in &packets {
-            let packet: &dyn Packet = packet.as_ref();
-            if let Some(sr) = packet.as_any().downcast_ref::<SenderReport>() {
-                self.peer_sr =
-                    Some(PeerSenderReport { ssrc: sr.ssrc, ntp_middle: (sr.ntp_time >> 16) as u32, arrived: now });
-                self.take_report_blocks(&sr.reports, now);
-            } else if let Some(rr) = packet.as_any().downcast_ref::<ReceiverReport>() {
-                self.take_report_blocks(&rr.reports, now);
+        for report in read::reports(datagram)? {
+            if let Some((ssrc, ntp_time)) = report.sender {
+                self.peer_sr = Some(PeerSenderReport { ssrc, ntp_middle: (ntp_time >> 16) as u32, arrived: now });
             }
+            self.take_report_blocks(report.blocks(), now);
         }
         Ok(())
     }
 
-    fn take_report_blocks(&mut self, blocks: &[ReceptionReport], now: Instant) {
-        for block in blocks.iter().filter(|b| b.ssrc == self.local_ssrc) {
+    fn take_report_blocks(&mut self, blocks: impl Iterator<Item = read::Block>, now: Instant) {
+        for block in blocks.filter(|b| b.ssrc == self.local_ssrc) {
             self.remote_reports += 1;
             self.remote_fraction_lost = f64::from(block.fraction_lost) / 256.0;
             self.remote_packets_lost = decode_cumulative_lost(block.total_lost);
@@ -275,7 +277,9 @@ impl RtcpSession {
             return false;
         }
         out.clear();
-        let reports: Vec<ReceptionReport> = self.close_report_block(now).into_iter().collect();
+        let mut reports = std::mem::take(&mut self.blocks);
+        reports.clear();
+        reports.extend(self.close_report_block(now));
         if self.sending.since_report {
             let rtp_time = self.sending.last.map_or(0, |(timestamp, sent)| {
                 timestamp.wrapping_add(to_stream_clock(now.saturating_duration_since(sent), self.clock_rate))
@@ -291,12 +295,15 @@ impl RtcpSession {
                 profile_extensions: Default::default(),
             };
             append(&sr, out);
+            self.blocks = sr.reports;
             self.sent_srs[self.next_sr_slot] = Some(SentSenderReport { ntp_middle: (ntp_now >> 16) as u32, sent: now });
             self.next_sr_slot = (self.next_sr_slot + 1) % SENT_SR_MEMORY;
         } else {
-            append(&ReceiverReport { ssrc: self.local_ssrc, reports, profile_extensions: Default::default() }, out);
+            let rr = ReceiverReport { ssrc: self.local_ssrc, reports, profile_extensions: Default::default() };
+            append(&rr, out);
+            self.blocks = rr.reports;
         }
-        append(&self.sdes, out);
+        out.extend_from_slice(&self.sdes);
         self.sending.since_report = false;
         self.next_report = now + self.interval.mul_f64(self.rng.random_range(0.5..1.5));
         true
