@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use super::{Call, CallError, CallState, Command, Effect, EndReason, Signal, SipAction};
-use crate::sip::sdp;
+use crate::sdp;
 
 /// What our re-INVITE in flight was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
+use crate::media::params::{MediaDirection, StreamParams};
+use crate::sdp::{self, LocalMedia, SdpError};
 use crate::sip::session_timer::SessionTimer;
 pub use deadlines::{Countdown, CountdownStop};
 pub use links::Links;
@@ -254,7 +255,7 @@ pub enum SipAction {
 pub enum Effect {
     Sip(SipAction),
     /// Start the call's media, or change it to what was just agreed.
-    StartMedia(Negotiated),
+    StartMedia(StreamParams),
     StopMedia,
     /// Silence (or restore) the microphone on this call; RTP keeps flowing.
     Mute(bool),
@@ -363,7 +364,7 @@ impl Call {
         call.supports_replaces = inbound.supports_replaces;
         call.links.replaces = inbound.replaces.clone();
         let usable =
-            sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, sdp::SdpDirection::SendRecv).map(|_| m));
+            sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, MediaDirection::SendRecv).map(|_| m));
         match usable {
             Ok(media) => {
                 call.media.remote_offer = Some(media);
@@ -421,7 +422,7 @@ impl Call {
     }
 
     /// The codec and payload types agreed last, once media flows.
-    pub fn negotiated(&self) -> Option<&Negotiated> {
+    pub fn negotiated(&self) -> Option<&StreamParams> {
         self.media.agreed.as_ref()
     }
 

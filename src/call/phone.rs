@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{Call, CallError, CallId, CallState, Command, Direction, Effect, EndReason, Inbound, Signal};
 use crate::media::codec::Codec;
-use crate::sip::sdp::LocalMedia;
+use crate::sdp::LocalMedia;
 
 /// What `call.list` and `call.state` say about one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]

@@ -7,7 +7,7 @@ use super::phone::{Phone, PhoneError};
 use super::*;
 use crate::config::SrtpPolicy;
 use crate::media::codec::{Codec, OpusParams};
-use crate::sip::sdp::{LocalMedia, MediaPolicy};
+use crate::sdp::{LocalMedia, MediaPolicy};
 
 const LOCAL: &str = "127.0.0.1:40000";
 
@@ -376,7 +376,7 @@ pub(super) fn connected(phone: &mut Phone, t0: Instant) {
     phone.signal("h", Signal::Answered { sdp: peer_sdp("0 101"), session_timer: None, supports_replaces: false }, t0);
 }
 
-fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
+fn media(outputs: &[phone::Output]) -> Vec<crate::media::params::StreamParams> {
     outputs
         .iter()
         .filter_map(|o| match &o.effect {
@@ -388,7 +388,7 @@ fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
 
 #[test]
 fn hold_and_resume_by_reinvite() {
-    use crate::sip::sdp::SdpDirection;
+    use crate::media::params::MediaDirection;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     connected(&mut phone, t0);
@@ -399,7 +399,7 @@ fn hold_and_resume_by_reinvite() {
     assert!(matches!(phone.command("h", Command::Resume, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "recvonly")) }, t0);
     assert_eq!(states(&out), [CallState::Held]);
-    assert_eq!(media(&out)[0].direction, SdpDirection::SendOnly);
+    assert_eq!(media(&out)[0].direction, MediaDirection::SendOnly);
     assert!(out.last().unwrap().call.held);
     assert!(matches!(phone.command("h", Command::Hold, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
 
@@ -407,7 +407,7 @@ fn hold_and_resume_by_reinvite() {
     assert!(reoffer(&out).contains("a=sendrecv\r\n"));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "sendrecv")) }, t0);
     assert_eq!(states(&out), [CallState::Connected]);
-    assert_eq!(media(&out)[0].direction, SdpDirection::SendRecv);
+    assert_eq!(media(&out)[0].direction, MediaDirection::SendRecv);
 }
 
 #[test]
@@ -424,7 +424,7 @@ fn a_refused_hold_leaves_the_call_connected_and_says_so() {
 
 #[test]
 fn the_peers_hold_is_answered_and_reported() {
-    use crate::sip::sdp::SdpDirection;
+    use crate::media::params::MediaDirection;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     connected(&mut phone, t0);
@@ -433,7 +433,7 @@ fn the_peers_hold_is_answered_and_reported() {
         [SipAction::AnswerOffer { answer: Ok(answer) }] => assert!(answer.contains("a=recvonly\r\n"), "{answer}"),
         other => panic!("expected an answer, got {other:?}"),
     }
-    assert_eq!(media(&out)[0].direction, SdpDirection::RecvOnly);
+    assert_eq!(media(&out)[0].direction, MediaDirection::RecvOnly);
     assert_eq!(states(&out), [CallState::RemoteHeld]);
     assert!(out.last().unwrap().call.remote_held);
 

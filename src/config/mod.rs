@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+/// Offer/answer's own vocabulary, read here from TOML.
+pub use crate::sdp::SrtpPolicy;
 pub use account::{AccountConfig, Secret, Transport};
 pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
-pub use media::{parse_codecs, MediaConfig, SrtpPolicy};
+pub use media::{parse_codecs, MediaConfig};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]

@@ -18,8 +18,8 @@ use crate::control::api::{
 };
 use crate::control::rpc::{code, Request, RpcError};
 use crate::media::dtmf;
+use crate::sdp::LocalMedia;
 use crate::sip::registrar::RegCommand;
-use crate::sip::sdp::LocalMedia;
 
 impl Daemon {
     pub(super) fn dispatch(&mut self, request: Request) -> Result<Value, RpcError> {

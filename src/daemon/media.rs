@@ -20,10 +20,10 @@ use crate::config::MediaConfig;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
 use crate::media::mixer::{LegMix, Mixer};
+use crate::media::params::StreamParams;
 use crate::media::stream::{MediaStats, MediaStream, StreamConfig};
 use crate::media::PCM_RATE;
 use crate::recording::Recorder;
-use crate::sip::sdp::Negotiated;
 
 /// Largest datagram we read.
 const MAX_DATAGRAM: usize = 1500;
@@ -193,7 +193,7 @@ impl MediaEngine {
 
     /// Media starts, or changes after a re-offer. A change of codec,
     /// address or keys starts a new stream; a hold or resume keeps it.
-    pub fn start(&mut self, call: &CallId, negotiated: Negotiated, now: Instant) {
+    pub fn start(&mut self, call: &CallId, negotiated: StreamParams, now: Instant) {
         let Some(media) = self.calls.get_mut(call) else { return };
         let receives = negotiated.direction.receives();
         let was_receiving = media.stream.as_ref().is_some_and(|s| s.direction().receives());

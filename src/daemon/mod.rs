@@ -401,21 +401,17 @@ impl Daemon {
     }
 
     /// Our end of a new call's media, under its account's policy.
-    fn local_media(&self, account: Option<&str>, rtp: SocketAddr) -> crate::sip::sdp::LocalMedia {
+    fn local_media(&self, account: Option<&str>, rtp: SocketAddr) -> crate::sdp::LocalMedia {
         let account = account.and_then(|id| self.config.accounts.iter().find(|a| a.id == id));
         let media = &self.config.media;
         let names = account.and_then(|a| a.codecs.as_ref()).unwrap_or(&media.codecs);
         let codecs = crate::config::parse_codecs("media.codecs", names).expect("checked when the config was loaded");
         let mut opus = crate::media::codec::OpusParams::offer();
         opus.use_inband_fec = media.opus_fec;
-        crate::sip::sdp::LocalMedia {
+        crate::sdp::LocalMedia {
             rtp,
             session_id: rand::random::<u32>().into(),
-            policy: crate::sip::sdp::MediaPolicy {
-                codecs,
-                srtp: account.and_then(|a| a.srtp).unwrap_or(media.srtp),
-                opus,
-            },
+            policy: crate::sdp::MediaPolicy { codecs, srtp: account.and_then(|a| a.srtp).unwrap_or(media.srtp), opus },
             key_salt: rand::random(),
         }
     }

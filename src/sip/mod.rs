@@ -11,7 +11,6 @@ mod inbound;
 mod refer;
 pub mod registrar;
 mod replaces;
-pub mod sdp;
 pub mod session_timer;
 mod tls_unverified;
 mod transport;
