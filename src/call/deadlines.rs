@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::session_timer::{Refresher, SessionTimer};
 use super::{Call, CallState, Effect, EndReason, Inbound, SipAction};
-use crate::sip::session_timer::{Refresher, SessionTimer};
 
 /// How often a running countdown is reported.
 const COUNTDOWN_REPORT: Duration = Duration::from_secs(1);

@@ -151,7 +151,7 @@ impl Call {
     }
 
     /// Time for our session refresh: a re-INVITE with our SDP as it stands.
-    pub(super) fn send_refresh(&mut self, timer: crate::sip::session_timer::SessionTimer, effects: &mut Vec<Effect>) {
+    pub(super) fn send_refresh(&mut self, timer: super::session_timer::SessionTimer, effects: &mut Vec<Effect>) {
         if self.pending.is_some() {
             // The re-INVITE in flight refreshes the session when answered.
             return;

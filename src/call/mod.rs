@@ -9,6 +9,7 @@ mod links;
 mod midcall;
 pub mod phone;
 mod session;
+pub mod session_timer;
 mod transfer;
 
 use std::time::{Duration, Instant};
@@ -17,10 +18,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::media::params::{MediaDirection, StreamParams};
 use crate::sdp::{self, LocalMedia, SdpError};
-use crate::sip::session_timer::SessionTimer;
 pub use deadlines::{Countdown, CountdownStop};
 pub use links::Links;
 use session::MediaSession;
+use session_timer::SessionTimer;
 pub use transfer::{ReferTarget, TransferReport, TransferStatus};
 
 /// A call's id: short, opaque, unique within a daemon run.

@@ -317,7 +317,7 @@ fn connected_outbound(phone: &mut Phone, timer: SessionTimer, t0: Instant) {
 
 #[test]
 fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };
@@ -339,7 +339,7 @@ fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
 
 #[test]
 fn a_peer_that_stops_refreshing_loses_the_session() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Peer };
@@ -354,7 +354,7 @@ fn a_peer_that_stops_refreshing_loses_the_session() {
 
 #[test]
 fn an_answered_call_announces_the_session_timer_it_was_offered() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(1800), refresher: Refresher::Us };
@@ -481,7 +481,7 @@ fn mute_keys_and_media_timeout() {
 
 #[test]
 fn a_refresh_repeats_our_sdp_with_the_same_version() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };

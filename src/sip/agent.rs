@@ -26,10 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
 use super::in_dialog::PendingOffer;
-use super::session_timer::{self, Role, SessionTimer};
 use super::transport::{self, TlsSettings};
 use super::{headers, inbound};
 use crate::account::registration::Report;
+use crate::call::session_timer::{self, Role, SessionTimer};
 use crate::call::{CallId, Inbound, Signal, SipAction};
 use crate::config::{AccountConfig, Listen, Transport};
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rsipstack::sip::{Header, Headers};
 
-use super::session_timer::SessionExpires;
+use crate::call::session_timer::SessionExpires;
 
 /// Every value of the header `name` (long or compact form), in order.
 pub fn values(headers: &Headers, name: &str, compact: Option<&str>) -> Vec<String> {

@@ -13,8 +13,8 @@ use rsipstack::sip::{Header, Request, StatusCode};
 
 use super::agent::timer_headers;
 use super::headers;
-use super::session_timer::{self, Role, SessionTimer};
 use super::SipAgent;
+use crate::call::session_timer::{self, Role, SessionTimer};
 use crate::call::{CallId, Signal};
 use crate::media::dtmf;
 

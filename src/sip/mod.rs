@@ -1,6 +1,8 @@
 //! SIP: the adapter over rsipstack (transports, transactions, INVITE
-//! dialogs, registration) and the pure parts it leans on: SDP offer/answer,
-//! session timers, header reading.
+//! dialogs, registration) and the pure header reading it leans on. It turns
+//! SIP into the call core's signals and the call's actions into SIP; SDP
+//! (`crate::sdp`) and session timers (`crate::call::session_timer`) are
+//! decided below it.
 
 mod account;
 mod agent;
@@ -11,7 +13,6 @@ mod inbound;
 mod refer;
 pub mod registrar;
 mod replaces;
-pub mod session_timer;
 mod tls_unverified;
 mod transport;
 
