@@ -2,6 +2,8 @@
 //! commands and signals to the right call and keeps a call only while it
 //! lives; there is no "current call".
 
+mod across_calls;
+
 use std::collections::HashMap;
 use std::time::Instant;
 

@@ -9,11 +9,11 @@
 use std::time::Duration;
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Request, StatusCode};
 
-use super::agent::timer_headers;
-use super::headers;
-use super::SipAgent;
+use super::handle::{Leg, PendingOffer, SipAgent};
+use super::headers::{self, timer_headers};
 use crate::call::session_timer::{self, Role, SessionTimer};
 use crate::call::{CallId, Signal};
 use crate::media::dtmf;
@@ -23,14 +23,13 @@ const GLARE_ATTEMPTS: usize = 3;
 /// The tone length an INFO key announces.
 const INFO_TONE: Duration = Duration::from_millis(160);
 
-/// A peer's re-offer: the transaction to answer and the timer headers the
-/// answer must carry.
-pub(crate) struct PendingOffer {
-    handle: TransactionHandle,
-    headers: Vec<Header>,
-}
-
 impl SipAgent {
+    /// Keep a new dialog (inbound) under its call id.
+    pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
+        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg::new(dialog, None));
+        self.follow_dialog(call.clone(), states);
+    }
+
     /// Turn one dialog's state changes into signals for its call.
     pub(super) fn follow_dialog(&self, call: CallId, mut states: DialogStateReceiver) {
         let agent = self.clone();

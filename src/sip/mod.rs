@@ -7,15 +7,21 @@
 mod account;
 mod agent;
 mod algorithm_names;
+mod error;
+mod handle;
 mod headers;
 mod in_dialog;
 mod inbound;
 mod refer;
 pub mod registrar;
 mod replaces;
+mod target;
 mod tls_unverified;
 mod transport;
 
 pub use account::Account;
-pub use agent::{parse_target, SipAgent, SipConfig, SipError, SipEvent};
+pub use agent::SipConfig;
+pub use error::SipError;
+pub use handle::{SipAgent, SipEvent};
+pub use target::parse_target;
 pub use transport::TlsSettings;
