@@ -7,6 +7,9 @@
 //! act on dialogs (`agent`, `in_dialog`, `inbound`, `refer`, `registrar`)
 //! build on it; it imports none of them.
 
+// rsipstack's own error type is large; it is only ever logged here.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
