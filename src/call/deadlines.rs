@@ -85,6 +85,16 @@ impl Timers {
         self.session_refreshed(now);
     }
 
+    /// The peer refreshed the session, announcing `timer` in our answer
+    /// (RFC 4028 §9: the latest 2xx sets interval and refresher); without
+    /// one the running timer stays. The interval starts again.
+    pub(super) fn session_renewed(&mut self, timer: Option<SessionTimer>, now: Instant) {
+        if timer.is_some() {
+            self.session = timer;
+        }
+        self.session_refreshed(now);
+    }
+
     /// A refresh went through (ours or the peer's): the interval starts again.
     pub(super) fn session_refreshed(&mut self, now: Instant) {
         self.session_due = self.session.map(|timer| {

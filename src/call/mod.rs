@@ -177,11 +177,16 @@ pub enum Signal {
     },
     RemoteBye,
     RemoteCancel,
-    /// The peer refreshed the session without an offer (we answered it).
-    PeerRefreshed,
-    /// A re-INVITE or UPDATE with an offer: hold, resume, a new address or codec.
+    /// The peer refreshed the session without an offer (we answered it),
+    /// with the session timer our answer echoed, if it carried one.
+    PeerRefreshed {
+        session_timer: Option<SessionTimer>,
+    },
+    /// A re-INVITE or UPDATE with an offer: hold, resume, a new address or
+    /// codec; with the session timer to answer it with, if it carries one.
     RemoteOffer {
         sdp: Vec<u8>,
+        session_timer: Option<SessionTimer>,
     },
     /// The answer to our re-INVITE: 2xx with its SDP, or the failure code.
     ReinviteAnswered {
@@ -232,9 +237,11 @@ pub enum SipAction {
         offer: String,
         session_timer: Option<SessionTimer>,
     },
-    /// Answer the peer's re-offer: 200 with our SDP, or the failure code.
+    /// Answer the peer's re-offer: 200 with our SDP, or the failure code;
+    /// with the session timer to announce, if any.
     AnswerOffer {
         answer: Result<String, u16>,
+        session_timer: Option<SessionTimer>,
     },
     /// Send keys by SIP INFO (application/dtmf-relay), one request each.
     Info {

@@ -345,9 +345,25 @@ fn a_peer_that_stops_refreshing_loses_the_session() {
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Peer };
     connected_outbound(&mut phone, timer, t0);
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(60)));
-    phone.signal("s", Signal::PeerRefreshed, t0 + Duration::from_secs(40));
+    phone.signal("s", Signal::PeerRefreshed { session_timer: None }, t0 + Duration::from_secs(40));
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(100)), "a refresh restarts the interval");
     let out = phone.poll(t0 + Duration::from_secs(100));
+    assert_eq!(sip(&out), [SipAction::Bye]);
+    assert_eq!(out.last().unwrap().call.reason, Some(EndReason::SessionExpired));
+}
+
+#[test]
+fn a_peers_re_offer_renews_the_session_with_the_timer_our_answer_announces() {
+    use super::session_timer::Refresher;
+    let t0 = Instant::now();
+    let mut phone = Phone::new(false);
+    connected_outbound(&mut phone, SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us }, t0);
+    let theirs = SessionTimer { interval: Duration::from_secs(180), refresher: Refresher::Peer };
+    let offer = Signal::RemoteOffer { sdp: sdp_with("0", "sendonly"), session_timer: Some(theirs) };
+    let out = phone.signal("s", offer, t0 + Duration::from_secs(40));
+    assert!(matches!(sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(_), session_timer: Some(t) }] if t == theirs));
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(40 + 148)), "the peer refreshes now");
+    let out = phone.poll(t0 + Duration::from_secs(188));
     assert_eq!(sip(&out), [SipAction::Bye]);
     assert_eq!(out.last().unwrap().call.reason, Some(EndReason::SessionExpired));
 }
@@ -428,9 +444,9 @@ fn the_peers_hold_is_answered_and_reported() {
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     connected(&mut phone, t0);
-    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendonly") }, t0);
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendonly"), session_timer: None }, t0);
     match &sip(&out)[..] {
-        [SipAction::AnswerOffer { answer: Ok(answer) }] => assert!(answer.contains("a=recvonly\r\n"), "{answer}"),
+        [SipAction::AnswerOffer { answer: Ok(answer), .. }] => assert!(answer.contains("a=recvonly\r\n"), "{answer}"),
         other => panic!("expected an answer, got {other:?}"),
     }
     assert_eq!(media(&out)[0].direction, MediaDirection::RecvOnly);
@@ -442,12 +458,16 @@ fn the_peers_hold_is_answered_and_reported() {
     assert!(reoffer(&out).contains("a=inactive\r\n"));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "inactive")) }, t0);
     assert_eq!(states(&out), [CallState::Held]);
-    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendrecv") }, t0);
-    assert!(matches!(&sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(a) }] if a.contains("a=sendonly\r\n")));
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendrecv"), session_timer: None }, t0);
+    assert!(matches!(&sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(a), .. }] if a.contains("a=sendonly\r\n")));
     assert!(!out.last().unwrap().call.remote_held);
 
-    let out = phone.signal("h", Signal::RemoteOffer { sdp: peer_sdp("18") }, t0);
-    assert_eq!(sip(&out), [SipAction::AnswerOffer { answer: Err(488) }], "an unusable re-offer keeps the call");
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: peer_sdp("18"), session_timer: None }, t0);
+    assert_eq!(
+        sip(&out),
+        [SipAction::AnswerOffer { answer: Err(488), session_timer: None }],
+        "an unusable re-offer keeps the call"
+    );
     assert!(states(&out).is_empty());
 }
 

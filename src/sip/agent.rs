@@ -80,7 +80,7 @@ impl SipAgent {
             endpoint: endpoint.inner.clone(),
             dialog_layer: Arc::new(DialogLayer::new(endpoint.inner.clone())),
             legs: Mutex::new(HashMap::new()),
-            pending_offers: Mutex::new(HashMap::new()),
+            offers_to_answer: Mutex::new(HashMap::new()),
             referrer_reports: Mutex::new(HashMap::new()),
             abandoned: Mutex::new(HashSet::new()),
             events,
@@ -147,7 +147,7 @@ impl SipAgent {
                 }));
             }
             SipAction::Reinvite { offer, session_timer } => self.reinvite(call.clone(), offer, session_timer),
-            SipAction::AnswerOffer { answer } => self.answer_offer(call, answer),
+            SipAction::AnswerOffer { answer, session_timer } => self.answer_offer(call, answer, session_timer),
             SipAction::Info { digits } => self.send_info(call.clone(), digits),
             SipAction::Refer { target } => self.refer(call.clone(), target),
             SipAction::NotifyRefer { code } => self.notify_referrer(call.clone(), code),

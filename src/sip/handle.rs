@@ -1,11 +1,12 @@
 //! The handle to the running SIP adapter ([`SipAgent`], cheap to clone)
-//! and the state behind it: the endpoint, each call's dialog (its leg),
-//! the peer's re-offers waiting for an answer, the referrers' report
-//! queues. Also the small steps every part of the adapter takes on a
-//! call's leg (find it, remember the SDP we sent, forget it, signal the
-//! run loop, our Contact, the local end of a request). The files that
-//! act on dialogs (`agent`, `in_dialog`, `inbound`, `refer`, `registrar`)
-//! build on it; it imports none of them.
+//! and the IO state behind it: the endpoint, each call's dialog (its leg),
+//! the transactions of the peer's re-offers until the call answers them,
+//! the referrers' report queues. What a dialog has agreed (offers, session
+//! timers) is the call core's. Also the small steps every part of the
+//! adapter takes on a call's leg (find it, remember the SDP we sent,
+//! forget it, signal the run loop, our Contact, the local end of a
+//! request). The files that act on dialogs (`agent`, `in_dialog`,
+//! `inbound`, `refer`, `registrar`) build on it; it imports none of them.
 
 // rsipstack's own error type is large; it is only ever logged here.
 #![allow(clippy::result_large_err)]
@@ -19,7 +20,7 @@ use std::time::Duration;
 use rsipstack::dialog::dialog::TransactionHandle;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Header, Uri};
+use rsipstack::sip::Uri;
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transport::{SipAddr, SipConnection};
 use tokio::sync::mpsc;
@@ -80,8 +81,9 @@ pub(super) struct Inner {
     pub(super) endpoint: EndpointInnerRef,
     pub(super) dialog_layer: Arc<DialogLayer>,
     pub(super) legs: Mutex<HashMap<CallId, Leg>>,
-    /// The peer's re-offers waiting for the call core's answer.
-    pub(super) pending_offers: Mutex<HashMap<CallId, PendingOffer>>,
+    /// The transactions of the peer's re-offers, until the call core
+    /// answers (what to answer, and with which session timer, it decides).
+    pub(super) offers_to_answer: Mutex<HashMap<CallId, TransactionHandle>>,
     /// Per call that REFERred us: its NOTIFYs, sent one after the other.
     pub(super) referrer_reports: Mutex<HashMap<CallId, mpsc::UnboundedSender<u16>>>,
     /// Calls hung up before their INVITE left (it waits on a TCP connect).
@@ -95,13 +97,6 @@ pub(super) struct Inner {
     pub(super) refer_allowed_hosts: Vec<String>,
     pub(super) id_prefix: u32,
     pub(super) next_id: AtomicU64,
-}
-
-/// A peer's re-offer: the transaction to answer and the timer headers the
-/// answer must carry.
-pub(super) struct PendingOffer {
-    pub(super) handle: TransactionHandle,
-    pub(super) headers: Vec<Header>,
 }
 
 impl SipAgent {
