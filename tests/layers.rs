@@ -99,8 +99,12 @@ fn every_module_stands_on_a_floor() {
         .collect();
     assert!(unplaced.is_empty(), "place every module on a floor (DESIGN.md):\n{}", unplaced.join("\n"));
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let stale: Vec<&str> = IO_FILES.iter().map(|(rel, _)| *rel).filter(|rel| !root.join(rel).exists()).collect();
-    assert!(stale.is_empty(), "IO_FILES names files that are gone: {stale:?}");
+    let stale: Vec<String> = IO_FILES
+        .iter()
+        .filter(|(rel, _)| !root.join(rel).exists())
+        .map(|(rel, why)| format!("src/{rel} ({why}) is gone: drop it from IO_FILES"))
+        .collect();
+    assert!(stale.is_empty(), "{}", stale.join("\n"));
 }
 
 #[test]

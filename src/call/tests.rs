@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::phone::{Phone, PhoneError};
 use super::*;
-use crate::config::SrtpPolicy;
 use crate::media::codec::{Codec, OpusParams};
-use crate::sdp::{LocalMedia, MediaPolicy};
+use crate::sdp::{LocalMedia, MediaPolicy, SrtpPolicy};
 
 const LOCAL: &str = "127.0.0.1:40000";
 
