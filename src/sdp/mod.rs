@@ -1,7 +1,7 @@
 //! SDP for one audio stream (RFC 4566) as pure code over `rtc-sdp`: the
 //! peer's description read down to what the media path needs, and ours
 //! written from what the call decided. The offer/answer decisions
-//! themselves live in [`negotiate`]; they end in media's own
+//! themselves live in `negotiate.rs`; they end in media's own
 //! [`StreamParams`](crate::media::params::StreamParams), so media never
 //! reads SDP while SDP builds on media's codecs and keys.
 
