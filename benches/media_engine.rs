@@ -16,8 +16,8 @@ use softphoned::audio::{AudioSource, ToneSource};
 use softphoned::media::codec::{Codec, Frame, OpusParams, FRAME_SAMPLES};
 use softphoned::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
 use softphoned::media::g711::encode_ulaw_frame;
+use softphoned::media::params::{EventPayloads, MediaDirection, StreamParams};
 use softphoned::media::stream::MediaStats;
-use softphoned::sip::sdp::{EventPayloads, Negotiated, SdpDirection};
 
 const TICK: Duration = Duration::from_millis(20);
 
@@ -68,13 +68,13 @@ impl Calls {
         let legs = (0..calls)
             .map(|n| {
                 let leg = engine.open(format!("call{n}@softphoned"), now);
-                let negotiated = Negotiated {
+                let negotiated = StreamParams {
                     remote: SocketAddr::from(([127, 0, 0, 1], 20_000 + 2 * n as u16)),
                     codec: Codec::Pcmu,
                     send_pt: 0,
                     receive_pt: 0,
                     telephone_event: Some(EventPayloads { send: 101, receive: 101 }),
-                    direction: SdpDirection::SendRecv,
+                    direction: MediaDirection::SendRecv,
                     srtp: None,
                     opus: OpusParams::offer(),
                 };

@@ -5,14 +5,16 @@
 //!
 //! - [`account`]: registration of the agent's accounts (pure).
 //! - [`call`]: one call's state machine and the phone holding all calls.
-//! - [`sip`]: the adapter over rsipstack, and SDP offer/answer (pure).
-//! - [`media`]: G.711, RTP packetization, the per-call media stream (pure).
+//! - [`sip`]: the adapter over rsipstack.
+//! - [`sdp`]: SDP offer/answer (pure), ending in media's stream parameters.
+//! - [`media`]: codecs, RTP/RTCP/SRTP, the per-call media stream (pure).
 //! - [`audio`]: where the agent's audio comes from and goes to.
 //! - [`control`]: the JSON-RPC control socket and its protocol types.
 //! - [`config`]: the TOML configuration.
 //!
-//! Dependencies point one way: `sip` and `media` know nothing of each other
-//! beyond the negotiated result; `call` composes them; `daemon` drives all.
+//! Dependencies point one way, down the floors of `DESIGN.md`: `media`
+//! knows no SDP, `sdp` builds on `media`, `call` on `sdp`, the `sip`
+//! adapter on `call`, and `daemon` drives all. `tests/layers.rs` checks it.
 
 pub mod account;
 pub mod audio;
@@ -25,6 +27,7 @@ pub mod desk;
 pub mod history;
 pub mod media;
 pub mod recording;
+pub mod sdp;
 pub mod sip;
 pub mod store;
 pub mod timing;

@@ -16,9 +16,9 @@ use softphoned::audio::{AudioSource, ToneSource};
 use softphoned::media::codec::{Codec, Frame, OpusParams, FRAME_SAMPLES, PCM_RATE};
 use softphoned::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
 use softphoned::media::g711::encode_ulaw_frame;
+use softphoned::media::params::{EventPayloads, MediaDirection, SrtpKeys, StreamParams};
 use softphoned::media::srtp::{CryptoSuite, SdesCrypto, SrtpSession};
 use softphoned::media::stream::MediaStats;
-use softphoned::sip::sdp::{EventPayloads, Negotiated, SdpDirection, SrtpKeys};
 
 struct Counting;
 
@@ -173,13 +173,13 @@ fn play(srtp: bool) -> Counts {
     let leg = engine.open("alloc@softphoned".into(), t0);
     let keys = |tag| SdesCrypto::generate(tag, CryptoSuite::AesCm128HmacSha1_80, [tag as u8; 30]);
     let mut peer = srtp.then(|| SrtpSession::new(&keys(2), &keys(1)).unwrap());
-    let negotiated = Negotiated {
+    let negotiated = StreamParams {
         remote: "127.0.0.1:40000".parse().unwrap(),
         codec: Codec::Pcmu,
         send_pt: 0,
         receive_pt: 0,
         telephone_event: Some(EventPayloads { send: 101, receive: 101 }),
-        direction: SdpDirection::SendRecv,
+        direction: MediaDirection::SendRecv,
         srtp: srtp.then(|| SrtpKeys { local: keys(1), remote: keys(2) }),
         opus: OpusParams::offer(),
     };
@@ -217,7 +217,8 @@ fn play(srtp: bool) -> Counts {
     let (mut mic, music) = (ToneSource::new(440.0), [0; FRAME_SAMPLES]);
     let mut capture = [0; FRAME_SAMPLES];
     let mut wire = Wire::default();
-    let mut counts = Counts { receiving: 0, datagrams: 0, extended: 0, ticking: 0, ticks: PACKETS - WARM_UP, sent: [0; 2] };
+    let mut counts =
+        Counts { receiving: 0, datagrams: 0, extended: 0, ticking: 0, ticks: PACKETS - WARM_UP, sent: [0; 2] };
     for (n, (arrival, packet)) in packets.iter().enumerate() {
         let n = n as u32;
         let rtcp = match n {

@@ -3,11 +3,41 @@
 //! state, and the auto-answer policy of the account it arrived for.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
+
 use super::Inbound;
-use crate::config::{AgentState, AllowedPeer};
+
+/// One entry of `sip.allow_from`: an address, with or without a port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AllowedPeer {
+    Host(IpAddr),
+    Socket(SocketAddr),
+}
+
+impl AllowedPeer {
+    pub fn parse(text: &str) -> Option<AllowedPeer> {
+        text.parse().map(AllowedPeer::Socket).or_else(|_| text.parse().map(AllowedPeer::Host)).ok()
+    }
+
+    pub fn matches(&self, source: SocketAddr) -> bool {
+        match self {
+            AllowedPeer::Host(ip) => *ip == source.ip(),
+            AllowedPeer::Socket(addr) => *addr == source,
+        }
+    }
+}
+
+/// Whether the agent takes calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AgentState {
+    #[default]
+    Ready,
+    NotReady,
+}
 
 /// How calls for one account (or for none) are answered.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::session_timer::{Refresher, SessionTimer};
 use super::{Call, CallState, Effect, EndReason, Inbound, SipAction};
-use crate::sip::session_timer::{Refresher, SessionTimer};
 
 /// How often a running countdown is reported.
 const COUNTDOWN_REPORT: Duration = Duration::from_secs(1);
@@ -82,6 +82,16 @@ impl Timers {
 
     pub(super) fn connected(&mut self, session: Option<SessionTimer>, now: Instant) {
         *self = Timers { session, ..Timers::default() };
+        self.session_refreshed(now);
+    }
+
+    /// The peer refreshed the session, announcing `timer` in our answer
+    /// (RFC 4028 §9: the latest 2xx sets interval and refresher); without
+    /// one the running timer stays. The interval starts again.
+    pub(super) fn session_renewed(&mut self, timer: Option<SessionTimer>, now: Instant) {
+        if timer.is_some() {
+            self.session = timer;
+        }
         self.session_refreshed(now);
     }
 

@@ -5,8 +5,9 @@
 
 use std::time::Instant;
 
+use super::session_timer::SessionTimer;
 use super::{Call, CallError, CallState, Command, Effect, EndReason, Signal, SipAction};
-use crate::sip::sdp;
+use crate::sdp;
 
 /// What our re-INVITE in flight was for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,8 +91,8 @@ impl Call {
 
     pub(super) fn midcall_signal(&mut self, signal: Signal, now: Instant, effects: &mut Vec<Effect>) {
         match signal {
-            Signal::PeerRefreshed => self.timers.session_refreshed(now),
-            Signal::RemoteOffer { sdp } => self.answer_remote_offer(&sdp, now, effects),
+            Signal::PeerRefreshed { session_timer } => self.timers.session_renewed(session_timer, now),
+            Signal::RemoteOffer { sdp, session_timer } => self.answer_remote_offer(&sdp, session_timer, now, effects),
             Signal::ReinviteAnswered { code, sdp } => self.reinvite_answered(code, sdp, now, effects),
             Signal::DtmfInfo { digit } => effects.push(Effect::DtmfReceived(digit)),
             Signal::Referred { to } => effects.push(Effect::Dial(to)),
@@ -104,19 +105,26 @@ impl Call {
     }
 
     /// A refused re-offer leaves the call as it was (RFC 3264 §8: 488, the
-    /// old session stays); an accepted one may hold us or move the media.
-    fn answer_remote_offer(&mut self, body: &[u8], now: Instant, effects: &mut Vec<Effect>) {
+    /// old session stays); an accepted one may hold us or move the media,
+    /// and renews the session with the timer our answer announces.
+    fn answer_remote_offer(
+        &mut self,
+        body: &[u8],
+        session_timer: Option<SessionTimer>,
+        now: Instant,
+        effects: &mut Vec<Effect>,
+    ) {
         let answered = sdp::parse(body).and_then(|remote| self.media.answer(&remote));
         match answered {
             Ok((answer, negotiated)) => {
-                effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Ok(answer) }));
+                effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Ok(answer), session_timer }));
                 effects.push(Effect::StartMedia(negotiated));
-                self.timers.session_refreshed(now);
+                self.timers.session_renewed(session_timer, now);
                 self.refresh_state(effects);
             }
             Err(e) => {
                 tracing::info!(call = %self.id, error = %e, "re-offer refused");
-                effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Err(488) }));
+                effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Err(488), session_timer }));
             }
         }
     }
@@ -151,7 +159,7 @@ impl Call {
     }
 
     /// Time for our session refresh: a re-INVITE with our SDP as it stands.
-    pub(super) fn send_refresh(&mut self, timer: crate::sip::session_timer::SessionTimer, effects: &mut Vec<Effect>) {
+    pub(super) fn send_refresh(&mut self, timer: SessionTimer, effects: &mut Vec<Effect>) {
         if self.pending.is_some() {
             // The re-INVITE in flight refreshes the session when answered.
             return;

@@ -9,17 +9,19 @@ mod links;
 mod midcall;
 pub mod phone;
 mod session;
+pub mod session_timer;
 mod transfer;
 
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sip::sdp::{self, LocalMedia, Negotiated, SdpError};
-use crate::sip::session_timer::SessionTimer;
+use crate::media::params::{MediaDirection, StreamParams};
+use crate::sdp::{self, LocalMedia, SdpError};
 pub use deadlines::{Countdown, CountdownStop};
 pub use links::Links;
 use session::MediaSession;
+use session_timer::SessionTimer;
 pub use transfer::{ReferTarget, TransferReport, TransferStatus};
 
 /// A call's id: short, opaque, unique within a daemon run.
@@ -175,11 +177,16 @@ pub enum Signal {
     },
     RemoteBye,
     RemoteCancel,
-    /// The peer refreshed the session without an offer (we answered it).
-    PeerRefreshed,
-    /// A re-INVITE or UPDATE with an offer: hold, resume, a new address or codec.
+    /// The peer refreshed the session without an offer (we answered it),
+    /// with the session timer our answer echoed, if it carried one.
+    PeerRefreshed {
+        session_timer: Option<SessionTimer>,
+    },
+    /// A re-INVITE or UPDATE with an offer: hold, resume, a new address or
+    /// codec; with the session timer to answer it with, if it carries one.
     RemoteOffer {
         sdp: Vec<u8>,
+        session_timer: Option<SessionTimer>,
     },
     /// The answer to our re-INVITE: 2xx with its SDP, or the failure code.
     ReinviteAnswered {
@@ -230,9 +237,11 @@ pub enum SipAction {
         offer: String,
         session_timer: Option<SessionTimer>,
     },
-    /// Answer the peer's re-offer: 200 with our SDP, or the failure code.
+    /// Answer the peer's re-offer: 200 with our SDP, or the failure code;
+    /// with the session timer to announce, if any.
     AnswerOffer {
         answer: Result<String, u16>,
+        session_timer: Option<SessionTimer>,
     },
     /// Send keys by SIP INFO (application/dtmf-relay), one request each.
     Info {
@@ -254,7 +263,7 @@ pub enum SipAction {
 pub enum Effect {
     Sip(SipAction),
     /// Start the call's media, or change it to what was just agreed.
-    StartMedia(Negotiated),
+    StartMedia(StreamParams),
     StopMedia,
     /// Silence (or restore) the microphone on this call; RTP keeps flowing.
     Mute(bool),
@@ -363,7 +372,7 @@ impl Call {
         call.supports_replaces = inbound.supports_replaces;
         call.links.replaces = inbound.replaces.clone();
         let usable =
-            sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, sdp::SdpDirection::SendRecv).map(|_| m));
+            sdp::parse(&inbound.offer).and_then(|m| sdp::answer(&m, &local, 1, MediaDirection::SendRecv).map(|_| m));
         match usable {
             Ok(media) => {
                 call.media.remote_offer = Some(media);
@@ -421,7 +430,7 @@ impl Call {
     }
 
     /// The codec and payload types agreed last, once media flows.
-    pub fn negotiated(&self) -> Option<&Negotiated> {
+    pub fn negotiated(&self) -> Option<&StreamParams> {
         self.media.agreed.as_ref()
     }
 

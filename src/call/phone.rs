@@ -2,6 +2,8 @@
 //! commands and signals to the right call and keeps a call only while it
 //! lives; there is no "current call".
 
+mod across_calls;
+
 use std::collections::HashMap;
 use std::time::Instant;
 
@@ -9,7 +11,7 @@ use serde::Serialize;
 
 use super::{Call, CallError, CallId, CallState, Command, Direction, Effect, EndReason, Inbound, Signal};
 use crate::media::codec::Codec;
-use crate::sip::sdp::LocalMedia;
+use crate::sdp::LocalMedia;
 
 /// What `call.list` and `call.state` say about one call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]

@@ -4,17 +4,18 @@
 
 use std::convert::Infallible;
 
-use crate::sip::sdp::{self, LocalMedia, Negotiated, RemoteMedia, SdpDirection, SdpError};
+use crate::media::params::{MediaDirection, StreamParams};
+use crate::sdp::{self, LocalMedia, RemoteMedia, SdpError};
 
 #[derive(Debug, Clone)]
 pub(super) struct MediaSession {
     local: LocalMedia,
     versions: Versions,
     /// The direction of our outstanding offer, until its answer comes.
-    offered: SdpDirection,
+    offered: MediaDirection,
     /// An inbound call's offer, kept until the agent answers.
     pub remote_offer: Option<RemoteMedia>,
-    pub agreed: Option<Negotiated>,
+    pub agreed: Option<StreamParams>,
     /// We put the peer on hold.
     pub local_hold: bool,
     /// The peer put us on hold (its last offer said it will not send).
@@ -26,7 +27,7 @@ impl MediaSession {
         MediaSession {
             local,
             versions: Versions::default(),
-            offered: SdpDirection::SendRecv,
+            offered: MediaDirection::SendRecv,
             remote_offer: None,
             agreed: None,
             local_hold: false,
@@ -36,7 +37,7 @@ impl MediaSession {
 
     /// What we ask for: while we hold we only send (hold music), while the
     /// peer holds us we only receive, and neither when both hold.
-    fn wanted(&self) -> SdpDirection {
+    fn wanted(&self) -> MediaDirection {
         wanted(self.local_hold, self.remote_hold)
     }
 
@@ -49,7 +50,7 @@ impl MediaSession {
     }
 
     /// Answer the peer's offer; on success it becomes the agreement.
-    pub fn answer(&mut self, remote: &RemoteMedia) -> Result<(String, Negotiated), SdpError> {
+    pub fn answer(&mut self, remote: &RemoteMedia) -> Result<(String, StreamParams), SdpError> {
         let remote_hold = remote.holds();
         let want = wanted(self.local_hold, remote_hold);
         let (body, negotiated) = self.versions.build(|version| sdp::answer(remote, &self.local, version, want))?;
@@ -59,15 +60,15 @@ impl MediaSession {
     }
 
     /// The peer's answer to our last offer; on success it becomes the agreement.
-    pub fn on_answer(&mut self, remote: &RemoteMedia) -> Result<Negotiated, SdpError> {
+    pub fn on_answer(&mut self, remote: &RemoteMedia) -> Result<StreamParams, SdpError> {
         let negotiated = sdp::on_answer(remote, &self.local, self.offered)?;
         self.agreed = Some(negotiated.clone());
         Ok(negotiated)
     }
 }
 
-fn wanted(local_hold: bool, remote_hold: bool) -> SdpDirection {
-    SdpDirection::from_flags(!remote_hold, !local_hold)
+fn wanted(local_hold: bool, remote_hold: bool) -> MediaDirection {
+    MediaDirection::from_flags(!remote_hold, !local_hold)
 }
 
 /// Our SDP's `o=` version and the body last sent with it.

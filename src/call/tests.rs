@@ -5,9 +5,8 @@ use std::time::{Duration, Instant};
 
 use super::phone::{Phone, PhoneError};
 use super::*;
-use crate::config::SrtpPolicy;
 use crate::media::codec::{Codec, OpusParams};
-use crate::sip::sdp::{LocalMedia, MediaPolicy};
+use crate::sdp::{LocalMedia, MediaPolicy, SrtpPolicy};
 
 const LOCAL: &str = "127.0.0.1:40000";
 
@@ -317,7 +316,7 @@ fn connected_outbound(phone: &mut Phone, timer: SessionTimer, t0: Instant) {
 
 #[test]
 fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };
@@ -339,13 +338,13 @@ fn we_refresh_half_way_and_a_failed_refresh_ends_the_call() {
 
 #[test]
 fn a_peer_that_stops_refreshing_loses_the_session() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Peer };
     connected_outbound(&mut phone, timer, t0);
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(60)));
-    phone.signal("s", Signal::PeerRefreshed, t0 + Duration::from_secs(40));
+    phone.signal("s", Signal::PeerRefreshed { session_timer: None }, t0 + Duration::from_secs(40));
     assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(100)), "a refresh restarts the interval");
     let out = phone.poll(t0 + Duration::from_secs(100));
     assert_eq!(sip(&out), [SipAction::Bye]);
@@ -353,8 +352,24 @@ fn a_peer_that_stops_refreshing_loses_the_session() {
 }
 
 #[test]
+fn a_peers_re_offer_renews_the_session_with_the_timer_our_answer_announces() {
+    use super::session_timer::Refresher;
+    let t0 = Instant::now();
+    let mut phone = Phone::new(false);
+    connected_outbound(&mut phone, SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us }, t0);
+    let theirs = SessionTimer { interval: Duration::from_secs(180), refresher: Refresher::Peer };
+    let offer = Signal::RemoteOffer { sdp: sdp_with("0", "sendonly"), session_timer: Some(theirs) };
+    let out = phone.signal("s", offer, t0 + Duration::from_secs(40));
+    assert!(matches!(sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(_), session_timer: Some(t) }] if t == theirs));
+    assert_eq!(phone.next_deadline(), Some(t0 + Duration::from_secs(40 + 148)), "the peer refreshes now");
+    let out = phone.poll(t0 + Duration::from_secs(188));
+    assert_eq!(sip(&out), [SipAction::Bye]);
+    assert_eq!(out.last().unwrap().call.reason, Some(EndReason::SessionExpired));
+}
+
+#[test]
 fn an_answered_call_announces_the_session_timer_it_was_offered() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(1800), refresher: Refresher::Us };
@@ -376,7 +391,7 @@ pub(super) fn connected(phone: &mut Phone, t0: Instant) {
     phone.signal("h", Signal::Answered { sdp: peer_sdp("0 101"), session_timer: None, supports_replaces: false }, t0);
 }
 
-fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
+fn media(outputs: &[phone::Output]) -> Vec<crate::media::params::StreamParams> {
     outputs
         .iter()
         .filter_map(|o| match &o.effect {
@@ -388,7 +403,7 @@ fn media(outputs: &[phone::Output]) -> Vec<crate::sip::sdp::Negotiated> {
 
 #[test]
 fn hold_and_resume_by_reinvite() {
-    use crate::sip::sdp::SdpDirection;
+    use crate::media::params::MediaDirection;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     connected(&mut phone, t0);
@@ -399,7 +414,7 @@ fn hold_and_resume_by_reinvite() {
     assert!(matches!(phone.command("h", Command::Resume, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "recvonly")) }, t0);
     assert_eq!(states(&out), [CallState::Held]);
-    assert_eq!(media(&out)[0].direction, SdpDirection::SendOnly);
+    assert_eq!(media(&out)[0].direction, MediaDirection::SendOnly);
     assert!(out.last().unwrap().call.held);
     assert!(matches!(phone.command("h", Command::Hold, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
 
@@ -407,7 +422,7 @@ fn hold_and_resume_by_reinvite() {
     assert!(reoffer(&out).contains("a=sendrecv\r\n"));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "sendrecv")) }, t0);
     assert_eq!(states(&out), [CallState::Connected]);
-    assert_eq!(media(&out)[0].direction, SdpDirection::SendRecv);
+    assert_eq!(media(&out)[0].direction, MediaDirection::SendRecv);
 }
 
 #[test]
@@ -424,16 +439,16 @@ fn a_refused_hold_leaves_the_call_connected_and_says_so() {
 
 #[test]
 fn the_peers_hold_is_answered_and_reported() {
-    use crate::sip::sdp::SdpDirection;
+    use crate::media::params::MediaDirection;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     connected(&mut phone, t0);
-    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendonly") }, t0);
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendonly"), session_timer: None }, t0);
     match &sip(&out)[..] {
-        [SipAction::AnswerOffer { answer: Ok(answer) }] => assert!(answer.contains("a=recvonly\r\n"), "{answer}"),
+        [SipAction::AnswerOffer { answer: Ok(answer), .. }] => assert!(answer.contains("a=recvonly\r\n"), "{answer}"),
         other => panic!("expected an answer, got {other:?}"),
     }
-    assert_eq!(media(&out)[0].direction, SdpDirection::RecvOnly);
+    assert_eq!(media(&out)[0].direction, MediaDirection::RecvOnly);
     assert_eq!(states(&out), [CallState::RemoteHeld]);
     assert!(out.last().unwrap().call.remote_held);
 
@@ -442,12 +457,16 @@ fn the_peers_hold_is_answered_and_reported() {
     assert!(reoffer(&out).contains("a=inactive\r\n"));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "inactive")) }, t0);
     assert_eq!(states(&out), [CallState::Held]);
-    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendrecv") }, t0);
-    assert!(matches!(&sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(a) }] if a.contains("a=sendonly\r\n")));
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: sdp_with("0", "sendrecv"), session_timer: None }, t0);
+    assert!(matches!(&sip(&out)[..], [SipAction::AnswerOffer { answer: Ok(a), .. }] if a.contains("a=sendonly\r\n")));
     assert!(!out.last().unwrap().call.remote_held);
 
-    let out = phone.signal("h", Signal::RemoteOffer { sdp: peer_sdp("18") }, t0);
-    assert_eq!(sip(&out), [SipAction::AnswerOffer { answer: Err(488) }], "an unusable re-offer keeps the call");
+    let out = phone.signal("h", Signal::RemoteOffer { sdp: peer_sdp("18"), session_timer: None }, t0);
+    assert_eq!(
+        sip(&out),
+        [SipAction::AnswerOffer { answer: Err(488), session_timer: None }],
+        "an unusable re-offer keeps the call"
+    );
     assert!(states(&out).is_empty());
 }
 
@@ -481,7 +500,7 @@ fn mute_keys_and_media_timeout() {
 
 #[test]
 fn a_refresh_repeats_our_sdp_with_the_same_version() {
-    use crate::sip::session_timer::Refresher;
+    use super::session_timer::Refresher;
     let t0 = Instant::now();
     let mut phone = Phone::new(false);
     let timer = SessionTimer { interval: Duration::from_secs(90), refresher: Refresher::Us };

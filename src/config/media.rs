@@ -9,19 +9,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use crate::media::codec::Codec;
-
-/// Whether calls use SRTP (SDES keys, RFC 4568).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SrtpPolicy {
-    /// Plain RTP only: an RTP/SAVP offer is refused with 488.
-    #[default]
-    Off,
-    /// Offer keys on RTP/AVP and use SRTP when the peer agrees; plain otherwise.
-    Optional,
-    /// RTP/SAVP only: a peer without SRTP is refused (488) or hung up on.
-    Mandatory,
-}
+use crate::sdp::SrtpPolicy;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]

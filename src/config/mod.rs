@@ -6,16 +6,20 @@ mod callback;
 mod calls;
 mod media;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
+/// The call core's vocabulary for who may call and whether the agent takes calls.
+pub use crate::call::admission::{AgentState, AllowedPeer};
+/// Offer/answer's own vocabulary, read here from TOML.
+pub use crate::sdp::SrtpPolicy;
 pub use account::{AccountConfig, Secret, Transport};
 pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
-pub use media::{parse_codecs, MediaConfig, SrtpPolicy};
+pub use media::{parse_codecs, MediaConfig};
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -95,35 +99,6 @@ impl Default for SipConfig {
 pub struct Listen {
     pub transport: Transport,
     pub addr: SocketAddr,
-}
-
-/// One entry of `sip.allow_from`: an address, with or without a port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AllowedPeer {
-    Host(IpAddr),
-    Socket(SocketAddr),
-}
-
-impl AllowedPeer {
-    pub fn parse(text: &str) -> Option<AllowedPeer> {
-        text.parse().map(AllowedPeer::Socket).or_else(|_| text.parse().map(AllowedPeer::Host)).ok()
-    }
-
-    pub fn matches(&self, source: SocketAddr) -> bool {
-        match self {
-            AllowedPeer::Host(ip) => *ip == source.ip(),
-            AllowedPeer::Socket(addr) => *addr == source,
-        }
-    }
-}
-
-/// Whether the agent takes calls.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum AgentState {
-    #[default]
-    Ready,
-    NotReady,
 }
 
 #[derive(Debug, Clone, Deserialize)]

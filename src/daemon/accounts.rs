@@ -16,8 +16,8 @@ use crate::control::rpc::{code, RpcError};
 use crate::control::server::Notification;
 use crate::desk::{DeskConfig, DialPlan, RecordingPolicy};
 use crate::media::codec::OpusParams;
+use crate::sdp::MediaPolicy;
 use crate::sip::registrar::{self, RegCommand, RegistrationTask};
-use crate::sip::sdp::MediaPolicy;
 use crate::sip::SipAgent;
 
 /// How long shutdown waits for the unregisters.

@@ -23,9 +23,9 @@ use crate::config::MediaConfig;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
 use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
+use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
 use crate::recording::Recorder;
-use crate::sip::sdp::Negotiated;
 
 /// Largest datagram we read.
 const MAX_DATAGRAM: usize = 1500;
@@ -211,7 +211,7 @@ impl MediaEngine {
 
     /// Media starts, or changes after a re-offer. A change of codec,
     /// address or keys starts a new stream; a hold or resume keeps it.
-    pub fn start(&mut self, call: &CallId, negotiated: Negotiated, now: Instant) {
+    pub fn start(&mut self, call: &CallId, negotiated: StreamParams, now: Instant) {
         let Some(&leg) = self.legs.get(call) else { return };
         let seeds = Seeds {
             ssrc: rand::random(),

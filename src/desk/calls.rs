@@ -7,9 +7,9 @@ use std::net::SocketAddr;
 use super::io::{Command, DeskError, Event, Line, MediaCommand, MediaReport, Output, Reply};
 use super::Desk;
 use crate::call::admission::Admission;
+use crate::call::admission::AgentState;
 use crate::call::phone::{self, PhoneError};
 use crate::call::{Call, CallId, Effect, Inbound, SipAction};
-use crate::config::AgentState;
 use crate::media::dtmf::{self, DtmfVia};
 
 impl Desk {

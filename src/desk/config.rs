@@ -6,12 +6,13 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
+use crate::call::admission::AgentState;
 use crate::call::admission::InboundPolicy;
 use crate::callback::CallbackPolicy;
-use crate::config::{AgentState, SrtpPolicy};
 use crate::media::codec::{Codec, OpusParams};
 use crate::recording::{RecordingFormat, RecordingMode};
-use crate::sip::sdp::{LocalMedia, MediaPolicy};
+use crate::sdp::SrtpPolicy;
+use crate::sdp::{LocalMedia, MediaPolicy};
 
 use super::io::Line;
 

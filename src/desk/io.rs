@@ -8,15 +8,15 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
+use crate::call::admission::AgentState;
 use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::{CallId, Countdown, Inbound, Signal, SipAction};
 use crate::callback::{Callback, CallbackError, CallbackId, CountdownReport, Offer};
-use crate::config::AgentState;
 use crate::history::Record;
 use crate::media::dtmf::DtmfVia;
+use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
 use crate::recording::RecordingFormat;
-use crate::sip::sdp::Negotiated;
 
 /// What the shell hands the desk.
 #[derive(Debug)]
@@ -178,7 +178,7 @@ pub enum MediaCommand {
     /// Start the call's media, or change it to what was just agreed.
     Start {
         call: CallId,
-        negotiated: Negotiated,
+        negotiated: StreamParams,
     },
     /// Stop it and report back with [`MediaReport::Stopped`].
     Stop {

@@ -26,9 +26,9 @@ mod tests;
 use std::collections::{HashMap, VecDeque};
 use std::time::Instant;
 
+use crate::call::admission::AgentState;
 use crate::call::phone::{self, CallSummary, Phone};
 use crate::callback::{self, Callback, Callbacks, Now};
-use crate::config::AgentState;
 
 pub use config::{DeskConfig, DialPlan, RecordingPolicy};
 pub use io::{

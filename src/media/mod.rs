@@ -9,6 +9,7 @@ pub mod engine;
 pub mod g711;
 pub mod jitter;
 pub mod mixer;
+pub mod params;
 pub mod quality;
 pub mod report;
 pub mod rtcp;

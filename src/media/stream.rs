@@ -12,11 +12,11 @@ use serde::Serialize;
 use super::codec::{Codec, CodecError, Decoder, Encoder, Frame, FRAME_SAMPLES, PCM_RATE};
 use super::dtmf::{DtmfError, DtmfReceiver, DtmfSender};
 use super::jitter::{JitterBuffer, JitterConfig, JitterStats, PacketMeta, Popped};
+use super::params::{MediaDirection, StreamParams};
 use super::quality;
 use super::rtcp::{RtcpSession, RtcpStats};
 use super::rtp::{self, RtpSender};
 use super::srtp::{SrtpError, SrtpSession};
-use crate::sip::sdp::{Negotiated, SdpDirection};
 
 /// Room for the longest packet we decode (60 ms) plus a frame not yet played.
 const PCM_QUEUE: usize = FRAME_SAMPLES * 4;
@@ -72,7 +72,7 @@ type Protect = fn(&mut SrtpSession, &[u8], &mut Vec<u8>) -> Result<(), SrtpError
 
 /// The media half of a connected call.
 pub struct MediaStream {
-    negotiated: Negotiated,
+    negotiated: StreamParams,
     encoder: Encoder,
     decoder: Decoder,
     sender: RtpSender,
@@ -93,7 +93,7 @@ pub struct MediaStream {
 }
 
 impl MediaStream {
-    pub fn new(negotiated: Negotiated, config: &StreamConfig, now: Instant) -> Result<Self, StreamError> {
+    pub fn new(negotiated: StreamParams, config: &StreamConfig, now: Instant) -> Result<Self, StreamError> {
         let codec = negotiated.codec;
         let srtp = match &negotiated.srtp {
             Some(keys) => Some(SrtpSession::new(&keys.local, &keys.remote)?),
@@ -130,18 +130,18 @@ impl MediaStream {
         })
     }
 
-    pub fn negotiated(&self) -> &Negotiated {
+    pub fn negotiated(&self) -> &StreamParams {
         &self.negotiated
     }
 
     /// Take a new agreement that keeps codec, keys and address (a hold or
     /// resume): only the direction and payload numbers move.
-    pub fn update(&mut self, negotiated: Negotiated) {
+    pub fn update(&mut self, negotiated: StreamParams) {
         self.negotiated = negotiated;
     }
 
     /// Whether `negotiated` can be taken by [`update`](Self::update) rather than a new stream.
-    pub fn can_update_to(&self, negotiated: &Negotiated) -> bool {
+    pub fn can_update_to(&self, negotiated: &StreamParams) -> bool {
         let now = &self.negotiated;
         now.codec == negotiated.codec
             && now.remote == negotiated.remote
@@ -149,7 +149,7 @@ impl MediaStream {
             && now.send_pt == negotiated.send_pt
     }
 
-    pub fn direction(&self) -> SdpDirection {
+    pub fn direction(&self) -> MediaDirection {
         self.negotiated.direction
     }
 

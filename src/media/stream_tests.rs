@@ -7,19 +7,19 @@ use super::*;
 use crate::audio::analysis::{dominant_frequency, rms};
 use crate::audio::{AudioSource, ToneSource};
 use crate::media::codec::OpusParams;
+use crate::media::params::{EventPayloads, MediaDirection, SrtpKeys, StreamParams};
 use crate::media::srtp::{CryptoSuite, SdesCrypto};
-use crate::sip::sdp::{EventPayloads, SrtpKeys};
 
-fn negotiated(codec: Codec, srtp: Option<SrtpKeys>) -> Negotiated {
+fn negotiated(codec: Codec, srtp: Option<SrtpKeys>) -> StreamParams {
     let pt = codec.static_payload_type().unwrap_or(111);
     let events = if codec.rtp_clock_rate() == 48000 { 102 } else { 101 };
-    Negotiated {
+    StreamParams {
         remote: "127.0.0.1:4000".parse().unwrap(),
         codec,
         send_pt: pt,
         receive_pt: pt,
         telephone_event: Some(EventPayloads { send: events, receive: events }),
-        direction: SdpDirection::SendRecv,
+        direction: MediaDirection::SendRecv,
         srtp,
         opus: OpusParams::offer(),
     }
@@ -128,7 +128,7 @@ fn a_held_direction_stops_sending() {
     let now = Instant::now();
     let mut alice = MediaStream::new(negotiated(Codec::Pcmu, None), &config(1), now).unwrap();
     let mut recv_only = negotiated(Codec::Pcmu, None);
-    recv_only.direction = SdpDirection::RecvOnly;
+    recv_only.direction = MediaDirection::RecvOnly;
     assert!(alice.can_update_to(&recv_only));
     alice.update(recv_only);
     let mut packet = Vec::new();

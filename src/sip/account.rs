@@ -8,7 +8,7 @@ use rsipstack::dialog::authenticate::Credential;
 use rsipstack::sip::{Param, Uri};
 use rsipstack::transport::SipAddr;
 
-use super::SipError;
+use super::error::SipError;
 use crate::config::{AccountConfig, Transport};
 
 pub struct Account {

@@ -1,65 +1,37 @@
-//! The SIP adapter over rsipstack: it owns the transaction endpoint and the
-//! INVITE dialogs, turns their events into [`SipEvent`]s for the run loop
-//! and carries the call core's [`SipAction`]s back out. Nothing above the
-//! `sip` module knows rsipstack.
+//! The SIP adapter's front door: starting it (listening points, endpoint,
+//! accounts, the task that receives requests) and carrying the call core's
+//! [`SipAction`]s out, placing our INVITEs itself and handing in-dialog
+//! work to `in_dialog` and `refer`. Their events reach the run loop as
+//! [`SipEvent`]s. Nothing above the `sip` module knows rsipstack.
 
 // rsipstack's own error type is large; it is only ever logged here.
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rsipstack::dialog::dialog::DialogStateReceiver;
 use rsipstack::dialog::dialog_layer::DialogLayer;
 use rsipstack::dialog::invitation::InviteOption;
-use rsipstack::dialog::invite_dialog::InviteDialog;
-use rsipstack::sip::{Header, Response, StatusCode, Uri};
-use rsipstack::transaction::endpoint::{EndpointInnerRef, EndpointOption};
-use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
+use rsipstack::sip::{Header, Response, StatusCode};
+use rsipstack::transaction::endpoint::EndpointOption;
+use rsipstack::transport::{SipAddr, TransportLayer};
 use rsipstack::EndpointBuilder;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
-use super::in_dialog::PendingOffer;
-use super::session_timer::{self, Role, SessionTimer};
+use super::error::SipError;
+use super::handle::{Inner, Leg, SipAgent, SipEvent};
+use super::headers::{self, timer_headers};
+use super::target::parse_target;
 use super::transport::{self, TlsSettings};
-use super::{headers, inbound};
-use crate::account::registration::Report;
-use crate::call::{CallId, Inbound, Signal, SipAction};
-use crate::config::{AccountConfig, Listen, Transport};
-
-/// What the SIP side tells the run loop.
-#[derive(Debug)]
-pub enum SipEvent {
-    /// A new INVITE, not yet admitted: the run loop decides (and answers).
-    Incoming { call: CallId, source: SocketAddr, inbound: Inbound },
-    /// Something happened to a call we know.
-    Signal { call: CallId, signal: Signal },
-    /// An account's registration changed.
-    Registration { account: String, report: Report },
-}
-
-/// Local failures of the SIP adapter.
-#[derive(Debug, thiserror::Error)]
-pub enum SipError {
-    /// A listening point could not be opened.
-    #[error("cannot listen on {}:{}: {message}", listen.transport.as_str(), listen.addr)]
-    Bind { listen: Listen, message: String },
-    /// A TLS file could not be used.
-    #[error("{key}: {message}")]
-    Tls { key: &'static str, message: String },
-    /// The target is not a SIP URI we can route to.
-    #[error("invalid SIP URI {uri:?}: {message}")]
-    BadUri { uri: String, message: String },
-    /// No account has this id.
-    #[error("no such account: {0}")]
-    UnknownAccount(String),
-}
+use super::{inbound, replaces};
+use crate::call::session_timer::{self, Role};
+use crate::call::{CallId, Signal, SipAction};
+use crate::config::{AccountConfig, Listen};
 
 pub struct SipConfig {
     pub listens: Vec<Listen>,
@@ -72,60 +44,6 @@ pub struct SipConfig {
     pub min_se_s: u32,
     /// Hosts a peer's REFER may send us to; none: every REFER is refused.
     pub refer_allowed_hosts: Vec<String>,
-}
-
-/// Handle to the running SIP side; cheap to clone.
-#[derive(Clone)]
-pub struct SipAgent {
-    pub(super) inner: Arc<Inner>,
-}
-
-/// One call's dialog, the SDP we last sent in it (an offerless re-INVITE
-/// gets it again), and whether the dialog is confirmed (2xx and ACK).
-#[derive(Clone)]
-pub(super) struct Leg {
-    pub(super) dialog: InviteDialog,
-    pub(super) local_sdp: Option<Vec<u8>>,
-    pub(super) confirmed: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl Leg {
-    fn new(dialog: InviteDialog, local_sdp: Option<Vec<u8>>) -> Leg {
-        Leg { dialog, local_sdp, confirmed: Arc::new(tokio::sync::watch::Sender::new(false)) }
-    }
-
-    /// Wait until the dialog is confirmed: a request of ours in a dialog
-    /// whose 2xx is not yet ACKed is refused by the stack (and by RFC 3261
-    /// §14.1 the peer may not be ready for it), e.g. a hold right after answering.
-    pub(super) async fn until_confirmed(&self) -> bool {
-        let mut confirmed = self.confirmed.subscribe();
-        let waited = tokio::time::timeout(ACK_WAIT, confirmed.wait_for(|c| *c)).await;
-        matches!(waited, Ok(Ok(_)))
-    }
-}
-
-/// How long an in-dialog request waits for the dialog's ACK (64 × T1).
-const ACK_WAIT: Duration = Duration::from_secs(32);
-
-pub(super) struct Inner {
-    pub(super) endpoint: EndpointInnerRef,
-    pub(super) dialog_layer: Arc<DialogLayer>,
-    pub(super) legs: Mutex<HashMap<CallId, Leg>>,
-    /// The peer's re-offers waiting for the call core's answer.
-    pub(super) pending_offers: Mutex<HashMap<CallId, PendingOffer>>,
-    /// Per call that REFERred us: its NOTIFYs, sent one after the other.
-    pub(super) referrer_reports: Mutex<HashMap<CallId, mpsc::UnboundedSender<u16>>>,
-    /// Calls hung up before their INVITE left (it waits on a TCP connect).
-    abandoned: Mutex<HashSet<CallId>>,
-    pub(super) events: mpsc::UnboundedSender<SipEvent>,
-    pub(super) listens: Vec<Listen>,
-    user: String,
-    pub(super) accounts: HashMap<String, Account>,
-    pub(super) session_expires_s: u32,
-    min_se_s: u32,
-    pub(super) refer_allowed_hosts: Vec<String>,
-    id_prefix: u32,
-    next_id: AtomicU64,
 }
 
 impl SipAgent {
@@ -162,7 +80,7 @@ impl SipAgent {
             endpoint: endpoint.inner.clone(),
             dialog_layer: Arc::new(DialogLayer::new(endpoint.inner.clone())),
             legs: Mutex::new(HashMap::new()),
-            pending_offers: Mutex::new(HashMap::new()),
+            offers_to_answer: Mutex::new(HashMap::new()),
             referrer_reports: Mutex::new(HashMap::new()),
             abandoned: Mutex::new(HashSet::new()),
             events,
@@ -180,25 +98,6 @@ impl SipAgent {
         let receiver = agent.clone();
         tokio::spawn(async move { inbound::receive_requests(receiver, incoming).await });
         Ok(agent)
-    }
-
-    /// The listening points, with real ports where 0 was asked for.
-    pub fn listens(&self) -> &[Listen] {
-        &self.inner.listens
-    }
-
-    /// The accounts, in no particular order.
-    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.inner.accounts.values()
-    }
-
-    pub fn account(&self, id: &str) -> Result<&Account, SipError> {
-        self.inner.accounts.get(id).ok_or_else(|| SipError::UnknownAccount(id.into()))
-    }
-
-    /// A fresh call id, unique within this run and unlikely to repeat across runs.
-    pub fn new_call_id(&self) -> CallId {
-        format!("{:04x}-{}", self.inner.id_prefix, self.inner.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Turn what the agent typed into a URI: a SIP URI as is, a number (or
@@ -248,60 +147,12 @@ impl SipAgent {
                 }));
             }
             SipAction::Reinvite { offer, session_timer } => self.reinvite(call.clone(), offer, session_timer),
-            SipAction::AnswerOffer { answer } => self.answer_offer(call, answer),
+            SipAction::AnswerOffer { answer, session_timer } => self.answer_offer(call, answer, session_timer),
             SipAction::Info { digits } => self.send_info(call.clone(), digits),
             SipAction::Refer { target } => self.refer(call.clone(), target),
             SipAction::NotifyRefer { code } => self.notify_referrer(call.clone(), code),
         }
         None
-    }
-
-    pub(super) fn with_leg(&self, call: &CallId, act: impl FnOnce(&Leg) -> rsipstack::Result<()>) {
-        let leg = self.inner.legs.lock().expect("leg map").get(call).cloned();
-        match leg.map(|l| act(&l)) {
-            Some(Ok(())) => {}
-            Some(Err(e)) => tracing::warn!(%call, error = %e, "SIP action failed"),
-            None => tracing::debug!(%call, "SIP action for a call without dialog"),
-        }
-    }
-
-    pub(super) fn set_local_sdp(&self, call: &CallId, sdp: &[u8]) {
-        if let Some(leg) = self.inner.legs.lock().expect("leg map").get_mut(call) {
-            leg.local_sdp = Some(sdp.to_vec());
-        }
-    }
-
-    fn forget(&self, call: &CallId) -> Option<Leg> {
-        let leg = self.inner.legs.lock().expect("leg map").remove(call)?;
-        self.inner.dialog_layer.remove_dialog(&leg.dialog.id());
-        Some(leg)
-    }
-
-    pub(super) fn emit(&self, call: &CallId, signal: Signal) {
-        let _ = self.inner.events.send(SipEvent::Signal { call: call.clone(), signal });
-    }
-
-    /// Our Contact for a message leaving on `local` (UDP, or a stream's
-    /// own end, which is where a registrar or proxy reaches us back).
-    pub(super) fn contact(&self, user: &str, local: &SipAddr) -> Uri {
-        let transport = match local.r#type {
-            Some(rsipstack::sip::Transport::Tcp) => ";transport=tcp",
-            Some(rsipstack::sip::Transport::Tls) => ";transport=tls",
-            _ => "",
-        };
-        let text = format!("sip:{user}@{}{transport}", local.addr);
-        Uri::try_from(text.as_str()).expect("user and socket address form a valid URI")
-    }
-
-    /// The local end a request to `target` leaves from, and for TCP and
-    /// TLS the connection, opened (or reused) now so the Contact can name it.
-    pub(super) async fn local_end(&self, target: &SipAddr) -> rsipstack::Result<(SipAddr, Option<SipConnection>)> {
-        if matches!(target.r#type, Some(rsipstack::sip::Transport::Tcp | rsipstack::sip::Transport::Tls)) {
-            let (connection, _) = self.inner.endpoint.transport_layer.lookup(target, None).await?;
-            return Ok((connection.get_addr().clone(), Some(connection)));
-        }
-        let udp = transport::contact_for(&self.inner.listens, Transport::Udp).unwrap_or(self.inner.listens[0].addr);
-        Ok((SipAddr { r#type: Some(rsipstack::sip::Transport::Udp), addr: udp.into() }, None))
     }
 
     fn invite(&self, call: CallId, to: String, offer: String, account: Option<String>) {
@@ -338,7 +189,7 @@ impl SipAgent {
         account: Option<&str>,
     ) -> Result<JoinHandle<rsipstack::Result<(rsipstack::dialog::DialogId, Option<Response>)>>, u16> {
         // Headers the target URI carries (Replaces, from a REFER) go into the INVITE.
-        let (to, uri_headers) = super::replaces::split_uri_headers(to);
+        let (to, uri_headers) = replaces::split_uri_headers(to);
         let callee = parse_target(to).map_err(|e| {
             tracing::warn!(%call, error = %e, "cannot dial");
             416u16
@@ -387,51 +238,6 @@ impl SipAgent {
         }
         Ok(outcome)
     }
-
-    /// Keep a new dialog (inbound) under its call id.
-    pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
-        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg::new(dialog, None));
-        self.follow_dialog(call.clone(), states);
-    }
-
-    pub(super) fn dialog_layer(&self) -> &DialogLayer {
-        &self.inner.dialog_layer
-    }
-
-    /// The session timer to announce when answering an INVITE with `headers`.
-    pub(super) fn session_timer_for(&self, headers: &rsipstack::sip::Headers) -> Option<SessionTimer> {
-        let offered = headers::session_expires(headers);
-        session_timer::for_answer(offered, headers::supports(headers, "timer"), self.inner.session_expires_s)
-    }
-}
-
-/// Check a dial target before a call is created for it. Headers the URI
-/// carries (`?Replaces=...`) are not part of the address checked.
-pub fn parse_target(to: &str) -> Result<Uri, SipError> {
-    let to = super::replaces::split_uri_headers(to).0;
-    let bad = |message: &str| SipError::BadUri { uri: to.into(), message: message.into() };
-    // rsip's parser accepts almost any text as a URI; insist on the scheme.
-    if !(to.starts_with("sip:") || to.starts_with("sips:")) {
-        return Err(bad("expected a sip: or sips: URI such as sip:bob@127.0.0.1:5070, or a number with an account"));
-    }
-    let uri = Uri::try_from(to).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
-    if uri.host_with_port.host.to_string().is_empty() {
-        return Err(bad("the URI has no host"));
-    }
-    SipAddr::try_from(&uri).map_err(|e| SipError::BadUri { uri: to.into(), message: e.to_string() })?;
-    Ok(uri)
-}
-
-/// Session-Expires (and Require: timer) for a message we send as `role`.
-pub(super) fn timer_headers(timer: Option<SessionTimer>, role: Role) -> Vec<Header> {
-    let Some(timer) = timer else { return Vec::new() };
-    let mut headers = vec![Header::Other("Session-Expires".into(), timer.header_value(role))];
-    if role == Role::Uas {
-        headers.push(Header::Other("Require".into(), "timer".into()));
-    } else {
-        headers.push(Header::Other("Supported".into(), "timer".into()));
-    }
-    headers
 }
 
 fn final_response_signal(response: &Response) -> Signal {

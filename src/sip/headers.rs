@@ -1,11 +1,12 @@
-//! Reading the SIP headers the call logic cares about (session timers,
-//! auto-answer hints), as pure functions over header name/value pairs.
+//! The SIP headers the call logic cares about (session timers, auto-answer
+//! hints, option tags): read from and written into rsipstack's header
+//! lists by pure functions.
 
 use std::time::Duration;
 
 use rsipstack::sip::{Header, Headers};
 
-use super::session_timer::SessionExpires;
+use crate::call::session_timer::{Role, SessionExpires, SessionTimer};
 
 /// Every value of the header `name` (long or compact form), in order.
 pub fn values(headers: &Headers, name: &str, compact: Option<&str>) -> Vec<String> {
@@ -32,6 +33,18 @@ pub fn session_expires(headers: &Headers) -> Option<SessionExpires> {
 pub fn supports(headers: &Headers, option: &str) -> bool {
     let lists = [values(headers, "Supported", Some("k")), values(headers, "Require", None)];
     lists.iter().flatten().flat_map(|v| v.split(',')).any(|o| o.trim().eq_ignore_ascii_case(option))
+}
+
+/// Session-Expires (and Require: timer) for a message we send as `role`.
+pub fn timer_headers(timer: Option<SessionTimer>, role: Role) -> Vec<Header> {
+    let Some(timer) = timer else { return Vec::new() };
+    let mut headers = vec![Header::Other("Session-Expires".into(), timer.header_value(role))];
+    if role == Role::Uas {
+        headers.push(Header::Other("Require".into(), "timer".into()));
+    } else {
+        headers.push(Header::Other("Supported".into(), "timer".into()));
+    }
+    headers
 }
 
 /// The auto-answer hint of an inbound INVITE: `answer-after=N` on Call-Info

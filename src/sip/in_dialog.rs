@@ -9,12 +9,12 @@
 use std::time::Duration;
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
+use rsipstack::dialog::invite_dialog::InviteDialog;
 use rsipstack::sip::{Header, Request, StatusCode};
 
-use super::agent::timer_headers;
-use super::headers;
-use super::session_timer::{self, Role, SessionTimer};
-use super::SipAgent;
+use super::handle::{Leg, SipAgent};
+use super::headers::{self, timer_headers};
+use crate::call::session_timer::{self, Role, SessionTimer};
 use crate::call::{CallId, Signal};
 use crate::media::dtmf;
 
@@ -23,14 +23,13 @@ const GLARE_ATTEMPTS: usize = 3;
 /// The tone length an INFO key announces.
 const INFO_TONE: Duration = Duration::from_millis(160);
 
-/// A peer's re-offer: the transaction to answer and the timer headers the
-/// answer must carry.
-pub(crate) struct PendingOffer {
-    handle: TransactionHandle,
-    headers: Vec<Header>,
-}
-
 impl SipAgent {
+    /// Keep a new dialog (inbound) under its call id.
+    pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
+        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg::new(dialog, None));
+        self.follow_dialog(call.clone(), states);
+    }
+
     /// Turn one dialog's state changes into signals for its call.
     pub(super) fn follow_dialog(&self, call: CallId, mut states: DialogStateReceiver) {
         let agent = self.clone();
@@ -53,7 +52,7 @@ impl SipAgent {
                     DialogState::Terminated(id, reason) => {
                         agent.inner.dialog_layer.remove_dialog(&id);
                         agent.inner.legs.lock().expect("leg map").remove(&call);
-                        agent.inner.pending_offers.lock().expect("offer map").remove(&call);
+                        agent.inner.offers_to_answer.lock().expect("offer map").remove(&call);
                         match reason {
                             TerminatedReason::UacBye | TerminatedReason::UasBye => agent.emit(&call, Signal::RemoteBye),
                             TerminatedReason::UacCancel => agent.emit(&call, Signal::RemoteCancel),
@@ -68,20 +67,19 @@ impl SipAgent {
     }
 
     /// A re-INVITE or UPDATE from the peer. With an offer, the call core
-    /// decides the answer (hold, new address, codec); without one it is a
-    /// session refresh answered with the SDP we last sent. Any session
-    /// timer it carries is echoed with us as the answering side.
+    /// decides the answer (hold, new address, codec) and the session timer
+    /// it carries; without one it is a session refresh answered here with
+    /// the SDP we last sent, the timer echoed with us as the answering
+    /// side, and the call told which timer now runs.
     async fn on_update(&self, call: &CallId, request: Request, handle: TransactionHandle) {
-        let mut headers = Vec::new();
-        if let Some(se) = headers::session_expires(&request.headers) {
-            let timer = session_timer::for_answer(Some(se), true, self.inner.session_expires_s);
-            headers.extend(timer_headers(timer, Role::Uas));
-        }
+        let session_timer = headers::session_expires(&request.headers)
+            .and_then(|se| session_timer::for_answer(Some(se), true, self.inner.session_expires_s));
         if !request.body.is_empty() {
-            self.inner.pending_offers.lock().expect("offer map").insert(call.clone(), PendingOffer { handle, headers });
-            self.emit(call, Signal::RemoteOffer { sdp: request.body });
+            self.inner.offers_to_answer.lock().expect("offer map").insert(call.clone(), handle);
+            self.emit(call, Signal::RemoteOffer { sdp: request.body, session_timer });
             return;
         }
+        let mut headers = timer_headers(session_timer, Role::Uas);
         // An offerless re-INVITE gets our SDP as the offer; an UPDATE without one gets none.
         let body = (request.method == rsipstack::sip::Method::Invite)
             .then(|| self.inner.legs.lock().expect("leg map").get(call).and_then(|l| l.local_sdp.clone()))
@@ -94,17 +92,17 @@ impl SipAgent {
             return;
         }
         tracing::info!(%call, method = %request.method, "peer refreshed the session");
-        self.emit(call, Signal::PeerRefreshed);
+        self.emit(call, Signal::PeerRefreshed { session_timer });
     }
 
-    /// The call core's answer to the peer's re-offer.
-    pub(super) fn answer_offer(&self, call: &CallId, answer: Result<String, u16>) {
-        let Some(PendingOffer { handle, mut headers }) =
-            self.inner.pending_offers.lock().expect("offer map").remove(call)
-        else {
+    /// The call core's answer to the peer's re-offer, with the session
+    /// timer it chose.
+    pub(super) fn answer_offer(&self, call: &CallId, answer: Result<String, u16>, session_timer: Option<SessionTimer>) {
+        let Some(handle) = self.inner.offers_to_answer.lock().expect("offer map").remove(call) else {
             tracing::debug!(%call, "no re-offer waits for an answer");
             return;
         };
+        let mut headers = timer_headers(session_timer, Role::Uas);
         let (status, body) = match answer {
             Ok(sdp) => {
                 self.set_local_sdp(call, sdp.as_bytes());

@@ -13,8 +13,9 @@ use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
 use rsipstack::transport::SipConnection;
 
+use super::handle::{SipAgent, SipEvent};
+use super::headers;
 use super::replaces::Replaces;
-use super::{headers, SipAgent, SipEvent};
 use crate::call::{CallId, Inbound};
 
 pub(super) async fn receive_requests(agent: SipAgent, mut incoming: TransactionReceiver) {

@@ -13,8 +13,10 @@ use rsipstack::sip::{Header, ReferTo, Request, StatusCode};
 use rsipstack::transaction::key::TransactionRole;
 use tokio::sync::mpsc;
 
+use super::handle::SipAgent;
+use super::headers;
 use super::replaces::{address_of, split_uri_headers, with_uri_header, Replaces};
-use super::SipAgent;
+use super::target::parse_target;
 use crate::call::{CallId, ReferTarget, Signal};
 
 /// How long a referrer's implicit subscription to our progress lasts.
@@ -72,7 +74,7 @@ impl SipAgent {
         if let Err(e) = handle.respond(StatusCode::OK, None, None).await {
             tracing::warn!(%call, error = %e, "could not answer NOTIFY");
         }
-        let event = super::headers::values(&request.headers, "Event", Some("o")).into_iter().next().unwrap_or_default();
+        let event = headers::values(&request.headers, "Event", Some("o")).into_iter().next().unwrap_or_default();
         if !event.trim().to_ascii_lowercase().starts_with("refer") {
             tracing::debug!(%call, %event, "NOTIFY of another package ignored");
             return;
@@ -89,7 +91,7 @@ impl SipAgent {
     /// The peer asks us to call someone. Followed (202, then NOTIFYs as our
     /// call to the target goes) when the target's host is allowed; else 403.
     pub(super) async fn on_refer(&self, call: &CallId, request: Request, handle: TransactionHandle) {
-        let refer_to = super::headers::values(&request.headers, "Refer-To", Some("r")).into_iter().next();
+        let refer_to = headers::values(&request.headers, "Refer-To", Some("r")).into_iter().next();
         let target = refer_to.as_deref().and_then(address_of);
         let verdict = match &target {
             None => Err((StatusCode::BadRequest, "no readable Refer-To".to_string())),
@@ -112,7 +114,7 @@ impl SipAgent {
         }
         tracing::info!(%call, %target, "inbound REFER accepted: calling the target");
         self.notify_referrer(call.clone(), 100);
-        let referred_by = super::headers::values(&request.headers, "Referred-By", Some("b")).into_iter().next();
+        let referred_by = headers::values(&request.headers, "Referred-By", Some("b")).into_iter().next();
         let to = match referred_by {
             Some(by) if !target.contains("Referred-By=") => with_uri_header(&target, "Referred-By", &by),
             _ => target,
@@ -123,7 +125,7 @@ impl SipAgent {
     /// Whether policy lets a REFER send us to `target`.
     fn refer_allowed(&self, target: &str) -> Result<(), (StatusCode, String)> {
         let (uri, _) = split_uri_headers(target);
-        let uri = super::parse_target(uri).map_err(|e| (StatusCode::BadRequest, e.to_string()))?;
+        let uri = parse_target(uri).map_err(|e| (StatusCode::BadRequest, e.to_string()))?;
         let host = uri.host_with_port.host.to_string();
         if self.inner.refer_allowed_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(&host)) {
             Ok(())

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::{SipAgent, SipEvent};
+use super::handle::{SipAgent, SipEvent};
 use crate::account::registration::{Action, Outcome, Registration, Step};
 
 /// What the run loop asks of an account's registration.

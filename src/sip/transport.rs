@@ -10,7 +10,7 @@ use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::TransportLayer;
 use tokio_util::sync::CancellationToken;
 
-use super::SipError;
+use super::error::SipError;
 use crate::config::{Listen, Transport};
 
 /// Where TLS trust comes from and what we present when listening.

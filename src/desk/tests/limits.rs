@@ -8,9 +8,9 @@ use std::time::Duration;
 use super::callbacks::offer;
 use super::transfers::{dial, last_state, since, sip_since};
 use super::*;
+use crate::call::admission::AllowedPeer;
 use crate::call::EndReason;
 use crate::callback::DialMode;
-use crate::config::AllowedPeer;
 
 /// An INVITE from `source` with these particulars, at `ms`.
 fn ring_from(bench: &mut Bench, call: &str, source: &str, inbound: Inbound, ms: u64) {

@@ -13,10 +13,10 @@ use super::*;
 use crate::call::phone::PhoneError;
 use crate::call::RejectReason;
 use crate::callback::DialMode;
+use crate::history::RecordKind;
 use crate::media::codec::Codec;
 use crate::recording::metadata;
 use crate::recording::{RecordingFormat, RecordingMode};
-use crate::store::RecordKind;
 
 /// What the recorder and the media path were told about recording, from index `mark` on.
 fn recording_since(bench: &Bench, mark: usize) -> Vec<Output> {

@@ -11,7 +11,7 @@ use serde_json::{json, Map, Value};
 use super::*;
 use crate::call::phone::CallSummary;
 use crate::call::{EndReason, ReferTarget, TransferReport, TransferStatus};
-use crate::store::{Record, RecordKind};
+use crate::history::{Record, RecordKind};
 
 /// Place a call to `to` (at the default account's domain) at `ms`.
 pub(super) fn dial(bench: &mut Bench, to: &str, ms: u64) -> String {
@@ -312,7 +312,11 @@ fn a_peers_refer_is_followed_with_a_new_call_and_the_referrer_hears_how_it_goes(
         _ => None,
     });
     let first = first.expect("c2 was published");
-    assert_eq!((first.state, first.links.referred_by.as_deref()), (CallState::Dialing, Some("c1")), "linked from its first state");
+    assert_eq!(
+        (first.state, first.links.referred_by.as_deref()),
+        (CallState::Dialing, Some("c1")),
+        "linked from its first state"
+    );
 
     bench.signal("c2", Signal::Progress { code: 180, sdp: None }, 5200);
     let answer = Signal::Answered { sdp: peer_sdp("0 101", "sendrecv"), session_timer: None, supports_replaces: false };

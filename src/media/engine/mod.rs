@@ -19,7 +19,7 @@ use super::codec::{Frame, FRAME_SAMPLES, PCM_RATE};
 use super::dtmf::DtmfError;
 use super::mixer::{LegMix, Mixer};
 use super::stream::{MediaStats, MediaStream, StreamConfig, StreamError};
-use crate::sip::sdp::Negotiated;
+use crate::media::params::StreamParams;
 
 #[cfg(test)]
 mod tests;
@@ -175,7 +175,13 @@ impl Engine {
     /// Media starts, or changes after a re-offer. A change of codec,
     /// address or keys starts a new stream from `seeds`; a hold or resume
     /// keeps the stream. Resuming reception restarts the media timeout.
-    pub fn start(&mut self, id: LegId, negotiated: Negotiated, seeds: Seeds, now: Instant) -> Result<(), StreamError> {
+    pub fn start(
+        &mut self,
+        id: LegId,
+        negotiated: StreamParams,
+        seeds: Seeds,
+        now: Instant,
+    ) -> Result<(), StreamError> {
         let Engine { config, slots, .. } = self;
         let Some(leg) = leg_in(slots, id) else { return Ok(()) };
         let receives = negotiated.direction.receives();

@@ -9,7 +9,7 @@ use crate::audio::analysis::{dominant_frequency, rms};
 use crate::audio::{AudioSource, ToneSource};
 use crate::media::codec::{Codec, OpusParams};
 use crate::media::g711::ulaw_decode;
-use crate::sip::sdp::{EventPayloads, SdpDirection};
+use crate::media::params::{EventPayloads, MediaDirection};
 
 const TICK: Duration = Duration::from_millis(20);
 
@@ -25,8 +25,8 @@ fn config() -> EngineConfig {
     }
 }
 
-fn pcmu(direction: SdpDirection, remote_port: u16) -> Negotiated {
-    Negotiated {
+fn pcmu(direction: MediaDirection, remote_port: u16) -> StreamParams {
+    StreamParams {
         remote: SocketAddr::from(([127, 0, 0, 1], remote_port)),
         codec: Codec::Pcmu,
         send_pt: 0,
@@ -97,7 +97,7 @@ fn the_media_timeout_fires_once_after_silence_and_rearms_on_resume() {
     let t0 = Instant::now();
     let mut engine = Engine::new(config());
     let leg = engine.open("a".into(), t0);
-    engine.start(leg, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    engine.start(leg, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
     let silent = [0; FRAME_SAMPLES];
     let mut kept = Kept::default();
     // 2 s of silence is the limit, not yet beyond it.
@@ -107,9 +107,9 @@ fn the_media_timeout_fires_once_after_silence_and_rearms_on_resume() {
     assert_eq!(kept.timeouts, [leg], "once, however long the silence lasts");
 
     // We hold the peer (nothing to expect), then resume: a new 2 s start.
-    engine.start(leg, pcmu(SdpDirection::SendOnly, 4000), seeds(1), t).unwrap();
+    engine.start(leg, pcmu(MediaDirection::SendOnly, 4000), seeds(1), t).unwrap();
     let t = run(&mut engine, t, 200, &silent, &silent, &mut kept);
-    engine.start(leg, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t).unwrap();
+    engine.start(leg, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t).unwrap();
     let t = run(&mut engine, t, 100, &silent, &silent, &mut kept);
     assert_eq!(kept.timeouts.len(), 1, "held and then resumed: the clock restarted");
     run(&mut engine, t, 10, &silent, &silent, &mut kept);
@@ -121,8 +121,8 @@ fn packets_keep_the_timeout_away() {
     let t0 = Instant::now();
     let mut engine = Engine::new(config());
     let (a, b) = (engine.open("a".into(), t0), engine.open("b".into(), t0));
-    engine.start(a, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t0).unwrap();
-    engine.start(b, pcmu(SdpDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    engine.start(a, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    engine.start(b, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
     let mic = tone(1000.0);
     let mut kept = Kept::default();
     for n in 0..300 {
@@ -145,7 +145,7 @@ fn quality_reports_come_every_interval_from_the_start() {
     let mut kept = Kept::default();
     let t = run(&mut engine, t0, 25, &silent, &silent, &mut kept);
     assert!(kept.quality.is_empty() && kept.played == 0, "no media yet: the tick does nothing");
-    engine.start(leg, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t).unwrap();
+    engine.start(leg, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t).unwrap();
     assert!(engine.is_active());
     // 1 s after the start, then every second: 3.5 s hold three reports.
     run(&mut engine, t, 175, &silent, &silent, &mut kept);
@@ -154,7 +154,7 @@ fn quality_reports_come_every_interval_from_the_start() {
 
     let mut quiet = Engine::new(EngineConfig { quality_interval: Duration::ZERO, ..config() });
     let leg = quiet.open("b".into(), t0);
-    quiet.start(leg, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    quiet.start(leg, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
     let mut kept = Kept::default();
     run(&mut quiet, t0, 200, &silent, &silent, &mut kept);
     assert!(kept.quality.is_empty(), "an interval of zero: never");
@@ -175,8 +175,8 @@ fn rtcp_on_the_rtp_port_is_told_apart_by_its_packet_type() {
     let t0 = Instant::now();
     let (mut a, mut b) = (Engine::new(config()), Engine::new(config()));
     let (leg_a, leg_b) = (a.open("a".into(), t0), b.open("b".into(), t0));
-    a.start(leg_a, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t0).unwrap();
-    b.start(leg_b, pcmu(SdpDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    a.start(leg_a, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    b.start(leg_b, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
     let mic = tone(1000.0);
     let (mut from_a, mut from_b) = (Kept::default(), Kept::default());
     for n in 0..200 {
@@ -215,9 +215,10 @@ fn halving_averages_each_pair() {
 fn a_narrowband_recording_gets_half_the_samples_of_a_wideband_one() {
     let t0 = Instant::now();
     let mut engine = Engine::new(config());
-    let (narrow, wide, unrecorded) = (engine.open("n".into(), t0), engine.open("w".into(), t0), engine.open("u".into(), t0));
+    let (narrow, wide, unrecorded) =
+        (engine.open("n".into(), t0), engine.open("w".into(), t0), engine.open("u".into(), t0));
     for (n, leg) in [narrow, wide, unrecorded].into_iter().enumerate() {
-        engine.start(leg, pcmu(SdpDirection::SendRecv, 4000 + 2 * n as u16), seeds(n as u32), t0).unwrap();
+        engine.start(leg, pcmu(MediaDirection::SendRecv, 4000 + 2 * n as u16), seeds(n as u32), t0).unwrap();
     }
     engine.set_recording(narrow, Some(8000));
     engine.set_recording(wide, Some(PCM_RATE));
@@ -235,9 +236,9 @@ fn a_held_leg_gets_the_music_and_a_muted_one_silence() {
     let t0 = Instant::now();
     let mut engine = Engine::new(config());
     let (held, muted, plain) = (engine.open("h".into(), t0), engine.open("m".into(), t0), engine.open("p".into(), t0));
-    engine.start(held, pcmu(SdpDirection::SendOnly, 4000), seeds(1), t0).unwrap();
-    engine.start(muted, pcmu(SdpDirection::SendRecv, 4002), seeds(2), t0).unwrap();
-    engine.start(plain, pcmu(SdpDirection::SendRecv, 4004), seeds(3), t0).unwrap();
+    engine.start(held, pcmu(MediaDirection::SendOnly, 4000), seeds(1), t0).unwrap();
+    engine.start(muted, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    engine.start(plain, pcmu(MediaDirection::SendRecv, 4004), seeds(3), t0).unwrap();
     engine.set_muted(muted, true);
     let (mic, music) = (tone(1000.0), tone(400.0));
     let mut kept = Kept::default();
@@ -261,8 +262,8 @@ fn a_stale_leg_id_reaches_nothing_even_when_its_slot_is_reused() {
     engine.close(old);
     let new = engine.open("new".into(), t0);
     assert_ne!(old, new);
-    engine.start(new, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t0).unwrap();
-    engine.start(old, pcmu(SdpDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    engine.start(new, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    engine.start(old, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
     let mut packet = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
     packet.extend([0xFF; 160]);
     assert_eq!(engine.receive(old, Port::Rtp, &packet, t0), None);

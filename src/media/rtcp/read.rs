@@ -94,8 +94,8 @@ fn next<'a>(rest: &mut &'a [u8]) -> Result<Option<Report<'a>>, RtcpError> {
     let blocks_len = BLOCK_LEN * usize::from(first & 0x1f);
     // Anything after the blocks is a profile-specific extension: ignored.
     let blocks = body.get(prefix..prefix + blocks_len).ok_or(RtcpError::Malformed("report blocks cut short"))?;
-    let sender =
-        (packet_type == SENDER_REPORT).then(|| (word(body, 0), (u64::from(word(body, 4)) << 32) | u64::from(word(body, 8))));
+    let sender = (packet_type == SENDER_REPORT)
+        .then(|| (word(body, 0), (u64::from(word(body, 4)) << 32) | u64::from(word(body, 8))));
     Ok(Some(Report { sender, blocks }))
 }
 
@@ -127,8 +127,14 @@ mod tests {
             let reports: Vec<_> = reports(&packet).unwrap().collect();
             assert_eq!(reports.len(), 1);
             let blocks: Vec<_> = reports[0].blocks().collect();
-            let expected =
-                Block { ssrc: 1, fraction_lost: 64, total_lost: 0xff_fffe, jitter: 80, last_sender_report: 7, delay: 3 };
+            let expected = Block {
+                ssrc: 1,
+                fraction_lost: 64,
+                total_lost: 0xff_fffe,
+                jitter: 80,
+                last_sender_report: 7,
+                delay: 3,
+            };
             assert_eq!((reports[0].sender, blocks), (None, vec![expected]), "padding {pad}");
         }
         // An SR with no blocks and 8 octets of profile extension, then an RR.

@@ -1,7 +1,9 @@
 //! SDP for one audio stream (RFC 4566) as pure code over `rtc-sdp`: the
 //! peer's description read down to what the media path needs, and ours
 //! written from what the call decided. The offer/answer decisions
-//! themselves live in [`negotiate`].
+//! themselves live in `negotiate.rs`; they end in media's own
+//! [`StreamParams`](crate::media::params::StreamParams), so media never
+//! reads SDP while SDP builds on media's codecs and keys.
 
 mod negotiate;
 #[cfg(test)]
@@ -14,54 +16,10 @@ use rtc_sdp::description::common::{Address, Attribute, ConnectionInformation};
 use rtc_sdp::description::media::{MediaDescription, MediaName, RangedPort};
 use rtc_sdp::description::session::{Origin, SessionDescription, TimeDescription, Timing};
 
+use crate::media::params::MediaDirection;
 use crate::media::srtp::SdesCrypto;
 
-pub use negotiate::{answer, offer, on_answer, EventPayloads, LocalMedia, MediaPolicy, Negotiated, SrtpKeys};
-
-/// An `a=sendrecv|sendonly|recvonly|inactive` direction, as written by
-/// whoever wrote the SDP it came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SdpDirection {
-    #[default]
-    SendRecv,
-    SendOnly,
-    RecvOnly,
-    Inactive,
-}
-
-impl SdpDirection {
-    pub fn from_flags(send: bool, receive: bool) -> Self {
-        match (send, receive) {
-            (true, true) => SdpDirection::SendRecv,
-            (true, false) => SdpDirection::SendOnly,
-            (false, true) => SdpDirection::RecvOnly,
-            (false, false) => SdpDirection::Inactive,
-        }
-    }
-
-    pub fn sends(self) -> bool {
-        matches!(self, SdpDirection::SendRecv | SdpDirection::SendOnly)
-    }
-
-    pub fn receives(self) -> bool {
-        matches!(self, SdpDirection::SendRecv | SdpDirection::RecvOnly)
-    }
-
-    /// What flows when we want `self` and the other end wrote `theirs`:
-    /// we send only what it receives, and receive only what it sends.
-    pub fn agreed_with(self, theirs: SdpDirection) -> Self {
-        SdpDirection::from_flags(self.sends() && theirs.receives(), self.receives() && theirs.sends())
-    }
-
-    fn attribute(self) -> &'static str {
-        match self {
-            SdpDirection::SendRecv => "sendrecv",
-            SdpDirection::SendOnly => "sendonly",
-            SdpDirection::RecvOnly => "recvonly",
-            SdpDirection::Inactive => "inactive",
-        }
-    }
-}
+pub use negotiate::{answer, offer, on_answer, LocalMedia, MediaPolicy, SrtpPolicy};
 
 /// One payload format of an `m=` line.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,7 +38,7 @@ pub struct RemoteMedia {
     pub rtp_addr: SocketAddr,
     /// In the peer's order of preference (`a=rtpmap`, or RFC 3551 static).
     pub formats: Vec<Format>,
-    pub direction: SdpDirection,
+    pub direction: MediaDirection,
     /// `RTP/SAVP`: the peer will only speak SRTP.
     pub secure_profile: bool,
     /// The `a=crypto` lines we could parse; unusable ones are skipped.
@@ -177,12 +135,22 @@ pub fn parse(body: &[u8]) -> Result<RemoteMedia, SdpError> {
     })
 }
 
-fn direction_of(attributes: &[Attribute]) -> Option<SdpDirection> {
+/// The `a=` attribute that writes `direction`.
+fn direction_attribute(direction: MediaDirection) -> &'static str {
+    match direction {
+        MediaDirection::SendRecv => "sendrecv",
+        MediaDirection::SendOnly => "sendonly",
+        MediaDirection::RecvOnly => "recvonly",
+        MediaDirection::Inactive => "inactive",
+    }
+}
+
+fn direction_of(attributes: &[Attribute]) -> Option<MediaDirection> {
     attributes.iter().find_map(|a| match a.key.as_str() {
-        "sendrecv" => Some(SdpDirection::SendRecv),
-        "sendonly" => Some(SdpDirection::SendOnly),
-        "recvonly" => Some(SdpDirection::RecvOnly),
-        "inactive" => Some(SdpDirection::Inactive),
+        "sendrecv" => Some(MediaDirection::SendRecv),
+        "sendonly" => Some(MediaDirection::SendOnly),
+        "recvonly" => Some(MediaDirection::RecvOnly),
+        "inactive" => Some(MediaDirection::Inactive),
         _ => None,
     })
 }
@@ -213,7 +181,7 @@ pub struct Description<'a> {
     pub session_id: u64,
     pub version: u64,
     pub formats: &'a [Format],
-    pub direction: SdpDirection,
+    pub direction: MediaDirection,
     /// `a=crypto` lines; with `secure_profile` the m-line says RTP/SAVP.
     pub crypto: &'a [SdesCrypto],
     pub secure_profile: bool,
@@ -237,7 +205,7 @@ pub fn build(d: &Description<'_>) -> String {
     for crypto in d.crypto {
         attributes.push(attr("crypto", crypto.to_attribute_value()));
     }
-    attributes.push(Attribute { key: d.direction.attribute().into(), value: None });
+    attributes.push(Attribute { key: direction_attribute(d.direction).into(), value: None });
     let connection = ConnectionInformation {
         network_type: "IN".into(),
         address_type: addr_type.into(),

@@ -6,9 +6,11 @@
 
 use std::net::SocketAddr;
 
-use super::{build, Description, Format, RemoteMedia, SdpDirection, SdpError};
-use crate::config::SrtpPolicy;
+use serde::{Deserialize, Serialize};
+
+use super::{build, Description, Format, RemoteMedia, SdpError};
 use crate::media::codec::{Codec, OpusParams};
+use crate::media::params::{EventPayloads, MediaDirection, SrtpKeys, StreamParams};
 use crate::media::srtp::{CryptoSuite, SdesCrypto};
 
 /// The dynamic payload types of our offers.
@@ -16,6 +18,19 @@ const OPUS_PT: u8 = 111;
 const EVENTS_8K_PT: u8 = 101;
 const EVENTS_48K_PT: u8 = 102;
 const TELEPHONE_EVENT: &str = "telephone-event";
+
+/// Whether calls use SRTP (SDES keys, RFC 4568).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SrtpPolicy {
+    /// Plain RTP only: an RTP/SAVP offer is refused with 488.
+    #[default]
+    Off,
+    /// Offer keys on RTP/AVP and use SRTP when the peer agrees; plain otherwise.
+    Optional,
+    /// RTP/SAVP only: a peer without SRTP is refused (488) or hung up on.
+    Mandatory,
+}
 
 /// What an account lets a call speak.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,47 +51,13 @@ pub struct LocalMedia {
     pub key_salt: [u8; 30],
 }
 
-/// The telephone-event payload types, per direction.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EventPayloads {
-    pub send: u8,
-    pub receive: u8,
-}
-
-/// The SDES keys of an SRTP stream: ours protect what we send.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SrtpKeys {
-    pub local: SdesCrypto,
-    pub remote: SdesCrypto,
-}
-
-impl SrtpKeys {
-    /// Our key for the suite and tag the peer's crypto line chose.
-    fn answering(remote: &SdesCrypto, local: &LocalMedia) -> Self {
-        SrtpKeys { local: SdesCrypto::generate(remote.tag, remote.suite, local.key_salt), remote: remote.clone() }
-    }
-}
-
-/// The outcome of an offer/answer: how this call's RTP flows.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Negotiated {
-    pub remote: SocketAddr,
-    pub codec: Codec,
-    /// The payload type in RTP we send (the peer's number for `codec`).
-    pub send_pt: u8,
-    /// The payload type the peer sends us (our number for `codec`).
-    pub receive_pt: u8,
-    /// RFC 4733 events at the codec's clock rate, when both sides have them.
-    pub telephone_event: Option<EventPayloads>,
-    /// What we do: send, receive, both or neither.
-    pub direction: SdpDirection,
-    pub srtp: Option<SrtpKeys>,
-    /// How to encode Opus for this peer (its fmtp).
-    pub opus: OpusParams,
+/// Our key for the suite and tag the peer's crypto line chose.
+fn answering_keys(remote: &SdesCrypto, local: &LocalMedia) -> SrtpKeys {
+    SrtpKeys { local: SdesCrypto::generate(remote.tag, remote.suite, local.key_salt), remote: remote.clone() }
 }
 
 /// Our offer (or re-offer, with a new `version` when it changed).
-pub fn offer(local: &LocalMedia, version: u64, direction: SdpDirection) -> String {
+pub fn offer(local: &LocalMedia, version: u64, direction: MediaDirection) -> String {
     let policy = &local.policy;
     let mut formats: Vec<Format> = policy.codecs.iter().map(|c| our_format(*c, policy)).collect();
     for (rate, pt) in [(8000, EVENTS_8K_PT), (48000, EVENTS_48K_PT)] {
@@ -109,8 +90,8 @@ pub fn answer(
     offer: &RemoteMedia,
     local: &LocalMedia,
     version: u64,
-    want: SdpDirection,
-) -> Result<(String, Negotiated), SdpError> {
+    want: MediaDirection,
+) -> Result<(String, StreamParams), SdpError> {
     let policy = &local.policy;
     let remote_crypto = choose_offered_crypto(offer, policy.srtp)?;
     let (codec, format) = policy
@@ -119,13 +100,13 @@ pub fn answer(
         .find_map(|c| offer.formats.iter().find(|f| matches_codec(f, *c)).map(|f| (*c, f)))
         .ok_or_else(|| no_common_codec(offer))?;
     let events = offer.formats.iter().find(|f| is_events_at(f, codec.rtp_clock_rate()));
-    let direction = SdpDirection::from_flags(
+    let direction = MediaDirection::from_flags(
         want.sends() && offer.direction.receives(),
         want.receives() && offer.direction.sends(),
     );
     let mut formats = vec![Format { payload_type: format.payload_type, ..our_format(codec, policy) }];
     formats.extend(events.map(|e| events_format(e.payload_type, e.clock_rate)));
-    let srtp = remote_crypto.map(|remote| SrtpKeys::answering(remote, local));
+    let srtp = remote_crypto.map(|remote| answering_keys(remote, local));
     let local_crypto: Vec<SdesCrypto> = srtp.iter().map(|k| k.local.clone()).collect();
     let sdp = build(&Description {
         local: local.rtp,
@@ -136,7 +117,7 @@ pub fn answer(
         crypto: &local_crypto,
         secure_profile: offer.secure_profile,
     });
-    let negotiated = Negotiated {
+    let negotiated = StreamParams {
         remote: offer.rtp_addr,
         codec,
         send_pt: format.payload_type,
@@ -150,7 +131,7 @@ pub fn answer(
 }
 
 /// What the peer's answer to our offer (made with `offered` direction) leaves us with.
-pub fn on_answer(answer: &RemoteMedia, local: &LocalMedia, offered: SdpDirection) -> Result<Negotiated, SdpError> {
+pub fn on_answer(answer: &RemoteMedia, local: &LocalMedia, offered: MediaDirection) -> Result<StreamParams, SdpError> {
     let policy = &local.policy;
     let (codec, format) = answer
         .formats
@@ -168,9 +149,9 @@ pub fn on_answer(answer: &RemoteMedia, local: &LocalMedia, offered: SdpDirection
         (SrtpPolicy::Off, _) => None,
         (SrtpPolicy::Mandatory, None) => return Err(SdpError::SrtpRequired),
         (SrtpPolicy::Optional, None) => None,
-        (_, Some(remote)) => Some(SrtpKeys::answering(remote, local)),
+        (_, Some(remote)) => Some(answering_keys(remote, local)),
     };
-    Ok(Negotiated {
+    Ok(StreamParams {
         remote: answer.rtp_addr,
         codec,
         send_pt: format.payload_type,

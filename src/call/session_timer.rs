@@ -1,6 +1,8 @@
 //! RFC 4028 session timers as pure code: reading and writing
 //! Session-Expires, deciding who refreshes, and when a refresh (or the
-//! end of a silent session) is due.
+//! end of a silent session) is due. Part of the call core because the
+//! timer is the call's dialog state; the SIP adapter only carries the
+//! header values in and out.
 
 use std::time::Duration;
 
