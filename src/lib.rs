@@ -26,6 +26,7 @@ pub mod daemon;
 pub mod desk;
 pub mod history;
 pub mod media;
+pub mod media_io;
 pub mod recording;
 pub mod sdp;
 pub mod sip;

@@ -29,7 +29,8 @@ async fn every_ended_call_is_in_history_with_its_outcome() {
     let talker = Sipp::start(work.path(), "uas_tone.xml", talker_port, free_port_pair(), &[]);
     let talked = dial(&mut ui, &format!("sip:talker@127.0.0.1:{talker_port}")).await;
     ui.wait_event(WAIT, |e| is_call_state(e, &talked, "connected")).await.unwrap();
-    wait_call_counter(&mut ui, &talked, "packets_received", 50).await;
+    // 60 packets of 20 ms: past the one second of talk asserted below, with margin.
+    wait_call_counter(&mut ui, &talked, "packets_received", 60).await;
     ui.call("call.hangup", json!({"call": talked})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &talked, "ended")).await.unwrap();
     talker.expect_success().await;

@@ -8,7 +8,6 @@
 mod accounts;
 mod audio;
 mod dispatch;
-mod media;
 mod outputs;
 
 use std::net::SocketAddr;
@@ -28,11 +27,11 @@ use crate::config::{Config, ConfigError, Listen};
 use crate::control::server::{self, ControlRequest, Notification};
 use crate::desk::{Desk, Input};
 use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
+use crate::media_io::{self, MediaEngine, MediaEvent};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
 use crate::store::Store;
 use crate::timing::PreciseAlarm;
 use accounts::Accounts;
-use media::{MediaEngine, MediaEvent};
 
 /// The media tick: one frame of audio per call.
 const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
@@ -221,7 +220,7 @@ impl Daemon {
         mut self,
         mut control: mpsc::Receiver<ControlRequest>,
         mut sip: mpsc::UnboundedReceiver<SipEvent>,
-        mut rtp: mpsc::Receiver<media::RtpIn>,
+        mut rtp: mpsc::Receiver<media_io::RtpIn>,
         mut audio_opened: mpsc::UnboundedReceiver<audio::Opened>,
         shutdown: CancellationToken,
     ) {

@@ -1,4 +1,4 @@
-//! The media IO of all calls around the pure `media::engine`: a UDP pair
+//! The media IO of all calls (floor 5) around the pure `media::engine`: a UDP pair
 //! per call (RTP on an even port, RTCP on the next; symmetric: we send from
 //! where we receive), a receive task per socket reading into pooled buffers,
 //! and the 20 ms tick's IO: microphone, denoiser and hold music in; the
