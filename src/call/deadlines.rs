@@ -12,8 +12,6 @@ use super::{Call, CallState, Effect, EndReason, Inbound, SipAction};
 
 /// How often a running countdown is reported.
 const COUNTDOWN_REPORT: Duration = Duration::from_secs(1);
-/// How long to wait before retrying a refresh that met a re-INVITE glare (491).
-const GLARE_RETRY: Duration = Duration::from_secs(2);
 
 /// Why a countdown stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -105,12 +103,15 @@ impl Timers {
         });
     }
 
-    /// The answer to our refresh; true when the session is lost.
+    /// The session timer running, if any.
+    pub(super) fn session(&self) -> Option<SessionTimer> {
+        self.session
+    }
+
+    /// The answer to our refresh (a glare is `offers.rs`'s); true when the session is lost.
     pub(super) fn refresh_answered(&mut self, code: u16, now: Instant) -> bool {
         match code {
             200..=299 => self.session_refreshed(now),
-            // Both sides re-INVITEd at once: try again shortly.
-            491 => self.session_due = Some(now + GLARE_RETRY),
             _ => return self.session.is_some(),
         }
         false
@@ -133,7 +134,7 @@ impl Timers {
 impl Call {
     /// The earliest instant at which [`poll`](Self::poll) has work.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.next_deadline()
+        [self.timers.next_deadline(), self.offers.next_deadline()].into_iter().flatten().min()
     }
 
     /// Carry out whatever has fallen due by `now`.
@@ -144,6 +145,7 @@ impl Call {
             _ if self.is_established() => {
                 self.poll_transfer(now, &mut effects);
                 if self.state != CallState::Ended {
+                    self.poll_glare(now, &mut effects);
                     self.poll_session(now, &mut effects);
                 }
             }

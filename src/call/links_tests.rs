@@ -80,6 +80,7 @@ fn without_replaces_the_consult_ends_first_and_a_plain_refer_follows() {
     answered(&mut phone, "h", true, t0);
     let (call, effects) = Call::dial("k".into(), "sip:colleague@h".into(), None, local(), t0);
     phone.consult("h", call, effects, t0).unwrap();
+    phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0 101", "recvonly")) }, t0);
     answered(&mut phone, "k", false, t0);
     let out = phone.complete_transfer("h", "k", t0).unwrap();
     assert_eq!(ended(&out, "k"), Some((EndReason::Transferred, vec![SipAction::Bye])));

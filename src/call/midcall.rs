@@ -1,21 +1,14 @@
-//! An answered call's own life: hold and resume by re-INVITE, the peer's
-//! re-offers (its hold, a new address or codec), mute, keys sent and
-//! received, session refreshes and their answers, and the media path's
-//! verdict that the peer went silent.
+//! An answered call's own life: hold and resume by re-INVITE (one at a
+//! time: see `offers.rs`), the peer's re-offers (its hold, a new address
+//! or codec), mute, keys sent and received, the answers to our re-INVITEs,
+//! and the media path's verdict that the peer went silent.
 
 use std::time::Instant;
 
+use super::offers::Pending;
 use super::session_timer::SessionTimer;
 use super::{Call, CallError, CallState, Command, Effect, EndReason, Signal, SipAction};
 use crate::sdp;
-
-/// What our re-INVITE in flight was for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Pending {
-    Refresh,
-    Hold,
-    Resume,
-}
 
 impl Command {
     pub(super) fn name(&self) -> &'static str {
@@ -38,7 +31,7 @@ impl Call {
     pub(super) fn established_state(&self) -> CallState {
         if self.transferring() {
             CallState::Transferring
-        } else if self.media.local_hold {
+        } else if self.media.hold_agreed {
             CallState::Held
         } else if self.media.remote_hold {
             CallState::RemoteHeld
@@ -56,15 +49,10 @@ impl Call {
         let mut effects = Vec::new();
         match &command {
             Command::Hold | Command::Resume => {
-                let hold = command == Command::Hold;
-                // One re-INVITE at a time (RFC 3261 §14.1); the UI may retry.
-                if self.media.local_hold == hold || self.pending.is_some() {
+                // Asked while a re-INVITE is in flight, it follows that one.
+                if !self.ask_hold(command == Command::Hold, &mut effects) {
                     return Err(refuse(self));
                 }
-                self.media.local_hold = hold;
-                self.pending = Some(if hold { Pending::Hold } else { Pending::Resume });
-                let offer = self.media.offer();
-                effects.push(Effect::Sip(SipAction::Reinvite { offer, session_timer: None }));
             }
             Command::Mute | Command::Unmute => {
                 let mute = command == Command::Mute;
@@ -114,6 +102,13 @@ impl Call {
         now: Instant,
         effects: &mut Vec<Effect>,
     ) {
+        if self.offer_crosses_ours() {
+            // RFC 3261 §14.2: the peer retries after its own random wait.
+            tracing::info!(call = %self.id, "the peer's re-offer crosses ours: 491");
+            effects.push(Effect::Sip(SipAction::AnswerOffer { answer: Err(491), session_timer }));
+            return;
+        }
+        let held_by_peer = self.media.remote_hold;
         let answered = sdp::parse(body).and_then(|remote| self.media.answer(&remote));
         match answered {
             Ok((answer, negotiated)) => {
@@ -121,6 +116,10 @@ impl Call {
                 effects.push(Effect::StartMedia(negotiated));
                 self.timers.session_renewed(session_timer, now);
                 self.refresh_state(effects);
+                // Held both ways the state stays `held`, but `remote_held` moved.
+                if self.media.remote_hold != held_by_peer && !effects.contains(&Effect::StateChanged) {
+                    effects.push(Effect::StateChanged);
+                }
             }
             Err(e) => {
                 tracing::info!(call = %self.id, error = %e, "re-offer refused");
@@ -130,7 +129,7 @@ impl Call {
     }
 
     fn reinvite_answered(&mut self, code: u16, body: Option<Vec<u8>>, now: Instant, effects: &mut Vec<Effect>) {
-        let Some(pending) = self.pending.take() else { return };
+        let Some(pending) = self.exchange_done() else { return };
         if (200..300).contains(&code) {
             self.timers.session_refreshed(now);
             let agreed = body.map(|b| sdp::parse(&b).and_then(|remote| self.media.on_answer(&remote)));
@@ -140,33 +139,30 @@ impl Call {
                 None => {}
             }
             self.refresh_state(effects);
-            return;
+            return self.converge(effects);
+        }
+        // Not taken: the wire keeps the hold state it had.
+        if pending != Pending::Refresh {
+            self.media.local_hold = pending == Pending::Resume;
+        }
+        if code == 491 {
+            return self.glare(pending, now);
         }
         match pending {
             Pending::Refresh => {
                 if self.timers.refresh_answered(code, now) {
                     effects.push(Effect::Sip(SipAction::Bye));
-                    self.end(EndReason::SessionRefreshFailed, Some(code), now, effects);
+                    return self.end(EndReason::SessionRefreshFailed, Some(code), now, effects);
                 }
             }
             // The peer refused: the call stays as it was, and says so.
             Pending::Hold | Pending::Resume => {
                 tracing::info!(call = %self.id, code, ?pending, "re-INVITE refused");
-                self.media.local_hold = pending == Pending::Resume;
+                self.hold_refused();
                 effects.push(Effect::StateChanged);
             }
         }
-    }
-
-    /// Time for our session refresh: a re-INVITE with our SDP as it stands.
-    pub(super) fn send_refresh(&mut self, timer: SessionTimer, effects: &mut Vec<Effect>) {
-        if self.pending.is_some() {
-            // The re-INVITE in flight refreshes the session when answered.
-            return;
-        }
-        self.pending = Some(Pending::Refresh);
-        let offer = self.media.offer();
-        effects.push(Effect::Sip(SipAction::Reinvite { offer, session_timer: Some(timer) }));
+        self.converge(effects);
     }
 
     fn refresh_state(&mut self, effects: &mut Vec<Effect>) {

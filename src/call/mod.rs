@@ -7,6 +7,7 @@ pub mod admission;
 mod deadlines;
 mod links;
 mod midcall;
+mod offers;
 pub mod phone;
 mod session;
 pub mod session_timer;
@@ -318,8 +319,8 @@ pub struct Call {
     /// The peer said it supports Replaces, so a consult can be handed over.
     pub supports_replaces: bool,
     media: MediaSession,
-    /// Our re-INVITE in flight, and what it was for.
-    pending: Option<midcall::Pending>,
+    /// Our re-INVITEs: the one in flight, what waits behind it; see `offers.rs`.
+    offers: offers::Offers,
     /// Deadlines and countdowns; see `deadlines.rs`.
     timers: deadlines::Timers,
 }
@@ -414,8 +415,9 @@ impl Call {
             transfer: None,
             links: Links::default(),
             supports_replaces: false,
+            // The SDP session id is drawn at random by the shell: it seeds the glare back-off.
+            offers: offers::Offers::new(local.session_id),
             media: MediaSession::new(local),
-            pending: None,
             timers: deadlines::Timers::default(),
         }
     }
@@ -434,8 +436,9 @@ impl Call {
         self.media.agreed.as_ref()
     }
 
-    pub fn local_hold(&self) -> bool {
-        self.media.local_hold
+    /// We hold the peer, as the last completed offer/answer agreed.
+    pub fn held_on_wire(&self) -> bool {
+        self.media.hold_agreed
     }
 
     pub fn remote_hold(&self) -> bool {
@@ -549,7 +552,8 @@ impl Call {
 
     pub(super) fn end(&mut self, reason: EndReason, sip_code: Option<u16>, now: Instant, effects: &mut Vec<Effect>) {
         self.timers = deadlines::Timers::default();
-        self.pending = None;
+        // Nothing queued behind a re-INVITE goes out after the end.
+        self.offers = offers::Offers::new(0);
         self.state = CallState::Ended;
         self.reason = Some(reason);
         self.sip_code = sip_code;

@@ -233,7 +233,7 @@ pub fn summary(call: &Call) -> CallSummary {
         display_name: call.display_name.clone(),
         account: call.account.clone(),
         answer_after_ms: call.answer_after_hint.map(|d| d.as_millis() as u64),
-        held: call.local_hold(),
+        held: call.held_on_wire(),
         remote_held: call.remote_hold(),
         muted: call.muted,
         codec: call.negotiated().map(|n| n.codec),

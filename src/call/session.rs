@@ -16,8 +16,11 @@ pub(super) struct MediaSession {
     /// An inbound call's offer, kept until the agent answers.
     pub remote_offer: Option<RemoteMedia>,
     pub agreed: Option<StreamParams>,
-    /// We put the peer on hold.
+    /// We hold the peer in our latest offer (or answer), sent or agreed.
     pub local_hold: bool,
+    /// We hold the peer as the last completed exchange agreed: what is
+    /// true on the wire, and what `call.state` says.
+    pub hold_agreed: bool,
     /// The peer put us on hold (its last offer said it will not send).
     pub remote_hold: bool,
 }
@@ -31,6 +34,7 @@ impl MediaSession {
             remote_offer: None,
             agreed: None,
             local_hold: false,
+            hold_agreed: false,
             remote_hold: false,
         }
     }
@@ -55,6 +59,7 @@ impl MediaSession {
         let want = wanted(self.local_hold, remote_hold);
         let (body, negotiated) = self.versions.build(|version| sdp::answer(remote, &self.local, version, want))?;
         self.remote_hold = remote_hold;
+        self.hold_agreed = self.local_hold;
         self.agreed = Some(negotiated.clone());
         Ok((body, negotiated))
     }
@@ -62,6 +67,7 @@ impl MediaSession {
     /// The peer's answer to our last offer; on success it becomes the agreement.
     pub fn on_answer(&mut self, remote: &RemoteMedia) -> Result<StreamParams, SdpError> {
         let negotiated = sdp::on_answer(remote, &self.local, self.offered)?;
+        self.hold_agreed = self.local_hold;
         self.agreed = Some(negotiated.clone());
         Ok(negotiated)
     }

@@ -411,7 +411,6 @@ fn hold_and_resume_by_reinvite() {
     let offer = reoffer(&out);
     assert!(offer.contains("a=sendonly\r\n") && offer.contains("o=- 9 2 IN IP4"), "{offer}");
     assert!(states(&out).is_empty(), "held only once the peer agrees");
-    assert!(matches!(phone.command("h", Command::Resume, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "recvonly")) }, t0);
     assert_eq!(states(&out), [CallState::Held]);
     assert_eq!(media(&out)[0].direction, MediaDirection::SendOnly);
@@ -423,6 +422,29 @@ fn hold_and_resume_by_reinvite() {
     let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "sendrecv")) }, t0);
     assert_eq!(states(&out), [CallState::Connected]);
     assert_eq!(media(&out)[0].direction, MediaDirection::SendRecv);
+}
+
+#[test]
+fn a_resume_asked_while_the_hold_is_in_flight_follows_its_answer() {
+    let t0 = Instant::now();
+    let mut phone = Phone::new(false);
+    connected(&mut phone, t0);
+    phone.command("h", Command::Hold, t0).unwrap();
+    let out = phone.command("h", Command::Resume, t0).unwrap();
+    assert!(sip(&out).is_empty(), "one re-INVITE at a time: {out:?}");
+    assert!(matches!(phone.command("h", Command::Resume, t0), Err(PhoneError::Call(CallError::InvalidState { .. }))));
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "recvonly")) }, t0);
+    assert!(reoffer(&out).contains("a=sendrecv\r\n"), "the resume goes out once the hold is answered");
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "sendrecv")) }, t0);
+    assert_eq!((out.last().unwrap().call.state, out.last().unwrap().call.held), (CallState::Connected, false));
+
+    // Asking back what is on the wire while the hold is in flight sends nothing more.
+    phone.command("h", Command::Hold, t0).unwrap();
+    phone.command("h", Command::Resume, t0).unwrap();
+    phone.command("h", Command::Hold, t0).unwrap();
+    let out = phone.signal("h", Signal::ReinviteAnswered { code: 200, sdp: Some(sdp_with("0", "recvonly")) }, t0);
+    assert!(sip(&out).is_empty(), "{out:?}");
+    assert_eq!(out.last().unwrap().call.state, CallState::Held);
 }
 
 #[test]

@@ -84,7 +84,12 @@ impl Call {
         });
         self.state = CallState::Transferring;
         self.timers.transfer_due = Some(now + TRANSFER_REPORT_TIMEOUT);
-        Ok(vec![Effect::Sip(SipAction::Refer { target }), Effect::StateChanged])
+        let mut effects = Vec::new();
+        // Behind a re-INVITE in flight (the customer's hold, when the agent
+        // is quick): the REFER follows its answer.
+        self.send_in_dialog(SipAction::Refer { target }, &mut effects);
+        effects.push(Effect::StateChanged);
+        Ok(effects)
     }
 
     /// A final status for the transfer: the REFER refused, or the

@@ -18,8 +18,6 @@ use crate::call::session_timer::{self, Role, SessionTimer};
 use crate::call::{CallId, Signal};
 use crate::media::dtmf;
 
-/// How often a re-INVITE is tried when both sides re-INVITE at once (491).
-const GLARE_ATTEMPTS: usize = 3;
 /// The tone length an INFO key announces.
 const INFO_TONE: Duration = Duration::from_millis(160);
 
@@ -135,7 +133,7 @@ impl SipAgent {
         }
     }
 
-    /// Our re-INVITE (hold, resume or session refresh), retried on glare.
+    /// Our re-INVITE (hold, resume or session refresh).
     pub(super) fn reinvite(&self, call: CallId, offer: String, timer: Option<SessionTimer>) {
         let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
         self.set_local_sdp(&call, offer.as_bytes());
@@ -148,11 +146,9 @@ impl SipAgent {
             }
             let mut headers = vec![Header::ContentType("application/sdp".into())];
             headers.extend(timer_headers(timer, Role::Uac));
-            let signal = match leg
-                .dialog
-                .reinvite_with_glare_retry(Some(headers), Some(offer.into_bytes()), GLARE_ATTEMPTS)
-                .await
-            {
+            // A 491 goes to the call core, which retries after RFC 3261's
+            // wait with what the agent wants by then, not this offer again.
+            let signal = match leg.dialog.reinvite(Some(headers), Some(offer.into_bytes())).await {
                 Ok(Some(response)) => Signal::ReinviteAnswered {
                     code: response.status_code.code(),
                     sdp: (!response.body.is_empty()).then_some(response.body),

@@ -27,7 +27,7 @@ impl Phone {
             return Err(refusal(call, "consult for"));
         }
         let mut outputs = Vec::new();
-        if !call.local_hold() {
+        if !call.hold_wanted() {
             outputs.extend(self.command(customer, Command::Hold, now)?);
         }
         let consult_id = consult.id.clone();
@@ -137,7 +137,7 @@ impl Phone {
         let others: Vec<CallId> = self
             .calls
             .values()
-            .filter(|c| c.id != except && c.is_established() && !c.local_hold() && !c.transferring())
+            .filter(|c| c.id != except && c.is_established() && !c.hold_wanted() && !c.transferring())
             .map(|c| c.id.clone())
             .collect();
         let mut outputs = Vec::new();
@@ -219,7 +219,7 @@ impl Phone {
     }
 
     fn resume_if_held(&mut self, id: &str, now: Instant) -> Vec<Output> {
-        if !self.calls.get(id).is_some_and(|c| c.local_hold() && c.is_established()) {
+        if !self.calls.get(id).is_some_and(|c| c.hold_wanted() && c.is_established()) {
             return Vec::new();
         }
         self.command(id, Command::Resume, now).unwrap_or_else(|e| {

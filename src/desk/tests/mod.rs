@@ -5,6 +5,7 @@
 
 mod callbacks;
 mod limits;
+mod offers;
 mod recording;
 mod transfers;
 
