@@ -20,6 +20,7 @@ use tokio::task::JoinHandle;
 use crate::audio::{AudioSink, AudioSource, Denoiser};
 use crate::call::CallId;
 use crate::config::MediaConfig;
+use crate::desk::MediaReport;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
 use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
@@ -49,17 +50,6 @@ pub struct RtpIn {
     at: Instant,
     len: usize,
     buffer: Buffer,
-}
-
-/// What the media path tells the run loop.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MediaEvent {
-    /// The peer pressed a key (RFC 4733).
-    Dtmf { call: CallId, digit: char },
-    /// No RTP for longer than `media.media_timeout_ms` while we expect it.
-    Timeout { call: CallId },
-    /// Time for this call's `call.quality`.
-    Quality { call: CallId, stats: Box<MediaStats> },
 }
 
 /// One of a call's sockets, with its receive task and the way its buffers come back.
@@ -259,19 +249,19 @@ impl MediaEngine {
     }
 
     /// A datagram from one of a call's ports; a key it carried goes to `events`.
-    pub fn receive(&mut self, packet: RtpIn, events: &mut Vec<MediaEvent>) {
+    pub fn receive(&mut self, packet: RtpIn, events: &mut Vec<MediaReport>) {
         let RtpIn { leg, port, at, len, buffer } = packet;
         // A datagram queued before its call ended: the buffer goes with the call.
         let Some(io) = self.io.get(&leg) else { return };
         if let Some(digit) = self.engine.receive(leg, port, &buffer[..len], at) {
-            events.push(MediaEvent::Dtmf { call: io.call.clone(), digit });
+            events.push(MediaReport::Dtmf { call: io.call.clone(), digit });
         }
         // Never full: the channel holds the socket's whole pool.
         let _ = io.socket(port).free.try_send(buffer);
     }
 
     /// One 20 ms step for every call: capture, send, play, report.
-    pub fn tick(&mut self, now: Instant, ntp_now: u64, events: &mut Vec<MediaEvent>) {
+    pub fn tick(&mut self, now: Instant, ntp_now: u64, events: &mut Vec<MediaReport>) {
         if !self.engine.is_active() {
             return;
         }
@@ -298,7 +288,7 @@ struct Wire<'a> {
     io: &'a HashMap<LegId, LegIo>,
     sink: &'a mut dyn AudioSink,
     recorder: &'a Recorder,
-    events: &'a mut Vec<MediaEvent>,
+    events: &'a mut Vec<MediaReport>,
 }
 
 impl TickSink for Wire<'_> {
@@ -322,13 +312,13 @@ impl TickSink for Wire<'_> {
 
     fn timeout(&mut self, leg: LegId) {
         if let Some(io) = self.io.get(&leg) {
-            self.events.push(MediaEvent::Timeout { call: io.call.clone() });
+            self.events.push(MediaReport::Timeout { call: io.call.clone() });
         }
     }
 
     fn quality(&mut self, leg: LegId, stats: &MediaStats) {
         if let Some(io) = self.io.get(&leg) {
-            self.events.push(MediaEvent::Quality { call: io.call.clone(), stats: Box::new(*stats) });
+            self.events.push(MediaReport::Quality { call: io.call.clone(), stats: Box::new(*stats) });
         }
     }
 }

@@ -179,8 +179,7 @@ fn a_followed_refer_dials_the_target_and_reports_to_the_referrer_until_a_final_s
     super::tests::connected(&mut phone, t0);
     let out = phone.signal("h", Signal::Referred { to: "sip:target@h".into() }, t0);
     assert_eq!(out.iter().map(|o| o.effect.clone()).collect::<Vec<_>>(), vec![Effect::Dial("sip:target@h".into())]);
-    phone.dial("t".into(), "sip:target@h".into(), None, local(), t0).unwrap();
-    phone.referred("t", "h");
+    dial_referred(&mut phone, "t", "h", t0);
     let notified = |out: &[Output]| -> Vec<u16> {
         out.iter()
             .filter_map(|o| match &o.effect {
@@ -195,8 +194,7 @@ fn a_followed_refer_dials_the_target_and_reports_to_the_referrer_until_a_final_s
     assert_eq!(notified(&phone.command("t", Command::Hangup, t0).unwrap()), Vec::<u16>::new(), "200 was final");
 
     // A target that does not answer: its failure is the final report.
-    phone.dial("u".into(), "sip:target@h".into(), None, local(), t0).unwrap();
-    phone.referred("u", "h");
+    dial_referred(&mut phone, "u", "h", t0);
     assert_eq!(notified(&phone.signal("u", Signal::Failed { code: 486 }, t0)), vec![486]);
 }
 
@@ -231,4 +229,11 @@ fn leaving_a_two_party_conference_hands_the_customer_to_the_colleague() {
     assert_eq!(ended(&out, "h"), Some((EndReason::Transferred, vec![SipAction::Bye])));
     assert_eq!(ended(&out, "k").map(|(reason, _)| reason), Some(EndReason::Transferred));
     assert!(phone.is_empty());
+}
+
+/// Place `id` to the target of a REFER that came on `referrer`, as the desk does.
+fn dial_referred(phone: &mut Phone, id: &str, referrer: &str, t0: Instant) {
+    let (mut call, effects) = Call::dial(id.into(), "sip:target@h".into(), None, local(), t0);
+    call.links.referred_by = Some(referrer.into());
+    phone.insert((call, effects), t0).unwrap();
 }

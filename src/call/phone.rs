@@ -105,15 +105,20 @@ impl Phone {
         local: LocalMedia,
         now: Instant,
     ) -> Result<Vec<Output>, PhoneError> {
-        let replaces = inbound.replaces.clone();
+        let replaceable = self.replaceable(&inbound).map(str::to_string);
         let mut outputs = self.insert(Call::incoming(id.clone(), inbound, local, now), now)?;
-        let replaceable = replaces.filter(|old| self.calls.get(old).is_some_and(Call::is_established));
         let ringing = self.calls.get(&id).is_some_and(|c| c.state == CallState::Incoming);
         if let (Some(old), true) = (replaceable, ringing) {
             outputs.extend(self.command(&id, Command::Answer, now)?);
             outputs.extend(self.replace(&id, &old, now));
         }
         Ok(outputs)
+    }
+
+    /// The answered call of ours an INVITE's Replaces names: only such a
+    /// call is replaced (one still ringing is not).
+    pub fn replaceable<'a>(&self, inbound: &'a Inbound) -> Option<&'a str> {
+        inbound.replaces.as_deref().filter(|old| self.calls.get(*old).is_some_and(Call::is_established))
     }
 
     /// Carry out every call's deadlines that have fallen due.

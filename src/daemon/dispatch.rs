@@ -7,6 +7,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 
 use super::{clock, Daemon};
 use crate::audio::device;
@@ -127,7 +128,7 @@ impl Daemon {
     fn status(&self) -> StatusResult {
         StatusResult {
             version: env!("CARGO_PKG_VERSION").into(),
-            uptime_ms: self.started.elapsed().as_millis() as u64,
+            uptime_ms: (Instant::from_std(clock().at) - self.started).as_millis() as u64,
             sip_listen: self.sip.listens().iter().map(super::listen_text).collect(),
             calls: self.desk.calls().len(),
             agent_state: self.desk.agent_state(),

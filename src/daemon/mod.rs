@@ -25,9 +25,10 @@ use crate::audio::{AudioError, AudioStatus};
 use crate::callback::Now;
 use crate::config::{Config, ConfigError, Listen};
 use crate::control::server::{self, ControlRequest, Notification};
+use crate::desk::MediaReport;
 use crate::desk::{Desk, Input};
 use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
-use crate::media_io::{self, MediaEngine, MediaEvent};
+use crate::media_io::{self, MediaEngine};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
 use crate::store::Store;
 use crate::timing::PreciseAlarm;
@@ -141,7 +142,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let now = clock();
     let mut daemon = Daemon {
-        started: Instant::now(),
+        started: Instant::from_std(now.at),
         desk: Desk::new(accounts::desk_config(&config, &sip), now),
         alarm: PreciseAlarm::start().map_err(DaemonError::Thread)?,
         alarm_set: None,
@@ -201,7 +202,7 @@ struct Daemon {
     accounts: Accounts,
     media: MediaEngine,
     /// Reused between ticks so the tick does not allocate.
-    media_events: Vec<MediaEvent>,
+    media_events: Vec<MediaReport>,
     /// The recorder thread's handle.
     recorder: crate::recording::Recorder,
     audio_status: AudioStatus,
@@ -238,12 +239,14 @@ impl Daemon {
                 _ = tick.tick() => {
                     let now = clock();
                     let mut events = std::mem::take(&mut self.media_events);
-                    self.media.tick(now.at, ntp_now(), &mut events);
+                    self.media.tick(now.at, ntp(now.wall), &mut events);
                     self.on_media(&mut events, now);
                     self.media_events = events;
                     self.watch_audio(Instant::from_std(now.at));
+                    // Lines a failed bind left the desk without are tried again.
+                    self.carry_out(now);
                 }
-                Some(opened) = audio_opened.recv() => self.on_audio_opened(opened, Instant::now()),
+                Some(opened) = audio_opened.recv() => self.on_audio_opened(opened, Instant::from_std(clock().at)),
                 _ = crate::timing::sleep_until(deadline.map(Instant::from_std)) => self.timeout(),
                 _ = self.alarm.rung() => self.timeout(),
                 Some(packet) = rtp.recv() => {
@@ -286,13 +289,8 @@ impl Daemon {
     }
 
     /// What the media path saw, for the desk.
-    fn on_media(&mut self, events: &mut Vec<MediaEvent>, now: Now) {
-        for event in events.drain(..) {
-            let report = match event {
-                MediaEvent::Dtmf { call, digit } => crate::desk::MediaReport::Dtmf { call, digit },
-                MediaEvent::Timeout { call } => crate::desk::MediaReport::Timeout { call },
-                MediaEvent::Quality { call, stats } => crate::desk::MediaReport::Quality { call, stats },
-            };
+    fn on_media(&mut self, reports: &mut Vec<MediaReport>, now: Now) {
+        for report in reports.drain(..) {
             self.feed(Input::Media(report), now);
         }
     }
@@ -317,10 +315,10 @@ pub fn listen_text(listen: &Listen) -> String {
     format!("{}:{}", listen.transport.as_str(), listen.addr)
 }
 
-/// The wallclock as a 64-bit NTP timestamp, for RTCP sender reports.
-fn ntp_now() -> u64 {
-    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    crate::media::rtcp::ntp_from_unix(since.as_secs(), since.subsec_nanos())
+/// The wall clock as a 64-bit NTP timestamp, for RTCP sender reports.
+fn ntp(wall: Timestamp) -> u64 {
+    let (seconds, nanos) = (wall.as_second().max(0) as u64, wall.subsec_nanosecond().max(0) as u32);
+    crate::media::rtcp::ntp_from_unix(seconds, nanos)
 }
 
 async fn wait_all(tasks: Vec<JoinHandle<()>>) {

@@ -19,17 +19,21 @@ impl Daemon {
     /// the tasks ending dialogs (BYE, CANCEL), for a shutdown that waits.
     pub(super) fn carry_out(&mut self, now: Now) -> Vec<JoinHandle<()>> {
         let mut endings = Vec::new();
-        while let Some(output) = self.desk.poll_output() {
-            match output {
-                Output::Sip { call, action } => endings.extend(self.sip.execute(&call, action)),
-                Output::Media(command) => self.media_command(command, now),
-                Output::Recorder(command) => self.recorder_command(command),
-                Output::Event(event) => self.publish(notification(event)),
-                Output::Store(record) => self.store.save(record),
+        loop {
+            while let Some(output) = self.desk.poll_output() {
+                match output {
+                    Output::Sip { call, action } => endings.extend(self.sip.execute(&call, action)),
+                    Output::Media(command) => self.media_command(command, now),
+                    Output::Recorder(command) => self.recorder_command(command),
+                    Output::Event(event) => self.publish(notification(event)),
+                    Output::Store(record) => self.store.save(record),
+                }
+            }
+            // A dial that waited for a line goes on with it: carry that out too.
+            if !self.supply_lines(now) {
+                return endings;
             }
         }
-        self.supply_lines(now);
-        endings
     }
 
     fn media_command(&mut self, command: MediaCommand, now: Now) {
@@ -69,14 +73,17 @@ impl Daemon {
     }
 
     /// Open the lines the desk wants: binding a port pair takes ~150 µs,
-    /// which is spent here, after a turn, rather than before a dial.
-    fn supply_lines(&mut self, now: Now) {
-        for _ in 0..self.desk.lines_wanted() {
+    /// which is spent here, after a turn, rather than before a dial. A bind
+    /// that fails (ports or descriptors exhausted) is tried again on the
+    /// next turn or tick. True when lines were handed in.
+    fn supply_lines(&mut self, now: Now) -> bool {
+        let wanted = self.desk.lines_wanted();
+        for _ in 0..wanted {
             let rtp = match self.media.bind_line() {
                 Ok(rtp) => rtp,
                 Err(e) => {
                     tracing::warn!(error = %e, "no spare RTP port pair");
-                    return;
+                    return false;
                 }
             };
             let line = Line {
@@ -89,6 +96,7 @@ impl Daemon {
                 tracing::warn!(error = %e, "line refused");
             }
         }
+        wanted > 0
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use super::io::{Command, DeskError, Event, Line, MediaCommand, MediaReport, Output, Reply};
+use super::vocabulary::{Command, DeskError, Event, Line, MediaCommand, MediaReport, Output, Reply};
 use super::Desk;
 use crate::call::admission::Admission;
 use crate::call::admission::AgentState;
@@ -64,8 +64,7 @@ impl Desk {
         // An INVITE taking the place of an answered call of ours (RFC 3891:
         // an attended transfer to the agent) is no new call: it counts
         // neither against calls.max nor against the agent's not being ready.
-        let replacing =
-            inbound.replaces.as_deref().and_then(|old| self.phone.get(old)).is_some_and(|c| c.is_established());
+        let replacing = self.phone.replaceable(&inbound).is_some();
         if !replacing && self.at_calls_max() {
             tracing::warn!(%call, %source, max = self.config.calls_max, "inbound call refused: calls.max reached");
             return refuse(self, 486);

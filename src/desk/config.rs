@@ -14,7 +14,7 @@ use crate::recording::{RecordingFormat, RecordingMode};
 use crate::sdp::SrtpPolicy;
 use crate::sdp::{LocalMedia, MediaPolicy};
 
-use super::io::Line;
+use super::vocabulary::Line;
 
 #[derive(Debug, Clone)]
 pub struct DeskConfig {

@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::io::{DeskError, Event, Output, Reply};
+use super::vocabulary::{DeskError, Event, Output, Reply};
 use super::Desk;
 use crate::call::phone::CallSummary;
 use crate::call::{CallId, CallState, Command as CallCommand, EndReason, RejectReason};

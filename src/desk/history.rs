@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde_json::{json, Value};
 
-use super::io::Output;
+use super::vocabulary::Output;
 use super::Desk;
 use crate::call::phone::CallSummary;
 use crate::call::CallState;
@@ -23,6 +23,12 @@ pub(super) struct CallLog {
     /// Once the call has ended: its summary and when, waiting for the
     /// media's last figures.
     ended: Option<(CallSummary, Timestamp)>,
+}
+
+impl CallLog {
+    pub(super) fn was_answered(&self) -> bool {
+        self.answered.is_some()
+    }
 }
 
 impl Desk {

@@ -17,8 +17,8 @@ mod calls;
 mod config;
 mod follow;
 mod history;
-mod io;
 mod recording;
+mod vocabulary;
 
 #[cfg(test)]
 mod tests;
@@ -31,7 +31,7 @@ use crate::call::phone::{self, CallSummary, Phone};
 use crate::callback::{self, Callback, Callbacks, Now};
 
 pub use config::{DeskConfig, DialPlan, RecordingPolicy};
-pub use io::{
+pub use vocabulary::{
     Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand, Reply,
 };
 
@@ -45,6 +45,7 @@ enum Work {
     Callback(callback::Output),
 }
 
+/// The agent's desk; see the module's documentation.
 pub struct Desk {
     config: DeskConfig,
     phone: Phone,
@@ -53,6 +54,9 @@ pub struct Desk {
     /// Lines the shell opened for the next calls.
     lines: VecDeque<Line>,
     work: VecDeque<Work>,
+    /// Dials decided by a timer or a peer's REFER that found no line: they
+    /// go on as soon as the shell hands one in, in the same turn.
+    parked: VecDeque<Work>,
     out: VecDeque<Output>,
     /// The calls being recorded, and whether each is paused.
     recordings: HashMap<String, recording::Recording>,
@@ -63,6 +67,10 @@ pub struct Desk {
     /// The soonest deadline of any call or callback, kept after each input
     /// so that asking costs nothing however many calls there are.
     next_deadline: Option<Instant>,
+    /// A call or callback moved since the deadline was last worked out:
+    /// inputs that only report (quality, keys, a line, a media stop) do
+    /// not cost a look at every call.
+    deadlines_moved: bool,
 }
 
 impl Desk {
@@ -74,11 +82,13 @@ impl Desk {
             config,
             lines: VecDeque::new(),
             work: VecDeque::new(),
+            parked: VecDeque::new(),
             out: VecDeque::new(),
             recordings: HashMap::new(),
             call_log: HashMap::new(),
             now,
             next_deadline: None,
+            deadlines_moved: false,
         }
     }
 
@@ -104,9 +114,12 @@ impl Desk {
             }
             Input::Line(line) => {
                 self.lines.push_back(line);
+                let parked = std::mem::take(&mut self.parked);
+                self.work.extend(parked);
                 Ok(Reply::Done)
             }
             Input::Timeout => {
+                self.deadlines_moved = true;
                 let calls = self.phone.poll(now.at);
                 self.queue_calls(calls);
                 let callbacks = self.callbacks.poll(now);
@@ -127,7 +140,10 @@ impl Desk {
             }
         };
         self.run_queue();
-        self.next_deadline = [self.phone.next_deadline(), self.callbacks.next_deadline()].into_iter().flatten().min();
+        if std::mem::take(&mut self.deadlines_moved) {
+            self.next_deadline =
+                [self.phone.next_deadline(), self.callbacks.next_deadline()].into_iter().flatten().min();
+        }
         reply
     }
 
@@ -141,9 +157,10 @@ impl Desk {
         self.next_deadline
     }
 
-    /// How many more [`Line`]s the shell should open.
+    /// How many more [`Line`]s the shell should open: the spares, and one
+    /// for each dial waiting for a line.
     pub fn lines_wanted(&self) -> usize {
-        SPARE_LINES.saturating_sub(self.lines.len())
+        SPARE_LINES.saturating_sub(self.lines.len()) + self.parked.len()
     }
 
     /// Live calls, oldest first.
@@ -169,16 +186,32 @@ impl Desk {
     }
 
     fn queue_calls(&mut self, outputs: Vec<phone::Output>) {
+        self.deadlines_moved = true;
         self.work.extend(outputs.into_iter().map(Work::Call));
     }
 
     fn queue_callbacks(&mut self, outputs: Vec<callback::Output>) {
+        self.deadlines_moved = true;
         self.work.extend(outputs.into_iter().map(Work::Callback));
+    }
+
+    /// A dial decided by a timer or a peer would find no line now, though
+    /// `calls.max` allows it: it waits for the shell's next line.
+    fn must_wait_for_line(&self, work: &Work) -> bool {
+        let dials = match work {
+            Work::Call(output) => matches!(output.effect, crate::call::Effect::Dial(_)),
+            Work::Callback(output) => matches!(output.effect, callback::Effect::Dial { .. }),
+        };
+        dials && self.lines.is_empty() && self.phone.len() < self.config.calls_max
     }
 
     /// Carry out every queued decision, and what each one leads to, in order.
     fn run_queue(&mut self) {
         while let Some(work) = self.work.pop_front() {
+            if self.must_wait_for_line(&work) {
+                self.parked.push_back(work);
+                continue;
+            }
             match work {
                 Work::Call(output) => self.call_effect(output),
                 Work::Callback(output) => self.callback_effect(output),

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde_json::{json, Map};
 
-use super::io::{DeskError, MediaCommand, Output, RecordAction, RecorderCommand, Reply};
+use super::vocabulary::{DeskError, MediaCommand, Output, RecordAction, RecorderCommand, Reply};
 use super::Desk;
 use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
@@ -132,7 +132,11 @@ impl Desk {
             }
             return;
         }
-        if summary.state.is_answered()
+        // At the answer only: a recording the agent stopped stays stopped
+        // through holds and resumes.
+        let answered_now =
+            summary.state.is_answered() && self.call_log.get(&summary.call).is_none_or(|log| !log.was_answered());
+        if answered_now
             && !recording
             && self.config.recording.mode_for(summary.account.as_deref()) == RecordingMode::Always
         {

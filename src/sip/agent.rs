@@ -100,17 +100,6 @@ impl SipAgent {
         Ok(agent)
     }
 
-    /// Turn what the agent typed into a URI: a SIP URI as is, a number (or
-    /// user) at the account's domain.
-    pub fn dial_target(&self, to: &str, account: Option<&str>) -> Result<String, SipError> {
-        let text = match account.map(|id| self.account(id)).transpose()? {
-            Some(account) if !to.contains(':') => format!("sip:{to}@{}", account.domain()),
-            _ => to.to_string(),
-        };
-        parse_target(&text)?;
-        Ok(text)
-    }
-
     /// Carry out what the call core decided. Never blocks the caller:
     /// anything that waits on the network runs in its own task, returned
     /// for ending a dialog so that shutdown can wait for its BYE or CANCEL.

@@ -197,12 +197,6 @@ impl Phone {
         outputs
     }
 
-    /// `placed` was dialled because the peer of `referrer` REFERred us:
-    /// that peer hears how it goes.
-    pub fn referred(&mut self, placed: &str, referrer: &str) {
-        self.link(placed, |c| c.links.referred_by = Some(referrer.to_string()));
-    }
-
     fn live(&self, id: &str) -> Result<&Call, PhoneError> {
         self.calls.get(id).ok_or_else(|| PhoneError::UnknownCall(id.to_string()))
     }

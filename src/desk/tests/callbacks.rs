@@ -164,3 +164,24 @@ fn a_restart_brings_open_callbacks_back_without_dialing() {
         .unwrap();
     assert_eq!(restarted.invites().len(), 1);
 }
+
+#[test]
+fn countdowns_ending_together_all_dial_on_time_though_the_spare_lines_run_out() {
+    let mut bench = Bench::new(config());
+    for n in 1..=4 {
+        let offer = Offer { id: Some(format!("cb{n}")), ..offer(DialMode::Automatic, 2000) };
+        bench.command(Command::Offer { offer, id: "x".into() }, 0).unwrap();
+        let accept = Command::Callback { callback: format!("cb{n}"), command: crate::callback::Command::Accept };
+        bench.command(accept, 100).unwrap();
+    }
+    bench.run_ms(5000);
+    let invites = bench.invites();
+    assert_eq!(invites.len(), 4, "{invites:?}");
+    assert!(invites.iter().all(|(at, _, _)| *at - bench.t0 == Duration::from_millis(2100)), "{invites:?}");
+    let calls: std::collections::BTreeSet<&String> = invites.iter().map(|(_, call, _)| call).collect();
+    assert_eq!(calls.len(), 4, "each on a line of its own");
+    let failed = bench.events().into_iter().any(|e| {
+        matches!(e, Event::CallbackState(c) if c.attempts.iter().any(|a| a.outcome == Some(AttemptOutcome::Failed)))
+    });
+    assert!(!failed, "no attempt failed for want of a line");
+}

@@ -95,20 +95,27 @@ impl Bench {
     }
 
     fn drain(&mut self, now: Now) {
-        while let Some(output) = self.desk.poll_output() {
-            if let Output::Media(MediaCommand::Stop { call }) = &output {
-                let stopped = MediaReport::Stopped { call: call.clone(), stats: None };
+        loop {
+            while let Some(output) = self.desk.poll_output() {
+                if let Output::Media(MediaCommand::Stop { call }) = &output {
+                    let stopped = MediaReport::Stopped { call: call.clone(), stats: None };
+                    self.outputs.push((now.at, output));
+                    self.desk.handle(Input::Media(stopped), now).unwrap();
+                    continue;
+                }
                 self.outputs.push((now.at, output));
-                self.desk.handle(Input::Media(stopped), now).unwrap();
-                continue;
             }
-            self.outputs.push((now.at, output));
+            // A dial that waited for a line goes on with it, as in the shell.
+            if !self.refill(now.at) {
+                return;
+            }
         }
-        self.refill(now.at);
     }
 
-    fn refill(&mut self, at: Instant) {
-        for _ in 0..self.desk.lines_wanted() {
+    /// Hand the desk the lines it wants; true when there were any.
+    fn refill(&mut self, at: Instant) -> bool {
+        let wanted = self.desk.lines_wanted();
+        for _ in 0..wanted {
             self.next_line += 1;
             let n = self.next_line;
             let rtp: SocketAddr = format!("127.0.0.1:{}", 40000 + 2 * n).parse().unwrap();
@@ -116,6 +123,7 @@ impl Bench {
             let now = Now { at, wall: self.wall0 + (at - self.t0) };
             self.desk.handle(Input::Line(line), now).unwrap();
         }
+        wanted > 0
     }
 
     /// Every SIP action so far, with its call and when it went out.

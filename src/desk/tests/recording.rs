@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_json::{json, Map};
 
 use super::callbacks::offer;
-use super::transfers::{dial, fields, history, since, sip_since};
+use super::transfers::{dial, fields, history, last_state, since, sip_since};
 use super::*;
 use crate::call::phone::PhoneError;
 use crate::call::RejectReason;
@@ -309,4 +309,24 @@ fn a_calls_record_is_written_only_once_its_media_has_stopped() {
     let again = MediaReport::Stopped { call: "c1".into(), stats: None };
     bench.desk.handle(Input::Media(again), bench.at(5050)).unwrap();
     assert_eq!(bench.desk.poll_output(), None, "one record per call");
+}
+
+#[test]
+fn under_always_a_recording_the_agent_stopped_stays_stopped_through_hold_and_resume() {
+    let mut config = config();
+    config.recording.mode = RecordingMode::Always;
+    let mut bench = Bench::new(config);
+    dial(&mut bench, "customer", 0);
+    bench.answer("c1", 1000);
+    bench.command(Command::Record { call: "c1".into(), action: RecordAction::Stop }, 2000).unwrap();
+    let hold = Command::Call { call: "c1".into(), command: crate::call::Command::Hold };
+    bench.command(hold, 3000).unwrap();
+    bench.signal("c1", Signal::ReinviteAnswered { code: 200, sdp: Some(peer_sdp("0 101", "recvonly")) }, 3100);
+    let resume = Command::Call { call: "c1".into(), command: crate::call::Command::Resume };
+    bench.command(resume, 4000).unwrap();
+    bench.signal("c1", Signal::ReinviteAnswered { code: 200, sdp: Some(peer_sdp("0 101", "sendrecv")) }, 4100);
+    let begins =
+        bench.outputs.iter().filter(|(_, o)| matches!(o, Output::Recorder(RecorderCommand::Begin { .. }))).count();
+    assert_eq!(begins, 1, "only the answer started a recording");
+    assert_eq!(last_state(&bench, "c1").state, CallState::Connected);
 }

@@ -245,8 +245,10 @@ pub enum Event {
 /// A command the desk refused.
 #[derive(Debug, thiserror::Error)]
 pub enum DeskError {
+    /// The phone refused: no such call, or not in a state for this.
     #[error(transparent)]
     Phone(#[from] PhoneError),
+    /// The callbacks refused: no such callback, closed, or not in a state for this.
     #[error(transparent)]
     Callback(#[from] CallbackError),
     /// `calls.max` calls are up already.
