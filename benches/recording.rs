@@ -5,7 +5,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use softphoned::recording::file::RecordingFile;
+use softphoned::recorder::file::RecordingFile;
 
 fn append_frames(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();

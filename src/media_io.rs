@@ -26,7 +26,7 @@ use crate::media::dtmf::DtmfError;
 use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
-use crate::recording::Recorder;
+use crate::recorder::Recorder;
 
 /// Largest datagram we read.
 const MAX_DATAGRAM: usize = 1500;

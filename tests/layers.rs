@@ -14,9 +14,7 @@
 //!     (RTCP's randomized interval); what is refused is drawing entropy
 //!     (`rand::random`, `rand::rng`, `thread_rng`, `OsRng`, `from_entropy`,
 //!     `from_os_rng`, `getrandom`), which is input the shell must supply.
-//!
-//!   A file inside a pure module that must do IO is listed in [`IO_FILES`]
-//!   with its reason; it counts as the recorder (floor 5) for every rule.
+
 //! - **Floor order**: a module names (`crate::X`, or `super::` up to the
 //!   crate root) only modules on its own floor or below. Plain data the
 //!   shell reads, such as `config`, sits on the shell floor, so a pure core
@@ -39,7 +37,6 @@
 mod sources;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use sources::{sources, Source};
 
@@ -67,14 +64,6 @@ const FLOORS: &[(&str, u8)] = &[
 /// Floors 1 to this one are pure.
 const HIGHEST_PURE_FLOOR: u8 = 4;
 
-/// Files inside a pure module that must do IO, and why. They count as
-/// part of the recorder (floor 5), which DESIGN.md puts beside the store.
-const IO_FILES: &[(&str, &str)] = &[
-    ("recording/file.rs", "the recorder's WAV file: written, synced and repaired on disk"),
-    ("recording/ogg_opus.rs", "the recorder's Ogg/Opus file on disk, each with a random stream serial"),
-    ("recording/writer.rs", "the recorder thread: its own OS thread, fed by a tokio channel, writing files"),
-];
-
 /// `std::net` items that are plain values, not sockets or lookups.
 const ADDRESS_VALUES: &[&str] =
     &["SocketAddr", "SocketAddrV4", "SocketAddrV6", "IpAddr", "Ipv4Addr", "Ipv6Addr", "AddrParseError"];
@@ -94,13 +83,6 @@ fn every_module_stands_on_a_floor() {
         .map(|s| format!("src/{}: module `{}` is on no floor of tests/layers.rs", s.rel, module(s)))
         .collect();
     assert!(unplaced.is_empty(), "place every module on a floor (DESIGN.md):\n{}", unplaced.join("\n"));
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let stale: Vec<String> = IO_FILES
-        .iter()
-        .filter(|(rel, _)| !root.join(rel).exists())
-        .map(|(rel, why)| format!("src/{rel} ({why}) is gone: drop it from IO_FILES"))
-        .collect();
-    assert!(stale.is_empty(), "{}", stale.join("\n"));
 }
 
 #[test]
@@ -220,13 +202,9 @@ struct Finding {
     text: String,
 }
 
-/// The top-level module a file counts for: its own, or the recorder for [`IO_FILES`].
+/// The top-level module a file belongs to.
 fn module(source: &Source) -> &str {
-    if IO_FILES.iter().any(|(rel, _)| *rel == source.rel) {
-        "recorder"
-    } else {
-        &source.module_path[0]
-    }
+    &source.module_path[0]
 }
 
 fn floor(source: &Source) -> Option<u8> {

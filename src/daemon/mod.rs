@@ -136,7 +136,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         config.recording.dir = dir;
     }
     let (recorder, recorder_reports) =
-        crate::recording::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
+        crate::recorder::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
     outputs::publish_recorder_outcomes(recorder_reports, events.clone());
     let (rtp_tx, rtp_rx) = mpsc::channel(4096);
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
@@ -204,7 +204,7 @@ struct Daemon {
     /// Reused between ticks so the tick does not allocate.
     media_events: Vec<MediaReport>,
     /// The recorder thread's handle.
-    recorder: crate::recording::Recorder,
+    recorder: crate::recorder::Recorder,
     audio_status: AudioStatus,
     /// Set while a sound card is in use.
     audio_health: Option<DeviceHealth>,

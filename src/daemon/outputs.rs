@@ -12,7 +12,7 @@ use crate::callback::Now;
 use crate::control::api::{self, event};
 use crate::control::server::Notification;
 use crate::desk::{Event, Input, Line, MediaCommand, MediaReport, Output, RecorderCommand};
-use crate::recording::RecorderEvent;
+use crate::recorder::RecorderEvent;
 
 impl Daemon {
     /// Carry out every output the desk has, then refill its lines. Returns

@@ -1,14 +1,8 @@
-//! Call recording for ops: stereo WAV files (left the agent, right the
-//! remote party) with a JSON sidecar, written on the recorder's own thread
-//! off the media path, and surviving a crash.
-
-pub mod file;
-pub mod ogg_opus;
-mod writer;
+//! Call recording as policy, plain data: when calls are recorded
+//! (`recording.mode`), in what format, and the sidecar's fields. The files
+//! and the thread writing them are the recorder's (`crate::recorder`).
 
 use serde::{Deserialize, Serialize};
-
-pub use writer::{sidecar_of, Recorder, RecorderEvent};
 
 /// A sidecar's fields from a `json!({...})` literal.
 pub fn metadata(fields: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {

@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 
 use super::file::{self, RecordingFile};
 use super::ogg_opus::OggOpusFile;
-use super::RecordingFormat;
 use crate::call::CallId;
+use crate::recording::{metadata, RecordingFormat};
 
 /// Frames queued at most (about 10 s of one call) before new ones are dropped.
 const QUEUE: usize = 512;
@@ -270,9 +270,8 @@ fn recover(dir: &Path) {
                 stack.push(path);
             } else if path.extension().is_some_and(|e| e == "wav") && !sidecar_of(&path).exists() {
                 let result = file::repair(&path).and_then(|_| {
-                    let metadata = super::metadata(
-                        json!({ "recovered": true, "note": "left open by a crash; repaired at start" }),
-                    );
+                    let metadata =
+                        metadata(json!({ "recovered": true, "note": "left open by a crash; repaired at start" }));
                     seal(&path, metadata)
                 });
                 match result {
