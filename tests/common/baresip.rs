@@ -143,6 +143,12 @@ impl Baresip {
         &self.dir
     }
 
+    /// The process id while it runs (to pause it with SIGSTOP, as a slow
+    /// path to it would delay its answers).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Send a ctrl_tcp command and return its response
     /// (`{"response":true,"ok":..,"data":"..","token":".."}`).
     pub fn command(&mut self, cmd: &str, params: &str) -> Value {
