@@ -121,12 +121,21 @@ impl SipAgent {
                 self.forget(call);
             }
             SipAction::Cancel | SipAction::Bye => {
-                let Some(leg) = self.forget(call) else {
+                let leg = self.inner.legs.lock().expect("leg map").get(call).cloned();
+                let Some(leg) = leg else {
                     self.inner.abandoned.lock().expect("abandoned set").insert(call.clone());
                     return None;
                 };
-                let call = call.clone();
+                let (agent, call) = (self.clone(), call.clone());
                 return Some(tokio::spawn(async move {
+                    // RFC 3261 §15: a callee sends no BYE before the ACK of its
+                    // 2xx (or the transaction's timeout): a BYE right after
+                    // answering could overtake the 200 itself. The dialog stays
+                    // known meanwhile, so that the ACK finds it.
+                    if matches!(action, SipAction::Bye) && !leg.until_confirmed().await {
+                        tracing::info!(%call, "no ACK for the dialog: BYE sent anyway");
+                    }
+                    agent.forget(&call);
                     let dialog = leg.dialog;
                     let result =
                         if matches!(action, SipAction::Cancel) { dialog.cancel().await } else { dialog.bye().await };
