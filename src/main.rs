@@ -24,6 +24,12 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    // The default soft limit (1024) is what anyone opening TCP connections
+    // to the SIP port exhausts first: take what the hard limit allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
+    }
     let config = softphoned::config::Config::load(args.config.as_deref())?;
     let daemon = softphoned::daemon::start(config).await.context("softphoned could not start")?;
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.

@@ -119,19 +119,34 @@ async fn a_kill_during_a_recorded_call_leaves_a_valid_wav_missing_at_most_the_la
     let recorded_ms = answered.elapsed().as_millis() as f64;
     daemon.kill_and_restart().await;
 
-    // At start the recorder repairs what the kill left and gives it a sidecar.
+    // At start the recorder repairs what the kill left and seals its sidecar,
+    // which was there, provisional, from the recording's start.
     let dir = daemon.path("recordings");
-    let mut sidecar = None;
+    let mut found = None;
     for _ in 0..250 {
-        sidecar = first_file(&dir, "json");
-        if sidecar.is_some() {
+        let meta = first_file(&dir, "json").and_then(|path| {
+            let meta: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
+            (meta["recovered"] == true).then_some((path, meta))
+        });
+        if meta.is_some() {
+            found = meta;
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let sidecar = sidecar.expect("the crashed recording was repaired at start");
-    let meta: Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
-    assert_eq!(meta["recovered"], true, "{meta}");
+    let (sidecar, meta) = found.expect("the crashed recording was repaired at start");
+    assert_eq!(meta["call"], call.as_str(), "the sidecar names the call: {meta}");
+    assert!(meta["remote"].as_str().is_some_and(|r| r.starts_with("sip:")), "and the parties: {meta}");
+    assert!(meta.get("provisional").is_none(), "{meta}");
+    // History has the call from its answer on: closed as interrupted at the restart.
+    let mut ui = daemon.client().await;
+    let history = ui.call("history.list", json!({"kind": "call"})).await.unwrap();
+    let entry = history["entries"].as_array().unwrap().iter().find(|e| e["call"] == call.as_str()).cloned();
+    let entry = entry.unwrap_or_else(|| panic!("the killed call is in history: {history}"));
+    assert_eq!((entry["reason"].as_str(), entry["state"].as_str()), (Some("interrupted"), Some("ended")), "{entry}");
+    assert!(entry["answered_at"].is_string(), "{entry}");
+    let named = std::path::Path::new(entry["recording"].as_str().unwrap()).with_extension("json");
+    assert_eq!(named, sidecar, "history names the recording");
     let (left, right, rate) = channels(&sidecar.with_extension("wav"));
     let file_ms = left.len() as f64 * 1000.0 / rate as f64;
     let lost_ms = recorded_ms - file_ms;

@@ -135,9 +135,12 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     if let Ok(dir) = std::path::absolute(&config.recording.dir) {
         config.recording.dir = dir;
     }
+    if let Err(e) = usable_dir(&config.recording.dir) {
+        // Calls go on without it; ops see at once why recordings will fail.
+        tracing::error!(dir = %config.recording.dir.display(), error = %e, "recording.dir is not usable: recordings will fail");
+    }
     let (recorder, recorder_reports) =
         crate::recorder::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
-    outputs::publish_recorder_outcomes(recorder_reports, events.clone());
     let (rtp_tx, rtp_rx) = mpsc::channel(4096);
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let now = clock();
@@ -174,7 +177,12 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     tracing::info!(sip = ?listening, control = %control_socket.display(), "softphoned ready");
     let shutdown_loop = shutdown.clone();
     let run_loop = tokio::spawn(async move {
-        daemon.run(control_rx, sip_rx, rtp_rx, audio_rx, shutdown_loop).await;
+        daemon
+            .run(
+                Inputs { control: control_rx, sip: sip_rx, rtp: rtp_rx, audio: audio_rx, recorder: recorder_reports },
+                shutdown_loop,
+            )
+            .await;
         sip_shutdown.cancel();
     });
     Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
@@ -184,6 +192,15 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
 /// paused-time tests control) for deadlines, the wall clock for records.
 fn clock() -> Now {
     Now { at: Instant::now().into_std(), wall: Timestamp::now() }
+}
+
+/// What the run loop listens to, besides its clock.
+struct Inputs {
+    control: mpsc::Receiver<ControlRequest>,
+    sip: mpsc::UnboundedReceiver<SipEvent>,
+    rtp: mpsc::Receiver<media_io::RtpIn>,
+    audio: mpsc::UnboundedReceiver<audio::Opened>,
+    recorder: mpsc::UnboundedReceiver<crate::desk::RecorderReport>,
 }
 
 struct Daemon {
@@ -217,14 +234,8 @@ struct Daemon {
 }
 
 impl Daemon {
-    async fn run(
-        mut self,
-        mut control: mpsc::Receiver<ControlRequest>,
-        mut sip: mpsc::UnboundedReceiver<SipEvent>,
-        mut rtp: mpsc::Receiver<media_io::RtpIn>,
-        mut audio_opened: mpsc::UnboundedReceiver<audio::Opened>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(mut self, inputs: Inputs, shutdown: CancellationToken) {
+        let Inputs { mut control, mut sip, mut rtp, mut audio, mut recorder } = inputs;
         let mut tick = tokio::time::interval(TICK);
         // Burst: after a stall, catch up so the RTP clock keeps real time.
         tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
@@ -246,7 +257,7 @@ impl Daemon {
                     // Lines a failed bind left the desk without are tried again.
                     self.carry_out(now);
                 }
-                Some(opened) = audio_opened.recv() => self.on_audio_opened(opened, Instant::from_std(clock().at)),
+                Some(opened) = audio.recv() => self.on_audio_opened(opened, Instant::from_std(clock().at)),
                 _ = crate::timing::sleep_until(deadline.map(Instant::from_std)) => self.timeout(),
                 _ = self.alarm.rung() => self.timeout(),
                 Some(packet) = rtp.recv() => {
@@ -258,6 +269,9 @@ impl Daemon {
                     self.media_events = events;
                 }
                 Some(event) = sip.recv() => self.on_sip(event),
+                Some(report) = recorder.recv() => {
+                    self.feed(Input::Recorder(report), clock());
+                }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
             }
         }
@@ -308,6 +322,14 @@ impl Daemon {
         // No subscriber is not an error.
         let _ = self.events.send(notification);
     }
+}
+
+/// The directory exists (or can be made) and takes a new file.
+fn usable_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let probe = dir.join(".softphoned-write-test");
+    std::fs::write(&probe, b"")?;
+    std::fs::remove_file(probe)
 }
 
 /// `udp:127.0.0.1:5060`, as config and status write a listening point.

@@ -4,7 +4,6 @@
 //! Also keeping the desk supplied with lines (ids, bound ports, keys).
 
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use super::Daemon;
@@ -12,7 +11,6 @@ use crate::callback::Now;
 use crate::control::api::{self, event};
 use crate::control::server::Notification;
 use crate::desk::{Event, Input, Line, MediaCommand, MediaReport, Output, RecorderCommand};
-use crate::recorder::RecorderEvent;
 
 impl Daemon {
     /// Carry out every output the desk has, then refill its lines. Returns
@@ -119,27 +117,13 @@ fn notification(desk_event: Event) -> Notification {
             Notification::new(event::CALLBACK_COUNTDOWN, &value(api::CallbackCountdownEvent { callback, countdown }))
         }
         Event::AgentState(state) => Notification::new(event::AGENT_STATE, &value(api::AgentStateParams { state })),
-    }
-}
-
-/// Publish the recorder's outcomes as they come (off the run loop).
-pub(super) fn publish_recorder_outcomes(
-    mut reports: mpsc::UnboundedReceiver<RecorderEvent>,
-    events: broadcast::Sender<Notification>,
-) {
-    tokio::spawn(async move {
-        while let Some(report) = reports.recv().await {
-            let (name, params) = match report {
-                RecorderEvent::Saved { call, path, duration_ms } => {
-                    (event::RECORDING_SAVED, json!(api::RecordingSavedEvent { call, path, duration_ms }))
-                }
-                RecorderEvent::Failed { call, reason } => {
-                    (event::RECORDING_FAILED, json!(api::RecordingFailedEvent { call, reason }))
-                }
-            };
-            let _ = events.send(Notification::new(name, &params));
+        Event::RecordingSaved { call, path, duration_ms } => {
+            Notification::new(event::RECORDING_SAVED, &value(api::RecordingSavedEvent { call, path, duration_ms }))
         }
-    });
+        Event::RecordingFailed { call, reason } => {
+            Notification::new(event::RECORDING_FAILED, &value(api::RecordingFailedEvent { call, reason }))
+        }
+    }
 }
 
 fn value(params: impl serde::Serialize) -> serde_json::Value {

@@ -33,6 +33,9 @@ pub struct DeskConfig {
     pub recording: RecordingPolicy,
 }
 
+/// The longest dial or transfer target taken: far beyond any real SIP URI.
+pub const MAX_TARGET: usize = 1024;
+
 /// Where a number the agent typed is sent.
 #[derive(Debug, Clone)]
 pub struct DialPlan {
@@ -45,8 +48,13 @@ pub struct DialPlan {
 }
 
 impl DialPlan {
-    /// A SIP URI as is; a number (or user) at the account's domain.
+    /// A SIP URI as is; a number (or user) at the account's domain. One
+    /// longer than [`MAX_TARGET`] is refused at once (it would make an
+    /// INVITE nobody answers).
     pub fn target(&self, to: &str, account: Option<&str>) -> Result<String, String> {
+        if to.len() > MAX_TARGET {
+            return Err(format!("the target is {} bytes long; at most {MAX_TARGET}", to.len()));
+        }
         let domain =
             account.map(|id| self.domains.get(id).ok_or_else(|| format!("no such account: {id}"))).transpose()?;
         let text = match domain {

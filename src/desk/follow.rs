@@ -126,10 +126,16 @@ impl Desk {
         }
     }
 
-    /// The open callbacks a previous run left, brought back with nothing running.
+    /// The open records a previous run left: callbacks brought back with
+    /// nothing running, calls closed as interrupted.
     pub(super) fn restore(&mut self, records: Vec<Record>) {
         let mut callbacks = Vec::new();
-        for record in records.into_iter().filter(|r| r.kind == RecordKind::Callback) {
+        let (calls, records): (Vec<Record>, Vec<Record>) =
+            records.into_iter().partition(|r| r.kind == RecordKind::Call);
+        for call in calls {
+            self.close_interrupted(call);
+        }
+        for record in records {
             match serde_json::from_value::<Callback>(Value::Object(record.body)) {
                 Ok(callback) => callbacks.push(callback),
                 // Kept in the store as it is; only not brought back.

@@ -1,11 +1,14 @@
 //! Call history: while a call lives the desk keeps its wall-clock times
-//! and its recording; when it has ended and its media has stopped (with
-//! its last figures), one record goes to the store, beside the callbacks.
+//! and its recording. Its record goes to the store (beside the callbacks)
+//! when it is answered, open, so that a crash cannot lose it, again when
+//! its recording starts, and complete once it has ended and its media has
+//! stopped (with its last figures). At start, records a crash left open
+//! are closed as `interrupted`.
 
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use super::vocabulary::Output;
 use super::Desk;
@@ -20,39 +23,68 @@ pub(super) struct CallLog {
     started: Timestamp,
     answered: Option<Timestamp>,
     recording: Option<PathBuf>,
-    /// Once the call has ended: its summary and when, waiting for the
-    /// media's last figures.
-    ended: Option<(CallSummary, Timestamp)>,
+    /// The call as last published.
+    summary: CallSummary,
+    /// When it ended, once it has: its record waits for the media's last figures.
+    ended: Option<Timestamp>,
 }
 
 impl CallLog {
     pub(super) fn was_answered(&self) -> bool {
         self.answered.is_some()
     }
+
+    /// The call's record as it stands; open until the call has ended.
+    fn record(&self, quality: Option<QualityEvent>) -> Record {
+        let mut body = match serde_json::to_value(&self.summary) {
+            Ok(Value::Object(body)) => body,
+            _ => Map::new(),
+        };
+        let talk_ms = self
+            .answered
+            .zip(self.ended)
+            .map(|(from, to)| (to - from).total(jiff::Unit::Millisecond).unwrap_or(0.0) as u64);
+        body.extend([
+            ("created_at".to_string(), json!(self.started)),
+            ("answered_at".to_string(), json!(self.answered)),
+            ("ended_at".to_string(), json!(self.ended)),
+            ("talk_ms".to_string(), json!(talk_ms)),
+            ("quality".to_string(), json!(quality)),
+            ("recording".to_string(), json!(self.recording)),
+        ]);
+        let open = self.ended.is_none();
+        Record { kind: RecordKind::Call, id: self.summary.call.clone(), open, created_at: self.started, body }
+    }
 }
 
 impl Desk {
-    /// Follow a call's published state.
+    /// Follow a call's published state: at the answer its record is stored, open.
     pub(super) fn log_call(&mut self, summary: &CallSummary) {
         let now = self.now.wall;
         let log = self.call_log.entry(summary.call.clone()).or_insert(CallLog {
             started: now,
             answered: None,
             recording: None,
+            summary: summary.clone(),
             ended: None,
         });
-        if summary.state.is_answered() && log.answered.is_none() {
-            log.answered = Some(now);
-        }
+        log.summary = summary.clone();
         if summary.state == CallState::Ended {
-            log.ended = Some((summary.clone(), now));
+            log.ended = Some(now);
+        } else if summary.state.is_answered() && log.answered.is_none() {
+            log.answered = Some(now);
+            let record = log.record(None);
+            self.emit(Output::Store(record));
         }
     }
 
-    /// The call is being recorded to `path`: its history will say so.
+    /// The call is being recorded to `path`: its history says so from now on.
     pub(super) fn note_recording(&mut self, call: &str, path: &Path) {
-        if let Some(log) = self.call_log.get_mut(call) {
-            log.recording = Some(path.to_path_buf());
+        let Some(log) = self.call_log.get_mut(call) else { return };
+        log.recording = Some(path.to_path_buf());
+        if log.was_answered() && log.ended.is_none() {
+            let record = log.record(None);
+            self.emit(Output::Store(record));
         }
     }
 
@@ -63,19 +95,17 @@ impl Desk {
             return;
         }
         let Some(log) = self.call_log.remove(call) else { return };
-        let Some((summary, ended_at)) = log.ended else { return };
-        let Ok(Value::Object(mut body)) = serde_json::to_value(&summary) else { return };
-        let talk_ms = log.answered.map(|at| (ended_at - at).total(jiff::Unit::Millisecond).unwrap_or(0.0) as u64);
-        let quality = stats.map(|stats| QualityEvent::new(summary.call.clone(), &stats));
-        body.extend([
-            ("created_at".to_string(), json!(log.started)),
-            ("answered_at".to_string(), json!(log.answered)),
-            ("ended_at".to_string(), json!(ended_at)),
-            ("talk_ms".to_string(), json!(talk_ms)),
-            ("quality".to_string(), json!(quality)),
-            ("recording".to_string(), json!(log.recording)),
-        ]);
-        let record = Record { kind: RecordKind::Call, id: summary.call, open: false, created_at: log.started, body };
+        let quality = stats.map(|stats| QualityEvent::new(log.summary.call.clone(), &stats));
+        self.emit(Output::Store(log.record(quality)));
+    }
+
+    /// Calls a crash left open: their records are closed as `interrupted`,
+    /// keeping their answer time and recording; when they ended is unknown.
+    pub(super) fn close_interrupted(&mut self, mut record: Record) {
+        tracing::warn!(call = %record.id, "call history left open by a crash: closed as interrupted");
+        record.open = false;
+        record.body.insert("state".into(), json!("ended"));
+        record.body.insert("reason".into(), json!("interrupted"));
         self.emit(Output::Store(record));
     }
 }

@@ -32,7 +32,8 @@ use crate::callback::{self, Callback, Callbacks, Now};
 
 pub use config::{DeskConfig, DialPlan, RecordingPolicy};
 pub use vocabulary::{
-    Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand, Reply,
+    Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand,
+    RecorderReport, Reply,
 };
 
 /// Lines kept ready: a countdown's dial and a consult at the same instant
@@ -110,6 +111,10 @@ impl Desk {
             }
             Input::Media(report) => {
                 self.media_report(report);
+                Ok(Reply::Done)
+            }
+            Input::Recorder(report) => {
+                self.recorder_report(report);
                 Ok(Reply::Done)
             }
             Input::Line(line) => {

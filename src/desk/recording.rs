@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use jiff::Timestamp;
 use serde_json::{json, Map};
 
-use super::vocabulary::{DeskError, MediaCommand, Output, RecordAction, RecorderCommand, Reply};
+use super::vocabulary::{DeskError, Event, MediaCommand, Output, RecordAction, RecorderCommand, RecorderReport, Reply};
 use super::Desk;
 use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
@@ -142,6 +142,24 @@ impl Desk {
         {
             if let Err(e) = self.start_recording(&summary.call) {
                 tracing::warn!(call = %summary.call, error = %e, "recording.mode always: not recorded");
+            }
+        }
+    }
+}
+
+impl Desk {
+    /// The recorder's word: told to the UI; a failed recording is over, so
+    /// the agent may start another.
+    pub(super) fn recorder_report(&mut self, report: RecorderReport) {
+        match report {
+            RecorderReport::Saved { call, path, duration_ms } => {
+                self.emit(Output::Event(Event::RecordingSaved { call, path, duration_ms }))
+            }
+            RecorderReport::Failed { call, reason } => {
+                if self.recordings.remove(&call).is_some() {
+                    self.emit(Output::Media(MediaCommand::Record { call: call.clone(), rate: None }));
+                }
+                self.emit(Output::Event(Event::RecordingFailed { call, reason }));
             }
         }
     }

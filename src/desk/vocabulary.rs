@@ -29,6 +29,8 @@ pub enum Input {
     Signal { call: CallId, signal: Signal },
     /// What the media path saw.
     Media(MediaReport),
+    /// How a recording ended, from the recorder's thread.
+    Recorder(RecorderReport),
     /// A line the shell opened ahead of need (see [`Line`]).
     Line(Line),
     /// The instant [`super::Desk::poll_timeout`] named has come.
@@ -142,6 +144,15 @@ pub enum MediaReport {
     Stopped { call: CallId, stats: Option<Box<MediaStats>> },
 }
 
+/// The recorder's word on a recording.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecorderReport {
+    /// Closed and sealed: the file, and how much audio it holds.
+    Saved { call: CallId, path: PathBuf, duration_ms: u64 },
+    /// Could not be created or written (a full disk...): what reached the disk stays valid.
+    Failed { call: CallId, reason: String },
+}
+
 /// What a new call needs that only the shell can provide: its id, a bound
 /// RTP/RTCP port pair (binding takes ~150 µs, which a countdown's dial must
 /// not wait for) and fresh random values for its SDP session and SRTP keys.
@@ -240,6 +251,8 @@ pub enum Event {
     CallbackState(Box<Callback>),
     CallbackCountdown { callback: CallbackId, countdown: CountdownReport },
     AgentState(AgentState),
+    RecordingSaved { call: CallId, path: PathBuf, duration_ms: u64 },
+    RecordingFailed { call: CallId, reason: String },
 }
 
 /// A command the desk refused.

@@ -20,18 +20,11 @@ use tokio::sync::mpsc;
 use super::file::{self, RecordingFile};
 use super::ogg_opus::OggOpusFile;
 use crate::call::CallId;
+use crate::desk::RecorderReport;
 use crate::recording::{metadata, RecordingFormat};
 
 /// Frames queued at most (about 10 s of one call) before new ones are dropped.
 const QUEUE: usize = 512;
-
-/// What the recorder reports, for `recording.saved` / `recording.failed`.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, schemars::JsonSchema)]
-#[serde(tag = "event", rename_all = "snake_case")]
-pub enum RecorderEvent {
-    Saved { call: CallId, path: PathBuf, duration_ms: u64 },
-    Failed { call: CallId, reason: String },
-}
 
 enum Job {
     Begin { call: CallId, path: PathBuf, rate: u32, format: RecordingFormat, metadata: Map<String, Value> },
@@ -49,7 +42,7 @@ pub struct Recorder {
 
 impl Recorder {
     /// Start the thread; crashed files under `dir` are repaired first (on it).
-    pub fn start(dir: PathBuf) -> io::Result<(Recorder, mpsc::UnboundedReceiver<RecorderEvent>)> {
+    pub fn start(dir: PathBuf) -> io::Result<(Recorder, mpsc::UnboundedReceiver<RecorderReport>)> {
         let (jobs, queue) = sync_channel(QUEUE);
         let (events, reports) = mpsc::unbounded_channel();
         std::thread::Builder::new().name("recorder".into()).spawn(move || {
@@ -156,11 +149,11 @@ struct Open {
     pauses: Vec<Value>,
 }
 
-fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderEvent>) {
+fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>) {
     let mut open: HashMap<CallId, Open> = HashMap::new();
     let fail = |call: CallId, reason: String| {
         tracing::warn!(%call, %reason, "recording failed; the call goes on");
-        let _ = events.send(RecorderEvent::Failed { call, reason });
+        let _ = events.send(RecorderReport::Failed { call, reason });
     };
     while let Ok(job) = queue.recv() {
         match job {
@@ -169,6 +162,11 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderEvent>) {
                     .parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
                     .and_then(|_| Sink::create(&path, rate, format));
+                // The sidecar is there from the start, marked provisional, so a
+                // crash leaves the parties named beside the audio.
+                let mut provisional = metadata.clone();
+                provisional.insert("provisional".into(), true.into());
+                let created = created.and_then(|file| write_sidecar(&path, &provisional).map(|_| file));
                 match created {
                     Ok(file) => {
                         tracing::info!(%call, path = %path.display(), "recording");
@@ -215,7 +213,7 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderEvent>) {
                 match recording.file.finish().and_then(|path| seal(&path, recording.metadata).map(|_| path)) {
                     Ok(path) => {
                         tracing::info!(%call, path = %path.display(), duration_ms, "recording saved");
-                        let _ = events.send(RecorderEvent::Saved { call, path, duration_ms });
+                        let _ = events.send(RecorderReport::Saved { call, path, duration_ms });
                     }
                     Err(e) => fail(call, e.to_string()),
                 }
@@ -228,16 +226,29 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderEvent>) {
 fn seal(wav: &Path, mut metadata: Map<String, Value>) -> io::Result<()> {
     metadata.insert("sha256".into(), sha256(wav)?.into());
     metadata.insert("file".into(), wav.file_name().map(|n| n.to_string_lossy().into_owned()).into());
-    let text = serde_json::to_vec_pretty(&Value::Object(metadata)).map_err(io::Error::other)?;
+    write_sidecar(wav, &metadata)
+}
+
+/// Replace the sidecar of `wav` as a whole: written beside it, synced, then
+/// renamed over the old one, so a crash leaves the old or the new, never half.
+fn write_sidecar(wav: &Path, metadata: &Map<String, Value>) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_vec_pretty(metadata).map_err(io::Error::other)?;
     let sidecar = sidecar_of(wav);
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o640).open(&sidecar)?;
-        file.write_all(&text)?;
-        file.sync_all()?;
+    let fresh = sidecar.with_extension("json.new");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&fresh)?;
+    file.write_all(&text)?;
+    file.sync_all()?;
+    std::fs::rename(&fresh, &sidecar)
+}
+
+/// What a sidecar says, if it can be read.
+fn read_sidecar(wav: &Path) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(&std::fs::read(sidecar_of(wav)).ok()?).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
     }
-    Ok(())
 }
 
 pub fn sidecar_of(wav: &Path) -> PathBuf {
@@ -258,8 +269,9 @@ fn sha256(path: &Path) -> io::Result<String> {
     Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Repair every WAV under `dir` that has no sidecar (a crash or kill left
-/// it open) and give it one saying so.
+/// Repair every WAV under `dir` that a crash or kill left open (no
+/// sidecar, or the provisional one written at its start) and seal it,
+/// keeping what the provisional sidecar said and saying it was recovered.
 fn recover(dir: &Path) {
     let mut stack = vec![dir.to_path_buf()];
     // Bounded: a recording tree is a few levels of dates.
@@ -268,16 +280,23 @@ fn recover(dir: &Path) {
         for path in entries.flatten().map(|e| e.path()) {
             if path.is_dir() {
                 stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "wav") && !sidecar_of(&path).exists() {
-                let result = file::repair(&path).and_then(|_| {
-                    let metadata =
-                        metadata(json!({ "recovered": true, "note": "left open by a crash; repaired at start" }));
-                    seal(&path, metadata)
-                });
-                match result {
-                    Ok(()) => tracing::warn!(path = %path.display(), "recording left by a crash repaired"),
-                    Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot repair a crashed recording"),
-                }
+                continue;
+            }
+            if path.extension().is_none_or(|e| e != "wav") {
+                continue;
+            }
+            let known = read_sidecar(&path);
+            let left_open =
+                !sidecar_of(&path).exists() || known.as_ref().is_some_and(|m| m.contains_key("provisional"));
+            if !left_open {
+                continue;
+            }
+            let mut sidecar = known.unwrap_or_default();
+            sidecar.remove("provisional");
+            sidecar.extend(metadata(json!({ "recovered": true, "note": "left open by a crash; repaired at start" })));
+            match file::repair(&path).and_then(|_| seal(&path, sidecar)) {
+                Ok(()) => tracing::warn!(path = %path.display(), "recording left by a crash repaired"),
+                Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot repair a crashed recording"),
             }
         }
     }
@@ -287,7 +306,7 @@ fn recover(dir: &Path) {
 mod tests {
     use super::*;
 
-    fn events_until(reports: &mut mpsc::UnboundedReceiver<RecorderEvent>) -> RecorderEvent {
+    fn events_until(reports: &mut mpsc::UnboundedReceiver<RecorderReport>) -> RecorderReport {
         reports.blocking_recv().expect("the recorder reports")
     }
 
@@ -315,7 +334,7 @@ mod tests {
         recorder.end(&call, end);
         assert_eq!(
             events_until(&mut reports),
-            RecorderEvent::Saved { call: call.clone(), path: path.clone(), duration_ms: 2500 }
+            RecorderReport::Saved { call: call.clone(), path: path.clone(), duration_ms: 2500 }
         );
         let samples: Vec<i16> = hound::WavReader::open(&path).unwrap().samples::<i16>().map(Result::unwrap).collect();
         let silent: Vec<usize> = samples.chunks(2).enumerate().filter(|(_, s)| s == &[0, 0]).map(|(i, _)| i).collect();
@@ -344,7 +363,7 @@ mod tests {
         let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
         recorder.begin(&"c2".into(), dir.path().join("taken.wav"), 8000, RecordingFormat::Wav, Map::new());
         match events_until(&mut reports) {
-            RecorderEvent::Failed { call, reason } => assert!(call == "c2" && reason.contains("exists"), "{reason}"),
+            RecorderReport::Failed { call, reason } => assert!(call == "c2" && reason.contains("exists"), "{reason}"),
             other => panic!("{other:?}"),
         }
         // The thread repaired the crashed file before serving the queue.
@@ -352,5 +371,39 @@ mod tests {
         assert_eq!(sidecar["recovered"], true);
         let samples = hound::WavReader::open(&crashed).unwrap().len();
         assert!(samples >= 2 * 8000, "the flushed second survived: {samples}");
+    }
+
+    #[test]
+    fn a_recording_cut_by_a_crash_keeps_the_parties_its_provisional_sidecar_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("2026/12/03/cut.wav");
+        {
+            let (recorder, _reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+            let parties = metadata(json!({ "call": "c9", "remote": "sip:customer@example.test" }));
+            recorder.begin(&"c9".into(), path.clone(), 8000, RecordingFormat::Wav, parties);
+            recorder.audio(&"c9".into(), &[7; 160], &[7; 160]);
+            // Dropping the handle ends the thread without End: as a kill would leave it.
+        }
+        for _ in 0..200 {
+            if sidecar_of(&path).exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let early: Value = serde_json::from_slice(&std::fs::read(sidecar_of(&path)).unwrap()).unwrap();
+        assert_eq!((early["provisional"].as_bool(), early["call"].as_str()), (Some(true), Some("c9")));
+
+        let (_recorder, _reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let mut sidecar = Value::Null;
+        for _ in 0..200 {
+            sidecar = serde_json::from_slice(&std::fs::read(sidecar_of(&path)).unwrap()).unwrap();
+            if sidecar["recovered"] == true {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert_eq!(sidecar["recovered"], true, "{sidecar}");
+        assert_eq!(sidecar["remote"], "sip:customer@example.test", "the parties survive the crash");
+        assert!(sidecar.get("provisional").is_none() && sidecar["sha256"].is_string(), "{sidecar}");
     }
 }

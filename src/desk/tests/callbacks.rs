@@ -185,3 +185,24 @@ fn countdowns_ending_together_all_dial_on_time_though_the_spare_lines_run_out() 
     });
     assert!(!failed, "no attempt failed for want of a line");
 }
+
+#[test]
+fn a_call_is_in_history_from_its_answer_and_a_crash_leaves_it_interrupted_with_its_recording() {
+    let mut config = config();
+    config.recording.mode = crate::recording::RecordingMode::Always;
+    let mut bench = Bench::new(config.clone());
+    bench.command(Command::Dial { to: "5551000".into(), account: None }, 0).unwrap();
+    bench.answer("c1", 1000);
+    let open = bench.stored().into_iter().rev().find(|r| r.kind == crate::history::RecordKind::Call).unwrap();
+    assert!(open.open, "stored at the answer, open");
+    assert_eq!(open.body["answered_at"], serde_json::json!(bench.at(1000).wall));
+    let path = open.body["recording"].as_str().expect("names its recording").to_string();
+    // The daemon is killed here; the next run finds the open record.
+    let mut restarted = Bench::new(config);
+    restarted.handle(Input::Restore(vec![open]), restarted.at(0)).unwrap();
+    let [closed] = &restarted.stored()[..] else { panic!("one record: {:?}", restarted.stored()) };
+    assert!(!closed.open);
+    assert_eq!((closed.body["reason"].as_str(), closed.body["state"].as_str()), (Some("interrupted"), Some("ended")));
+    assert_eq!(closed.body["recording"].as_str(), Some(path.as_str()));
+    assert_eq!(closed.body["answered_at"], serde_json::json!(bench.at(1000).wall));
+}

@@ -242,3 +242,15 @@ fn an_invite_replacing_an_answered_call_rings_through_not_ready_but_one_naming_a
     assert_eq!(last_state(&bench, "r2").state, CallState::Connected);
     assert_eq!(last_state(&bench, "c1").reason, Some(EndReason::Replaced));
 }
+
+#[test]
+fn a_60_kb_target_is_refused_at_once_with_nothing_sent() {
+    let mut bench = Bench::new(config());
+    let mark = bench.outputs.len();
+    let huge = format!("sip:{}@pbx.test", "a".repeat(60 * 1024));
+    match bench.command(Command::Dial { to: huge, account: None }, 0) {
+        Err(DeskError::InvalidParams(why)) => assert!(why.contains("at most 1024"), "{why}"),
+        other => panic!("expected invalid params, got {other:?}"),
+    }
+    assert!(since(&bench, mark).is_empty(), "no INVITE, no line taken");
+}

@@ -282,12 +282,12 @@ fn every_ended_call_leaves_one_history_record_saying_how_it_ended() {
         assert_eq!(record.body["created_at"], at(created), "{call}");
         assert_eq!(fields(&record, &keys), body, "{call}");
     }
-    let order: Vec<String> = bench.stored().into_iter().filter(|r| r.kind == RecordKind::Call).map(|r| r.id).collect();
-    assert_eq!(order, ["c1", "c2", "in1", "in2"]);
+    let closed = bench.stored().into_iter().filter(|r| r.kind == RecordKind::Call && !r.open);
+    assert_eq!(closed.map(|r| r.id).collect::<Vec<_>>(), ["c1", "c2", "in1", "in2"]);
 }
 
 #[test]
-fn a_calls_record_is_written_only_once_its_media_has_stopped() {
+fn a_calls_closed_record_is_written_only_once_its_media_has_stopped() {
     let mut bench = Bench::new(config());
     dial(&mut bench, "customer", 0);
     bench.answer("c1", 1000);
@@ -296,7 +296,7 @@ fn a_calls_record_is_written_only_once_its_media_has_stopped() {
     bench.desk.handle(Input::Command(hangup), bench.at(5000)).unwrap();
     let outputs: Vec<Output> = std::iter::from_fn(|| bench.desk.poll_output()).collect();
     assert!(outputs.contains(&Output::Media(MediaCommand::Stop { call: "c1".into() })), "{outputs:?}");
-    assert!(!outputs.iter().any(|o| matches!(o, Output::Store(_))), "no record while media runs: {outputs:?}");
+    assert!(!outputs.iter().any(|o| matches!(o, Output::Store(_))), "no closed record while media runs: {outputs:?}");
 
     let stopped = MediaReport::Stopped { call: "c1".into(), stats: None };
     bench.desk.handle(Input::Media(stopped), bench.at(5040)).unwrap();
@@ -329,4 +329,25 @@ fn under_always_a_recording_the_agent_stopped_stays_stopped_through_hold_and_res
         bench.outputs.iter().filter(|(_, o)| matches!(o, Output::Recorder(RecorderCommand::Begin { .. }))).count();
     assert_eq!(begins, 1, "only the answer started a recording");
     assert_eq!(last_state(&bench, "c1").state, CallState::Connected);
+}
+
+#[test]
+fn after_a_failed_recording_the_agent_may_start_another() {
+    let mut bench = Bench::new(config());
+    dial(&mut bench, "customer", 0);
+    bench.answer("c1", 1000);
+    let start = || Command::Record { call: "c1".into(), action: RecordAction::Start };
+    bench.command(start(), 2000).unwrap();
+    let failed = RecorderReport::Failed { call: "c1".into(), reason: "No space left on device".into() };
+    let mark = bench.outputs.len();
+    bench.handle(Input::Recorder(failed), bench.at(3000)).unwrap();
+    let told = since(&bench, mark);
+    assert_eq!(
+        told.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
+        [
+            Output::Media(MediaCommand::Record { call: "c1".into(), rate: None }),
+            Output::Event(Event::RecordingFailed { call: "c1".into(), reason: "No space left on device".into() }),
+        ]
+    );
+    assert!(matches!(bench.command(start(), 4000), Ok(Reply::Recording(_))), "not 'already being recorded'");
 }
