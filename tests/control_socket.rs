@@ -215,3 +215,33 @@ async fn malformed_sip_datagrams_do_not_disturb_a_call() {
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "ended")).await.unwrap();
 }
+
+#[tokio::test]
+async fn one_client_over_the_cap_is_told_so_and_the_others_keep_working() {
+    let daemon = Daemon::spawn("agent", "").await;
+    let max = softphoned::control::server::MAX_CLIENTS;
+    let mut clients = Vec::with_capacity(max);
+    for _ in 0..max {
+        let mut client = Client::connect(&daemon.socket).await.unwrap();
+        // Answered: the connection holds a seat.
+        client.call("daemon.status", json!({})).await.unwrap();
+        clients.push(client);
+    }
+    let mut extra = Client::connect(&daemon.socket).await.unwrap();
+    let refusal = extra.read_message().await.unwrap();
+    assert_eq!(refusal["error"]["code"], -32002, "{refusal}");
+    assert!(refusal["error"]["message"].as_str().unwrap().contains("too many control clients"), "{refusal}");
+    assert!(clients[0].call("call.list", json!({})).await.is_ok(), "the seated clients are served");
+    // A seat freed is a seat taken.
+    drop(clients.pop());
+    let mut again = None;
+    for _ in 0..100 {
+        let mut client = Client::connect(&daemon.socket).await.unwrap();
+        if client.call("daemon.status", json!({})).await.is_ok() {
+            again = Some(client);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(again.is_some(), "a new client is served once one left");
+}

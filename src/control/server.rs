@@ -60,6 +60,10 @@ pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
+/// Control clients served at once: a workspace, softphonectl, a few
+/// tools, with room to spare. One more is told so and closed.
+pub const MAX_CLIENTS: usize = 256;
+
 /// Accept clients until `shutdown`.
 pub async fn serve(
     listener: UnixListener,
@@ -67,24 +71,40 @@ pub async fn serve(
     events: broadcast::Sender<Notification>,
     shutdown: CancellationToken,
 ) {
+    let seats = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => {
+                Ok((mut stream, _)) => {
+                    let Ok(seat) = seats.clone().try_acquire_owned() else {
+                        tracing::warn!(max = MAX_CLIENTS, "control client refused: too many connected");
+                        let error = RpcError::new(code::UNAVAILABLE, format!("too many control clients (at most {MAX_CLIENTS})"));
+                        let line = rpc::response(Value::Null, Err(error)) + "\n";
+                        tokio::spawn(async move { stream.write_all(line.as_bytes()).await });
+                        continue;
+                    };
                     let (requests, events, shutdown) = (requests.clone(), events.clone(), shutdown.clone());
                     tokio::spawn(async move {
                         tokio::select! {
                             _ = shutdown.cancelled() => {}
                             _ = Connection::new(stream, requests, events).run() => {}
                         }
+                        drop(seat);
                     });
                 }
-                Err(e) => tracing::warn!(error = %e, "control socket accept failed"),
+                Err(e) => {
+                    // Out of descriptors: wait rather than spin on a failing accept.
+                    tracing::warn!(error = %e, "control socket accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                }
             }
         }
     }
 }
+
+/// How long a failing accept (EMFILE) waits before the next try.
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
 struct Connection {
     reader: LineReader,
