@@ -105,11 +105,11 @@ async fn main() {
     let smoke = !args.iter().any(|a| a == "--bench");
     let (runs, calls) = if smoke { (2, 2) } else { (arg("--runs", 50), arg("--calls", 20)) };
     let dir = tempfile::tempdir().unwrap();
-    let agent = start(dir.path(), "agent", "[callback]\nno_answer_timeout_ms = 60000").await;
+    let agent = start(dir.path(), "agent", "[callback]\nno_answer_timeout_ms = 60000\n[calls]\nmax = 64").await;
     measure(&agent, runs, "idle").await;
 
     // Calls carrying media both ways, to a peer daemon that answers at once.
-    let peer = start(dir.path(), "peer", "[agent]\nauto_answer_after_ms = 0").await;
+    let peer = start(dir.path(), "peer", "[agent]\nauto_answer_after_ms = 0\n[calls]\nmax = 64").await;
     let mut ui = Client::connect(&agent.control_socket).await.unwrap();
     ui.call("events.subscribe", json!({"topics": ["call"]})).await.unwrap();
     for _ in 0..calls {
