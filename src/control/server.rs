@@ -60,9 +60,10 @@ pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
     Ok(listener)
 }
 
-/// Control clients served at once: a workspace, softphonectl, a few
-/// tools, with room to spare. One more is told so and closed.
-pub const MAX_CLIENTS: usize = 256;
+/// Control clients served at once: workspaces, softphonectl and tools,
+/// with room to spare (a subscriber costs ~15 kB). One more is told so
+/// and closed.
+pub const MAX_CLIENTS: usize = 512;
 
 /// Accept clients until `shutdown`.
 pub async fn serve(
