@@ -56,15 +56,7 @@ struct Calls {
 impl Calls {
     fn new(calls: usize) -> Self {
         let now = Instant::now();
-        let mut engine = Engine::new(EngineConfig {
-            jitter_min_ms: 20,
-            jitter_max_ms: 200,
-            rtcp_interval: Duration::from_secs(5),
-            dtmf_tone_ms: 100,
-            dtmf_gap_ms: 60,
-            media_timeout: Duration::from_secs(30),
-            quality_interval: Duration::from_secs(5),
-        });
+        let mut engine = Engine::new(EngineConfig::default());
         let legs = (0..calls)
             .map(|n| {
                 let leg = engine.open(format!("call{n}@softphoned"), now);

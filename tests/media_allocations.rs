@@ -161,15 +161,7 @@ struct Counts {
 /// it really happened: the agent heard the peer, both sides reported.
 fn play(srtp: bool) -> Counts {
     let t0 = Instant::now();
-    let mut engine = Engine::new(EngineConfig {
-        jitter_min_ms: 20,
-        jitter_max_ms: 200,
-        rtcp_interval: Duration::from_secs(5),
-        dtmf_tone_ms: 100,
-        dtmf_gap_ms: 60,
-        media_timeout: Duration::from_secs(30),
-        quality_interval: Duration::from_secs(5),
-    });
+    let mut engine = Engine::new(EngineConfig::default());
     let leg = engine.open("alloc@softphoned".into(), t0);
     let keys = |tag| SdesCrypto::generate(tag, CryptoSuite::AesCm128HmacSha1_80, [tag as u8; 30]);
     let mut peer = srtp.then(|| SrtpSession::new(&keys(2), &keys(1)).unwrap());

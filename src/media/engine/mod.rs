@@ -46,6 +46,21 @@ pub struct EngineConfig {
     pub quality_interval: Duration,
 }
 
+/// The daemon's own defaults (`[media]` with nothing set).
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            jitter_min_ms: 20,
+            jitter_max_ms: 200,
+            rtcp_interval: Duration::from_secs(5),
+            dtmf_tone_ms: 100,
+            dtmf_gap_ms: 60,
+            media_timeout: Duration::from_secs(30),
+            quality_interval: Duration::from_secs(5),
+        }
+    }
+}
+
 /// A new stream's random starting values (RFC 3550 §5.1), drawn by the caller.
 #[derive(Debug, Clone, Copy)]
 pub struct Seeds {
