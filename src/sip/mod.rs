@@ -18,6 +18,7 @@ mod replaces;
 mod target;
 mod tls_unverified;
 mod transport;
+pub mod validate;
 
 pub use account::Account;
 pub use agent::SipConfig;
