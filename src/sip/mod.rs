@@ -8,6 +8,7 @@ mod account;
 mod agent;
 mod algorithm_names;
 mod error;
+mod front;
 mod handle;
 mod headers;
 mod in_dialog;

@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
@@ -11,6 +12,7 @@ use rsipstack::transport::TransportLayer;
 use tokio_util::sync::CancellationToken;
 
 use super::error::SipError;
+use super::front::ValidatingUdp;
 use crate::config::{Listen, Transport};
 
 /// Where TLS trust comes from and what we present when listening.
@@ -44,7 +46,11 @@ pub async fn listen(
         let bind_err = |message: String| SipError::Bind { listen: *listen, message };
         let addr = match listen.transport {
             Transport::Udp => {
-                let udp = UdpConnection::create_connection(listen.addr, None, Some(shutdown.child_token()))
+                // Our socket under rsipstack's connection: every datagram
+                // is checked before rsipstack parses it (see `front`).
+                let socket = tokio::net::UdpSocket::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
+                let socket = Arc::new(ValidatingUdp::new(socket));
+                let udp = UdpConnection::from_socket(socket, None, Some(shutdown.child_token()))
                     .await
                     .map_err(|e| bind_err(e.to_string()))?;
                 let addr = udp.get_addr().get_socketaddr().map_err(|e| bind_err(e.to_string()))?;

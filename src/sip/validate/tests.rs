@@ -360,3 +360,26 @@ fn print_rfc4475_verdicts() {
         println!("{:12} {line}", path.file_stem().unwrap().to_string_lossy());
     }
 }
+
+/// `cargo test --lib print_what_rsipstack_parses -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn print_what_rsipstack_parses() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/rfc4475");
+    let mut names: Vec<_> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    for path in names {
+        let bytes = std::fs::read(&path).unwrap();
+        if let Verdict::Pass { len } = run(&bytes) {
+            let parsed = rsipstack::sip::SipMessage::try_from(&bytes[..len]);
+            let line = match parsed {
+                Ok(msg) => {
+                    let text = msg.to_string();
+                    format!("ok; to: {:?}", text.lines().find(|l| l.to_ascii_lowercase().starts_with("to")).unwrap_or(""))
+                }
+                Err(e) => format!("ERR {e}"),
+            };
+            println!("{:12} {line}", path.file_stem().unwrap().to_string_lossy());
+        }
+    }
+}
