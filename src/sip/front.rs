@@ -18,8 +18,10 @@
 //! directly, with no such seam; they are not validated yet (see
 //! `validate::frame_stream` for the framing they will use).
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 
 use super::validate::{self, Carrier, Verdict, POLICY};
 
@@ -28,11 +30,26 @@ pub struct ValidatingUdp {
     socket: tokio::net::UdpSocket,
     answered: AtomicU64,
     dropped: AtomicU64,
+    /// The raw From and To of the latest requests, by Call-ID and CSeq:
+    /// rsipstack's answers get them back as they came.
+    recent: Mutex<VecDeque<Recent>>,
 }
+
+/// (Call-ID, CSeq, From, To) of one request, as received.
+type Recent = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
+/// Requests remembered for their From/To: enough for the transactions a
+/// softphone has open at once; a flood only pushes old ones out.
+const RECENT: usize = 64;
 
 impl ValidatingUdp {
     pub fn new(socket: tokio::net::UdpSocket) -> Self {
-        ValidatingUdp { socket, answered: AtomicU64::new(0), dropped: AtomicU64::new(0) }
+        ValidatingUdp {
+            socket,
+            answered: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+        }
     }
 }
 
@@ -42,7 +59,22 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
         loop {
             let (len, source) = self.socket.recv_from(buf).await?;
             match validate::check(&buf[..len], source, Carrier::Datagram, &POLICY) {
-                Verdict::Pass { len } => return Ok((len, source)),
+                Verdict::Pass { len } => {
+                    if let Some(request) = validate::from_to_of(&buf[..len]) {
+                        let mut recent = self.recent.lock().expect("recent requests");
+                        recent.retain(|r| (&r.0, &r.1) != (&request.0, &request.1));
+                        if recent.len() == RECENT {
+                            recent.pop_front();
+                        }
+                        recent.push_back(request);
+                    }
+                    // Same meaning, in the form rsipstack reads.
+                    if let Some(fixed) = validate::normalize(&buf[..len]).filter(|f| f.len() <= buf.len()) {
+                        buf[..fixed.len()].copy_from_slice(&fixed);
+                        return Ok((fixed.len(), source));
+                    }
+                    return Ok((len, source));
+                }
                 Verdict::Reply { status, response, to } => {
                     let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
                     let reason = response.split(|&b| b == b'\r').next().map(String::from_utf8_lossy);
@@ -60,7 +92,22 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        Ok(self.socket.send_to(buf, addr).await?)
+        let mut out = validate::strip_made_up_tags(buf);
+        if let Some((call_id, cseq)) = validate::response_key(out.as_deref().unwrap_or(buf)) {
+            let restored = {
+                let recent = self.recent.lock().expect("recent requests");
+                recent
+                    .iter()
+                    .rev()
+                    .find(|r| r.0 == call_id && r.1 == cseq)
+                    .and_then(|r| validate::restore_from_to(out.as_deref().unwrap_or(buf), &r.2, &r.3))
+            };
+            if restored.is_some() {
+                out = restored;
+            }
+        }
+        self.socket.send_to(out.as_deref().unwrap_or(buf), addr).await?;
+        Ok(buf.len())
     }
 
     fn local_addr(&self) -> rsipstack::Result<SocketAddr> {

@@ -179,6 +179,234 @@ pub fn frame_stream(buf: &[u8], max_message: usize) -> Result<Option<usize>, &'s
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// The marker of a From-tag we made up for an RFC 2543 request that had
+/// none (rsipstack keys transactions and dialogs on it); [`strip_made_up_tags`]
+/// takes it out of everything we send, so the peer never sees it.
+pub const MADE_UP_TAG: &[u8] = b";tag=2543x";
+
+/// Rewrite a request that passed [`check`] into the form rsipstack reads,
+/// meaning unchanged (RFC 3261 §7.3.1, §25.1): folded lines unfolded, no
+/// white space around `;`, `=` and `,` in Via, From, To, Contact, Route
+/// and Record-Route (rsipstack misses `; tag = x`), and a From without tag
+/// (RFC 2543) given [`MADE_UP_TAG`] plus a hash of its Call-ID. `None`
+/// when nothing needs to change (the usual case: no allocation).
+pub fn normalize(msg: &[u8]) -> Option<Vec<u8>> {
+    if msg.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = find(msg, b"\r\n\r\n").map_or(msg.len(), |i| i + 4);
+    let first_end = find(msg, b"\r\n")?;
+    let head = &msg[..head_end];
+    let mut seen = Seen::default();
+    read_headers(&head[first_end..], &mut seen);
+    let from_untagged = seen.from.is_some_and(|from| !has_tag(from));
+    let suspicious = [&b"\r\n "[..], b"\r\n\t", b" ;", b"; ", b" =", b"= ", b" ,", b"\t"];
+    if !from_untagged && !suspicious.iter().any(|s| find(head, s).is_some()) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(msg.len() + 32);
+    out.extend_from_slice(&msg[..first_end]);
+    let mut lines = Lines { rest: &head[first_end..] };
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(b"\r\n");
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            out.extend_from_slice(line);
+            continue;
+        };
+        let name = trim(&line[..colon]);
+        let value = &line[colon + 1..];
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        let structured = ["Via", "v", "From", "f", "To", "t", "Contact", "m", "Route", "Record-Route"]
+            .iter()
+            .any(|n| n.as_bytes().eq_ignore_ascii_case(name));
+        if structured {
+            compact_value(value, &mut out);
+        } else {
+            unfold_value(value, &mut out);
+        }
+        if from_untagged && (name.eq_ignore_ascii_case(b"From") || name.eq_ignore_ascii_case(b"f")) {
+            let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+            for &b in trim(seen.call_id.unwrap_or_default()) {
+                hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+            }
+            out.extend_from_slice(MADE_UP_TAG);
+            out.extend_from_slice(format!("{hash:016x}").as_bytes());
+        }
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&msg[head_end..]);
+    (out != msg).then_some(out)
+}
+
+/// Take every [`MADE_UP_TAG`] (and its 16 hex digits) out of `msg`.
+pub fn strip_made_up_tags(msg: &[u8]) -> Option<Vec<u8>> {
+    find(msg, MADE_UP_TAG)?;
+    let mut out = Vec::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = find(rest, MADE_UP_TAG) {
+        out.extend_from_slice(&rest[..i]);
+        let end = (i + MADE_UP_TAG.len() + 16).min(rest.len());
+        rest = &rest[end..];
+    }
+    out.extend_from_slice(rest);
+    Some(out)
+}
+
+/// A request's Call-ID and CSeq values (trimmed) and its raw From and To
+/// values: what [`restore_from_to`] needs to answer it with its own From
+/// and To. `None` for responses and messages without them.
+pub fn from_to_of(msg: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> {
+    if msg.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = find(msg, b"\r\n\r\n").map_or(msg.len(), |i| i + 4);
+    let first_end = find(msg, b"\r\n")?;
+    let mut seen = Seen::default();
+    read_headers(&msg[first_end..head_end], &mut seen);
+    Some((
+        trim(seen.call_id?).to_vec(),
+        compact_cseq(seen.cseq?),
+        trim(seen.from?).to_vec(),
+        trim(seen.to?).to_vec(),
+    ))
+}
+
+/// A response's Call-ID and CSeq, as [`from_to_of`] keys them.
+pub fn response_key(msg: &[u8]) -> Option<(&[u8], Vec<u8>)> {
+    if !msg.starts_with(b"SIP/") {
+        return None;
+    }
+    let head_end = find(msg, b"\r\n\r\n").map_or(msg.len(), |i| i + 4);
+    let first_end = find(msg, b"\r\n")?;
+    let mut seen = Seen::default();
+    read_headers(&msg[first_end..head_end], &mut seen);
+    Some((trim(seen.call_id?), compact_cseq(seen.cseq?)))
+}
+
+fn compact_cseq(v: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    unfold_value(v, &mut out);
+    out.retain(|&b| b != b' ' && b != b'\t');
+    out
+}
+
+/// Put the request's own From and To back into a response rsipstack wrote
+/// (it re-escapes URIs: `%75` became `%2575`), keeping the To-tag it
+/// added. `None` when they already match.
+pub fn restore_from_to(response: &[u8], from: &[u8], to: &[u8]) -> Option<Vec<u8>> {
+    let head_end = find(response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+    let first_end = find(response, b"\r\n")?;
+    let mut out = Vec::with_capacity(response.len() + 16);
+    out.extend_from_slice(&response[..first_end]);
+    let mut lines = Lines { rest: &response[first_end..head_end] };
+    let (mut from_done, mut to_done) = (false, false);
+    while let Some(line) = lines.next() {
+        if line.is_empty() {
+            continue;
+        }
+        out.extend_from_slice(b"\r\n");
+        let colon = line.iter().position(|&b| b == b':').unwrap_or(0);
+        let name = trim(&line[..colon]);
+        if !from_done && (name.eq_ignore_ascii_case(b"From") || name.eq_ignore_ascii_case(b"f")) {
+            from_done = true;
+            out.extend_from_slice(b"From: ");
+            out.extend_from_slice(from);
+        } else if !to_done && (name.eq_ignore_ascii_case(b"To") || name.eq_ignore_ascii_case(b"t")) {
+            to_done = true;
+            out.extend_from_slice(b"To: ");
+            out.extend_from_slice(to);
+            if !has_tag(to) {
+                if let Some(tag) = tag_of(&line[colon + 1..]) {
+                    out.extend_from_slice(b";tag=");
+                    out.extend_from_slice(tag);
+                }
+            }
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(&response[head_end..]);
+    (out != response).then_some(out)
+}
+
+/// The value of a From/To's `tag` parameter.
+fn tag_of(value: &[u8]) -> Option<&[u8]> {
+    let end_of_uri = value.iter().rposition(|&b| b == b'>').map_or(0, |i| i + 1);
+    split_outside_quotes(&value[end_of_uri..], b';').skip(usize::from(end_of_uri == 0)).find_map(|param| {
+        let mut kv = param.splitn(2, |&b| b == b'=');
+        let name = trim(kv.next().unwrap_or_default());
+        name.eq_ignore_ascii_case(b"tag").then(|| trim(kv.next().unwrap_or_default()))
+    })
+}
+
+/// Folded lines become single spaces; the rest is kept.
+fn unfold_value(value: &[u8], out: &mut Vec<u8>) {
+    let value = trim(value);
+    let mut i = 0;
+    while i < value.len() {
+        if value[i] == b'\r' || value[i] == b'\n' {
+            while value.get(i).is_some_and(|&b| is_lws(b)) {
+                i += 1;
+            }
+            out.push(b' ');
+        } else {
+            out.push(value[i]);
+            i += 1;
+        }
+    }
+}
+
+/// Like [`unfold_value`], and outside quotes and `<>` no white space
+/// next to `;`, `=` or `,`, and runs of it made one space.
+fn compact_value(value: &[u8], out: &mut Vec<u8>) {
+    let value = trim(value);
+    let (mut quoted, mut escaped, mut angle) = (false, false, false);
+    let mut i = 0;
+    while i < value.len() {
+        let b = value[i];
+        if quoted {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                quoted = false;
+            }
+            if b != b'\r' && b != b'\n' {
+                out.push(b);
+            }
+            i += 1;
+            continue;
+        }
+        if is_lws(b) && !angle {
+            let mut j = i;
+            while value.get(j).is_some_and(|&c| is_lws(c)) {
+                j += 1;
+            }
+            let next = value.get(j).copied();
+            let previous = out.last().copied();
+            if !matches!(previous, Some(b';' | b'=' | b',')) && !matches!(next, Some(b';' | b'=' | b',')) {
+                out.push(b' ');
+            }
+            i = j;
+            continue;
+        }
+        match b {
+            b'"' => quoted = true,
+            b'<' => angle = true,
+            b'>' => angle = false,
+            _ => {}
+        }
+        out.push(b);
+        i += 1;
+    }
+}
+
 fn framing_refusal(msg: &[u8], head_end: usize, seen: &Seen) -> Refusal {
     if seen.content_lengths > 1 {
         return refuse(400, "Multiple Content-Length Headers");

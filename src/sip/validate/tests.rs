@@ -383,3 +383,95 @@ fn print_what_rsipstack_parses() {
         }
     }
 }
+
+/// `cargo test --lib probe_rsipstack_keys -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn probe_rsipstack_keys() {
+    use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+    let wsinv = include_bytes!("../../../tests/rfc4475/wsinv.dat");
+    let variants: Vec<(&str, Vec<u8>)> = vec![
+        ("wsinv", wsinv.to_vec()),
+        ("wsinv unfolded", unfold_for_probe(wsinv)),
+        ("invite", INVITE.as_bytes().to_vec()),
+        ("from tag spaced", INVITE.replace(";tag=f1", " ; tag = f1").into_bytes()),
+        ("from folded", INVITE.replace(";tag=f1", "\r\n ;\r\n tag=f1").into_bytes()),
+        ("via spaced", INVITE.replace("SIP/2.0/UDP 192.0.2.7:5062", "SIP / 2.0 / UDP  192.0.2.7:5062").into_bytes()),
+        ("via branch spaced", INVITE.replace(";branch=z9hG4bKinv", " ; branch = z9hG4bKinv").into_bytes()),
+        ("cseq folded", INVITE.replace("CSeq: 1 INVITE", "CSeq: 1\r\n  INVITE").into_bytes()),
+    ];
+    for (name, bytes) in variants {
+        let result = rsipstack::sip::SipMessage::try_from(&bytes[..]).map_err(|e| e.to_string()).and_then(|m| match m {
+            rsipstack::sip::SipMessage::Request(r) => {
+                TransactionKey::from_request(&r, TransactionRole::Server).map(|k| format!("{k}")).map_err(|e| e.to_string())
+            }
+            _ => Err("response".into()),
+        });
+        println!("{name:20} {result:?}");
+    }
+}
+
+fn unfold_for_probe(msg: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < msg.len() {
+        if msg[i..].starts_with(b"\r\n") && matches!(msg.get(i + 2), Some(b' ' | b'\t')) && !msg[..i].ends_with(b"\r\n") {
+            out.push(b' ');
+            i += 2;
+            while matches!(msg.get(i), Some(b' ' | b'\t')) {
+                i += 1;
+            }
+        } else {
+            out.push(msg[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+#[test]
+fn normalizing_keeps_the_meaning_in_the_form_rsipstack_reads() {
+    assert_eq!(normalize(INVITE.as_bytes()), None, "an ordinary request is left alone");
+    let spaced = invite_with(";tag=f1", "\r\n ;\r\n  tag = f1").replace("Call-ID: i1", "Call-ID:  i1");
+    let text = String::from_utf8(normalize(spaced.as_bytes()).unwrap()).unwrap();
+    assert!(text.contains("\r\nFrom: \"Caller\" <sip:peer@example.com>;tag=f1\r\n"), "{text}");
+    assert!(text.ends_with("\r\n\r\nv=0\n"), "the body is untouched: {text}");
+    let wsinv = include_bytes!("../../../tests/rfc4475/wsinv.dat");
+    let text = String::from_utf8_lossy(&normalize(wsinv).unwrap()).into_owned();
+    assert!(text.contains("\r\nfrom: \"J Rosenberg \\\\\\\"\" <sip:jdrosen@example.com>;tag=98asjd8\r\n"), "{text}");
+    assert!(text.contains("\r\nv: SIP / 2.0 / TCP spindle.example.com;branch=z9hG4bK9ikj8,SIP / 2.0 / UDP 192.168.255.111;branch=z9hG4bK30239\r\n"), "{text}");
+    assert!(text.contains("\r\nTO: sip:vivekg@chair-dnrc.example.com;tag=1918181833n\r\n"), "{text}");
+    assert!(text.contains("\r\ncseq: 0009 INVITE\r\n"), "{text}");
+    assert_eq!(outcome(text.as_bytes()), 0, "still valid");
+    // RFC 2543: a From without tag gets one we strip again on the way out.
+    let old = include_bytes!("../../../tests/rfc4475/inv2543.dat");
+    let text = String::from_utf8_lossy(&normalize(old).unwrap()).into_owned();
+    let tagged = text.lines().find(|l| l.starts_with("From:")).unwrap().to_string();
+    assert!(tagged.starts_with("From: <sip:+13035551111@ift.client.example.net;user=phone>;tag=2543x"), "{tagged}");
+    let answer = format!("SIP/2.0 180 Ringing\r\n{tagged}\r\nContent-Length: 0\r\n\r\n");
+    let stripped = strip_made_up_tags(answer.as_bytes()).unwrap();
+    assert_eq!(
+        String::from_utf8(stripped).unwrap(),
+        "SIP/2.0 180 Ringing\r\nFrom: <sip:+13035551111@ift.client.example.net;user=phone>\r\nContent-Length: 0\r\n\r\n"
+    );
+    assert_eq!(strip_made_up_tags(INVITE.as_bytes()), None);
+}
+
+#[test]
+fn a_response_gets_the_requests_own_from_and_to_back() {
+    let esc01 = include_bytes!("../../../tests/rfc4475/esc01.dat");
+    let (call_id, cseq, from, to) = from_to_of(esc01).unwrap();
+    assert_eq!(to, b"sip:%75se%72@example.com");
+    let written = format!(
+        "SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP host5.example.com;branch=z9hG4bKkdjuw;received=127.0.0.1\r\n\
+From: <sip:I%20have%20spaces@example.net>;tag=938\r\nTo: <sip:%2575se%2572@example.com>;tag=Nfd6\r\n\
+Call-ID: {}\r\nCSeq: 234234 INVITE\r\nContent-Length: 0\r\n\r\n",
+        String::from_utf8_lossy(&call_id)
+    );
+    let (rcall, rcseq) = response_key(written.as_bytes()).unwrap();
+    assert_eq!((rcall, rcseq), (&call_id[..], cseq.clone()));
+    let fixed = String::from_utf8(restore_from_to(written.as_bytes(), &from, &to).unwrap()).unwrap();
+    assert!(fixed.contains("\r\nTo: sip:%75se%72@example.com;tag=Nfd6\r\n"), "{fixed}");
+    assert!(fixed.contains(&format!("\r\nFrom: {}\r\n", String::from_utf8_lossy(&from))), "{fixed}");
+    assert!(fixed.contains(";received=127.0.0.1\r\n"), "the Via rsipstack wrote is kept");
+}
