@@ -178,6 +178,9 @@ async fn rfc4475_torture_messages_over_udp_during_a_call() {
         }
         table.push(format!("| {section} | {name} | {expect:?} | {ours} | {} |", if ok { "ok" } else { "WRONG" }));
     }
+    if let Ok(needle) = std::env::var("RFC4475_LOG") {
+        agent.log().lines().filter(|l| l.contains(&needle)).for_each(|l| println!("{l}"));
+    }
     if std::env::var_os("RFC4475_TABLE").is_some() {
         println!("| § | message | expected | ours | |\n|---|---|---|---|---|\n{}", table.join("\n"));
     }

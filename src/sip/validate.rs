@@ -188,7 +188,9 @@ pub const MADE_UP_TAG: &[u8] = b";tag=2543x";
 /// meaning unchanged (RFC 3261 §7.3.1, §25.1): folded lines unfolded, no
 /// white space around `;`, `=` and `,` in Via, From, To, Contact, Route
 /// and Record-Route (rsipstack misses `; tag = x`), and a From without tag
-/// (RFC 2543) given [`MADE_UP_TAG`] plus a hash of its Call-ID. `None`
+/// (RFC 2543) given [`MADE_UP_TAG`] plus a hash of its Call-ID, an
+/// INVITE without Contact its From's URI as Contact, a datagram without
+/// Content-Length the length of the rest (RFC 3261 §18.3). `None`
 /// when nothing needs to change (the usual case: no allocation).
 pub fn normalize(msg: &[u8]) -> Option<Vec<u8>> {
     if msg.starts_with(b"SIP/") {
@@ -200,8 +202,14 @@ pub fn normalize(msg: &[u8]) -> Option<Vec<u8>> {
     let mut seen = Seen::default();
     read_headers(&head[first_end..], &mut seen);
     let from_untagged = seen.from.is_some_and(|from| !has_tag(from));
+    // RFC 2543: an INVITE without Contact is answered at its From.
+    let contact_from = (msg.starts_with(b"INVITE ") && seen.contacts[0].is_none())
+        .then(|| seen.from.map(|from| uri_in(trim(from))))
+        .flatten();
     let suspicious = [&b"\r\n "[..], b"\r\n\t", b" ;", b"; ", b" =", b"= ", b" ,", b"\t"];
-    if !from_untagged && !suspicious.iter().any(|s| find(head, s).is_some()) {
+    // A datagram without Content-Length: its body runs to the end (§18.3).
+    let length_missing = seen.content_lengths == 0;
+    if !from_untagged && contact_from.is_none() && !length_missing && !suspicious.iter().any(|s| find(head, s).is_some()) {
         return None;
     }
     let mut out = Vec::with_capacity(msg.len() + 32);
@@ -237,9 +245,25 @@ pub fn normalize(msg: &[u8]) -> Option<Vec<u8>> {
             out.extend_from_slice(format!("{hash:016x}").as_bytes());
         }
     }
+    if length_missing {
+        out.extend_from_slice(format!("\r\nContent-Length: {}", msg.len() - head_end).as_bytes());
+    }
+    if let Some(uri) = contact_from {
+        out.extend_from_slice(b"\r\nContact: <");
+        out.extend_from_slice(uri);
+        out.push(b'>');
+    }
     out.extend_from_slice(b"\r\n\r\n");
     out.extend_from_slice(&msg[head_end..]);
     (out != msg).then_some(out)
+}
+
+/// The URI of a name-addr (inside `<>`) or an addr-spec (up to `;`).
+fn uri_in(value: &[u8]) -> &[u8] {
+    match (value.iter().position(|&b| b == b'<'), value.iter().position(|&b| b == b'>')) {
+        (Some(open), Some(close)) if open < close => &value[open + 1..close],
+        _ => trim(value.split(|&b| b == b';').next().unwrap_or_default()),
+    }
 }
 
 /// Take every [`MADE_UP_TAG`] (and its 16 hex digits) out of `msg`.
@@ -553,6 +577,9 @@ fn check_request(
         if !trim(v).ends_with(b" GMT") {
             return Err(refuse(400, "Date Not In GMT"));
         }
+    }
+    if method == b"INVITE" && seen.contacts[0].is_none() && first_via.rfc3261 {
+        return Err(refuse(400, "Missing Contact Header"));
     }
     // Only a well-formed request learns which methods we take.
     let method_str = String::from_utf8_lossy(method);

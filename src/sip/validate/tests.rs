@@ -48,6 +48,7 @@ From: \"Caller\" <sip:peer@example.com>;tag=f1\r\n\
 To: <sip:agent@example.com>\r\n\
 Call-ID: i1@example.com\r\n\
 CSeq: 1 INVITE\r\n\
+Contact: <sip:peer@192.0.2.7:5062>\r\n\
 Content-Type: application/sdp\r\n\
 Content-Length: 4\r\n\r\nv=0\n";
 
@@ -448,6 +449,9 @@ fn normalizing_keeps_the_meaning_in_the_form_rsipstack_reads() {
     let text = String::from_utf8_lossy(&normalize(old).unwrap()).into_owned();
     let tagged = text.lines().find(|l| l.starts_with("From:")).unwrap().to_string();
     assert!(tagged.starts_with("From: <sip:+13035551111@ift.client.example.net;user=phone>;tag=2543x"), "{tagged}");
+    assert!(text.contains("\r\nContent-Length: 105\r\nContact: <sip:+13035551111@ift.client.example.net;user=phone>\r\n\r\n"), "{text}");
+    let no_contact = invite_with("Contact: <sip:peer@192.0.2.7:5062>\r\n", "");
+    assert!(reply_text(no_contact.as_bytes()).starts_with("SIP/2.0 400 Missing Contact Header\r\n"));
     let answer = format!("SIP/2.0 180 Ringing\r\n{tagged}\r\nContent-Length: 0\r\n\r\n");
     let stripped = strip_made_up_tags(answer.as_bytes()).unwrap();
     assert_eq!(
