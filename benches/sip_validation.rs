@@ -1,7 +1,8 @@
 //! What the SIP front door costs per message: `validate::check` on a
 //! typical INVITE with SDP (the pass path: no allocation), on an in-dialog
 //! BYE, on RFC 4475's long request and whitespace torture INVITE, and on
-//! messages that get an answer written (400, 501) or are dropped.
+//! messages that get an answer written (400, 501) or are dropped; and the
+//! front's whole per-request path (check, remember From/To, normalize).
 //! For scale, rsipstack's own parse of the same INVITE.
 //!
 //! `cargo bench --bench sip_validation`.
@@ -10,7 +11,7 @@ use std::hint::black_box;
 use std::net::SocketAddr;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use softphoned::sip::validate::{check, frame_stream, Carrier, POLICY};
+use softphoned::sip::validate::{check, frame_stream, from_to_of, normalize, Carrier, POLICY};
 
 const INVITE: &str = "INVITE sip:agent@127.0.0.1:5060 SIP/2.0\r\n\
 Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-524287-1---4f5a2c1b;rport\r\n\
@@ -58,6 +59,21 @@ fn bench(c: &mut Criterion) {
     for (name, bytes) in &cases {
         group.bench_function(*name, |b| b.iter(|| check(black_box(bytes), source, Carrier::Datagram, &POLICY)));
     }
+    // All the front does with a request on its way to rsipstack.
+    group.bench_function("front_invite_check_remember_normalize", |b| {
+        b.iter(|| {
+            let bytes = black_box(INVITE.as_bytes());
+            let pass = check(bytes, source, Carrier::Datagram, &POLICY);
+            (pass, from_to_of(bytes), normalize(bytes))
+        })
+    });
+    group.bench_function("front_wsinv_check_remember_normalize", |b| {
+        let bytes = dat("wsinv");
+        b.iter(|| {
+            let bytes = black_box(&bytes[..]);
+            (check(bytes, source, Carrier::Datagram, &POLICY), from_to_of(bytes), normalize(bytes))
+        })
+    });
     let two = [INVITE.as_bytes(), BYE.as_bytes()].concat();
     group.bench_function("stream_frame_invite", |b| b.iter(|| frame_stream(black_box(&two), 65536)));
     group.bench_function("rsipstack_parse_invite_for_scale", |b| {

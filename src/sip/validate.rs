@@ -521,10 +521,16 @@ fn check_request(
     if seen.broken_line {
         return Err(refuse(400, "Malformed Header Line"));
     }
-    for (name, count) in [("To", seen.tos), ("From", seen.froms), ("Call-ID", seen.call_ids), ("CSeq", seen.cseqs)] {
-        if count == 0 {
-            return Err(refuse(400, format!("Missing {name} Header")));
-        }
+    let missing: Vec<&str> =
+        [("To", seen.tos), ("From", seen.froms), ("Call-ID", seen.call_ids), ("CSeq", seen.cseqs)]
+            .into_iter()
+            .filter(|&(_, count)| count == 0)
+            .map(|(name, _)| name)
+            .collect();
+    match missing[..] {
+        [] => {}
+        [one] => return Err(refuse(400, format!("Missing {one} Header"))),
+        _ => return Err(refuse(400, format!("Missing Headers: {}", missing.join(", ")))),
     }
     // RFC 3261 senders always send Max-Forwards; RFC 2543 ones had none.
     if seen.max_forwardss == 0 && first_via.rfc3261 {
