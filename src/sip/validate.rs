@@ -280,10 +280,13 @@ pub fn strip_made_up_tags(msg: &[u8]) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// (Call-ID, CSeq, From, To) of one request, as [`from_to_of`] reads them.
+pub type RequestFromTo = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>);
+
 /// A request's Call-ID and CSeq values (trimmed) and its raw From and To
 /// values: what [`restore_from_to`] needs to answer it with its own From
 /// and To. `None` for responses and messages without them.
-pub fn from_to_of(msg: &[u8]) -> Option<(Vec<u8>, Vec<u8>, Vec<u8>, Vec<u8>)> {
+pub fn from_to_of(msg: &[u8]) -> Option<RequestFromTo> {
     if msg.starts_with(b"SIP/") {
         return None;
     }
