@@ -333,3 +333,28 @@ async fn rfc4475_torture_messages_over_udp_and_tcp_during_a_call() {
     }
     assert!(wrong.is_empty(), "{}\n\n{}", wrong.join("\n"), table.join("\n"));
 }
+
+/// A TCP peer that announces a body and stops mid-message is let go in
+/// under 10 s; the answer to a whole message on the same connection came first.
+#[tokio::test]
+async fn a_tcp_connection_stalled_mid_message_is_closed_within_10_s() {
+    let (_agent, _udp, tcp) = Agent::spawn().await;
+    let mut stream = TcpStream::connect(&tcp).await.unwrap();
+    let whole = data("mismatch01");
+    let clerr = data("clerr");
+    stream.write_all(&whole).await.unwrap();
+    stream.write_all(&clerr).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(15), stream.read(&mut chunk)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got.extend_from_slice(&chunk[..n]),
+            Err(_) => panic!("the stalled connection is still open after 15 s"),
+        }
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("SIP/2.0 400 CSeq Method Does Not Match Request Method\r\n"), "{text}");
+    assert!(started.elapsed() < Duration::from_secs(10), "closed after {:?}", started.elapsed());
+}

@@ -126,6 +126,13 @@ pub mod tcp {
     /// a few kB); a larger announced one closes the connection.
     pub const MAX_MESSAGE: usize = 65_536;
 
+    /// How long a connection may sit in the middle of a message.
+    pub const STALLED: std::time::Duration = std::time::Duration::from_secs(8);
+
+    /// How long a connection may carry nothing at all (rsipstack's own
+    /// TCP connections were closed after about as long).
+    pub const IDLE: std::time::Duration = std::time::Duration::from_secs(300);
+
     /// Accept on `listener` until `shutdown`; each connection is served on its own task.
     pub async fn serve(listener: TcpListener, local: SipAddr, endpoint: EndpointInnerRef, shutdown: CancellationToken) {
         loop {
@@ -183,9 +190,18 @@ pub mod tcp {
         let mut buf = Vec::with_capacity(4096);
         let mut chunk = vec![0u8; 8192];
         'read: loop {
+            // A peer that stops mid-message is let go quickly, an idle one later.
+            let limit = if buf.is_empty() { IDLE } else { STALLED };
             let n = tokio::select! {
                 _ = cancel.cancelled() => break,
-                n = reader.read(&mut chunk) => match n { Ok(0) | Err(_) => break, Ok(n) => n },
+                n = tokio::time::timeout(limit, reader.read(&mut chunk)) => match n {
+                    Ok(Ok(n)) if n > 0 => n,
+                    Ok(_) => break,
+                    Err(_) => {
+                        tracing::debug!(%peer, stalled = !buf.is_empty(), "SIP TCP connection closed: silent too long");
+                        break;
+                    }
+                },
             };
             buf.extend_from_slice(&chunk[..n]);
             loop {
