@@ -472,9 +472,6 @@ fn check_response(start_line: &[u8], seen: &Seen) -> Result<(), &'static str> {
     if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) || !(b'1'..=b'6').contains(&code[0]) {
         return Err("response with a bad status code");
     }
-    if parts.next().is_none() {
-        return Err("response without reason phrase separator");
-    }
     if seen.via_first.is_none() || seen.from.is_none() || seen.to.is_none() || seen.call_id.is_none() {
         return Err("response missing a mandatory header");
     }

@@ -240,6 +240,8 @@ fn an_ack_and_a_bad_response_are_never_answered() {
     let response = "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP h;branch=z9hG4bKx\r\nFrom: <sip:a@b>;tag=1\r\n\
 To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n";
     assert_eq!(outcome(response.as_bytes()), 0, "a good response goes to the stack (its transactions decide)");
+    let bare = response.replace("SIP/2.0 200 OK", "SIP/2.0 200");
+    assert_eq!(outcome(bare.as_bytes()), 0, "a status line without its space is forgiven");
     for bad in ["SIP/2.0 2000 OK", "SIP/3.0 200 OK", "SIP/2.0 099 Low"] {
         let msg = response.replace("SIP/2.0 200 OK", bad);
         assert_eq!(outcome(msg.as_bytes()), -1, "{bad}");
