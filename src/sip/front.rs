@@ -169,7 +169,9 @@ pub mod tcp {
             return;
         };
         let connection = SipConnection::Channel(channel);
-        endpoint.transport_layer.add_connection(connection.clone());
+        // Served, not cached: a channel's cache key would be its one address
+        // (ours), and rsipstack opens its own connections for what it sends.
+        endpoint.transport_layer.inner.serve_connection(connection.clone());
         let (mut reader, writer) = stream.into_split();
         let writer = Arc::new(tokio::sync::Mutex::new(writer));
         let recent: Arc<Mutex<VecDeque<Recent>>> = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
@@ -257,7 +259,8 @@ pub mod tcp {
                 }
             }
         }
-        endpoint.transport_layer.remove_connection(&connection);
+        // Dropping `in_tx` ends the channel's loop: rsipstack hears Closed.
+        drop(in_tx);
         cancel.cancel();
         sending.abort();
     }
