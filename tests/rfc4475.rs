@@ -4,6 +4,9 @@
 //! real daemon that has a call in progress with a second daemon. Each message gets the answer RFC 4475
 //! asks for (or silence), the call goes on, and the daemon stays up.
 //!
+//! The RTP the agent sends its customer is captured all through (tcpdump,
+//! tshark): no gap over 60 ms.
+//!
 //! `RFC4475_TABLE=1` prints message → expected → ours.
 
 mod common;
@@ -11,7 +14,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{dial, media_counter, wait_media_counter, Daemon};
+use common::capture::Capture;
+use common::{dial, media_counter, require_tool, wait_media_counter, Daemon};
 use serde_json::json;
 use softphoned::control::client::{is_call_state, Client};
 use softphoned::sip::validate::frame_stream;
@@ -130,7 +134,7 @@ fn over_tcp(name: &str, udp: Expect) -> Expect {
     }
 }
 
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Carrier {
     Udp,
     Tcp,
@@ -287,6 +291,16 @@ impl Drop for Agent {
     }
 }
 
+/// The customer's RTP port for its latest call: the `m=audio` of the last
+/// 200 OK it sent (its log carries what it sent).
+fn customer_media_port(log: &str) -> u16 {
+    log.lines()
+        .filter(|l| l.contains("udp send") && l.contains("SIP/2.0 200 OK") && l.contains("m=audio "))
+        .filter_map(|l| l.split("m=audio ").nth(1)?.split(' ').next()?.parse().ok())
+        .last()
+        .unwrap_or_else(|| panic!("no 200 OK with SDP in the customer's log"))
+}
+
 /// One agent with a call in progress to `customer` takes every message over
 /// `carrier`; the call must go on. A fresh agent per carrier: the same bytes
 /// twice would be retransmissions of transactions still open.
@@ -299,8 +313,24 @@ async fn during_a_call(carrier: Carrier, customer: &Daemon) -> (Vec<String>, Vec
     customer_ui.call("call.answer", json!({"call": incoming["params"]["call"]})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
     wait_media_counter(&mut ui, "packets_received", 10).await;
+    // What the agent sends the customer is captured all through.
+    let media_port = customer_media_port(&customer.log());
+    let capture = (require_tool("tcpdump") && require_tool("tshark")).then(|| {
+        let dir = agent.dir.path().join(format!("capture-{}", if carrier == Carrier::Udp { "udp" } else { "tcp" }));
+        std::fs::create_dir_all(&dir).unwrap();
+        Capture::start(&dir, media_port)
+    });
 
-    let (table, mut wrong) = run_all(carrier, if carrier == Carrier::Udp { &udp } else { &tcp }).await;
+    let (mut table, mut wrong) = run_all(carrier, if carrier == Carrier::Udp { &udp } else { &tcp }).await;
+    if let Some(capture) = capture {
+        let mut times: Vec<f64> = capture.stop(media_port).iter().map(|p| p.time).collect();
+        times.sort_by(f64::total_cmp);
+        let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max) * 1000.0;
+        table.push(format!("RTP to the customer during the {carrier:?} run: {} packets, largest gap {gap:.1} ms", times.len()));
+        if times.len() < 500 || gap > 60.0 {
+            wrong.push(format!("RTP during the {carrier:?} run: {} packets, largest gap {gap:.1} ms", times.len()));
+        }
+    }
     if let Ok(needle) = std::env::var("RFC4475_LOG") {
         agent.log().lines().filter(|l| l.contains(&needle)).for_each(|l| println!("{l}"));
     }
