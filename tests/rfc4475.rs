@@ -1,8 +1,9 @@
 //! RFC 4475's torture messages (§3.1.1 valid, §3.1.2 invalid, §3.2, §3.3
 //! and the RFC 2543-style INVITE of §3.4), sent byte for byte from
 //! `tests/rfc4475/*.dat` over UDP and over TCP (one connection each) to a
-//! real daemon that has a call in progress with a second daemon. Each message gets the answer RFC 4475
-//! asks for (or silence), the call goes on, and the daemon stays up.
+//! real daemon that has a call in progress with a second daemon. Each
+//! message gets the answer RFC 4475 asks for (or silence), the call goes
+//! on, and the daemon stays up.
 //!
 //! The RTP the agent sends its customer is captured all through (tcpdump,
 //! tshark): no gap over 60 ms.
@@ -216,7 +217,10 @@ async fn run_all(carrier: Carrier, target: &str) -> (Vec<String>, Vec<String>) {
         if !ok {
             wrong.push(format!("{label} {name}: expected {expect:?}, got {ours}"));
         }
-        table.push(format!("| {label} | {section} | {name} | {expect:?} | {ours} | {} |", if ok { "ok" } else { "WRONG" }));
+        table.push(format!(
+            "| {label} | {section} | {name} | {expect:?} | {ours} | {} |",
+            if ok { "ok" } else { "WRONG" }
+        ));
     }
     (table, wrong)
 }
@@ -295,9 +299,9 @@ impl Drop for Agent {
 /// 200 OK it sent (its log carries what it sent).
 fn customer_media_port(log: &str) -> u16 {
     log.lines()
+        .rev()
         .filter(|l| l.contains("udp send") && l.contains("SIP/2.0 200 OK") && l.contains("m=audio "))
-        .filter_map(|l| l.split("m=audio ").nth(1)?.split(' ').next()?.parse().ok())
-        .last()
+        .find_map(|l| l.split("m=audio ").nth(1)?.split(' ').next()?.parse().ok())
         .unwrap_or_else(|| panic!("no 200 OK with SDP in the customer's log"))
 }
 
@@ -326,7 +330,10 @@ async fn during_a_call(carrier: Carrier, customer: &Daemon) -> (Vec<String>, Vec
         let mut times: Vec<f64> = capture.stop(media_port).iter().map(|p| p.time).collect();
         times.sort_by(f64::total_cmp);
         let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max) * 1000.0;
-        table.push(format!("RTP to the customer during the {carrier:?} run: {} packets, largest gap {gap:.1} ms", times.len()));
+        table.push(format!(
+            "RTP to the customer during the {carrier:?} run: {} packets, largest gap {gap:.1} ms",
+            times.len()
+        ));
         if times.len() < 500 || gap > 60.0 {
             wrong.push(format!("RTP during the {carrier:?} run: {} packets, largest gap {gap:.1} ms", times.len()));
         }

@@ -242,7 +242,8 @@ pub mod tcp {
                             });
                         match parsed {
                             Ok(msg) => {
-                                if in_tx.send(TransportEvent::Incoming(msg, connection.clone(), from.clone())).is_err() {
+                                if in_tx.send(TransportEvent::Incoming(msg, connection.clone(), from.clone())).is_err()
+                                {
                                     break 'read;
                                 }
                             }

@@ -67,8 +67,7 @@ pub async fn listen(
             }
             Transport::Tcp => {
                 // Checked like UDP: our listener, rsipstack behind it.
-                let listener =
-                    tokio::net::TcpListener::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
+                let listener = tokio::net::TcpListener::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
                 let addr = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
                 let local = SipAddr {
                     r#type: Some(rsipstack::sip::Transport::Tcp),

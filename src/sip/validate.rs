@@ -209,7 +209,11 @@ pub fn normalize(msg: &[u8]) -> Option<Vec<u8>> {
     let suspicious = [&b"\r\n "[..], b"\r\n\t", b" ;", b"; ", b" =", b"= ", b" ,", b"\t"];
     // A datagram without Content-Length: its body runs to the end (§18.3).
     let length_missing = seen.content_lengths == 0;
-    if !from_untagged && contact_from.is_none() && !length_missing && !suspicious.iter().any(|s| find(head, s).is_some()) {
+    if !from_untagged
+        && contact_from.is_none()
+        && !length_missing
+        && !suspicious.iter().any(|s| find(head, s).is_some())
+    {
         return None;
     }
     let mut out = Vec::with_capacity(msg.len() + 32);
@@ -294,12 +298,7 @@ pub fn from_to_of(msg: &[u8]) -> Option<RequestFromTo> {
     let first_end = find(msg, b"\r\n")?;
     let mut seen = Seen::default();
     read_headers(&msg[first_end..head_end], &mut seen);
-    Some((
-        trim(seen.call_id?).to_vec(),
-        compact_cseq(seen.cseq?),
-        trim(seen.from?).to_vec(),
-        trim(seen.to?).to_vec(),
-    ))
+    Some((trim(seen.call_id?).to_vec(), compact_cseq(seen.cseq?), trim(seen.from?).to_vec(), trim(seen.to?).to_vec()))
 }
 
 /// A response's Call-ID and CSeq, as [`from_to_of`] keys them.
@@ -521,12 +520,11 @@ fn check_request(
     if seen.broken_line {
         return Err(refuse(400, "Malformed Header Line"));
     }
-    let missing: Vec<&str> =
-        [("To", seen.tos), ("From", seen.froms), ("Call-ID", seen.call_ids), ("CSeq", seen.cseqs)]
-            .into_iter()
-            .filter(|&(_, count)| count == 0)
-            .map(|(name, _)| name)
-            .collect();
+    let missing: Vec<&str> = [("To", seen.tos), ("From", seen.froms), ("Call-ID", seen.call_ids), ("CSeq", seen.cseqs)]
+        .into_iter()
+        .filter(|&(_, count)| count == 0)
+        .map(|(name, _)| name)
+        .collect();
     match missing[..] {
         [] => {}
         [one] => return Err(refuse(400, format!("Missing {one} Header"))),
@@ -566,7 +564,8 @@ fn check_request(
         }
     }
     let call_id = trim(seen.call_id.unwrap_or_default());
-    if call_id.is_empty() || !call_id.iter().all(|&b| is_word(b)) || call_id.iter().filter(|&&b| b == b'@').count() > 1 {
+    if call_id.is_empty() || !call_id.iter().all(|&b| is_word(b)) || call_id.iter().filter(|&&b| b == b'@').count() > 1
+    {
         return Err(refuse(400, "Malformed Call-ID"));
     }
     for (name, value) in [("From", seen.from), ("To", seen.to)] {
@@ -633,7 +632,8 @@ fn check_body(method: &[u8], seen: &Seen, _policy: &Policy) -> Result<(), Refusa
         if let Some(ct) = seen.content_type {
             let media = trim(ct.split(|&b| b == b';').next().unwrap_or_default());
             if !media.eq_ignore_ascii_case(b"application/sdp") {
-                let mut refusal = refuse(415, format!("Unsupported Media Type {}", printable(&String::from_utf8_lossy(media))));
+                let mut refusal =
+                    refuse(415, format!("Unsupported Media Type {}", printable(&String::from_utf8_lossy(media))));
                 refusal.extra = Some(("Accept", "application/sdp".into()));
                 return Err(refusal);
             }
@@ -721,7 +721,8 @@ fn read_headers<'a>(block: &'a [u8], seen: &mut Seen<'a>) {
         }
         let value = &line[colon + 1..];
         let is = |long: &str, short: &str| {
-            name.eq_ignore_ascii_case(long.as_bytes()) || (!short.is_empty() && name.eq_ignore_ascii_case(short.as_bytes()))
+            name.eq_ignore_ascii_case(long.as_bytes())
+                || (!short.is_empty() && name.eq_ignore_ascii_case(short.as_bytes()))
         };
         fn note<'a>(slot: &mut Option<&'a [u8]>, count: &mut usize, value: &'a [u8]) {
             if slot.is_none() {

@@ -250,7 +250,9 @@ To: <sip:c@d>;tag=2\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\
 
 #[test]
 fn nonsense_never_panics() {
-    for msg in [&b""[..], b"\0\0\0", b"INVITE", b"INVITE sip:a SIP/2.0\r\nVia:\r\n\r\n", b"SIP/2.0\r\n\r\n", b"v:\r\n\r\n"] {
+    for msg in
+        [&b""[..], b"\0\0\0", b"INVITE", b"INVITE sip:a SIP/2.0\r\nVia:\r\n\r\n", b"SIP/2.0\r\n\r\n", b"v:\r\n\r\n"]
+    {
         let _ = run(msg);
         let _ = frame_stream(msg, 100);
     }
@@ -331,7 +333,9 @@ fn rfc4475_torture_messages() {
         };
         if got != *expected {
             let detail = match &verdict {
-                Verdict::Reply { response, .. } => String::from_utf8_lossy(&response[..response.len().min(80)]).into_owned(),
+                Verdict::Reply { response, .. } => {
+                    String::from_utf8_lossy(&response[..response.len().min(80)]).into_owned()
+                }
                 other => format!("{other:?}"),
             };
             wrong.push(format!("{name}: expected {expected}, got {got} ({detail})"));
@@ -378,7 +382,10 @@ fn print_what_rsipstack_parses() {
             let line = match parsed {
                 Ok(msg) => {
                     let text = msg.to_string();
-                    format!("ok; to: {:?}", text.lines().find(|l| l.to_ascii_lowercase().starts_with("to")).unwrap_or(""))
+                    format!(
+                        "ok; to: {:?}",
+                        text.lines().find(|l| l.to_ascii_lowercase().starts_with("to")).unwrap_or("")
+                    )
                 }
                 Err(e) => format!("ERR {e}"),
             };
@@ -404,12 +411,13 @@ fn probe_rsipstack_keys() {
         ("cseq folded", INVITE.replace("CSeq: 1 INVITE", "CSeq: 1\r\n  INVITE").into_bytes()),
     ];
     for (name, bytes) in variants {
-        let result = rsipstack::sip::SipMessage::try_from(&bytes[..]).map_err(|e| e.to_string()).and_then(|m| match m {
-            rsipstack::sip::SipMessage::Request(r) => {
-                TransactionKey::from_request(&r, TransactionRole::Server).map(|k| format!("{k}")).map_err(|e| e.to_string())
-            }
-            _ => Err("response".into()),
-        });
+        let result =
+            rsipstack::sip::SipMessage::try_from(&bytes[..]).map_err(|e| e.to_string()).and_then(|m| match m {
+                rsipstack::sip::SipMessage::Request(r) => TransactionKey::from_request(&r, TransactionRole::Server)
+                    .map(|k| format!("{k}"))
+                    .map_err(|e| e.to_string()),
+                _ => Err("response".into()),
+            });
         println!("{name:20} {result:?}");
     }
 }
@@ -418,7 +426,8 @@ fn unfold_for_probe(msg: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     let mut i = 0;
     while i < msg.len() {
-        if msg[i..].starts_with(b"\r\n") && matches!(msg.get(i + 2), Some(b' ' | b'\t')) && !msg[..i].ends_with(b"\r\n") {
+        if msg[i..].starts_with(b"\r\n") && matches!(msg.get(i + 2), Some(b' ' | b'\t')) && !msg[..i].ends_with(b"\r\n")
+        {
             out.push(b' ');
             i += 2;
             while matches!(msg.get(i), Some(b' ' | b'\t')) {
@@ -451,7 +460,12 @@ fn normalizing_keeps_the_meaning_in_the_form_rsipstack_reads() {
     let text = String::from_utf8_lossy(&normalize(old).unwrap()).into_owned();
     let tagged = text.lines().find(|l| l.starts_with("From:")).unwrap().to_string();
     assert!(tagged.starts_with("From: <sip:+13035551111@ift.client.example.net;user=phone>;tag=2543x"), "{tagged}");
-    assert!(text.contains("\r\nContent-Length: 105\r\nContact: <sip:+13035551111@ift.client.example.net;user=phone>\r\n\r\n"), "{text}");
+    assert!(
+        text.contains(
+            "\r\nContent-Length: 105\r\nContact: <sip:+13035551111@ift.client.example.net;user=phone>\r\n\r\n"
+        ),
+        "{text}"
+    );
     let no_contact = invite_with("Contact: <sip:peer@192.0.2.7:5062>\r\n", "");
     assert!(reply_text(no_contact.as_bytes()).starts_with("SIP/2.0 400 Missing Contact Header\r\n"));
     let answer = format!("SIP/2.0 180 Ringing\r\n{tagged}\r\nContent-Length: 0\r\n\r\n");
