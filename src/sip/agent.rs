@@ -54,7 +54,8 @@ impl SipAgent {
         shutdown: CancellationToken,
     ) -> Result<SipAgent, SipError> {
         let transport_layer = TransportLayer::new(shutdown.child_token());
-        let listens = transport::listen(&transport_layer, &config.listens, &config.tls, &shutdown).await?;
+        let (listens, tcp_fronts) =
+            transport::listen(&transport_layer, &config.listens, &config.tls, &shutdown).await?;
         let first = listens[0];
         let option = EndpointOption {
             t1: config.t1,
@@ -93,6 +94,12 @@ impl SipAgent {
             id_prefix: rand::random::<u32>() & 0xffff,
             next_id: AtomicU64::new(1),
         });
+        for front in tcp_fronts {
+            let (endpoint, shutdown) = (endpoint.inner.clone(), shutdown.child_token());
+            tokio::spawn(
+                async move { super::front::tcp::serve(front.listener, front.local, endpoint, shutdown).await },
+            );
+        }
         tokio::spawn(async move { endpoint.serve().await });
         let agent = SipAgent { inner };
         let receiver = agent.clone();

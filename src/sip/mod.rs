@@ -8,6 +8,7 @@ mod account;
 mod agent;
 mod algorithm_names;
 mod error;
+mod front;
 mod handle;
 mod headers;
 mod in_dialog;
@@ -18,6 +19,7 @@ mod replaces;
 mod target;
 mod tls_unverified;
 mod transport;
+pub mod validate;
 
 pub use account::Account;
 pub use agent::SipConfig;

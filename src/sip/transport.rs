@@ -3,14 +3,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rsipstack::transport::tcp_listener::TcpListenerConnection;
 use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
 use rsipstack::transport::udp::UdpConnection;
-use rsipstack::transport::TransportLayer;
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio_util::sync::CancellationToken;
 
 use super::error::SipError;
+use super::front::ValidatingUdp;
 use crate::config::{Listen, Transport};
 
 /// Where TLS trust comes from and what we present when listening.
@@ -27,52 +28,71 @@ pub struct TlsSettings {
 const SYSTEM_ROOTS: [&str; 3] =
     ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
-/// Open every listening point on `transport`; returns them with real ports.
+/// A TCP listening point we serve ourselves (see `front::tcp`), once the
+/// endpoint exists.
+pub struct TcpFront {
+    pub listener: tokio::net::TcpListener,
+    pub local: SipAddr,
+}
+
+/// Open every listening point on `transport`; returns them with real ports,
+/// and the TCP ones for `front::tcp` to serve.
 pub async fn listen(
     transport: &TransportLayer,
     listens: &[Listen],
     tls: &TlsSettings,
     shutdown: &CancellationToken,
-) -> Result<Vec<Listen>, SipError> {
+) -> Result<(Vec<Listen>, Vec<TcpFront>), SipError> {
     let tls_config = tls_config(tls)?;
     transport.set_tls_config(tls_config.clone());
     if !tls.verify {
         super::tls_unverified::install();
     }
     let mut bound = Vec::new();
+    let mut fronts = Vec::new();
     for listen in listens {
         let bind_err = |message: String| SipError::Bind { listen: *listen, message };
         let addr = match listen.transport {
             Transport::Udp => {
-                let udp = UdpConnection::create_connection(listen.addr, None, Some(shutdown.child_token()))
+                // Our socket under rsipstack's connection: every datagram
+                // is checked before rsipstack parses it (see `front`).
+                let socket = tokio::net::UdpSocket::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
+                let socket = Arc::new(ValidatingUdp::new(socket));
+                let udp = UdpConnection::from_socket(socket, None, Some(shutdown.child_token()))
                     .await
                     .map_err(|e| bind_err(e.to_string()))?;
                 let addr = udp.get_addr().get_socketaddr().map_err(|e| bind_err(e.to_string()))?;
                 transport.add_transport(udp.into());
                 addr
             }
-            Transport::Tcp | Transport::Tls => {
+            Transport::Tcp => {
+                // Checked like UDP: our listener, rsipstack behind it.
+                let listener = tokio::net::TcpListener::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
+                let addr = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
+                let local = SipAddr {
+                    r#type: Some(rsipstack::sip::Transport::Tcp),
+                    addr: SipConnection::resolve_bind_address(addr).into(),
+                };
+                fronts.push(TcpFront { listener, local });
+                addr
+            }
+            Transport::Tls => {
                 // rsipstack binds stream listeners only once the endpoint
                 // serves, and then merely logs a failure: claim the port now,
                 // so a busy one stops the start and port 0 gets a real number.
                 let addr = std::net::TcpListener::bind(listen.addr)
                     .and_then(|probe| probe.local_addr())
                     .map_err(|e| bind_err(e.to_string()))?;
-                if listen.transport == Transport::Tcp {
-                    let tcp = TcpListenerConnection::new(addr, None).await.map_err(|e| bind_err(e.to_string()))?;
-                    transport.add_transport(tcp.into());
-                } else {
-                    let tls = TlsListenerConnection::new(addr, None, tls_config.clone())
-                        .await
-                        .map_err(|e| bind_err(e.to_string()))?;
-                    transport.add_transport(tls.into());
-                }
+                let tls = TlsListenerConnection::new(addr, None, tls_config.clone())
+                    .await
+                    .map_err(|e| bind_err(e.to_string()))?;
+                transport.add_transport(tls.into());
                 addr
             }
         };
         bound.push(Listen { transport: listen.transport, addr });
     }
-    Ok(bound)
+    Ok((bound, fronts))
 }
 
 /// The system roots plus the configured CA file, and our own certificate.
