@@ -191,7 +191,8 @@ async fn malformed_sip_datagrams_do_not_disturb_a_call() {
     let junk: Vec<Vec<u8>> = vec![
         vec![0xff; 700],
         b"INVITE sip:agent@127.0.0.1 SIP/2.0\r\nVia: broken\r\n".to_vec(),
-        format!("BYE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:agent@h>;tag=2\r\nCall-ID: not-a-call\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n").into_bytes(),
+        // Well-formed (Max-Forwards included: without it the front answers 400).
+        format!("BYE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK1\r\nMax-Forwards: 70\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:agent@h>;tag=2\r\nCall-ID: not-a-call\r\nCSeq: 1 BYE\r\nContent-Length: 0\r\n\r\n").into_bytes(),
         format!("INVITE sip:agent@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {me};branch=z9hG4bK2\r\nFrom: <sip:x@h>;tag=1\r\nTo: <sip:agent@h>\r\nCall-ID: big\r\nCSeq: 1 INVITE\r\nContent-Length: 99999\r\n\r\nv=0\r\n").into_bytes(),
         b"\r\n\r\n".to_vec(),
     ];
