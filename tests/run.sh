@@ -15,6 +15,7 @@ for module in g711 g722 opus srtp sndfile aufile account menu ctrl_tcp; do
   [ -f "/usr/lib/baresip/modules/$module.so" ] || { echo "FATAL: baresip module $module.so is missing" >&2; exit 1; }
 done
 cargo build --examples
+bash fuzz/smoke.sh  # every fuzz target built and run 30 s (fuzz/README.md); a failure stops the run
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
