@@ -1,9 +1,8 @@
-//! A SIP datagram as it arrives on the SIP port: (validation, to come) →
-//! rsipstack's parser → the header accessors its transaction layer and our
-//! adapter use on every message → serialisation back to bytes.
-//!
-//! The validation layer of issue 15 goes in [`validate`]: once it exists,
-//! call it there, so this target fuzzes the whole path a datagram takes.
+//! A SIP datagram as it arrives on the SIP port: our validation front
+//! (`softphoned::sip::validate`: the verdict, and the rewrite into the form
+//! rsipstack reads) → rsipstack's parser → the header accessors its
+//! transaction layer and our adapter use on every message → serialisation
+//! back to bytes. Stream framing is fuzzed on the same bytes.
 
 #![no_main]
 
@@ -12,17 +11,25 @@ use rsipstack::sip::headers::untyped::ToTypedHeader;
 use rsipstack::sip::prelude::*;
 use rsipstack::sip::SipMessage;
 use softphoned::call::session_timer::SessionExpires;
+use softphoned::sip::validate::{self, Carrier, Verdict};
 
-/// The validation layer in front of rsipstack. For now everything passes.
-fn validate(_datagram: &[u8]) -> bool {
-    true
+/// What the front hands rsipstack, as it does on the UDP port: only what
+/// passes, trimmed to its Content-Length and normalized.
+fn front(datagram: &[u8]) -> Option<Vec<u8>> {
+    let _ = validate::frame_stream(datagram, 64 * 1024);
+    let source = "192.0.2.7:5060".parse().expect("an address");
+    match validate::check(datagram, source, Carrier::Datagram, &validate::POLICY) {
+        Verdict::Pass { len } => {
+            let passed = &datagram[..len];
+            Some(validate::normalize(passed).unwrap_or_else(|| passed.to_vec()))
+        }
+        Verdict::Reply { .. } | Verdict::Drop(_) => None,
+    }
 }
 
 fuzz_target!(|datagram: &[u8]| {
-    if !validate(datagram) {
-        return;
-    }
-    let Ok(message) = SipMessage::try_from(datagram) else { return };
+    let Some(datagram) = front(datagram) else { return };
+    let Ok(message) = SipMessage::try_from(datagram.as_slice()) else { return };
     let _ = message.start_line();
     // What a transaction and a dialog read from every message.
     let _ = message.transaction_id();
