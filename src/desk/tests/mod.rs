@@ -43,7 +43,7 @@ pub(super) fn config() -> DeskConfig {
 
 impl Bench {
     pub fn new(config: DeskConfig) -> Bench {
-        let t0 = Instant::now();
+        let t0 = crate::timing::simulation_epoch();
         let wall0: Timestamp = "2026-12-03T10:00:00Z".parse().unwrap();
         let mut bench = Bench {
             desk: Desk::new(config, Now { at: t0, wall: wall0 }),
