@@ -13,7 +13,7 @@ mod countdown;
 mod machine;
 mod schedule;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};

@@ -29,7 +29,8 @@ impl Clock {
     }
 }
 
-fn offer(mode: DialMode, countdown_ms: u64) -> Offer {
+/// A two-number offer, shared with the desk's simulations.
+pub(crate) fn offer(mode: DialMode, countdown_ms: u64) -> Offer {
     Offer {
         id: Some("cb1".into()),
         customer: Some("Ada Lovelace".into()),

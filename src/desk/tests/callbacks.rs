@@ -5,22 +5,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::callback::{AttemptOutcome, CallbackState, CountdownReport, CustomerNumber, DialMode, Offer};
+use crate::callback::{AttemptOutcome, CallbackState, CountdownReport, DialMode, Offer};
 
-pub(super) fn offer(mode: DialMode, countdown_ms: u64) -> Offer {
-    Offer {
-        id: Some("cb1".into()),
-        customer: Some("Ada Lovelace".into()),
-        queue: Some("billing".into()),
-        numbers: vec![
-            CustomerNumber { label: "mobile".into(), number: "5551000".into() },
-            CustomerNumber { label: "home".into(), number: "5552000".into() },
-        ],
-        dial_mode: Some(mode),
-        countdown_ms: Some(countdown_ms),
-        ..Offer::default()
-    }
-}
+pub(super) use crate::callback::tests::offer;
 
 fn act(bench: &mut Bench, command: crate::callback::Command, ms: u64) -> Result<Reply, DeskError> {
     bench.command(Command::Callback { callback: "cb1".into(), command }, ms)
