@@ -1,4 +1,5 @@
-//! Waiting on the deadlines the pure machines hand out.
+//! Waiting on the deadlines the pure machines hand out, and keeping a
+//! log line that could repeat thousands of times a second to a few.
 
 use tokio::time::Instant;
 
@@ -94,4 +95,27 @@ impl Drop for PreciseAlarm {
 #[cfg(test)]
 pub fn simulation_epoch() -> std::time::Instant {
     std::time::Instant::now()
+}
+
+/// A log line for something that may happen thousands of times a second
+/// (a refused connection, EMFILE): at most one per [`Throttled::EVERY`],
+/// with how many happened since the last.
+#[derive(Default)]
+pub struct Throttled {
+    last: Option<std::time::Instant>,
+    count: u64,
+}
+
+impl Throttled {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// One more happened at `now`: `Some(count)` when a line is due.
+    pub fn hit(&mut self, now: std::time::Instant) -> Option<u64> {
+        self.count += 1;
+        let due = self.last.is_none_or(|at| now.saturating_duration_since(at) >= Self::EVERY);
+        due.then(|| {
+            self.last = Some(now);
+            std::mem::take(&mut self.count)
+        })
+    }
 }

@@ -16,9 +16,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::capture::Capture;
-use common::{dial, media_counter, require_tool, wait_media_counter, Daemon};
+use common::{dial, media_counter, require_tool, wait_media_counter, Daemon, Setup};
 use serde_json::json;
-use softphoned::control::client::{is_call_state, Client};
+use softphoned::control::client::is_call_state;
 use softphoned::sip::validate::frame_stream;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
@@ -225,74 +225,13 @@ async fn run_all(carrier: Carrier, target: &str) -> (Vec<String>, Vec<String>) {
     (table, wrong)
 }
 
-/// The agent's daemon, listening on UDP and TCP (the shared helper knows UDP only).
-struct Agent {
-    child: std::process::Child,
-    dir: tempfile::TempDir,
-    socket: std::path::PathBuf,
-}
-
-impl Agent {
-    async fn spawn() -> (Agent, String, String) {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("control.sock");
-        std::fs::write(
-            dir.path().join("softphoned.toml"),
-            format!(
-                "[store]\npath = \"history.sqlite3\"\n[control]\nsocket = \"{}\"\n[sip]\n\
-                 listen = [\"udp:127.0.0.1:0\", \"tcp:127.0.0.1:0\"]\nuser = \"agent\"\n\
-                 [agent]\nring_timeout_ms = 60000\n",
-                socket.display()
-            ),
-        )
-        .unwrap();
-        let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-        let child = std::process::Command::new(env!("CARGO_BIN_EXE_softphoned"))
-            .current_dir(dir.path())
-            .arg("--config")
-            .arg(dir.path().join("softphoned.toml"))
-            .env("RUST_LOG", "debug,rsipstack=info")
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        let agent = Agent { child, dir, socket };
-        let mut client = None;
-        for _ in 0..500 {
-            if let Ok(c) = Client::connect(&agent.socket).await {
-                client = Some(c);
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let mut client = client.unwrap_or_else(|| panic!("the agent did not start:\n{}", agent.log()));
-        let status = client.call("daemon.status", json!({})).await.unwrap();
-        let listens: Vec<String> =
-            status["sip_listen"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect();
-        let addr = |prefix: &str| {
-            let found = listens.iter().find(|l| l.starts_with(prefix)).unwrap_or_else(|| panic!("{listens:?}"));
-            format!("127.0.0.1:{}", found.rsplit(':').next().unwrap())
-        };
-        let (udp, tcp) = (addr("udp"), addr("tcp"));
-        (agent, udp, tcp)
-    }
-
-    async fn client(&self) -> Client {
-        let mut client = Client::connect(&self.socket).await.unwrap();
-        client.call("events.subscribe", json!({})).await.unwrap();
-        client
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("daemon.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The agent's daemon, listening on UDP and TCP; returns their addresses too.
+async fn spawn_agent() -> (Daemon, String, String) {
+    let listen = &["udp:127.0.0.1:0", "tcp:127.0.0.1:0"];
+    let extra = "[agent]\nring_timeout_ms = 60000\n";
+    let agent = Daemon::spawn_with("agent", Setup { listen, extra, ..Setup::default() }).await;
+    let (udp, tcp) = (agent.listening("udp"), agent.listening("tcp"));
+    (agent, udp, tcp)
 }
 
 /// The customer's RTP port for its latest call: the `m=audio` of the last
@@ -309,7 +248,7 @@ fn customer_media_port(log: &str) -> u16 {
 /// `carrier`; the call must go on. A fresh agent per carrier: the same bytes
 /// twice would be retransmissions of transactions still open.
 async fn during_a_call(carrier: Carrier, customer: &Daemon) -> (Vec<String>, Vec<String>) {
-    let (agent, udp, tcp) = Agent::spawn().await;
+    let (agent, udp, tcp) = spawn_agent().await;
     let mut ui = agent.client().await;
     let mut customer_ui = customer.client().await;
     let call = dial(&mut ui, &customer.uri("customer")).await;
@@ -375,7 +314,7 @@ async fn rfc4475_torture_messages_over_udp_and_tcp_during_a_call() {
 /// under 10 s; the answer to a whole message on the same connection came first.
 #[tokio::test]
 async fn a_tcp_connection_stalled_mid_message_is_closed_within_10_s() {
-    let (_agent, _udp, tcp) = Agent::spawn().await;
+    let (_agent, _udp, tcp) = spawn_agent().await;
     let mut stream = TcpStream::connect(&tcp).await.unwrap();
     let whole = data("mismatch01");
     let clerr = data("clerr");

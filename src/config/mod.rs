@@ -75,6 +75,14 @@ pub struct SipConfig {
     pub session_expires_s: u32,
     /// The smallest session interval we accept (Min-SE).
     pub min_se_s: u32,
+    /// Requests a second one address may send us unless it is trusted (an
+    /// account's registrar or proxy, or in `allow_from`); twice as many in
+    /// a burst. Past that it is not answered. 0: no limit.
+    pub rate_limit_per_source: u32,
+    /// Inbound TCP connections at once, in all (also bounded by the open
+    /// files limit) and from one untrusted address.
+    pub tcp_connections_max: usize,
+    pub tcp_connections_per_source: usize,
 }
 
 impl Default for SipConfig {
@@ -90,6 +98,9 @@ impl Default for SipConfig {
             tls_key_file: None,
             session_expires_s: 1800,
             min_se_s: 90,
+            rate_limit_per_source: 20,
+            tcp_connections_max: 1024,
+            tcp_connections_per_source: 32,
         }
     }
 }
@@ -210,6 +221,12 @@ impl Config {
             return bad("sip.tls_cert_file", "a tls: listening point needs tls_cert_file and tls_key_file");
         }
         config.allowed_peers()?;
+        if config.sip.tcp_connections_max == 0 || config.sip.tcp_connections_per_source == 0 {
+            return bad(
+                "sip.tcp_connections_max",
+                "tcp_connections_max and tcp_connections_per_source must be at least 1",
+            );
+        }
         if config.sip.session_expires_s != 0 && config.sip.session_expires_s < config.sip.min_se_s.max(90) {
             return bad("sip.session_expires_s", "must be 0 (off) or at least min_se_s (and RFC 4028's 90)");
         }

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::{event, NoParams, Request, SubscribeParams, SubscribeResult, Topic};
 use super::rpc::{self, code, RpcError, MAX_LINE_BYTES};
+use crate::timing::Throttled;
 
 /// A request handed to the run loop, parsed and checked, with where its
 /// answer goes. Every method but `events.subscribe` (which this server
@@ -61,26 +62,30 @@ pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
 }
 
 /// Control clients served at once: workspaces, softphonectl and tools,
-/// with room to spare (a subscriber costs ~15 kB). One more is told so
-/// and closed.
+/// with room to spare (a subscriber costs ~15 kB), unless the open files
+/// limit allows fewer. One more is told so and closed.
 pub const MAX_CLIENTS: usize = 512;
 
-/// Accept clients until `shutdown`.
+/// Accept clients until `shutdown`, at most `max_clients` at once.
 pub async fn serve(
     listener: UnixListener,
+    max_clients: usize,
     requests: mpsc::Sender<ControlRequest>,
     events: broadcast::Sender<Notification>,
     shutdown: CancellationToken,
 ) {
-    let seats = Arc::new(tokio::sync::Semaphore::new(MAX_CLIENTS));
+    let seats = Arc::new(tokio::sync::Semaphore::new(max_clients));
+    let (mut refusals, mut failures) = (Throttled::default(), Throttled::default());
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((mut stream, _)) => {
                     let Ok(seat) = seats.clone().try_acquire_owned() else {
-                        tracing::warn!(max = MAX_CLIENTS, "control client refused: too many connected");
-                        let error = RpcError::new(code::UNAVAILABLE, format!("too many control clients (at most {MAX_CLIENTS})"));
+                        if let Some(refused) = refusals.hit(std::time::Instant::now()) {
+                            tracing::warn!(max = max_clients, refused, "control clients refused: too many connected");
+                        }
+                        let error = RpcError::new(code::UNAVAILABLE, format!("too many control clients (at most {max_clients})"));
                         let line = rpc::response(Value::Null, Err(error)) + "\n";
                         tokio::spawn(async move { stream.write_all(line.as_bytes()).await });
                         continue;
@@ -96,7 +101,9 @@ pub async fn serve(
                 }
                 Err(e) => {
                     // Out of descriptors: wait rather than spin on a failing accept.
-                    tracing::warn!(error = %e, "control socket accept failed");
+                    if let Some(failures) = failures.hit(std::time::Instant::now()) {
+                        tracing::warn!(error = %e, failures, "control socket accept failing: pausing between tries");
+                    }
                     tokio::time::sleep(ACCEPT_BACKOFF).await;
                 }
             }

@@ -10,7 +10,7 @@ use tokio::time::timeout;
 use super::Daemon;
 use crate::account::registration::Report;
 use crate::call::admission::{AnswerPolicy, InboundPolicy};
-use crate::config::{AllowedPeer, Config, SrtpPolicy};
+use crate::config::{Config, SrtpPolicy};
 use crate::control::api::{self, AccountInfo};
 use crate::control::rpc::{code, RpcError};
 use crate::control::server::Notification;
@@ -140,8 +140,7 @@ pub(super) fn desk_config(config: &Config, sip: &SipAgent) -> DeskConfig {
 /// Who may call, and how calls are answered, from the config and the
 /// accounts' resolved registrars and proxies.
 fn inbound_policy(config: &Config, sip: &SipAgent) -> InboundPolicy {
-    let mut allowed = config.allowed_peers().unwrap_or_default();
-    allowed.extend(sip.accounts().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
+    let allowed = sip.trusted().to_vec();
     let millis = |ms: Option<u64>| ms.map(Duration::from_millis);
     let agent = &config.agent;
     InboundPolicy {

@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audio;
+mod budget;
 mod dispatch;
 mod outputs;
 
@@ -107,6 +108,12 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     // SIP outlives the run loop by the moment it takes to say goodbye.
     let sip_shutdown = CancellationToken::new();
     let (sip_tx, sip_rx) = mpsc::unbounded_channel();
+    let budget = budget::Budget::split(budget::open_files_limit(), &config);
+    tracing::info!(
+        tcp_connections = budget.sip.connections,
+        control_clients = budget.control_clients,
+        "descriptors shared out"
+    );
     let sip_config = SipConfig {
         listens: listens.clone(),
         user: config.sip.user.clone(),
@@ -121,6 +128,8 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         session_expires_s: config.sip.session_expires_s,
         min_se_s: config.sip.min_se_s,
         refer_allowed_hosts: config.transfer.refer_allowed_hosts.clone(),
+        allow_from: config.allowed_peers()?,
+        limits: budget.sip,
     };
     let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;
     let control_socket = config.control_socket();
@@ -129,7 +138,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         .map_err(|source| DaemonError::Control { path: control_socket.clone(), source })?;
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
-    tokio::spawn(server::serve(listener, control_tx, events.clone(), shutdown.clone()));
+    tokio::spawn(server::serve(listener, budget.control_clients, control_tx, events.clone(), shutdown.clone()));
     // Events and history name recordings by absolute path, wherever the daemon runs.
     let mut config = config;
     if let Ok(dir) = std::path::absolute(&config.recording.dir) {

@@ -24,11 +24,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
 use super::error::SipError;
+use super::front::tcp;
+use super::gate::{Gate, Limits};
 use super::handle::{Inner, Leg, SipAgent, SipEvent};
 use super::headers::{self, timer_headers};
 use super::target::parse_target;
 use super::transport::{self, TlsSettings};
 use super::{inbound, replaces};
+use crate::call::admission::AllowedPeer;
 use crate::call::session_timer::{self, Role};
 use crate::call::{CallId, Signal, SipAction};
 use crate::config::{AccountConfig, Listen};
@@ -44,6 +47,10 @@ pub struct SipConfig {
     pub min_se_s: u32,
     /// Hosts a peer's REFER may send us to; none: every REFER is refused.
     pub refer_allowed_hosts: Vec<String>,
+    /// `sip.allow_from`: trusted like the accounts' registrars and proxies.
+    pub allow_from: Vec<AllowedPeer>,
+    /// What an untrusted source may send and hold (see `gate`).
+    pub limits: Limits,
 }
 
 impl SipAgent {
@@ -53,9 +60,16 @@ impl SipAgent {
         events: mpsc::UnboundedSender<SipEvent>,
         shutdown: CancellationToken,
     ) -> Result<SipAgent, SipError> {
+        let mut accounts = HashMap::new();
+        for config in config.accounts {
+            accounts.insert(config.id.clone(), Account::resolve(config).await?);
+        }
+        let mut trusted = config.allow_from;
+        trusted.extend(accounts.values().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
+        let gate = Arc::new(Mutex::new(Gate::new(config.limits, trusted.clone())));
         let transport_layer = TransportLayer::new(shutdown.child_token());
         let (listens, tcp_fronts) =
-            transport::listen(&transport_layer, &config.listens, &config.tls, &shutdown).await?;
+            transport::listen(&transport_layer, &config.listens, &config.tls, &gate, &shutdown).await?;
         let first = listens[0];
         let option = EndpointOption {
             t1: config.t1,
@@ -73,10 +87,6 @@ impl SipAgent {
             .build();
         let bind_err = |e: rsipstack::Error| SipError::Bind { listen: first, message: e.to_string() };
         let incoming = endpoint.incoming_transactions().map_err(bind_err)?;
-        let mut accounts = HashMap::new();
-        for config in config.accounts {
-            accounts.insert(config.id.clone(), Account::resolve(config).await?);
-        }
         let inner = Arc::new(Inner {
             endpoint: endpoint.inner.clone(),
             dialog_layer: Arc::new(DialogLayer::new(endpoint.inner.clone())),
@@ -88,6 +98,7 @@ impl SipAgent {
             listens,
             user: config.user,
             accounts,
+            trusted,
             session_expires_s: config.session_expires_s,
             min_se_s: config.min_se_s,
             refer_allowed_hosts: config.refer_allowed_hosts,
@@ -95,10 +106,8 @@ impl SipAgent {
             next_id: AtomicU64::new(1),
         });
         for front in tcp_fronts {
-            let (endpoint, shutdown) = (endpoint.inner.clone(), shutdown.child_token());
-            tokio::spawn(
-                async move { super::front::tcp::serve(front.listener, front.local, endpoint, shutdown).await },
-            );
+            let (endpoint, gate, shutdown) = (endpoint.inner.clone(), gate.clone(), shutdown.child_token());
+            tokio::spawn(async move { tcp::serve(front.listener, front.local, endpoint, gate, shutdown).await });
         }
         tokio::spawn(async move { endpoint.serve().await });
         let agent = SipAgent { inner };

@@ -13,6 +13,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+
+use crate::call::admission::AllowedPeer;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -92,6 +94,8 @@ pub(super) struct Inner {
     pub(super) listens: Vec<Listen>,
     pub(super) user: String,
     pub(super) accounts: HashMap<String, Account>,
+    /// `sip.allow_from` and the accounts' registrars and proxies.
+    pub(super) trusted: Vec<AllowedPeer>,
     pub(super) session_expires_s: u32,
     pub(super) min_se_s: u32,
     pub(super) refer_allowed_hosts: Vec<String>,
@@ -106,6 +110,12 @@ impl SipAgent {
     }
 
     /// The accounts, in no particular order.
+    /// Who may send us INVITEs and is never rate-limited: `sip.allow_from`
+    /// and the accounts' registrars and proxies.
+    pub fn trusted(&self) -> &[AllowedPeer] {
+        &self.inner.trusted
+    }
+
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {
         self.inner.accounts.values()
     }

@@ -9,6 +9,7 @@ mod agent;
 mod algorithm_names;
 mod error;
 mod front;
+pub mod gate;
 mod handle;
 mod headers;
 mod in_dialog;

@@ -11,7 +11,7 @@ use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio_util::sync::CancellationToken;
 
 use super::error::SipError;
-use super::front::ValidatingUdp;
+use super::front::{SharedGate, ValidatingUdp};
 use crate::config::{Listen, Transport};
 
 /// Where TLS trust comes from and what we present when listening.
@@ -41,6 +41,7 @@ pub async fn listen(
     transport: &TransportLayer,
     listens: &[Listen],
     tls: &TlsSettings,
+    gate: &SharedGate,
     shutdown: &CancellationToken,
 ) -> Result<(Vec<Listen>, Vec<TcpFront>), SipError> {
     let tls_config = tls_config(tls)?;
@@ -57,7 +58,7 @@ pub async fn listen(
                 // Our socket under rsipstack's connection: every datagram
                 // is checked before rsipstack parses it (see `front`).
                 let socket = tokio::net::UdpSocket::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
-                let socket = Arc::new(ValidatingUdp::new(socket));
+                let socket = Arc::new(ValidatingUdp::new(socket, gate.clone()));
                 let udp = UdpConnection::from_socket(socket, None, Some(shutdown.child_token()))
                     .await
                     .map_err(|e| bind_err(e.to_string()))?;

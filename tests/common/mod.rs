@@ -20,19 +20,46 @@ pub struct Daemon {
     child: Child,
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
+    /// The first listening point's port.
     pub sip_port: u16,
+    /// Every listening point, as `daemon.status` names them (`udp:IP:PORT`).
+    pub sip_listen: Vec<String>,
     env: Vec<(String, String)>,
+    open_files: Option<u64>,
+}
+
+/// How a [`Daemon`] is started, past its name.
+pub struct Setup<'a> {
+    /// `[sip] listen`.
+    pub listen: &'a [&'a str],
+    /// TOML appended to the config (it may go on with keys of `[sip]`).
+    pub extra: &'a str,
+    pub env: &'a [(&'a str, &'a str)],
+    /// The open files limit, soft and hard, the process starts under.
+    pub open_files: Option<u64>,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup { listen: &["udp:127.0.0.1:0"], extra: "", env: &[], open_files: None }
+    }
 }
 
 impl Daemon {
     /// Start `softphoned` listening on 127.0.0.1, with `extra` TOML tables
     /// appended to its config, and wait until its socket answers.
     pub async fn spawn(name: &str, extra: &str) -> Daemon {
-        Self::spawn_with_env(name, extra, &[]).await
+        Self::spawn_with(name, Setup { extra, ..Setup::default() }).await
     }
 
     /// [`spawn`](Self::spawn) with extra environment variables for the daemon.
     pub async fn spawn_with_env(name: &str, extra: &str, env: &[(&str, &str)]) -> Daemon {
+        Self::spawn_with(name, Setup { extra, env, ..Setup::default() }).await
+    }
+
+    pub async fn spawn_with(name: &str, setup: Setup<'_>) -> Daemon {
+        let Setup { listen, extra, env, open_files } = setup;
+        let listen: Vec<String> = listen.iter().map(|l| format!("\"{l}\"")).collect();
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
         // Each daemon keeps its history in its own folder, never the user's.
@@ -42,22 +69,35 @@ impl Daemon {
         std::fs::write(
             dir.path().join("softphoned.toml"),
             format!(
-                "{store}[control]\nsocket = \"{}\"\n[sip]\nlisten = [\"udp:127.0.0.1:0\"]\nuser = \"{name}\"\n{extra}\n",
-                socket.display()
+                "{store}[control]\nsocket = \"{}\"\n[sip]\nlisten = [{}]\nuser = \"{name}\"\n{extra}\n",
+                socket.display(),
+                listen.join(", ")
             ),
         )
         .unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let child = Self::start_process(dir.path(), &env);
-        let mut daemon = Daemon { child, dir, socket, sip_port: 0, env };
+        let child = Self::start_process(dir.path(), &env, open_files);
+        let mut daemon = Daemon { child, dir, socket, sip_port: 0, sip_listen: Vec::new(), env, open_files };
         daemon.wait_started().await;
         daemon
     }
 
-    fn start_process(dir: &Path, env: &[(String, String)]) -> Child {
+    fn start_process(dir: &Path, env: &[(String, String)], open_files: Option<u64>) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_softphoned"));
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt;
+            let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+            // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
         // Run in its own folder, so relative paths in the config land there.
-        Command::new(env!("CARGO_BIN_EXE_softphoned"))
+        command
             .current_dir(dir)
             .arg("--config")
             .arg(dir.join("softphoned.toml"))
@@ -72,8 +112,8 @@ impl Daemon {
     async fn wait_started(&mut self) {
         let mut client = self.wait_ready().await;
         let status = client.call("daemon.status", json!({})).await.unwrap();
-        let listen = status["sip_listen"][0].as_str().unwrap();
-        self.sip_port = listen.rsplit(':').next().unwrap().parse().unwrap();
+        self.sip_listen = status["sip_listen"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().into()).collect();
+        self.sip_port = self.sip_listen[0].rsplit(':').next().unwrap().parse().unwrap();
     }
 
     /// SIGKILL, as a crash would, then start again on the same folder and
@@ -81,7 +121,7 @@ impl Daemon {
     pub async fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = Self::start_process(self.dir.path(), &self.env);
+        self.child = Self::start_process(self.dir.path(), &self.env, self.open_files);
         self.wait_started().await;
     }
 
@@ -103,6 +143,16 @@ impl Daemon {
         let mut client = Client::connect(&self.socket).await.unwrap();
         client.call("events.subscribe", json!({})).await.unwrap();
         client
+    }
+
+    /// The `IP:PORT` of the listening point over `transport` (`udp`, `tcp`).
+    pub fn listening(&self, transport: &str) -> String {
+        let found = self.sip_listen.iter().find(|l| l.starts_with(transport));
+        found.unwrap_or_else(|| panic!("no {transport} in {:?}", self.sip_listen))[transport.len() + 1..].to_string()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn uri(&self, user: &str) -> String {
