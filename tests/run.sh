@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh build-essential pkg-config cmake libasound2-dev \
   sip-tester sox libsox-fmt-all tcpdump tshark socat kamailio kamailio-tls-modules openssl \
-  baresip-core linphone-cli
+  baresip-core linphone-cli iproute2
 export PATH="$PATH:/usr/sbin:/sbin"
-for tool in sipp sox tshark tcpdump kamailio kamcmd openssl baresip linphone-daemon; do
+for tool in sipp sox tshark tcpdump kamailio kamcmd openssl baresip linphone-daemon ip; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is still missing after install" >&2; exit 1; }
 done
 for module in g711 g722 opus srtp sndfile aufile account menu ctrl_tcp; do

@@ -68,7 +68,7 @@ pub async fn listen(
             }
             Transport::Tcp => {
                 // Checked like UDP: our listener, rsipstack behind it.
-                let listener = tokio::net::TcpListener::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
+                let listener = tcp_listener(listen.addr).map_err(|e| bind_err(e.to_string()))?;
                 let addr = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
                 let local = SipAddr {
                     r#type: Some(rsipstack::sip::Transport::Tcp),
@@ -94,6 +94,18 @@ pub async fn listen(
         bound.push(Listen { transport: listen.transport, addr });
     }
     Ok((bound, fronts))
+}
+
+/// A connection storm fills the accept queue faster than any loop drains
+/// it, and a connection the kernel drops from a full queue is never seen
+/// by us (a peer that sent nothing thinks it is still open): a deep queue.
+const ACCEPT_QUEUE: u32 = 4096;
+
+fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(ACCEPT_QUEUE)
 }
 
 /// The system roots plus the configured CA file, and our own certificate.
