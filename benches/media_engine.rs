@@ -53,6 +53,11 @@ struct Calls {
     sink: Discard,
 }
 
+/// Call `n`'s peer: where its RTP comes from and ours goes.
+fn peer(n: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 20_000 + 2 * n as u16))
+}
+
 impl Calls {
     fn new(calls: usize) -> Self {
         let now = Instant::now();
@@ -61,7 +66,7 @@ impl Calls {
             .map(|n| {
                 let leg = engine.open(format!("call{n}@softphoned"), now);
                 let negotiated = StreamParams {
-                    remote: SocketAddr::from(([127, 0, 0, 1], 20_000 + 2 * n as u16)),
+                    remote: peer(n),
                     codec: Codec::Pcmu,
                     send_pt: 0,
                     receive_pt: 0,
@@ -95,8 +100,8 @@ impl Calls {
     /// The next packet of every call's peer, arriving now.
     fn receive_all(&mut self) {
         self.next_packet();
-        for leg in &self.legs {
-            self.engine.receive(*leg, Port::Rtp, &self.packet, self.now);
+        for (n, leg) in self.legs.iter().enumerate() {
+            self.engine.receive(*leg, Port::Rtp, peer(n), &self.packet, self.now);
         }
     }
 
@@ -144,7 +149,7 @@ fn one_received_packet(c: &mut Criterion) {
             for _ in 0..iters {
                 calls.next_packet();
                 let start = Instant::now();
-                black_box(calls.engine.receive(leg, Port::Rtp, black_box(&calls.packet), calls.now));
+                black_box(calls.engine.receive(leg, Port::Rtp, peer(0), black_box(&calls.packet), calls.now));
                 spent += start.elapsed();
                 calls.tick();
             }

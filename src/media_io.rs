@@ -47,6 +47,7 @@ type Buffer = Box<[u8; MAX_DATAGRAM]>;
 pub struct RtpIn {
     leg: LegId,
     port: Port,
+    from: SocketAddr,
     at: Instant,
     len: usize,
     buffer: Buffer,
@@ -250,10 +251,10 @@ impl MediaEngine {
 
     /// A datagram from one of a call's ports; a key it carried goes to `events`.
     pub fn receive(&mut self, packet: RtpIn, events: &mut Vec<MediaReport>) {
-        let RtpIn { leg, port, at, len, buffer } = packet;
+        let RtpIn { leg, port, from, at, len, buffer } = packet;
         // A datagram queued before its call ended: the buffer goes with the call.
         let Some(io) = self.io.get(&leg) else { return };
-        if let Some(digit) = self.engine.receive(leg, port, &buffer[..len], at) {
+        if let Some(digit) = self.engine.receive(leg, port, from, &buffer[..len], at) {
             events.push(MediaReport::Dtmf { call: io.call.clone(), digit });
         }
         // Never full: the channel holds the socket's whole pool.
@@ -348,8 +349,8 @@ async fn receive_loop(
                 None => return,
             },
         };
-        let len = match socket.recv_from(&mut buffer[..]).await {
-            Ok((len, _from)) => len,
+        let (len, from) = match socket.recv_from(&mut buffer[..]).await {
+            Ok(received) => received,
             // ICMP port unreachable from a peer that is not listening yet: keep going.
             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 kept = Some(buffer);
@@ -360,7 +361,7 @@ async fn receive_loop(
                 return;
             }
         };
-        match forward.try_send(RtpIn { leg, port, at: Instant::now(), len, buffer }) {
+        match forward.try_send(RtpIn { leg, port, from, at: Instant::now(), len, buffer }) {
             Ok(()) => {}
             // If the run loop is that far behind, losing a packet is the lesser harm.
             Err(mpsc::error::TrySendError::Full(packet)) => kept = Some(packet.buffer),

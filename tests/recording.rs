@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{dial, require_tool, wait_call_counter, Daemon};
 use serde_json::{json, Value};
-use softphoned::audio::analysis::dominant_frequency;
+use softphoned::audio::analysis::{dominant_frequency, tone_amplitude};
 use softphoned::control::client::{is_call_state, Client};
 
 const WAIT: Duration = Duration::from_secs(10);
@@ -270,4 +270,68 @@ async fn an_ogg_opus_recording_keeps_both_sides_in_a_tenth_of_the_space() {
     }
     assert_eq!(dominant_frequency(&left[4000..8000], 8000), Some(440.0), "left: the agent");
     assert_eq!(dominant_frequency(&right[4000..8000], 8000), Some(1000.0), "right: the peer");
+}
+
+/// RTP from an address that is not the peer's never reaches the call:
+/// a 2.3 kHz stream sent to the agent's RTP port from elsewhere, looking
+/// like any RTP, is counted as discarded and absent from the recording,
+/// where the peer's 1 kHz goes on.
+#[tokio::test]
+async fn rtp_from_an_unexpected_source_is_not_heard() {
+    if !require_tool("sipp") || !require_tool("sox") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let (peer, _daemon, mut ui, call) = call_the_tone_peer(work.path(), ALWAYS).await;
+    // Our RTP port, from the INVITE sipp logged.
+    let log = std::fs::read_to_string(work.path().join("uas_tone.msg")).unwrap();
+    let port: u16 = log.split("m=audio ").nth(1).and_then(|rest| rest.split(' ').next()?.parse().ok()).unwrap();
+    let made = std::process::Command::new("sox")
+        .current_dir(work.path())
+        .args([
+            "-n",
+            "-r",
+            "8000",
+            "-c",
+            "1",
+            "-e",
+            "u-law",
+            "-t",
+            "raw",
+            "tone2300.ulaw",
+            "synth",
+            "3",
+            "sine",
+            "2300",
+        ])
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let tone = std::fs::read(work.path().join("tone2300.ulaw")).unwrap();
+    let intruder = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    for (n, payload) in tone.chunks(160).enumerate() {
+        tick.tick().await;
+        let n = n as u16;
+        let mut packet = vec![0x80, 0, 0, 0, 0, 0, 0, 0, 0x12, 0x34, 0x56, 0x78];
+        packet[2..4].copy_from_slice(&(1000 + n).to_be_bytes());
+        packet[4..8].copy_from_slice(&(u32::from(n) * 160).to_be_bytes());
+        packet.extend_from_slice(payload);
+        intruder.send_to(&packet, ("127.0.0.1", port)).await.unwrap();
+    }
+    let stats = ui.call("call.stats", json!({"call": call})).await.unwrap();
+    let discarded = stats["call"]["media"]["packets_discarded"].as_u64().unwrap();
+    assert!(discarded >= 140, "the intruder's 150 packets: {stats}");
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let saved = ui
+        .wait_event(WAIT, |e| e["method"] == "recording.saved" && e["params"]["call"] == call.as_str())
+        .await
+        .unwrap();
+    peer.expect_success().await;
+    let (_, heard, rate) = channels(std::path::Path::new(saved["params"]["path"].as_str().unwrap()));
+    let (peer_tone, intruder_tone) = (tone_amplitude(&heard, rate, 1000.0), tone_amplitude(&heard, rate, 2300.0));
+    assert!(
+        peer_tone > 1000.0 && intruder_tone < peer_tone / 100.0,
+        "1 kHz {peer_tone:.0}, 2.3 kHz {intruder_tone:.0}"
+    );
 }

@@ -61,7 +61,7 @@ fn params(setup: u8, direction: MediaDirection) -> StreamParams {
     let (codec, pt) = [(Codec::Pcmu, 0), (Codec::Pcma, 8), (Codec::G722, 9), (Codec::Opus, 111)][usize::from(setup & 3)];
     let event_pt = if codec == Codec::Opus { 102 } else { 101 };
     StreamParams {
-        remote: SocketAddr::from(([192, 0, 2, 20], 5004)),
+        remote: PEER,
         codec,
         send_pt: pt,
         receive_pt: pt,
@@ -92,6 +92,9 @@ enum Record {
     Restart,
 }
 
+/// The peer's RTP address, as its SDP gave it; its RTCP comes from the next port.
+const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 20)), 5004);
+
 /// Whether rtc-srtp can encrypt this as RTP without panicking.
 fn sealable_rtp(plain: &[u8]) -> bool {
     let mut buf = plain;
@@ -121,7 +124,11 @@ fn deliver(
         }
         _ => bytes,
     };
-    if let Some(key) = engine.receive(leg, port, datagram, now) {
+    let from = match port {
+        Port::Rtp => PEER,
+        Port::Rtcp => SocketAddr::new(PEER.ip(), PEER.port() + 1),
+    };
+    if let Some(key) = engine.receive(leg, port, from, datagram, now) {
         assert!("0123456789*#ABCD".contains(key), "not a DTMF key: {key:?}");
     }
 }

@@ -5,6 +5,7 @@
 //! and the quality figures come out of the same counters. The shell owns
 //! the sockets and the clock and calls in once per tick and per datagram.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -194,10 +195,17 @@ impl MediaStream {
         self.seal(out, SrtpSession::protect_rtp)
     }
 
-    /// A datagram from the peer's RTP port: audio goes to the jitter buffer,
-    /// a key event comes back as its digit. Anything else is counted and
-    /// dropped: a stray packet must not disturb the call.
-    pub fn receive_rtp(&mut self, datagram: &[u8], now: Instant) -> Option<char> {
+    /// A datagram from `from` at our RTP port: audio goes to the jitter
+    /// buffer, a key event comes back as its digit. Anything else is
+    /// counted and dropped: a stray packet must not disturb the call, and
+    /// only the peer's RTP address (the one its SDP gave, which we send
+    /// to: RFC 4961 symmetric RTP) is heard, so that nobody who merely
+    /// knows our port can speak into the call.
+    pub fn receive_rtp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) -> Option<char> {
+        if from != self.negotiated.remote {
+            self.packets_discarded += 1;
+            return None;
+        }
         let packet = match &mut self.srtp {
             Some(srtp) => match srtp.unprotect_rtp(datagram, &mut self.clear) {
                 Ok(()) => &self.clear[..],
@@ -236,8 +244,14 @@ impl MediaStream {
         None
     }
 
-    /// A datagram from the peer's RTCP port.
-    pub fn receive_rtcp(&mut self, datagram: &[u8], now: Instant) {
+    /// A datagram from `from` at our RTCP port (or muxed on RTP). Only
+    /// the peer's host is heard; its RTCP port may differ from what we
+    /// send to (`a=rtcp`, muxing).
+    pub fn receive_rtcp(&mut self, datagram: &[u8], from: SocketAddr, now: Instant) {
+        if from.ip() != self.negotiated.remote.ip() {
+            self.packets_discarded += 1;
+            return;
+        }
         let packet = match &mut self.srtp {
             Some(srtp) => match srtp.unprotect_rtcp(datagram, &mut self.clear) {
                 Ok(()) => &self.clear[..],

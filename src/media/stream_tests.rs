@@ -57,7 +57,7 @@ fn talk(
         let mut frame = [0i16; FRAME_SAMPLES];
         tone.read_frame(&mut frame);
         if alice.send_frame(&frame, now, &mut packet) && !drop(n) {
-            keys.extend(bob.receive_rtp(&packet, now));
+            keys.extend(bob.receive_rtp(&packet, "127.0.0.1:4000".parse().unwrap(), now));
         }
         let mut mix = [0i16; FRAME_SAMPLES];
         bob.mix_playout(now, &mut mix);

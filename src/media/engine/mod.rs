@@ -247,15 +247,16 @@ impl Engine {
         }
     }
 
-    /// A datagram that arrived at `port` of a leg at `now`; returns the key
-    /// it carried, if it was the first packet of an RFC 4733 event.
-    pub fn receive(&mut self, id: LegId, port: Port, datagram: &[u8], now: Instant) -> Option<char> {
+    /// A datagram from `from` that arrived at `port` of a leg at `now`;
+    /// returns the key it carried, if it was the first packet of an RFC
+    /// 4733 event.
+    pub fn receive(&mut self, id: LegId, port: Port, from: SocketAddr, datagram: &[u8], now: Instant) -> Option<char> {
         let stream = self.leg_mut(id)?.stream.as_mut()?;
         if is_rtcp(port, datagram) {
-            stream.receive_rtcp(datagram, now);
+            stream.receive_rtcp(datagram, from, now);
             None
         } else {
-            stream.receive_rtp(datagram, now)
+            stream.receive_rtp(datagram, from, now)
         }
     }
 

@@ -129,8 +129,8 @@ fn packets_keep_the_timeout_away() {
         let now = t0 + TICK * n;
         engine.tick(now, 0, &mic, &mic, &mut kept);
         // a's packets come back to it (as if the peer echoed them); b hears nothing.
-        for (_, _, _, packet) in kept.sent.drain(..).filter(|(leg, port, ..)| *leg == a && *port == Port::Rtp) {
-            engine.receive(a, Port::Rtp, &packet, now);
+        for (_, _, to, packet) in kept.sent.drain(..).filter(|(leg, port, ..)| *leg == a && *port == Port::Rtp) {
+            engine.receive(a, Port::Rtp, to, &packet, now);
         }
     }
     assert_eq!(kept.timeouts, [b]);
@@ -183,11 +183,12 @@ fn rtcp_on_the_rtp_port_is_told_apart_by_its_packet_type() {
         let now = t0 + TICK * n;
         a.tick(now, 0, &mic, &mic, &mut from_a);
         b.tick(now, 0, &mic, &mic, &mut from_b);
+        // Each is the other's remote: a at 127.0.0.1:4002, b at 127.0.0.1:4000.
         for (_, port, _, packet) in from_a.sent.drain(..) {
-            b.receive(leg_b, port, &packet, now);
+            b.receive(leg_b, port, SocketAddr::from(([127, 0, 0, 1], 4002)), &packet, now);
         }
         for (_, _, _, packet) in from_b.sent.drain(..) {
-            a.receive(leg_a, Port::Rtp, &packet, now);
+            a.receive(leg_a, Port::Rtp, SocketAddr::from(([127, 0, 0, 1], 4000)), &packet, now);
         }
     }
     let stats = a.stats(leg_a).unwrap();
@@ -266,9 +267,45 @@ fn a_stale_leg_id_reaches_nothing_even_when_its_slot_is_reused() {
     engine.start(old, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
     let mut packet = vec![0x80, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 9];
     packet.extend([0xFF; 160]);
-    assert_eq!(engine.receive(old, Port::Rtp, &packet, t0), None);
+    let peer = SocketAddr::from(([127, 0, 0, 1], 4000));
+    assert_eq!(engine.receive(old, Port::Rtp, peer, &packet, t0), None);
     assert_eq!(engine.stats(new).unwrap().packets_received, 0);
     assert!(engine.stats(old).is_none());
-    engine.receive(new, Port::Rtp, &packet, t0);
+    engine.receive(new, Port::Rtp, peer, &packet, t0);
     assert_eq!(engine.stats(new).unwrap().packets_received, 1);
+}
+
+#[test]
+fn rtp_from_anyone_but_the_peer_is_never_heard() {
+    let t0 = Instant::now();
+    let (mut engine, mut peer, mut intruder) = (Engine::new(config()), Engine::new(config()), Engine::new(config()));
+    let leg = engine.open("a".into(), t0);
+    engine.start(leg, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    engine.set_recording(leg, Some(8000));
+    // The peer is silent; the intruder shouts a stream that looks like the
+    // peer's own (same SSRC and numbering), from other addresses.
+    let (peer_leg, intruder_leg) = (peer.open("b".into(), t0), intruder.open("b".into(), t0));
+    peer.start(peer_leg, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    intruder.start(intruder_leg, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    let (loud, quiet) = (tone(1000.0), [0; FRAME_SAMPLES]);
+    let (mut kept, mut from_peer, mut from_intruder) = (Kept::default(), Kept::default(), Kept::default());
+    let the_peer = |port| SocketAddr::from(([127, 0, 0, 1], if port == Port::Rtp { 4000 } else { 4001 }));
+    let intruders = [SocketAddr::from(([127, 0, 0, 1], 4444)), SocketAddr::from(([192, 0, 2, 66], 4000))];
+    for n in 0..100 {
+        let now = t0 + TICK * n;
+        peer.tick(now, 0, &quiet, &quiet, &mut from_peer);
+        intruder.tick(now, 0, &loud, &loud, &mut from_intruder);
+        for (_, _, _, packet) in from_intruder.sent.drain(..).filter(|(_, port, ..)| *port == Port::Rtp) {
+            intruders.iter().for_each(|&from| _ = engine.receive(leg, Port::Rtp, from, &packet, now));
+        }
+        for (_, port, _, packet) in from_peer.sent.drain(..) {
+            engine.receive(leg, port, the_peer(port), &packet, now);
+        }
+        engine.tick(now, 0, &quiet, &quiet, &mut kept);
+    }
+    let heard: Vec<i16> = kept.recorded.iter().flat_map(|(_, _, heard)| heard.iter().copied()).collect();
+    assert!(heard.iter().all(|s| s.unsigned_abs() < 100), "the intruder's tone reached the call");
+    let stats = engine.stats(leg).unwrap();
+    assert!(stats.packets_received >= 90, "the peer was heard: {stats:?}");
+    assert!(stats.packets_discarded >= 180, "both intruders counted: {stats:?}");
 }
