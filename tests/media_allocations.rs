@@ -8,7 +8,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use softphoned::audio::analysis::dominant_frequency;
@@ -19,6 +19,9 @@ use softphoned::media::g711::encode_ulaw_frame;
 use softphoned::media::params::{EventPayloads, MediaDirection, SrtpKeys, StreamParams};
 use softphoned::media::srtp::{CryptoSuite, SdesCrypto, SrtpSession};
 use softphoned::media::stream::MediaStats;
+
+/// The peer: its SDP's address, where its packets come from.
+const PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
 
 struct Counting;
 
@@ -166,7 +169,7 @@ fn play(srtp: bool) -> Counts {
     let keys = |tag| SdesCrypto::generate(tag, CryptoSuite::AesCm128HmacSha1_80, [tag as u8; 30]);
     let mut peer = srtp.then(|| SrtpSession::new(&keys(2), &keys(1)).unwrap());
     let negotiated = StreamParams {
-        remote: "127.0.0.1:40000".parse().unwrap(),
+        remote: PEER,
         codec: Codec::Pcmu,
         send_pt: 0,
         receive_pt: 0,
@@ -220,9 +223,9 @@ fn play(srtp: bool) -> Counts {
             _ => None,
         };
         let received = allocations(|| {
-            engine.receive(leg, Port::Rtp, packet, *arrival);
+            engine.receive(leg, Port::Rtp, PEER, packet, *arrival);
             if let Some((port, report)) = &rtcp {
-                engine.receive(leg, *port, report, *arrival);
+                engine.receive(leg, *port, PEER, report, *arrival);
             }
         });
         mic.read_frame(&mut capture);
