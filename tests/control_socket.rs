@@ -8,7 +8,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::{dial, wait_media_counter, Daemon};
+use common::capture::{largest_gap_ms, Capture};
+use common::sipp::{free_port_pair, write_tone_file, Sipp};
+use common::{dial, require_tool, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::control::client::{is_call_state, Client, ClientError};
 
@@ -245,4 +247,72 @@ async fn one_client_over_the_cap_is_told_so_and_the_others_keep_working() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert!(again.is_some(), "a new client is served once one left");
+}
+
+/// The daemon's resident memory, in kB.
+fn resident_kb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    line.split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+/// 500 subscribers while a call runs: under 10 MB for all of them, the
+/// memory given back once they leave, and the call's RTP (captured) never
+/// interrupted for more than 60 ms while they come and go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_hundred_subscribers_cost_little_give_it_back_and_never_stall_a_call() {
+    if !(require_tool("sipp") && require_tool("sox") && require_tool("tcpdump") && require_tool("tshark")) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let (peer_port, peer_media) = (free_port_pair(), free_port_pair());
+    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, peer_media, &[]);
+    let daemon = Daemon::spawn("agent", "").await;
+    let mut ui = daemon.client().await;
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    wait_media_counter(&mut ui, "packets_received", 10).await;
+    let capture = Capture::start(work.path(), peer_media);
+    // Settled: the call's own buffers are all in place.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = resident_kb(daemon.pid());
+
+    let mut subscribers = Vec::with_capacity(500);
+    for _ in 0..500 {
+        // Each hears the call's state first: it is really subscribed.
+        let mut client = daemon.client().await;
+        client.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+        subscribers.push(client);
+    }
+    // Two seconds of the call with all of them listening.
+    let now = wait_media_counter(&mut ui, "packets_received", 1).await;
+    wait_media_counter(&mut ui, "packets_received", now + 100).await;
+    let with = resident_kb(daemon.pid());
+    drop(subscribers);
+    // Given back once they are gone (polled: leaving takes the daemon a moment).
+    let mut after = with;
+    for _ in 0..100 {
+        after = resident_kb(daemon.pid());
+        if with.saturating_sub(after) >= (with - before) * 2 / 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let packets = capture.stop(peer_media);
+    let gap = largest_gap_ms(&packets);
+    println!(
+        "500 subscribers: resident {before} kB before, {with} kB with them ({} kB each), {after} kB after; \
+         RTP {} packets, largest gap {gap:.1} ms",
+        (with - before) / 500,
+        packets.len()
+    );
+    assert!(with - before < 10_240, "500 subscribers cost {} kB", with - before);
+    assert!(
+        with.saturating_sub(after) >= (with - before) * 2 / 3,
+        "memory kept after they left: {before} → {with} → {after} kB"
+    );
+    assert!(packets.len() > 120 && gap < 60.0, "RTP: {} packets, largest gap {gap:.1} ms", packets.len());
+    assert!(ui.call("call.hangup", json!({"call": call})).await.is_ok(), "the call was still there");
+    peer.expect_success().await;
 }

@@ -15,7 +15,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::capture::Capture;
+use common::capture::{largest_gap_ms, Capture};
 use common::{dial, media_counter, require_tool, wait_media_counter, Daemon, Setup};
 use serde_json::json;
 use softphoned::control::client::is_call_state;
@@ -266,15 +266,14 @@ async fn during_a_call(carrier: Carrier, customer: &Daemon) -> (Vec<String>, Vec
 
     let (mut table, mut wrong) = run_all(carrier, if carrier == Carrier::Udp { &udp } else { &tcp }).await;
     if let Some(capture) = capture {
-        let mut times: Vec<f64> = capture.stop(media_port).iter().map(|p| p.time).collect();
-        times.sort_by(f64::total_cmp);
-        let gap = times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max) * 1000.0;
+        let packets = capture.stop(media_port);
+        let gap = largest_gap_ms(&packets);
         table.push(format!(
             "RTP to the customer during the {carrier:?} run: {} packets, largest gap {gap:.1} ms",
-            times.len()
+            packets.len()
         ));
-        if times.len() < 500 || gap > 60.0 {
-            wrong.push(format!("RTP during the {carrier:?} run: {} packets, largest gap {gap:.1} ms", times.len()));
+        if packets.len() < 500 || gap > 60.0 {
+            wrong.push(format!("RTP during the {carrier:?} run: {} packets, largest gap {gap:.1} ms", packets.len()));
         }
     }
     if let Ok(needle) = std::env::var("RFC4475_LOG") {

@@ -122,3 +122,11 @@ impl Drop for Capture {
         let _ = self.child.wait();
     }
 }
+
+/// The longest time between two captured packets that followed each other
+/// on the wire, in milliseconds: the audio's worst gap.
+pub fn largest_gap_ms(packets: &[RtpSeen]) -> f64 {
+    let mut times: Vec<f64> = packets.iter().map(|p| p.time).collect();
+    times.sort_by(f64::total_cmp);
+    times.windows(2).map(|w| w[1] - w[0]).fold(0.0, f64::max) * 1000.0
+}
