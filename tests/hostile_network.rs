@@ -423,3 +423,60 @@ async fn a_known_scanner_is_ignored_with_a_log_line() {
     let log = agent.log();
     assert_eq!(log.lines().filter(|l| l.contains("SIP scanner ignored")).count(), 1, "{log}");
 }
+
+/// TLS gets what TCP gets: a whole request is answered over the TLS
+/// session, a malformed one is refused with the defect named, and a
+/// connection that never starts its handshake is closed within seconds.
+#[tokio::test]
+async fn tls_connections_are_checked_and_bounded_like_tcp() {
+    if !require_tool("openssl") {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let pki = common::kamailio::make_test_pki(&work.path().join("pki"));
+    let extra =
+        format!("tls_cert_file = \"{}\"\ntls_key_file = \"{}\"\n", pki.server_cert.display(), pki.server_key.display());
+    let listen = &["udp:127.0.0.1:0", "tls:127.0.0.1:0"];
+    let agent = Daemon::spawn_with("agent", Setup { listen, extra: &extra, ..Setup::default() }).await;
+    let target: SocketAddr = agent.listening("tls").parse().unwrap();
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(&pki.ca_cert).unwrap();
+    for cert in rustls::pki_types::pem::PemObject::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(target).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("the daemon's certificate is accepted");
+    let from = "127.0.0.1:5999";
+    let request = |cseq: &str, n: u32| {
+        format!(
+            "OPTIONS sip:agent@{target};transport=tls SIP/2.0\r\nVia: SIP/2.0/TLS {from};branch=z9hG4bK-tls-{n}\r\n\
+             Max-Forwards: 70\r\nFrom: <sips:peer@{from}>;tag=t{n}\r\nTo: <sips:agent@{target}>\r\n\
+             Call-ID: tls-{n}@127.0.0.1\r\nCSeq: {cseq}\r\nContent-Length: 0\r\n\r\n"
+        )
+    };
+    let mut answers = String::new();
+    let mut chunk = [0u8; 4096];
+    for (n, cseq) in [(1, "1 OPTIONS"), (2, "2 INVITE")] {
+        tls.write_all(request(cseq, n).as_bytes()).await.unwrap();
+        let read = tokio::time::timeout(WAIT, tls.read(&mut chunk)).await.unwrap().unwrap();
+        answers.push_str(&String::from_utf8_lossy(&chunk[..read]));
+    }
+    assert!(answers.starts_with("SIP/2.0 200 OK\r\n"), "{answers}");
+    assert!(answers.contains("SIP/2.0 400 CSeq Method Does Not Match Request Method\r\n"), "{answers}");
+
+    // A connection that never says hello.
+    let mut silent = tokio::net::TcpStream::connect(target).await.unwrap();
+    let opened = Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(12), silent.read(&mut chunk)).await;
+    assert!(matches!(closed, Ok(Ok(0)) | Ok(Err(_))), "still open after 12 s");
+    assert!(opened.elapsed() < Duration::from_secs(10), "closed after {:?}", opened.elapsed());
+}

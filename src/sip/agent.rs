@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
 use super::error::SipError;
-use super::front::tcp;
+use super::front::stream;
 use super::gate::{Gate, Limits};
 use super::handle::{Inner, Leg, SipAgent, SipEvent};
 use super::headers::{self, timer_headers};
@@ -68,7 +68,7 @@ impl SipAgent {
         trusted.extend(accounts.values().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
         let gate = Arc::new(Mutex::new(Gate::new(config.limits, trusted.clone())));
         let transport_layer = TransportLayer::new(shutdown.child_token());
-        let (listens, tcp_fronts) =
+        let (listens, stream_fronts) =
             transport::listen(&transport_layer, &config.listens, &config.tls, &gate, &shutdown).await?;
         let first = listens[0];
         let option = EndpointOption {
@@ -105,9 +105,11 @@ impl SipAgent {
             id_prefix: rand::random::<u32>() & 0xffff,
             next_id: AtomicU64::new(1),
         });
-        for front in tcp_fronts {
+        for front in stream_fronts {
             let (endpoint, gate, shutdown) = (endpoint.inner.clone(), gate.clone(), shutdown.child_token());
-            tokio::spawn(async move { tcp::serve(front.listener, front.local, endpoint, gate, shutdown).await });
+            tokio::spawn(async move {
+                stream::serve(front.listener, front.local, front.tls, endpoint, gate, shutdown).await
+            });
         }
         tokio::spawn(async move { endpoint.serve().await });
         let agent = SipAgent { inner };

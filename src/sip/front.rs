@@ -15,12 +15,12 @@
 //! unchanged through [`ValidatingUdp::send_to`].
 //!
 //! Before the checks, the [`Gate`] decides whether the source is heard
-//! at all (rate, scanners, TCP seats); its clock is read here.
+//! at all (rate, scanners, TCP and TLS seats); its clock is read here.
 //!
-//! TCP: rsipstack's stream connections read a `tokio::net::TcpStream`
-//! directly, with no such seam, so inbound TCP is served here (see [`tcp`])
-//! and handed to rsipstack through its in-memory channel connection. TLS
-//! is still rsipstack's own listener: not checked yet.
+//! TCP and TLS: rsipstack's stream connections read a `tokio::net::TcpStream`
+//! directly, with no such seam, so inbound TCP and TLS are served here (see
+//! [`stream`]) and handed to rsipstack through its in-memory channel
+//! connection.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -112,7 +112,7 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
     }
 }
 
-pub mod tcp;
+pub mod stream;
 
 /// Whether the gate lets a message from `source` be heard; the log line
 /// it asks for when not.

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rsipstack::transport::tls::{TlsConfig, TlsListenerConnection};
+use rsipstack::transport::tls::TlsConfig;
 use rsipstack::transport::udp::UdpConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
 use tokio_util::sync::CancellationToken;
@@ -28,22 +28,24 @@ pub struct TlsSettings {
 const SYSTEM_ROOTS: [&str; 3] =
     ["/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt", "/etc/ssl/cert.pem"];
 
-/// A TCP listening point we serve ourselves (see `front::tcp`), once the
-/// endpoint exists.
-pub struct TcpFront {
+/// A TCP or TLS listening point we serve ourselves (see `front::stream`),
+/// once the endpoint exists.
+pub struct StreamFront {
     pub listener: tokio::net::TcpListener,
     pub local: SipAddr,
+    /// TLS: the handshake comes first.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
 /// Open every listening point on `transport`; returns them with real ports,
-/// and the TCP ones for `front::tcp` to serve.
+/// and the TCP and TLS ones for `front::stream` to serve.
 pub async fn listen(
     transport: &TransportLayer,
     listens: &[Listen],
     tls: &TlsSettings,
     gate: &SharedGate,
     shutdown: &CancellationToken,
-) -> Result<(Vec<Listen>, Vec<TcpFront>), SipError> {
+) -> Result<(Vec<Listen>, Vec<StreamFront>), SipError> {
     let tls_config = tls_config(tls)?;
     transport.set_tls_config(tls_config.clone());
     if !tls.verify {
@@ -66,28 +68,16 @@ pub async fn listen(
                 transport.add_transport(udp.into());
                 addr
             }
-            Transport::Tcp => {
+            Transport::Tcp | Transport::Tls => {
                 // Checked like UDP: our listener, rsipstack behind it.
                 let listener = tcp_listener(listen.addr).map_err(|e| bind_err(e.to_string()))?;
                 let addr = listener.local_addr().map_err(|e| bind_err(e.to_string()))?;
-                let local = SipAddr {
-                    r#type: Some(rsipstack::sip::Transport::Tcp),
-                    addr: SipConnection::resolve_bind_address(addr).into(),
+                let (kind, tls) = match listen.transport {
+                    Transport::Tls => (rsipstack::sip::Transport::Tls, Some(tls_acceptor(tls)?)),
+                    _ => (rsipstack::sip::Transport::Tcp, None),
                 };
-                fronts.push(TcpFront { listener, local });
-                addr
-            }
-            Transport::Tls => {
-                // rsipstack binds stream listeners only once the endpoint
-                // serves, and then merely logs a failure: claim the port now,
-                // so a busy one stops the start and port 0 gets a real number.
-                let addr = std::net::TcpListener::bind(listen.addr)
-                    .and_then(|probe| probe.local_addr())
-                    .map_err(|e| bind_err(e.to_string()))?;
-                let tls = TlsListenerConnection::new(addr, None, tls_config.clone())
-                    .await
-                    .map_err(|e| bind_err(e.to_string()))?;
-                transport.add_transport(tls.into());
+                let local = SipAddr { r#type: Some(kind), addr: SipConnection::resolve_bind_address(addr).into() };
+                fronts.push(StreamFront { listener, local, tls });
                 addr
             }
         };
@@ -106,6 +96,27 @@ fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_QUEUE)
+}
+
+/// What a `tls:` listening point presents: `sip.tls_cert_file` (the chain)
+/// and `sip.tls_key_file` (PKCS#8, PKCS#1 or SEC1).
+fn tls_acceptor(tls: &TlsSettings) -> Result<tokio_rustls::TlsAcceptor, SipError> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let invalid = |key: &'static str, message: String| SipError::Tls { key, message };
+    let (Some(cert_file), Some(key_file)) = (&tls.cert_file, &tls.key_file) else {
+        return Err(invalid("sip.tls_cert_file", "a tls: listening point needs tls_cert_file and tls_key_file".into()));
+    };
+    let chain = CertificateDer::pem_slice_iter(&read_pem(cert_file, "sip.tls_cert_file")?)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("sip.tls_cert_file", format!("{}: {e}", cert_file.display())))?;
+    let key = PrivateKeyDer::from_pem_slice(&read_pem(key_file, "sip.tls_key_file")?)
+        .map_err(|e| invalid("sip.tls_key_file", format!("{}: {e}", key_file.display())))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .and_then(|builder| builder.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| invalid("sip.tls_cert_file", e.to_string()))?;
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
 }
 
 /// The system roots plus the configured CA file, and our own certificate.

@@ -1,12 +1,13 @@
-//! SIP over TCP, checked the same way as UDP. rsipstack's TCP connections
-//! read a `TcpStream` themselves (no seam), so inbound TCP is ours: we
-//! accept, ask the gate for a seat, frame by Content-Length
+//! SIP over TCP and TLS, checked the same way as UDP. rsipstack's stream
+//! connections read a `TcpStream` themselves (no seam), so inbound TCP and
+//! TLS are ours: we accept, ask the gate for a seat, finish the TLS
+//! handshake (within the gate's first deadline), frame by Content-Length
 //! ([`validate::frame_stream`]), check each message, answer the malformed
 //! on the same connection, and hand the rest to rsipstack through its
 //! in-memory `ChannelConnection`, one per TCP connection: what rsipstack
 //! sends on it (its answers, in-dialog requests) comes back to us and is
-//! written to the stream. Outbound TCP connections rsipstack opens itself
-//! are not checked.
+//! written to the stream. Outbound connections rsipstack opens itself are
+//! not checked.
 //!
 //! Each connection is closed when the gate's deadline for it passes (no
 //! valid message yet, stalled mid-message, idle), when the gate evicts it
@@ -22,8 +23,9 @@ use rsipstack::sip::SipMessage;
 use rsipstack::transaction::endpoint::EndpointInnerRef;
 use rsipstack::transport::channel::ChannelConnection;
 use rsipstack::transport::{SipAddr, SipConnection, TransportEvent};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::{heard, Recent, SharedGate, RECENT};
@@ -42,10 +44,12 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// The connections being served, to close one the gate evicts.
 type Seats = Arc<Mutex<HashMap<ConnectionId, CancellationToken>>>;
 
-/// Accept on `listener` until `shutdown`; each connection is served on its own task.
+/// Accept on `listener` until `shutdown`, with a TLS handshake first when
+/// `tls` is given; each connection is served on its own task.
 pub async fn serve(
     listener: TcpListener,
     local: SipAddr,
+    tls: Option<TlsAcceptor>,
     endpoint: EndpointInnerRef,
     gate: SharedGate,
     shutdown: CancellationToken,
@@ -88,9 +92,15 @@ pub async fn serve(
             seats.insert(id, cancel.clone());
         }
         let connection = Connection { id, peer, local: local.clone(), gate: gate.clone(), cancel };
-        let (endpoint, seats) = (endpoint.clone(), seats.clone());
+        let (endpoint, seats, tls) = (endpoint.clone(), seats.clone(), tls.clone());
         tokio::spawn(async move {
-            connection.serve(stream, endpoint).await;
+            match tls {
+                None => connection.serve(stream, endpoint).await,
+                Some(acceptor) => match connection.handshake(&acceptor, stream).await {
+                    Some(stream) => connection.serve(stream, endpoint).await,
+                    None => connection.gate.lock().expect("SIP gate").on_close(id),
+                },
+            }
             seats.lock().expect("TCP seats").remove(&id);
         });
     }
@@ -105,8 +115,37 @@ struct Connection {
 }
 
 impl Connection {
-    async fn serve(self, stream: TcpStream, endpoint: EndpointInnerRef) {
+    /// The TLS handshake, bounded by the gate's deadline for a first
+    /// message (a peer that opens and says nothing is a probe either way).
+    async fn handshake(
+        &self,
+        acceptor: &TlsAcceptor,
+        stream: TcpStream,
+    ) -> Option<tokio_rustls::server::TlsStream<TcpStream>> {
+        let deadline = self.gate.lock().expect("SIP gate").deadline(self.id, None)?;
+        let handshake = tokio::select! {
+            _ = self.cancel.cancelled() => return None,
+            done = tokio::time::timeout_at(deadline.into(), acceptor.accept(stream)) => done,
+        };
+        match handshake {
+            Ok(Ok(stream)) => Some(stream),
+            Ok(Err(e)) => {
+                tracing::debug!(peer = %self.peer, error = %e, "SIP TLS handshake failed");
+                None
+            }
+            Err(_) => {
+                tracing::debug!(peer = %self.peer, "SIP TLS connection closed: no handshake in time");
+                None
+            }
+        }
+    }
+
+    async fn serve<S>(self, stream: S, endpoint: EndpointInnerRef)
+    where
+        S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    {
         let Connection { id, peer, local, gate, cancel } = self;
+        let transport = local.r#type.unwrap_or(rsipstack::sip::Transport::Tcp);
         let (in_tx, in_rx) = tokio::sync::mpsc::unbounded_channel();
         let (out_tx, mut out_rx) = tokio::sync::mpsc::unbounded_channel();
         // The channel's address is our listening point: it is what rsipstack
@@ -119,7 +158,7 @@ impl Connection {
         // Served, not cached: a channel's cache key would be its one address
         // (ours), and rsipstack opens its own connections for what it sends.
         endpoint.transport_layer.inner.serve_connection(connection.clone());
-        let (mut reader, writer) = stream.into_split();
+        let (mut reader, writer) = tokio::io::split(stream);
         let writer = Arc::new(tokio::sync::Mutex::new(writer));
         let recent: Arc<Mutex<VecDeque<Recent>>> = Arc::new(Mutex::new(VecDeque::with_capacity(RECENT)));
         let sending = {
@@ -137,7 +176,7 @@ impl Connection {
                 }
             })
         };
-        let from = SipAddr { r#type: Some(rsipstack::sip::Transport::Tcp), addr: peer.into() };
+        let from = SipAddr { r#type: Some(transport), addr: peer.into() };
         let mut buf = Vec::new();
         // When the incomplete message in `buf` began: it must be whole soon.
         let mut message_began: Option<Instant> = None;
@@ -200,8 +239,7 @@ impl Connection {
                         let parsed = SipMessage::try_from(fixed.as_deref().unwrap_or(message))
                             .map_err(|e| e.to_string())
                             .and_then(|msg| {
-                                SipConnection::update_msg_received(msg, peer, rsipstack::sip::Transport::Tcp)
-                                    .map_err(|e| e.to_string())
+                                SipConnection::update_msg_received(msg, peer, transport).map_err(|e| e.to_string())
                             });
                         match parsed {
                             Ok(msg) => {
