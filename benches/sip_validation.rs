@@ -3,14 +3,18 @@
 //! BYE, on RFC 4475's long request and whitespace torture INVITE, and on
 //! messages that get an answer written (400, 501) or are dropped; and the
 //! front's whole per-request path (check, remember From/To, normalize).
-//! For scale, rsipstack's own parse of the same INVITE.
+//! The gate's verdict before all that: a stranger under its rate, one over
+//! it (silenced: the flood's path), a known scanner. For scale,
+//! rsipstack's own parse of the same INVITE.
 //!
 //! `cargo bench --bench sip_validation`.
 
 use std::hint::black_box;
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion};
+use softphoned::sip::gate::{Gate, Limits};
 use softphoned::sip::validate::{check, frame_stream, from_to_of, normalize, Carrier, POLICY};
 
 const INVITE: &str = "INVITE sip:agent@127.0.0.1:5060 SIP/2.0\r\n\
@@ -73,6 +77,25 @@ fn bench(c: &mut Criterion) {
             let bytes = black_box(&bytes[..]);
             (check(bytes, source, Carrier::Datagram, &POLICY), from_to_of(bytes), normalize(bytes))
         })
+    });
+    // The gate, in simulated time: a source always under its rate (a second
+    // passes between requests), and one a flood has put over it.
+    let start = std::time::Instant::now();
+    let mut under = Gate::new(Limits::default(), Vec::new());
+    let mut over = Gate::new(Limits::default(), Vec::new());
+    let mut n = 0u64;
+    group.bench_function("gate_stranger_under_its_rate", |b| {
+        b.iter(|| {
+            n += 1;
+            under.on_message(source, None, black_box(INVITE.as_bytes()), start + Duration::from_secs(n))
+        })
+    });
+    group.bench_function("gate_stranger_over_its_rate_silenced", |b| {
+        b.iter(|| over.on_message(source, None, black_box(INVITE.as_bytes()), start))
+    });
+    let scanner = INVITE.replace("User-Agent: bench", "User-Agent: friendly-scanner");
+    group.bench_function("gate_scanner_silenced", |b| {
+        b.iter(|| under.on_message(source, None, black_box(scanner.as_bytes()), start))
     });
     let two = [INVITE.as_bytes(), BYE.as_bytes()].concat();
     group.bench_function("stream_frame_invite", |b| b.iter(|| frame_stream(black_box(&two), 65536)));

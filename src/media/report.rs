@@ -11,7 +11,9 @@ pub struct QualityEvent {
     pub call: String,
     /// Interarrival jitter of what we receive (RFC 3550), in ms.
     pub jitter_ms: f64,
-    /// Loss in percent: the worse of what we see and what the peer reports.
+    /// Loss in percent: the worst of what we see, what the peer reports,
+    /// and the share of the last interval with no audio from the peer at
+    /// all (an outage shows while it lasts).
     pub loss_percent: f64,
     /// Round trip from RTCP, once the peer has reported on our stream.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -27,7 +29,8 @@ impl QualityEvent {
         QualityEvent {
             call,
             jitter_ms: stats.rtcp.jitter_ms,
-            loss_percent: stats.rtcp.fraction_lost.max(stats.rtcp.remote_fraction_lost) * 100.0,
+            loss_percent: (stats.rtcp.fraction_lost.max(stats.rtcp.remote_fraction_lost) * 100.0)
+                .max(stats.missing_percent),
             rtt_ms: stats.rtcp.rtt_ms,
             mos: stats.mos,
             jitter_buffer_ms: stats.jitter_buffer.target_delay_ms,

@@ -64,7 +64,13 @@ pub struct MediaStats {
     pub playout_underruns: u64,
     pub rtcp: RtcpStats,
     pub jitter_buffer: JitterStats,
-    /// E-model estimate (1-4.5) from loss, jitter, round trip and buffer delay.
+    /// Of the 20 ms frames the last quality interval should have played
+    /// from the peer, the share (percent) with no audio at all: an outage,
+    /// which RTCP's loss (counted from packets that did arrive) cannot see
+    /// while it lasts.
+    pub missing_percent: f64,
+    /// E-model estimate (1-4.5) from loss (the worse of RTCP's and
+    /// `missing_percent`), jitter, round trip and buffer delay.
     pub mos: f64,
 }
 
@@ -91,6 +97,12 @@ pub struct MediaStream {
     last_received: Option<Instant>,
     packets_discarded: u64,
     playout_underruns: u64,
+    /// Frames played since the peer's audio began, and of them those with
+    /// nothing to play; with both at the last quality report.
+    expected_frames: u64,
+    missing_frames: u64,
+    window_start: (u64, u64),
+    missing_percent: f64,
 }
 
 impl MediaStream {
@@ -127,6 +139,10 @@ impl MediaStream {
             last_received: None,
             packets_discarded: 0,
             playout_underruns: 0,
+            expected_frames: 0,
+            missing_frames: 0,
+            window_start: (0, 0),
+            missing_percent: 0.0,
             negotiated,
         })
     }
@@ -280,6 +296,8 @@ impl MediaStream {
     /// Add the next 20 ms of the peer's audio into `mix`: what the jitter
     /// buffer releases, decoded, with lost packets concealed.
     pub fn mix_playout(&mut self, now: Instant, mix: &mut Frame) {
+        let expecting = self.last_received.is_some() && self.negotiated.direction.receives();
+        self.expected_frames += u64::from(expecting);
         while self.pcm_len < FRAME_SAMPLES {
             let mut decoded = [0i16; FRAME_SAMPLES * 3];
             let produced = match self.jitter.pop(now) {
@@ -305,6 +323,7 @@ impl MediaStream {
         }
         if self.pcm_len < FRAME_SAMPLES {
             self.playout_underruns += u64::from(self.last_received.is_some());
+            self.missing_frames += u64::from(expecting);
             return;
         }
         if self.negotiated.direction.receives() {
@@ -316,10 +335,18 @@ impl MediaStream {
         self.pcm_len -= FRAME_SAMPLES;
     }
 
+    /// End a quality interval: `missing_percent` is this one's from now on.
+    pub fn close_quality_window(&mut self) {
+        let (expected, missing) =
+            (self.expected_frames - self.window_start.0, self.missing_frames - self.window_start.1);
+        self.missing_percent = if expected == 0 { 0.0 } else { missing as f64 * 100.0 / expected as f64 };
+        self.window_start = (self.expected_frames, self.missing_frames);
+    }
+
     pub fn stats(&self) -> MediaStats {
         let rtcp = self.rtcp.stats();
         let jitter_buffer = self.jitter.stats();
-        let loss_percent = rtcp.remote_fraction_lost.max(rtcp.fraction_lost) * 100.0;
+        let loss_percent = (rtcp.remote_fraction_lost.max(rtcp.fraction_lost) * 100.0).max(self.missing_percent);
         MediaStats {
             codec: self.negotiated.codec,
             secure: self.srtp.is_some(),
@@ -327,6 +354,7 @@ impl MediaStream {
             packets_received: rtcp.packets_received,
             packets_discarded: self.packets_discarded,
             playout_underruns: self.playout_underruns,
+            missing_percent: self.missing_percent,
             mos: quality::mos(
                 e_model(self.negotiated.codec),
                 loss_percent,

@@ -318,6 +318,7 @@ impl Engine {
             }
             if !config.quality_interval.is_zero() && leg.next_quality <= now {
                 leg.next_quality = now + config.quality_interval;
+                stream.close_quality_window();
                 sink.quality(id, &stream.stats());
             }
         }

@@ -10,6 +10,7 @@ use crate::audio::{AudioSource, ToneSource};
 use crate::media::codec::{Codec, OpusParams};
 use crate::media::g711::ulaw_decode;
 use crate::media::params::{EventPayloads, MediaDirection};
+use crate::media::report::QualityEvent;
 
 const TICK: Duration = Duration::from_millis(20);
 
@@ -50,6 +51,8 @@ struct Kept {
     recorded: Vec<(LegId, Vec<i16>, Vec<i16>)>,
     timeouts: Vec<LegId>,
     quality: Vec<LegId>,
+    /// (loss %, MOS) of each quality report.
+    reported: Vec<(f64, f64)>,
 }
 
 impl TickSink for Kept {
@@ -65,8 +68,9 @@ impl TickSink for Kept {
     fn timeout(&mut self, leg: LegId) {
         self.timeouts.push(leg);
     }
-    fn quality(&mut self, leg: LegId, _stats: &MediaStats) {
+    fn quality(&mut self, leg: LegId, stats: &MediaStats) {
         self.quality.push(leg);
+        self.reported.push((QualityEvent::new(String::new(), stats).loss_percent, stats.mos));
     }
 }
 
@@ -308,4 +312,36 @@ fn rtp_from_anyone_but_the_peer_is_never_heard() {
     let stats = engine.stats(leg).unwrap();
     assert!(stats.packets_received >= 90, "the peer was heard: {stats:?}");
     assert!(stats.packets_discarded >= 180, "both intruders counted: {stats:?}");
+}
+
+#[test]
+fn an_outage_shows_in_the_quality_report_while_it_lasts() {
+    let t0 = Instant::now();
+    let (mut engine, mut peer) = (Engine::new(config()), Engine::new(config()));
+    let leg = engine.open("a".into(), t0);
+    engine.start(leg, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    let peer_leg = peer.open("b".into(), t0);
+    peer.start(peer_leg, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    let mic = tone(1000.0);
+    let (mut kept, mut from_peer) = (Kept::default(), Kept::default());
+    // 3 s of audio, 1.5 s of nothing (within the 2 s media timeout), 2 s of audio again.
+    for n in 0..325 {
+        let now = t0 + TICK * n;
+        peer.tick(now, 0, &mic, &mic, &mut from_peer);
+        let outage = (150..225).contains(&n);
+        for (_, _, _, packet) in from_peer.sent.drain(..).filter(|(_, port, ..)| *port == Port::Rtp) {
+            if !outage {
+                engine.receive(leg, Port::Rtp, SocketAddr::from(([127, 0, 0, 1], 4000)), &packet, now);
+            }
+        }
+        engine.tick(now, 0, &mic, &mic, &mut kept);
+    }
+    // One report a second, from 1 s on: the one at 4 s covers a second of nothing.
+    let loss: Vec<f64> = kept.reported.iter().map(|(loss, _)| loss.round()).collect();
+    let mos: Vec<f64> = kept.reported.iter().map(|(_, mos)| *mos).collect();
+    assert!(loss[1..3].iter().all(|&l| l == 0.0), "before: {loss:?}");
+    assert!(loss[3] >= 90.0, "the second with no audio at all: {loss:?}");
+    assert!(mos[3] < 2.0 && mos[2] > 4.0, "MOS falls with it: {mos:?}");
+    assert_eq!(loss[5], 0.0, "and recovers: {loss:?}");
+    assert!(kept.timeouts.is_empty(), "1.5 s is no media timeout");
 }
