@@ -63,7 +63,7 @@ async fn consult(
     daemon: &Daemon,
     customer: &mut Baresip,
     colleague_uri: &str,
-) -> (Client, String, String, Capture, u16) {
+) -> (Client, String, String, Capture, u16, Value) {
     let mut ui = daemon.client().await;
     ui.call("events.subscribe", json!({})).await.unwrap();
     let call = dial(&mut ui, &customer.sip_uri()).await;
@@ -75,10 +75,23 @@ async fn consult(
     let capture = Capture::start(&capture_dir, port);
     let result = ui.call("call.transfer.consult", json!({"call": call, "to": colleague_uri})).await.unwrap();
     let consult = result["consult"].as_str().unwrap().to_string();
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "held") && e["params"]["consult"] == consult.as_str())
-        .await
-        .unwrap();
-    (ui, call, consult, capture, port)
+    // The hold's re-INVITE and the colleague's answer race: take both, in either order.
+    let (mut held, mut connected) = (false, None);
+    while !held || connected.is_none() {
+        let event = ui
+            .wait_event(WAIT, |e| {
+                (is_call_state(e, &call, "held") && e["params"]["consult"] == consult.as_str())
+                    || is_call_state(e, &consult, "connected")
+            })
+            .await
+            .unwrap();
+        if is_call_state(&event, &consult, "connected") {
+            connected = Some(event);
+        } else {
+            held = true;
+        }
+    }
+    (ui, call, consult, capture, port, connected.unwrap())
 }
 
 #[tokio::test]
@@ -92,8 +105,8 @@ async fn merged_three_way_call_each_party_hears_the_other_two_and_not_itself() {
     let config =
         format!("[audio]\nsource = \"tone:{AGENT_HZ}\"\nsink = \"wav:heard.wav\"\n[media]\ncodecs = [\"pcmu\"]");
     let mut daemon = Daemon::spawn("agent", &config).await;
-    let (mut ui, call, consult, capture, customer_port) = consult(&daemon, &mut customer, &colleague.sip_uri()).await;
-    let linked = ui.wait_event(WAIT, |e| is_call_state(e, &consult, "connected")).await.unwrap();
+    let (mut ui, call, consult, capture, customer_port, linked) =
+        consult(&daemon, &mut customer, &colleague.sip_uri()).await;
     assert_eq!(linked["params"]["consult_for"], call.as_str(), "{linked}");
     colleague.wait_event_type(event::ESTABLISHED, WAIT).await;
     let now = wait_call_counter(&mut ui, &consult, "packets_received", 1).await;
@@ -147,8 +160,7 @@ async fn cancelling_a_consult_gives_the_customer_the_agent_again() {
     let colleague = Sipp::start(work.path(), "uas_tone.xml", colleague_port, free_port_pair(), &[]);
     let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:{AGENT_HZ}\"\n{PCMU_ONLY}")).await;
     let colleague_uri = format!("sip:colleague@127.0.0.1:{colleague_port}");
-    let (mut ui, call, consult, capture, customer_port) = consult(&daemon, &mut customer, &colleague_uri).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &consult, "connected")).await.unwrap();
+    let (mut ui, call, consult, capture, customer_port, _) = consult(&daemon, &mut customer, &colleague_uri).await;
     customer.wait_received_sdp_direction("sendonly", WAIT).await;
     let now = wait_call_counter(&mut ui, &consult, "packets_received", 1).await;
     wait_call_counter(&mut ui, &consult, "packets_received", now + CONSULT_PACKETS).await;
@@ -190,8 +202,7 @@ async fn leave_and_transfer_without_replaces_ends_the_consult_then_refers_and_th
     let colleague = Sipp::start(work.path(), "uas_tone.xml", colleague_port, colleague_media, &["-m", "2"]);
     let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:{AGENT_HZ}\"\n{PCMU_ONLY}")).await;
     let colleague_uri = format!("sip:colleague@127.0.0.1:{colleague_port}");
-    let (mut ui, call, consult, _, _) = consult(&daemon, &mut customer, &colleague_uri).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &consult, "connected")).await.unwrap();
+    let (mut ui, call, consult, _, _, _) = consult(&daemon, &mut customer, &colleague_uri).await;
     let colleague_capture_dir = work.path().join("colleague-capture");
     std::fs::create_dir_all(&colleague_capture_dir).unwrap();
     let to_colleague = Capture::start(&colleague_capture_dir, colleague_media);

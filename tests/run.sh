@@ -19,7 +19,7 @@ bash fuzz/smoke.sh  # every fuzz target built and run 30 s (fuzz/README.md); a f
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --lib --bins --tests --benches "$@" 2>&1 | tee "$log"
+cargo test --no-fail-fast --lib --bins --tests --benches "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 # One closing line for the whole run, whichever test binary came last.

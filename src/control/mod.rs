@@ -6,5 +6,6 @@ pub mod client;
 mod openrpc;
 pub mod rpc;
 pub mod server;
+pub mod session;
 
 pub use openrpc::openrpc_document;

@@ -23,6 +23,9 @@ pub mod code {
     pub const UNAVAILABLE: i64 = -32002;
     /// The callback id names no open callback.
     pub const UNKNOWN_CALLBACK: i64 = -32003;
+    /// This connection may not call that method (a browser origin limited
+    /// to some methods, or the bridge's own pairing methods).
+    pub const FORBIDDEN: i64 = -32004;
 }
 
 /// An error as sent to the client: a stable code and a human message.

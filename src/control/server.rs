@@ -1,46 +1,25 @@
 //! The Unix control socket: many clients at once, one JSON-RPC object per
-//! line each way. A connection task frames and parses; the daemon's run
-//! loop answers; events reach subscribed connections through a broadcast
-//! channel, so a slow client can only lose its own events, never stall the
-//! daemon.
+//! line each way. A connection task frames lines for its `Session`; the
+//! daemon's run loop answers; events reach subscribed connections through
+//! a broadcast channel, so a slow client can only lose its own events,
+//! never stall the daemon.
 
-use std::collections::HashSet;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedReadHalf;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::{broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::api::{event, NoParams, Request, SubscribeParams, SubscribeResult, Topic};
 use super::rpc::{self, code, RpcError, MAX_LINE_BYTES};
+use super::session::{Access, Session};
+pub use super::session::{ControlRequest, Notification};
 use crate::timing::Throttled;
-
-/// A request handed to the run loop, parsed and checked, with where its
-/// answer goes. Every method but `events.subscribe` (which this server
-/// answers itself, per connection) comes this way.
-pub struct ControlRequest {
-    pub request: Request,
-    pub reply: oneshot::Sender<Result<Value, RpcError>>,
-}
-
-/// A notification, serialized once for all subscribers.
-#[derive(Debug, Clone)]
-pub struct Notification {
-    pub topic: Option<Topic>,
-    pub line: Arc<str>,
-}
-
-impl Notification {
-    pub fn new(method: &str, params: &Value) -> Self {
-        Notification { topic: Topic::of(method), line: rpc::notification(method, params).into() }
-    }
-}
 
 /// Bind the socket with mode 0600 in a private folder, replacing a stale
 /// socket left by a crash but never a live daemon's.
@@ -138,12 +117,11 @@ fn return_memory() {
 /// How long a failing accept (EMFILE) waits before the next try.
 const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_millis(100);
 
+/// One client on the socket: lines in, lines out, its session in between.
 struct Connection {
     reader: LineReader,
     writer: tokio::net::unix::OwnedWriteHalf,
-    requests: mpsc::Sender<ControlRequest>,
-    events: broadcast::Sender<Notification>,
-    subscription: Option<(broadcast::Receiver<Notification>, HashSet<Topic>)>,
+    session: Session,
 }
 
 impl Connection {
@@ -153,14 +131,18 @@ impl Connection {
         events: broadcast::Sender<Notification>,
     ) -> Self {
         let (read, writer) = stream.into_split();
-        Connection { reader: LineReader::new(read), writer, requests, events, subscription: None }
+        Connection {
+            reader: LineReader::new(read),
+            writer,
+            session: Session::new(requests, events, Access::Everything),
+        }
     }
 
     async fn run(mut self) {
         loop {
             let out = tokio::select! {
                 line = self.reader.next_line() => match line {
-                    Ok(Some(Line::Complete(bytes))) => match self.handle_line(&bytes).await {
+                    Ok(Some(Line::Complete(bytes))) => match self.session.handle(&bytes).await {
                         Some(out) => out,
                         None => continue,
                     },
@@ -174,90 +156,11 @@ impl Connection {
                         return;
                     }
                 },
-                Some(event) = next_event(&mut self.subscription) => event,
+                Some(event) = self.session.next_event() => event,
             };
             if self.writer.write_all(format!("{out}\n").as_bytes()).await.is_err() {
                 return;
             }
-        }
-    }
-
-    /// Answer one line; `None` when nothing is owed (blank line, notification).
-    async fn handle_line(&mut self, line: &[u8]) -> Option<String> {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            return None;
-        }
-        let line = match rpc::parse_request(line) {
-            Ok(line) => line,
-            Err((id, error)) => return Some(rpc::response(id.unwrap_or(Value::Null), Err(error))),
-        };
-        let id = line.id;
-        let result = match Request::parse(&line.method, line.params) {
-            Ok(Request::EventsSubscribe(params)) => {
-                let result = Ok(self.subscribe(params));
-                let mut lines: Vec<String> = id.map(|id| rpc::response(id, result)).into_iter().collect();
-                lines.extend(self.snapshot().await);
-                return (!lines.is_empty()).then(|| lines.join("\n"));
-            }
-            Ok(request) => self.ask(request).await,
-            Err(error) => Err(error),
-        };
-        id.map(|id| rpc::response(id, result))
-    }
-
-    async fn ask(&self, request: Request) -> Result<Value, RpcError> {
-        let (reply, answer) = oneshot::channel();
-        if self.requests.send(ControlRequest { request, reply }).await.is_err() {
-            return Err(RpcError::new(code::INTERNAL_ERROR, "daemon is shutting down"));
-        }
-        answer.await.unwrap_or_else(|_| Err(RpcError::new(code::INTERNAL_ERROR, "daemon dropped the request")))
-    }
-
-    /// A new subscriber hears the present first: a `call.state` for every
-    /// live call and a `callback.state` for every open callback, so a UI
-    /// that reconnects needs nothing else. Asked after the subscription
-    /// began, so no change falls between the two.
-    async fn snapshot(&self) -> Vec<String> {
-        let Some((_, topics)) = &self.subscription else { return Vec::new() };
-        let sources = [
-            (Topic::Call, Request::CallList(NoParams {}), "calls", event::CALL_STATE),
-            (Topic::Callback, Request::CallbackList(NoParams {}), "callbacks", event::CALLBACK_STATE),
-        ];
-        let mut lines = Vec::new();
-        for (topic, list, key, event) in sources.into_iter().filter(|(topic, ..)| topics.contains(topic)) {
-            match self.ask(list).await {
-                Ok(result) => {
-                    let items = result.get(key).and_then(Value::as_array).cloned().unwrap_or_default();
-                    lines.extend(items.iter().map(|item| rpc::notification(event, item)));
-                }
-                Err(e) => tracing::warn!(?topic, error = %e.message, "no snapshot for a new subscriber"),
-            }
-        }
-        lines
-    }
-
-    /// Subscriptions are per connection, so they live here, not in the daemon.
-    fn subscribe(&mut self, params: SubscribeParams) -> Value {
-        let topics: Vec<Topic> = params.topics.unwrap_or_else(|| Topic::ALL.to_vec());
-        let receiver = match self.subscription.take() {
-            Some((receiver, _)) => receiver,
-            None => self.events.subscribe(),
-        };
-        self.subscription = Some((receiver, topics.iter().copied().collect()));
-        serde_json::to_value(SubscribeResult { topics }).expect("plain struct")
-    }
-}
-
-async fn next_event(subscription: &mut Option<(broadcast::Receiver<Notification>, HashSet<Topic>)>) -> Option<String> {
-    let Some((receiver, topics)) = subscription else { return std::future::pending().await };
-    loop {
-        match receiver.recv().await {
-            Ok(event) if event.topic.is_none_or(|t| topics.contains(&t)) => return Some(event.line.to_string()),
-            Ok(_) => continue,
-            Err(broadcast::error::RecvError::Lagged(missed)) => {
-                return Some(rpc::notification(event::EVENTS_OVERFLOW, &json!({ "missed": missed })))
-            }
-            Err(broadcast::error::RecvError::Closed) => return None,
         }
     }
 }
