@@ -119,3 +119,46 @@ impl Throttled {
         })
     }
 }
+
+/// A token bucket: `rate` a second, holding two seconds' worth, so a
+/// burst of twice the rate passes. Time is an argument; the rate too, so
+/// a table of thousands of buckets keeps one number, not one per bucket.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenBucket {
+    tokens: f64,
+    updated: std::time::Instant,
+}
+
+impl TokenBucket {
+    pub fn full(rate: u32, now: std::time::Instant) -> Self {
+        TokenBucket { tokens: f64::from(rate) * 2.0, updated: now }
+    }
+
+    fn refill(&mut self, rate: u32, now: std::time::Instant) {
+        let earned = now.saturating_duration_since(self.updated).as_secs_f64() * f64::from(rate);
+        self.tokens = (self.tokens + earned).min(f64::from(rate) * 2.0);
+        self.updated = now;
+    }
+
+    /// Take one token at `now`, if there is one.
+    pub fn take(&mut self, rate: u32, now: std::time::Instant) -> bool {
+        self.refill(rate, now);
+        let took = self.tokens >= 1.0;
+        if took {
+            self.tokens -= 1.0;
+        }
+        took
+    }
+
+    /// Whether it would be full at `now`: forgetting it changes nothing.
+    pub fn is_full(&self, rate: u32, now: std::time::Instant) -> bool {
+        let mut copy = *self;
+        copy.refill(rate, now);
+        copy.tokens >= f64::from(rate) * 2.0
+    }
+
+    /// When it was last taken from.
+    pub fn updated(&self) -> std::time::Instant {
+        self.updated
+    }
+}

@@ -2,6 +2,7 @@
 //! needed to start; a bad file is refused with a message naming the key.
 
 mod account;
+mod bridge;
 mod callback;
 mod calls;
 mod media;
@@ -17,6 +18,7 @@ pub use crate::call::admission::{AgentState, AllowedPeer};
 /// Offer/answer's own vocabulary, read here from TOML.
 pub use crate::sdp::SrtpPolicy;
 pub use account::{AccountConfig, Secret, Transport};
+pub use bridge::BridgeConfig;
 pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
 pub use media::{parse_codecs, MediaConfig};
@@ -48,6 +50,7 @@ pub struct Config {
     pub calls: CallsConfig,
     pub transfer: TransferConfig,
     pub agent: AgentConfig,
+    pub bridge: BridgeConfig,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -241,6 +244,7 @@ impl Config {
         config.media.check()?;
         config.callback.check()?;
         config.calls.check()?;
+        config.bridge.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

@@ -2,6 +2,7 @@
 //! `proto/` documents, and the Unix socket server.
 
 pub mod api;
+pub mod bridge;
 pub mod client;
 mod openrpc;
 pub mod rpc;

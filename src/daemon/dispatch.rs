@@ -63,6 +63,10 @@ impl Daemon {
                 return answer(reply_to, reply(CallbackListResult { callbacks: self.desk.callbacks() }))
             }
             Request::HistoryList(p) => return self.history(p, reply_to),
+            request @ (Request::BridgePair(_)
+            | Request::BridgeList(_)
+            | Request::BridgeRevoke(_)
+            | Request::BridgeAuth(_)) => return answer(reply_to, self.bridge_request(request)),
             Request::CallDial(p) => Command::Dial { to: p.to, account: p.account },
             Request::CallAnswer(p) => call(p.call, CallCommand::Answer),
             Request::CallReject(p) => call(p.call, CallCommand::Reject(p.reason)),
@@ -182,7 +186,7 @@ fn answer(reply_to: oneshot::Sender<Answer>, result: Answer) {
     let _ = reply_to.send(result);
 }
 
-fn reply<T: Serialize>(result: T) -> Answer {
+pub(super) fn reply<T: Serialize>(result: T) -> Answer {
     serde_json::to_value(result).map_err(|e| RpcError::new(code::INTERNAL_ERROR, e.to_string()))
 }
 

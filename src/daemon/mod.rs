@@ -7,12 +7,14 @@
 
 mod accounts;
 mod audio;
+mod bridge;
 mod budget;
 mod dispatch;
 mod outputs;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
@@ -60,6 +62,9 @@ pub enum DaemonError {
     /// The control socket could not be bound.
     #[error("control socket {path}: {source}")]
     Control { path: PathBuf, source: std::io::Error },
+    /// The browser bridge could not open (its address, its pairings file).
+    #[error("browser bridge: {0}")]
+    Bridge(String),
 }
 
 /// A daemon running in the background of this process.
@@ -138,6 +143,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         .map_err(|source| DaemonError::Control { path: control_socket.clone(), source })?;
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
+    let bridge = bridge::start(&config, control_tx.clone(), events.clone(), shutdown.clone()).await?;
     tokio::spawn(server::serve(listener, budget.control_clients, control_tx, events.clone(), shutdown.clone()));
     // Events and history name recordings by absolute path, wherever the daemon runs.
     let mut config = config;
@@ -178,6 +184,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         accounts: Accounts::start(&sip),
         sip,
         events,
+        bridge,
         config,
     };
     daemon.feed(Input::Restore(open_records), now);
@@ -240,6 +247,8 @@ struct Daemon {
     /// When to try a lost sound card again.
     reconnect_at: Option<Instant>,
     events: broadcast::Sender<Notification>,
+    /// The browser bridge, when `[bridge]` enables it.
+    bridge: Option<Arc<crate::control::bridge::Shared>>,
 }
 
 impl Daemon {

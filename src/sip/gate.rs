@@ -22,6 +22,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use crate::call::admission::AllowedPeer;
+use crate::timing::TokenBucket;
 
 /// The numbers, from `[sip]` and the descriptor budget.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,8 +104,7 @@ pub struct Seat {
 }
 
 struct Source {
-    tokens: f64,
-    updated: Instant,
+    bucket: TokenBucket,
     silenced: u64,
     noticed: Option<Instant>,
     connections: usize,
@@ -180,20 +180,7 @@ impl Gate {
 
     fn take_token(&mut self, ip: IpAddr, now: Instant) -> bool {
         let rate = self.limits.requests_per_second;
-        if rate == 0 {
-            return true;
-        }
-        let source = self.source(ip, now);
-        let burst = f64::from(rate) * 2.0;
-        let refill = now.saturating_duration_since(source.updated).as_secs_f64() * f64::from(rate);
-        source.tokens = (source.tokens + refill).min(burst);
-        source.updated = now;
-        if source.tokens >= 1.0 {
-            source.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
+        rate == 0 || self.source(ip, now).bucket.take(rate, now)
     }
 
     /// The state of `ip`, made if new (making room if the table is full).
@@ -201,25 +188,18 @@ impl Gate {
         if !self.sources.contains_key(&ip) && self.sources.len() >= SOURCES {
             self.forget_a_source(now);
         }
-        let burst = f64::from(self.limits.requests_per_second) * 2.0;
-        self.sources.entry(ip).or_insert(Source {
-            tokens: burst,
-            updated: now,
-            silenced: 0,
-            noticed: None,
-            connections: 0,
-        })
+        let bucket = TokenBucket::full(self.limits.requests_per_second, now);
+        self.sources.entry(ip).or_insert(Source { bucket, silenced: 0, noticed: None, connections: 0 })
     }
 
     /// Forget the sources a fresh entry would equal (bucket full again, no
     /// connection); if there are none, the one quiet for longest.
     fn forget_a_source(&mut self, now: Instant) {
-        let rate = f64::from(self.limits.requests_per_second);
-        let refilled =
-            |s: &Source| s.tokens + now.saturating_duration_since(s.updated).as_secs_f64() * rate >= rate * 2.0;
-        self.sources.retain(|_, s| s.connections > 0 || !refilled(s));
+        let rate = self.limits.requests_per_second;
+        self.sources.retain(|_, s| s.connections > 0 || !s.bucket.is_full(rate, now));
         if self.sources.len() >= SOURCES {
-            let oldest = self.sources.iter().filter(|(_, s)| s.connections == 0).min_by_key(|(_, s)| s.updated);
+            let oldest =
+                self.sources.iter().filter(|(_, s)| s.connections == 0).min_by_key(|(_, s)| s.bucket.updated());
             if let Some(ip) = oldest.map(|(ip, _)| *ip) {
                 self.sources.remove(&ip);
             }

@@ -55,7 +55,7 @@ impl Sipp {
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp starts");
-        let sipp = Sipp { child, name, dir: dir.into() };
+        let mut sipp = Sipp { child, name, dir: dir.into() };
         sipp.wait_bound(port);
         sipp
     }
@@ -68,15 +68,19 @@ impl Sipp {
         Sipp::start(dir, scenario, free_port_pair(), free_port_pair(), &args)
     }
 
-    /// sipp has bound its SIP port once we no longer can.
-    fn wait_bound(&self, port: u16) {
-        for _ in 0..250 {
+    /// sipp has bound its SIP port once we no longer can (15 s: a loaded
+    /// machine starts it slowly).
+    fn wait_bound(&mut self, port: u16) {
+        for _ in 0..750 {
             if UdpSocket::bind(("127.0.0.1", port)).is_err() {
                 return;
             }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sipp exited ({status}) before binding 127.0.0.1:{port}: was the port taken meanwhile?");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
-        panic!("sipp did not bind 127.0.0.1:{port}");
+        panic!("sipp did not bind 127.0.0.1:{port} in 15 s");
     }
 
     /// Wait for sipp to finish; panics with its message log unless it exited 0.

@@ -95,6 +95,11 @@ enum Cmd {
     },
     /// Ended and open callbacks and calls, newest first.
     History(callback::HistoryArgs),
+    /// The browser bridge: pair a web workspace's origin, list, revoke.
+    Bridge {
+        #[command(subcommand)]
+        command: BridgeCmd,
+    },
     /// Print events as they come (Ctrl-C to stop).
     Events {
         /// Topics to follow (call, callback, registration, recording, audio, agent); default all.
@@ -102,6 +107,16 @@ enum Cmd {
     },
     /// Call any method with JSON params.
     Raw { method: String, params: Option<String> },
+}
+
+#[derive(Subcommand)]
+enum BridgeCmd {
+    /// Pair ORIGIN (as in bridge.allowed_origins); prints its token, this once.
+    Pair { origin: String },
+    /// The paired origins and their ids (never a token).
+    List,
+    /// Forget a pairing; pages using it are disconnected.
+    Revoke { id: String },
 }
 
 #[tokio::main]
@@ -151,6 +166,9 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Agent { state } => (method::AGENT_SET_STATE, json!({ "state": state })),
         Cmd::Callback { command } => command.request(),
         Cmd::History(args) => args.request(),
+        Cmd::Bridge { command: BridgeCmd::Pair { origin } } => (method::BRIDGE_PAIR, json!({ "origin": origin })),
+        Cmd::Bridge { command: BridgeCmd::List } => (method::BRIDGE_LIST, json!({})),
+        Cmd::Bridge { command: BridgeCmd::Revoke { id } } => (method::BRIDGE_REVOKE, json!({ "id": id })),
         Cmd::Raw { method, params } => {
             let params: Value = serde_json::from_str(params.as_deref().unwrap_or("{}"))?;
             let result = client.call(&method, params).await?;
@@ -219,6 +237,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         method::HISTORY_LIST => {
             for entry in result["entries"].as_array().into_iter().flatten() {
                 println!("{}", callback::history_line(entry));
+            }
+        }
+        method::BRIDGE_PAIR => {
+            eprintln!("paired {} as {}; the token is shown this once:", result["origin"], result["id"]);
+            println!("{}", result["token"].as_str().unwrap_or_default());
+        }
+        method::BRIDGE_LIST => {
+            for pairing in result["pairings"].as_array().into_iter().flatten() {
+                let field = |name: &str| pairing[name].as_str().unwrap_or("?").to_string();
+                println!("{}\t{}\t{}", field("id"), field("origin"), field("created_at"));
             }
         }
         method::DAEMON_STATUS | method::CALL_STATS | method::AUDIO_DEVICES => {

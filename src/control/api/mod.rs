@@ -7,11 +7,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+mod bridge;
 mod callback;
 mod recording;
 mod request;
 mod transfer;
 
+pub use bridge::*;
 pub use callback::*;
 pub use recording::*;
 pub(crate) use request::schema;

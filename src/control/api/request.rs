@@ -203,6 +203,16 @@ methods! {
         "Cancel a scheduled callback (closed: cancelled).";
     HISTORY_LIST "history.list" => HistoryList(HistoryParams) -> HistoryResult,
         "Stored callbacks (with attempts, preview duration, wrap-up, outcome) and calls, newest first.";
+    BRIDGE_PAIR "bridge.pair" => BridgePair(BridgePairParams) -> BridgePairResult,
+        "Unix socket only: pair a web workspace's origin with the browser bridge; the token is shown this once (only its hash is kept).",
+        example {"origin": "http://127.0.0.1:8080"}
+            => {"id": "b1c2d3e4f5a6", "origin": "http://127.0.0.1:8080", "token": "q5cV2y0LnqE1m7m3kF8WmQ5P1pC7yZ2rTt0uJvX9aBc"};
+    BRIDGE_LIST "bridge.list" => BridgeList(NoParams) -> BridgeListResult,
+        "Unix socket only: the paired origins (never a token).";
+    BRIDGE_REVOKE "bridge.revoke" => BridgeRevoke(BridgeRevokeParams) -> Empty,
+        "Unix socket only: forget a pairing; pages using it are closed (1008).";
+    BRIDGE_AUTH "bridge.auth" => BridgeAuth(BridgeAuthParams) -> BridgeAuthResult,
+        "Bridge only, and its first frame: the token paired with the page's origin. Nothing else is answered before it.";
 }
 
 #[cfg(test)]
