@@ -12,6 +12,7 @@ import { h, fill, act, toast, duration, localTime, prettyNumber } from './dom.js
 const ZONES = ['America/New_York', 'America/Chicago', 'America/Denver', 'America/Los_Angeles', 'America/Sao_Paulo',
   'Europe/London', 'Europe/Paris', 'Europe/Berlin', 'Africa/Johannesburg', 'Asia/Kolkata', 'Asia/Singapore', 'Asia/Tokyo', 'Australia/Sydney', 'UTC'];
 
+const STATE_WORDS = { scheduled: 'Scheduled', offered: 'Offered', preview: 'Preview', dialing: 'Dialing', in_call: 'On call', wrapup: 'Wrap-up', transferring: 'Transferring' };
 const CLOSED_WORDS = { completed: 'Completed', rejected: 'Rejected', transferred: 'Transferred', closed_by_agent: 'Closed', cancelled: 'Cancelled' };
 
 /**
@@ -95,7 +96,7 @@ export function mountMyCallbacks(el, ctx) {
     const canReschedule = ['scheduled', 'offered', 'preview'].includes(cb.state) && !cb.call;
     return h('li', { class: 'cb-row', dataset: { callback: cb.callback } },
       h('div', { class: 'grow' },
-        h('div', { class: 'row-title' }, cb.customer || prettyNumber(cb.selected), h('span', { class: `state-chip ${cb.state}` }, cb.state.replace('_', ' '))),
+        h('div', { class: 'row-title' }, cb.customer || prettyNumber(cb.selected), h('span', { class: `state-chip ${cb.state}` }, STATE_WORDS[cb.state] || cb.state)),
         h('div', { class: 'card-sub' },
           cb.schedule ? `Due ${customerTime(cb.schedule)} · ${localTime(cb.schedule.due_at)} yours` : `${cb.queue || 'Callback'} · offered ${localTime(cb.offered_at)}`)),
       h('div', { class: 'row' },
@@ -140,7 +141,7 @@ export function mountMyCallbacks(el, ctx) {
         h('button', { type: 'button', class: 'small', disabled: !ctx.allows('callback.schedule'),
           onclick: () => { ui.form = { mode: 'schedule', fields: { customer: '', number: '', at: '', tz: agentZone, reason: '', notes: '' } }; redraw(); } }, 'Schedule')),
       ui.form ? scheduleForm(redraw) : null,
-      h('div', { class: 'tabs', role: 'tablist' }, tab('open', 'Open', open.length), tab('history', 'History')),
+      h('div', { class: 'tabs', role: 'tablist' }, tab('open', 'Open', open.length || null), tab('history', 'History')),
       ui.tab === 'open'
         ? (open.length ? h('ul', { class: 'cb-list' }, open.map((cb) => openRow(cb, redraw))) : h('p', { class: 'empty' }, 'No open callbacks.'))
         : (store.history.length ? h('ul', { class: 'cb-list', 'aria-label': 'Callback history' }, store.history.map(historyRow)) : h('p', { class: 'empty' }, 'No callbacks yet.')));

@@ -13,6 +13,20 @@ import { REPO } from './daemon.mjs';
 
 const SCENARIOS = join(REPO, 'tests', 'sipp');
 
+// Every sipp and tcpdump started, so a failed test leaves none running
+// (a live child would also keep node's test runner waiting).
+const children = new Set();
+function track(child) {
+  children.add(child);
+  child.on('exit', () => children.delete(child));
+  return child;
+}
+
+/** Kill every peer and capture still running (call in after()). */
+export function killPeers() {
+  for (const child of children) child.kill('SIGKILL');
+}
+
 async function udpFree(port) {
   return new Promise((ok) => {
     const s = createSocket('udp4');
@@ -53,7 +67,7 @@ export class Sipp {
       '-p', String(port), '-mp', String(mediaPort), '-m', '1', '-nostdin', '-timeout', '60', '-timeout_error', '-recv_timeout', '20000',
       '-trace_msg', '-message_file', `${name}.msg`, '-trace_err', '-error_file', `${name}.err`,
       ...(extra.includes('-key') ? [] : ['-key', 'hdr', 'X-Softphoned-Test: plain']), ...extra];
-    const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] });
+    const child = track(spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'ignore', 'ignore'] }));
     const sipp = new Sipp(child, dir, name, port);
     for (let i = 0; i < 250 && (await udpFree(port)); i++) await sleep(20);
     if (await udpFree(port)) throw new Error(`sipp ${scenario} did not bind 127.0.0.1:${port}`);
@@ -113,7 +127,7 @@ export class Sipp {
 export class Capture {
   static async start(dir, port) {
     const file = join(dir, `rtp-${port}.pcap`);
-    const child = spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-w', file, `udp and dst host 127.0.0.1 and dst port ${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = track(spawn('tcpdump', ['-i', 'lo', '-n', '-U', '--immediate-mode', '-w', file, `udp and dst host 127.0.0.1 and dst port ${port}`], { stdio: ['ignore', 'ignore', 'pipe'] }));
     let err = '';
     await new Promise((ok, fail) => {
       const timer = setTimeout(() => fail(new Error(`tcpdump did not start: ${err}`)), 5000);

@@ -1,0 +1,239 @@
+// The agent-first callback, clicked through the workspace page in real
+// Chromium against real sipp customers: the contact center's offer (sent
+// over the Unix socket) → the card → Accept → the countdown visibly
+// decreasing → the daemon dials → sipp answers; Mute (silence on the
+// wire) and Hold (sendonly re-INVITE at sipp); Record → hang up → the
+// file on disk; Submit & close → the history with its preview duration.
+// Then Retry on the second number after a busy customer.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, statSync, readFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDaemon } from './lib/daemon.mjs';
+import { Sipp, Capture, killPeers, freePortPair, writeToneFile, toneAmplitude, window } from './lib/sipp.mjs';
+import { launch, servePage, openWorkspace, shot, waitConnected, layoutProblems } from './lib/browser.mjs';
+
+const NAME = 'agent-first';
+const COUNTDOWN_MS = 4000;
+// A tone this loud is heard; below ABSENT it is not (as tests/conference.rs).
+const PRESENT = 3000;
+const ABSENT = 600;
+
+let work;
+let site;
+let daemon;
+let browser;
+let page;
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'browser-agent-first-'));
+  writeToneFile(work);
+  site = await servePage();
+  daemon = await startDaemon({
+    bridge: { origins: [site.url] },
+    // PCMU only, so what the customer is sent decodes from the capture.
+    extra: '[media]\ncodecs = ["pcmu"]\n[callback]\nno_answer_timeout_ms = 15000',
+  });
+  const { token } = await daemon.pair(site.url);
+  browser = await launch();
+  page = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
+  await waitConnected(page);
+});
+
+after(async () => {
+  killPeers();
+  await browser?.close();
+  await daemon?.stop();
+  site?.server.close();
+});
+
+/** "00:03" -> 3 */
+function seconds(text) {
+  const m = /(\d+):(\d+)/.exec(text || '');
+  assert.ok(m, `a countdown like 00:03, got ${JSON.stringify(text)}`);
+  return Number(m[1]) * 60 + Number(m[2]);
+}
+
+function offer(numbers, extra = {}) {
+  return daemon.rpc.call('callback.offer', {
+    customer: 'Ada Lovelace', queue: 'billing', type: 'asap', reason: 'Invoice 4711 charged twice',
+    numbers, dial_mode: 'automatic', countdown_ms: COUNTDOWN_MS, wrapup_ms: 60000,
+    context: { ticket: 4711, account: 'ACME-22', tier: 'gold' }, ...extra,
+  });
+}
+
+const callState = () => page.locator('.call-card [data-testid="call-state"]').first();
+
+test('offer → Accept → countdown → automatic dial → sipp answers; mute and hold on the wire; record; wrap-up; history', { timeout: 120000 }, async () => {
+  const port = await freePortPair();
+  const media = await freePortPair();
+  const customer = await Sipp.start(work, 'uas_hold.xml', port, media);
+  const capture = await Capture.start(work, media);
+
+  // The contact center offers the callback.
+  const { callback } = await offer([{ label: 'mobile', number: customer.uri() }]);
+  const card = page.locator(`article.offer[data-callback="${callback}"]`);
+  await card.waitFor();
+  const cardText = await card.innerText();
+  for (const words of ['Ada Lovelace', 'billing', 'ASAP', 'Invoice 4711 charged twice']) assert.ok(cardText.includes(words), `${words} on the card:\n${cardText}`);
+  await shot(page, NAME, '01-offer-card');
+
+  // Accept: the countdown shows and visibly decreases.
+  await card.getByRole('button', { name: 'Accept', exact: true }).click();
+  const countdown = page.getByTestId('dial-countdown');
+  await countdown.waitFor();
+  const first = seconds(await countdown.textContent());
+  await shot(page, NAME, '02-dial-countdown');
+  await sleep(1300);
+  const second = seconds(await countdown.textContent());
+  assert.ok(first <= COUNTDOWN_MS / 1000 && second < first, `the countdown decreases: ${first} then ${second}`);
+  assert.deepEqual(await layoutProblems(page), []);
+
+  // At zero the daemon dials by itself; sipp receives the INVITE and answers.
+  await customer.waitLog(`INVITE sip:customer@127.0.0.1:${port}`, 10000);
+  await page.locator('.call-card[data-state="connected"]').waitFor({ timeout: 10000 });
+  assert.equal(await page.getByTestId('callback-state').textContent(), 'On call');
+  assert.equal(await countdown.count(), 0, 'the countdown is gone once dialled');
+  const connectedAt = Date.now() / 1000;
+  await shot(page, NAME, '03-connected');
+
+  // Record.
+  await page.getByRole('button', { name: 'Record', exact: true }).click();
+  await page.getByTestId('recording-status').filter({ hasText: 'Recording' }).waitFor();
+  const recordingPath = await page.getByTestId('recording-status').getAttribute('title');
+  assert.ok(recordingPath && recordingPath.startsWith(daemon.recordingDir), `recording under ${daemon.recordingDir}: ${recordingPath}`);
+
+  // Mute for a second and a half, then unmute: silence on the wire meanwhile.
+  await sleep(1000);
+  const muteClicked = Date.now() / 1000;
+  await page.getByRole('button', { name: 'Mute', exact: true }).click();
+  await page.getByRole('button', { name: 'Unmute', exact: true }).waitFor();
+  const mutedAt = Date.now() / 1000;
+  await shot(page, NAME, '04-muted-recording');
+  await sleep(1500);
+  const unmuteClicked = Date.now() / 1000;
+  await page.getByRole('button', { name: 'Unmute', exact: true }).click();
+  await page.getByRole('button', { name: 'Mute', exact: true }).waitFor();
+
+  // Hold: sipp receives a re-INVITE whose offer is sendonly.
+  await page.getByRole('button', { name: 'Hold', exact: true }).click();
+  await page.locator('.call-card[data-state="held"]').waitFor();
+  await customer.waitLog('a=sendonly');
+  await shot(page, NAME, '05-on-hold');
+  await page.getByRole('button', { name: 'Resume', exact: true }).click();
+  await page.locator('.call-card[data-state="connected"]').waitFor();
+
+  // Pause and resume the recording, then hang up: the file is saved.
+  await page.getByRole('button', { name: 'Pause recording' }).click();
+  await page.getByTestId('recording-status').filter({ hasText: 'Paused' }).waitFor();
+  await page.getByRole('button', { name: 'Resume recording' }).click();
+  await page.getByTestId('recording-status').filter({ hasText: 'Recording' }).waitFor();
+  await sleep(500);
+  await page.getByRole('button', { name: 'Hang up' }).click();
+
+  // Wrap-up: the modal with its auto-close countdown.
+  const modal = page.getByRole('dialog', { name: 'Wrap-up' });
+  await modal.waitFor();
+  const wrapupLeft = seconds(await page.getByTestId('wrapup-countdown').textContent());
+  assert.ok(wrapupLeft > 50 && wrapupLeft <= 60, `wrap-up closes by itself in ${wrapupLeft} s`);
+  const saved = page.getByTestId('recording-saved').first();
+  await saved.waitFor({ timeout: 10000 });
+  await modal.getByLabel('Reason').fill('Resolved');
+  await modal.getByLabel('Notes').fill('Refunded the duplicate charge');
+  await modal.getByLabel('Disposition').selectOption('success');
+  await shot(page, NAME, '06-wrapup');
+
+  // What sipp saw: the call, the hold (sendonly), the resume (sendrecv), our BYE.
+  const log = await customer.expectSuccess();
+  const reinvites = log.split('INVITE sip:').slice(2);
+  assert.ok(reinvites.length >= 2, `a hold and a resume re-INVITE:\n${log.slice(-3000)}`);
+  assert.match(reinvites[0], /a=sendonly/);
+  assert.match(reinvites[1], /a=sendrecv/);
+  assert.ok(log.includes('BYE sip:'), 'sipp got our BYE');
+
+  // What the customer was sent: the agent's 440 Hz, silence while muted.
+  const packets = await capture.stop();
+  assert.ok(packets.length > 100, `RTP captured: ${packets.length} packets`);
+  const talking = window(packets, connectedAt + 0.3, muteClicked - 0.1);
+  const muted = window(packets, mutedAt + 0.2, unmuteClicked - 0.1);
+  const talk = toneAmplitude(talking, 8000, 440);
+  const quiet = toneAmplitude(muted, 8000, 440);
+  console.log(`440 Hz on the wire: ${talk.toFixed(0)} before mute (${talking.length} samples), ${quiet.toFixed(0)} while muted (${muted.length} samples)`);
+  assert.ok(talking.length >= 4000 && talk > PRESENT, `the customer heard the agent before mute: ${talk}`);
+  assert.ok(muted.length >= 4000 && quiet < ABSENT, `silence while muted: ${quiet}`);
+
+  // The recording is on disk, closed, with its sidecar.
+  const file = await saved.getAttribute('title');
+  assert.equal(file, recordingPath);
+  const size = statSync(file).size;
+  assert.ok(size > 44 + 4 * 8000, `a WAV of at least half a second: ${size} bytes`);
+  assert.equal(readFileSync(file).subarray(0, 4).toString(), 'RIFF');
+  assert.ok(existsSync(file.replace(/\.wav$/, '.json')), 'its sidecar');
+
+  // Submit & close → the history shows it with its preview duration.
+  await modal.getByRole('button', { name: 'Submit & close' }).click();
+  await modal.waitFor({ state: 'detached' });
+  await page.getByRole('tab', { name: 'History' }).click();
+  const entry = page.locator(`[data-testid="history-entry"][data-callback="${callback}"]`);
+  await entry.waitFor();
+  const entryText = await entry.innerText();
+  assert.ok(entryText.includes('Ada Lovelace') && entryText.includes('Completed'), entryText);
+  assert.match(await entry.getByTestId('preview-duration').innerText(), /^Preview 0:0[45]$/, 'accept to dial: the 4 s countdown');
+  const history = await daemon.rpc.call('history.list', { kind: 'callback', limit: 5 });
+  const stored = history.entries.find((e) => e.callback === callback);
+  assert.equal(stored.wrapup.notes, 'Refunded the duplicate charge');
+  assert.ok(stored.preview_ms >= COUNTDOWN_MS && stored.preview_ms < COUNTDOWN_MS + 600, `preview ${stored.preview_ms} ms`);
+  await shot(page, NAME, '07-history');
+  assert.deepEqual(page.problems, []);
+});
+
+test('Retry after a busy customer, on the second number chosen in the drop-down', { timeout: 90000 }, async () => {
+  const busyPort = await freePortPair();
+  const homePort = await freePortPair();
+  const busy = await Sipp.start(work, 'uas_busy.xml', busyPort, await freePortPair());
+  const home = await Sipp.start(work, 'uas_tone.xml', homePort, await freePortPair());
+  const { callback } = await offer(
+    [{ label: 'mobile', number: busy.uri() }, { label: 'home', number: home.uri() }],
+    { customer: 'Grace Hopper', reason: 'Router keeps rebooting', countdown_ms: 1000 },
+  );
+  const card = page.locator(`article.offer[data-callback="${callback}"]`);
+  await card.getByRole('button', { name: 'Accept', exact: true }).click();
+
+  // The countdown dials the first number; the customer is busy.
+  const busyLog = await busy.expectSuccess();
+  assert.ok(busyLog.includes('SIP/2.0 486 Busy Here'), 'sipp answered 486');
+  const attempt = page.locator('.attempt.busy');
+  await attempt.waitFor();
+  assert.match(await attempt.innerText(), /busy \(486\)/);
+  const retry = page.getByRole('button', { name: 'Retry call' });
+  await retry.waitFor();
+  assert.ok(await retry.isEnabled(), 'Retry call is offered after the busy attempt');
+  await shot(page, NAME, '08-busy-retry');
+
+  // The second number, then Retry call: that number rings and answers.
+  await page.getByLabel('Number to call').selectOption({ label: `home — customer@127.0.0.1:${homePort}` });
+  await page.waitForFunction(([cb, port]) => window.workspace.store.callbacks.get(cb)?.selected.endsWith(`:${port}`), [callback, homePort]);
+  await retry.click();
+  await home.waitLog(`INVITE sip:customer@127.0.0.1:${homePort}`);
+  await page.locator('.call-card[data-state="connected"]').waitFor({ timeout: 10000 });
+  await shot(page, NAME, '09-retry-connected');
+  await sleep(500);
+  await page.getByRole('button', { name: 'Hang up' }).click();
+  const modal = page.getByRole('dialog', { name: 'Wrap-up' });
+  await modal.waitFor();
+  await modal.getByRole('button', { name: 'Submit & close' }).click();
+  await modal.waitFor({ state: 'detached' });
+
+  const homeLog = await home.expectSuccess();
+  assert.ok(homeLog.includes('BYE sip:'), 'the second number got our BYE');
+  assert.equal(busyLog.split('\nINVITE sip:').length - 1, 1, 'the busy number was dialled once');
+  await page.getByRole('tab', { name: 'History' }).click();
+  const entry = page.locator(`[data-testid="history-entry"][data-callback="${callback}"]`);
+  await entry.waitFor();
+  assert.match(await entry.innerText(), /2 attempts \(busy, answered\)/);
+  await shot(page, NAME, '10-history-two-attempts');
+  assert.deepEqual(page.problems, []);
+});
