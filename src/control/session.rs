@@ -93,6 +93,9 @@ impl Session {
         };
         let id = line.id;
         if !self.access.allows(&line.method) {
+            // One line per refusal, so that ops (and the browser tests) can
+            // see a page trying what its origin may not do.
+            tracing::warn!(method = %line.method, "method refused on this connection (-32004)");
             let refused = RpcError::new(code::FORBIDDEN, format!("{} is not allowed on this connection", line.method));
             return id.map(|id| vec![rpc::response(id, Err(refused))]);
         }

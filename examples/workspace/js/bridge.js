@@ -32,6 +32,7 @@ export const UNKNOWN_METHOD = -32601; // a daemon older than this page
 export const BAD_PARAMS = -32602;
 
 const REQUEST_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 5_000;
 
 export class Bridge extends EventTarget {
   /** `url`: ws://127.0.0.1:PORT/; `token`: from `softphonectl bridge pair`. */
@@ -77,12 +78,23 @@ export class Bridge extends EventTarget {
     }
     this.ws = ws;
     let opened = false;
+    // A connection the browser blocks (CSP) or a handshake that hangs
+    // must not leave the page "connecting" for ever.
+    const stalled = setTimeout(() => {
+      if (opened) return;
+      ws.close();
+      this.closed(ws, { code: 1006, reason: 'no answer' }, false);
+    }, CONNECT_TIMEOUT_MS);
     ws.onopen = () => {
+      clearTimeout(stalled);
       opened = true;
       this.authenticate(ws);
     };
     ws.onmessage = (frame) => this.receive(frame.data);
-    ws.onclose = (close) => this.closed(ws, close, opened);
+    ws.onclose = (close) => {
+      clearTimeout(stalled);
+      this.closed(ws, close, opened);
+    };
     // onerror carries no detail by design (browsers hide why a socket
     // failed from pages); onclose follows with code 1006.
   }

@@ -5,7 +5,7 @@
 // the page (bridge.pair).
 
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, openSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, mkdirSync, openSync, rmSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -154,9 +154,11 @@ export class Daemon {
     return `ws://127.0.0.1:${this.bridgePort}/`;
   }
 
+  /** The daemon's log so far, without the colour codes tracing writes. */
   log() {
     try {
-      return readFileSync(this.logPath, 'utf8');
+      // eslint-disable-next-line no-control-regex
+      return readFileSync(this.logPath, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
     } catch {
       return '';
     }
@@ -212,5 +214,8 @@ export class Daemon {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
     await gone;
     clearTimeout(timer);
+    // Its folder goes too, unless KEEP=1 asks to look at it.
+    if (!process.env.KEEP) rmSync(this.dir, { recursive: true, force: true });
+    else console.log(`kept ${this.dir}`);
   }
 }
