@@ -234,7 +234,8 @@ test('a read-only origin cannot dial, nor pair itself a token', { timeout: 60000
 test('an oversized frame and a flood get the policy close; the daemon, its call and other tabs carry on', { timeout: 90000 }, async () => {
   const port = await freePortPair();
   const media = await freePortPair();
-  const customer = await Sipp.start(work, 'uas_tone.xml', port, media);
+  // Streams a tone and answers every re-INVITE (our hold and resume).
+  const customer = await Sipp.start(work, 'uas_slow_reinvite.xml', port, media);
   const page = await openWorkspace(browser.context, `${allowed}/`, { bridgeUrl: daemon.bridgeUrl, token });
   await waitConnected(page);
   // A call up, dialled from the page; the RTP to the customer captured.
@@ -242,21 +243,25 @@ test('an oversized frame and a flood get the policy close; the daemon, its call 
   await page.getByLabel('Number to dial').fill(customer.uri());
   await page.getByRole('button', { name: 'Call', exact: true }).click();
   await page.locator('.call-card[data-state="connected"]').waitFor({ timeout: 10000 });
-  await sleep(1000);
+  const calmFrom = Date.now() / 1000;
+  await sleep(1500);
   const attackFrom = Date.now() / 1000;
 
-  let from = daemon.log().length;
-  const big = await rawBridge(page, daemon.bridgeUrl, [auth(token), { bytes: 70 * 1024 }]);
-  assert.equal(big.code, 1008, JSON.stringify({ ...big, messages: big.messages.length }));
-  assert.match(big.reason, /frame too large/);
-  await daemon.waitLog(['bridge page closed (1008)', 'frame too large'], from);
+  // Three rounds, so the attack lasts long enough to see the call through it.
+  for (let round = 0; round < 3; round++) {
+    let from = daemon.log().length;
+    const big = await rawBridge(page, daemon.bridgeUrl, [auth(token), { bytes: 70 * 1024 }]);
+    assert.equal(big.code, 1008, JSON.stringify({ ...big, messages: big.messages.length }));
+    assert.match(big.reason, /frame too large/);
+    await daemon.waitLog(['bridge page closed (1008)', 'frame too large'], from);
 
-  from = daemon.log().length;
-  const flood = await rawBridge(page, daemon.bridgeUrl, [auth(token), { flood: 1000 }]);
-  assert.equal(flood.code, 1008, JSON.stringify({ ...flood, messages: flood.messages.length }));
-  assert.match(flood.reason, /too many frames/);
-  assert.ok(flood.messages.length < 1000, `not every frame was served: ${flood.messages.length}`);
-  await daemon.waitLog(['bridge page closed (1008)', 'too many frames'], from);
+    from = daemon.log().length;
+    const flood = await rawBridge(page, daemon.bridgeUrl, [auth(token), { flood: 400 }]);
+    assert.equal(flood.code, 1008, JSON.stringify({ ...flood, messages: flood.messages.length }));
+    assert.match(flood.reason, /too many frames/);
+    assert.ok(flood.messages.length < 400, `not every frame was served: ${flood.messages.length}`);
+    await daemon.waitLog(['bridge page closed (1008)', 'too many frames'], from);
+  }
   const attackTo = Date.now() / 1000;
 
   // Unaffected: the daemon answers, the workspace tab is still connected
@@ -267,17 +272,27 @@ test('an oversized frame and a flood get the policy close; the daemon, its call 
   assert.equal(await page.locator('#conn').getAttribute('data-state'), 'ready');
   await page.getByRole('button', { name: 'Hold', exact: true }).click();
   await page.locator('.call-card[data-state="held"]').waitFor();
+  await customer.waitLog('a=sendonly');
   await shot(page, NAME, '06-after-attacks-call-held');
   await page.getByRole('button', { name: 'Resume', exact: true }).click();
   await page.locator('.call-card[data-state="connected"]').waitFor();
   await page.getByRole('button', { name: 'Hang up' }).click();
   const log = await customer.expectSuccess();
   assert.ok(log.includes('BYE sip:'), 'the customer got our BYE');
-  const packets = (await capture.stop()).filter((p) => p.t >= attackFrom && p.t <= attackTo);
-  let gap = 0;
-  for (let i = 1; i < packets.length; i++) gap = Math.max(gap, packets[i].t - packets[i - 1].t);
-  console.log(`RTP to the customer during the attacks: ${packets.length} packets over ${(attackTo - attackFrom).toFixed(2)} s, largest gap ${(gap * 1000).toFixed(0)} ms`);
-  assert.ok(packets.length >= 40 * (attackTo - attackFrom), `RTP kept flowing: ${packets.length}`);
-  assert.ok(gap < 0.1, `no gap over 100 ms: ${gap}`);
+  // The attack and the half second after it, against the calm before it.
+  const all = await capture.stop();
+  const largestGap = (from, to) => {
+    const packets = all.filter((p) => p.t >= from && p.t <= to);
+    let gap = 0;
+    for (let i = 1; i < packets.length; i++) gap = Math.max(gap, packets[i].t - packets[i - 1].t);
+    return { packets: packets.length, gap };
+  };
+  const calm = largestGap(calmFrom + 0.3, attackFrom);
+  const attacked = largestGap(attackFrom, attackTo + 0.5);
+  console.log(`RTP to the customer: calm ${calm.packets} packets, largest gap ${(calm.gap * 1000).toFixed(0)} ms; ` +
+    `during the attacks ${attacked.packets} packets over ${(attackTo + 0.5 - attackFrom).toFixed(2)} s, largest gap ${(attacked.gap * 1000).toFixed(0)} ms`);
+  assert.ok(attacked.packets >= 40 * (attackTo + 0.5 - attackFrom), `RTP kept flowing: ${attacked.packets}`);
+  // A debug build on two shared cores: a gap is a real stall only well past 20 ms pacing.
+  assert.ok(attacked.gap < 0.15, `no gap over 150 ms: ${attacked.gap}`);
   await page.close();
 });
