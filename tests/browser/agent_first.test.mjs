@@ -35,7 +35,7 @@ before(async () => {
   daemon = await startDaemon({
     bridge: { origins: [site.url] },
     // PCMU only, so what the customer is sent decodes from the capture.
-    extra: '[media]\ncodecs = ["pcmu"]\n[callback]\nno_answer_timeout_ms = 15000',
+    extra: '[media]\ncodecs = ["pcmu"]\nquality_interval_ms = 1000\n[callback]\nno_answer_timeout_ms = 15000',
   });
   const { token } = await daemon.pair(site.url);
   browser = await launch();
@@ -125,6 +125,11 @@ test('offer → Accept → countdown → automatic dial → sipp answers; mute a
   await shot(page, NAME, '05-on-hold');
   await page.getByRole('button', { name: 'Resume', exact: true }).click();
   await page.locator('.call-card[data-state="connected"]').waitFor();
+
+  // The quality indicator shows what call.quality reports.
+  const quality = page.getByTestId('call-quality');
+  await quality.waitFor();
+  assert.match(await quality.innerText(), /^MOS \d\.\d · loss \d+\.\d%$/);
 
   // Pause and resume the recording, then hang up: the file is saved.
   await page.getByRole('button', { name: 'Pause recording' }).click();

@@ -34,7 +34,9 @@ export function mountCalls(el, ctx) {
     if (signature === last) return;
     last = signature;
     const redraw = () => { last = ''; render(); };
-    const customers = calls.filter((c) => !c.consult_for || !calls.some((o) => o.call === c.consult_for));
+    // A consult is drawn inside its customer's card until both are merged
+    // into the conference, where each party gets its own card (and Hang up).
+    const customers = calls.filter((c) => c.conference || !c.consult_for || !calls.some((o) => o.call === c.consult_for));
     fill(el,
       h('h2', {}, 'Calls'),
       customers.length ? customers.map((call) => callCard(call, calls, ctx, drafts, redraw))
@@ -86,7 +88,7 @@ function callCard(call, calls, ctx, drafts, redraw) {
       h('button', { type: 'button', class: 'ctl hangup', disabled: !ctx.allows('call.hangup'), onclick: run('call.hangup') },
         icon('hangup'), 'Hang up')),
     draft.transferOpen && answered && !call.consult ? transferPanel(call, ctx, draft, redraw) : null,
-    consult ? consultBlock(call, consult, ctx) : null);
+    consult && !(call.conference && consult.conference) ? consultBlock(call, consult, ctx) : null);
 }
 
 function toggle(label, on, disabled, onclick, glyph) {

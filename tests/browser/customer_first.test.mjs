@@ -1,0 +1,97 @@
+// Customer-first: a customer's call rings the agent (a sipp UAC), the
+// contact center attaches the callback context to it (`callback.offer`
+// with `call`, over the Unix socket), and the page shows the inbound
+// notice with "Accept (00:0N)" counting down and the context card; at
+// zero the daemon answers by itself (sipp gets its 200), the agent talks,
+// hangs up from the page (sipp gets the BYE) and wraps up.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { startDaemon } from './lib/daemon.mjs';
+import { Sipp, killPeers } from './lib/sipp.mjs';
+import { launch, servePage, openWorkspace, shot, waitConnected, layoutProblems } from './lib/browser.mjs';
+
+const NAME = 'customer-first';
+const AUTO_ANSWER_MS = 5000;
+
+let work;
+let site;
+let daemon;
+let browser;
+let page;
+
+before(async () => {
+  work = mkdtempSync(join(tmpdir(), 'browser-customer-first-'));
+  site = await servePage();
+  daemon = await startDaemon({ bridge: { origins: [site.url] }, extra: `[agent]\nauto_answer_after_ms = ${AUTO_ANSWER_MS}` });
+  const { token } = await daemon.pair(site.url);
+  browser = await launch();
+  page = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
+  await waitConnected(page);
+});
+
+after(async () => {
+  killPeers();
+  await browser?.close();
+  await daemon?.stop();
+  site?.server.close();
+});
+
+test('an inbound call shows "Accept (00:0N)" counting down with its context card, and is answered at zero', { timeout: 90000 }, async () => {
+  const caller = await Sipp.call(work, 'uac_call_wait_bye.xml', `127.0.0.1:${daemon.sipPort}`, 'agent');
+  const incoming = await daemon.rpc.waitEvent((m, p) => m === 'call.state' && p.state === 'incoming', 10000, 'the incoming call');
+  const call = incoming.params.call;
+  // The contact center attaches the customer's context to the ringing call.
+  const { callback } = await daemon.rpc.call('callback.offer', {
+    call, customer: 'Alan Turing', queue: 'cards', type: 'asap', reason: 'Card blocked abroad',
+    numbers: [{ label: 'caller', number: incoming.params.remote }], context: { card: '•••• 4242', country: 'Japan' },
+  });
+
+  const notice = page.locator(`article.inbound[data-call="${call}"]`);
+  await notice.waitFor();
+  const accept = notice.getByRole('button', { name: /^Accept \(\d\d:\d\d\)$/ });
+  const first = Number(/\((\d\d):(\d\d)\)/.exec(await accept.textContent())[2]);
+  assert.ok(first >= 1 && first <= AUTO_ANSWER_MS / 1000, `Accept (00:0${first})`);
+  assert.ok((await notice.innerText()).includes('Alan Turing'), 'the notice names the customer');
+  // The context card is attached to the ringing call.
+  const context = page.locator('#context-card');
+  await context.getByText('Alan Turing').waitFor();
+  assert.ok((await context.innerText()).includes('Japan'), await context.innerText());
+  assert.equal(await page.locator('#ctx-reason').inputValue(), 'Card blocked abroad');
+  await shot(page, NAME, '01-accept-countdown');
+  assert.deepEqual(await layoutProblems(page), []);
+  await sleep(1200);
+  const second = Number(/\((\d\d):(\d\d)\)/.exec(await accept.textContent())[2]);
+  assert.ok(second < first, `the count goes down: ${first} then ${second}`);
+  assert.ok(!caller.log().includes('SIP/2.0 200 OK'), 'not answered before zero');
+
+  // At zero the daemon answers: sipp gets the 200 with our SDP.
+  await caller.waitLog('SIP/2.0 200 OK', AUTO_ANSWER_MS + 5000);
+  await page.locator(`.call-card[data-call="${call}"][data-state="connected"]`).waitFor({ timeout: 5000 });
+  assert.equal(await notice.count(), 0, 'the notice is gone');
+  assert.equal(await page.getByTestId('callback-state').textContent(), 'On call');
+  const stop = await daemon.rpc.waitEvent((m, p) => m === 'call.countdown' && p.call === call && p.stopped, 1000, 'the countdown stop');
+  assert.equal(stop.params.stopped, 'elapsed');
+  await shot(page, NAME, '02-answered-with-context');
+
+  await sleep(500);
+  await page.locator(`.call-card[data-call="${call}"]`).getByRole('button', { name: 'Hang up' }).click();
+  const log = await caller.expectSuccess();
+  assert.match(log, /m=audio \d+ RTP\/AVP/, 'our answer had audio');
+  assert.ok(log.includes('BYE sip:'), 'sipp got our BYE');
+  const modal = page.getByRole('dialog', { name: 'Wrap-up' });
+  await modal.waitFor();
+  await modal.getByLabel('Reason').fill('Card unblocked');
+  await shot(page, NAME, '03-wrapup');
+  await modal.getByRole('button', { name: 'Submit & close' }).click();
+  await modal.waitFor({ state: 'detached' });
+  await page.getByRole('tab', { name: 'History' }).click();
+  const entry = page.locator(`[data-testid="history-entry"][data-callback="${callback}"]`);
+  await entry.waitFor();
+  assert.match(await entry.innerText(), /Alan Turing[\s\S]*Completed[\s\S]*1 attempt \(answered\)/);
+  assert.deepEqual(page.problems, []);
+});
