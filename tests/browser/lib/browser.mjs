@@ -30,7 +30,7 @@ export async function launch(extraArgs = []) {
     headless: false,
     viewport: VIEWPORT,
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', ...extraArgs],
+      '--disable-component-update', '--disable-sync', '--disable-quic', ...extraArgs],
   });
   return {
     context,
