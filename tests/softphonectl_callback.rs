@@ -90,6 +90,15 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
     ctl(&daemon, &["callback", "select", &id, "home"]);
     assert_eq!(open_callback(&mut client, &id).await.unwrap()["selected"], "5550002");
 
+    // The context card, edited: what is given replaces what was, the rest stays.
+    ctl(&daemon, &["callback", "update", &id, "--reason", "invoice 4411 charged twice", "--notes", "prefers email"]);
+    ctl(&daemon, &["callback", "update", &id, "--notes", "call after 5 pm"]);
+    let edited = open_callback(&mut client, &id).await.unwrap();
+    assert_eq!(
+        (&edited["reason"], &edited["notes"], &edited["context"]),
+        (&json!("invoice 4411 charged twice"), &json!("call after 5 pm"), &json!({ "ticket": 42 }))
+    );
+
     // Exactly one transfer target: clap refuses both, and the daemon never hears of it.
     let both = ctl_fails(&daemon, &["callback", "transfer", &id, "--queue", "x", "--agent", "bob"]);
     assert!(both.contains("cannot be used with"), "{both}");

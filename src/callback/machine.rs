@@ -44,6 +44,7 @@ impl Callback {
             countdown_ms: offer.countdown_ms.unwrap_or_default(),
             wrapup_ms: offer.wrapup_ms,
             context: offer.context,
+            notes: None,
             account: offer.account,
             call: None,
             attempt: 0,
@@ -166,6 +167,13 @@ impl Callback {
                 self.offer_when_due(policy, now);
             }
             (Command::Cancel, S::Scheduled) => self.close(CloseReason::Cancelled, now, &mut effects),
+            // The card stays editable until the callback closes, calls and wrap-up included.
+            (Command::Update(edit), state) if state.is_open() => {
+                let edit = edit.clone();
+                self.reason = edit.reason.unwrap_or(std::mem::take(&mut self.reason));
+                self.notes = edit.notes.or(self.notes.take());
+                self.context = edit.context.or(self.context.take());
+            }
             (Command::Call | Command::Retry | Command::Close | Command::Transfer(_) | Command::Reschedule(_), _)
                 if !idle =>
             {

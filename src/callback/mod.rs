@@ -264,6 +264,10 @@ pub struct Callback {
     pub wrapup_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
+    /// The agent's notes on the context card (`callback.update`), before
+    /// and during the callback; the wrap-up's notes are apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     /// The call of the attempt under way (or the customer-first inbound call).
@@ -354,6 +358,16 @@ pub enum Command {
     Reschedule(Schedule),
     /// Drop a scheduled callback.
     Cancel,
+    /// Edit the context card: what is given replaces what was.
+    Update(CardEdit),
+}
+
+/// `callback.update`: the context card's editable parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardEdit {
+    pub reason: Option<String>,
+    pub notes: Option<String>,
+    pub context: Option<Value>,
 }
 
 impl Command {
@@ -373,6 +387,7 @@ impl Command {
             Command::TransferAccepted => "transfer.accept",
             Command::Reschedule(_) => "reschedule",
             Command::Cancel => "cancel",
+            Command::Update(_) => "update",
         }
     }
 }

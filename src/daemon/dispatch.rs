@@ -113,6 +113,7 @@ impl Daemon {
             Request::CallbackTransferAccept(p) => callback(p.callback, CallbackCommand::TransferAccepted),
             Request::CallbackCancel(p) => callback(p.callback, CallbackCommand::Cancel),
             Request::CallbackSelectNumber(p) => callback(p.callback, CallbackCommand::SelectNumber(p.number)),
+            Request::CallbackUpdate(p) => callback(p.callback.clone(), CallbackCommand::Update(p.edit())),
             Request::CallbackWrapup(p) => {
                 let wrapup =
                     Wrapup { reason: p.reason, notes: p.notes, disposition: p.disposition, auto_closed: false };

@@ -6,7 +6,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::callback::{Callback, CallbackId, CountdownReport, DialMode, TransferTarget};
+use crate::callback::{Callback, CallbackId, CardEdit, CountdownReport, DialMode, TransferTarget};
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CallbackResult {
@@ -25,6 +25,23 @@ pub struct SelectNumberParams {
     pub callback: CallbackId,
     /// One of the callback's numbers (or its label).
     pub number: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    pub callback: CallbackId,
+    /// The reason for the call, as the agent now understands it.
+    pub reason: Option<String>,
+    pub notes: Option<String>,
+    /// Replaces the free-form context.
+    pub context: Option<Value>,
+}
+
+impl UpdateParams {
+    pub fn edit(self) -> CardEdit {
+        CardEdit { reason: self.reason, notes: self.notes, context: self.context }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]

@@ -181,6 +181,9 @@ methods! {
         "Stop the running countdown (dial or wrap-up): the agent continues by hand.";
     CALLBACK_CLOSE "callback.close" => CallbackClose(CallbackParams) -> Empty,
         "Close callback from preview, before or after unanswered attempts (closed: closed_by_agent).";
+    CALLBACK_UPDATE "callback.update" => CallbackUpdate(UpdateParams) -> Empty,
+        "Edit the context card (reason for the call, notes, context) before and during the callback, wrap-up included; what is given replaces what was.",
+        example {"callback": "cb-51c0e2d93a7b4f18", "reason": "Invoice 4411 charged twice", "notes": "Prefers email follow-up"} => {};
     CALLBACK_WRAPUP "callback.wrapup" => CallbackWrapup(WrapupParams) -> Empty,
         "Submit the wrap-up (reason, notes, disposition) and close (closed: completed).";
     CALLBACK_TRANSFER "callback.transfer" => CallbackTransfer(TransferParams) -> Empty,
