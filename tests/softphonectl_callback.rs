@@ -124,6 +124,11 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
         "history shows the closed callback:\n{lines}"
     );
 
+    // The contact's interactions, by name (any case) or number.
+    assert!(ctl(&daemon, &["history", "--customer", "ada lovelace"]).contains(&id));
+    assert!(ctl(&daemon, &["history", "--number", "5550002"]).contains(&id));
+    assert_eq!(ctl(&daemon, &["history", "--customer", "Nobody"]), "");
+
     // The daemon refuses; softphonectl says why and fails.
     let refused = run(&daemon, &["callback", "retry", &id]);
     assert_eq!(refused.status.code(), Some(1));

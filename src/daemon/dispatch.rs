@@ -170,7 +170,8 @@ impl Daemon {
         };
         let limit = params.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX);
         let (tx, rx) = oneshot::channel();
-        self.store.history(HistoryQuery { since, limit, kind: params.kind }, tx);
+        let query = HistoryQuery { since, limit, kind: params.kind, customer: params.customer, number: params.number };
+        self.store.history(query, tx);
         tokio::spawn(async move {
             let result = match rx.await {
                 Ok(Ok(entries)) => reply(HistoryResult { entries }),

@@ -250,6 +250,14 @@ pub struct HistoryArgs {
     /// Only `call` or only `callback` records.
     #[arg(long)]
     kind: Option<String>,
+    /// Only this customer's callbacks and their calls.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
+    /// Only callbacks listing this number and calls to or from it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<String>,
 }
 
 impl HistoryArgs {

@@ -129,6 +129,11 @@ pub struct HistoryParams {
     pub limit: Option<usize>,
     /// Only `call` or only `callback` records; both by default.
     pub kind: Option<crate::store::RecordKind>,
+    /// A contact's interactions: callbacks for this customer (name, any
+    /// case) and the calls their attempts made.
+    pub customer: Option<String>,
+    /// A contact's interactions: callbacks listing this number, calls to or from it.
+    pub number: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
