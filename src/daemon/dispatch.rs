@@ -113,6 +113,7 @@ impl Daemon {
             Request::CallbackTransferAccept(p) => callback(p.callback, CallbackCommand::TransferAccepted),
             Request::CallbackCancel(p) => callback(p.callback, CallbackCommand::Cancel),
             Request::CallbackSelectNumber(p) => callback(p.callback, CallbackCommand::SelectNumber(p.number)),
+            Request::CallFlag(p) => Command::Flag { call: p.call, flag: p.flag, on: p.on.unwrap_or(true) },
             Request::CallbackUpdate(p) => callback(p.callback.clone(), CallbackCommand::Update(p.edit())),
             Request::CallbackWrapup(p) => {
                 let wrapup =

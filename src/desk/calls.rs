@@ -35,6 +35,7 @@ impl Desk {
                 return Ok(Reply::Conference(self.phone.conference()));
             }
             Command::Record { call, action } => return self.record(&call, action),
+            Command::Flag { call, flag, on } => return self.flag_call(&call, flag, on),
             Command::SetAgentState(state) => {
                 if self.agent_state != state {
                     self.agent_state = state;

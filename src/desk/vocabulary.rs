@@ -79,6 +79,12 @@ pub enum Command {
         call: CallId,
         action: RecordAction,
     },
+    /// Mark (or unmark) a call for its history: `escalate`, say.
+    Flag {
+        call: CallId,
+        flag: String,
+        on: bool,
+    },
     SetAgentState(AgentState),
     /// A new callback; `id` is the one to use when the offer names none.
     Offer {

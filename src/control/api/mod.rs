@@ -98,6 +98,16 @@ pub struct DialParams {
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+pub struct FlagParams {
+    pub call: CallId,
+    /// 1-32 of a-z and `_`: `escalate`, say.
+    pub flag: String,
+    /// False takes the flag off; true by default.
+    pub on: Option<bool>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AccountParams {
     pub account: String,
 }

@@ -118,6 +118,9 @@ methods! {
     CALL_DTMF "call.dtmf" => CallDtmf(DtmfParams) -> Empty,
         "Send keys: RFC 4733 events when negotiated, else SIP INFO (application/dtmf-relay).",
         example {"call": "7f3a-1", "digits": "12#"} => {};
+    CALL_FLAG "call.flag" => CallFlag(FlagParams) -> Empty,
+        "Mark a live call for its history record (e.g. escalate, as the flag icon of the vendors' desktops); on: false takes it off. The record's flags list them.",
+        example {"call": "7f3a-1", "flag": "escalate"} => {};
     CALL_STATS "call.stats" => CallStats(CallParams) -> CallStatsResult,
         "RTP/RTCP figures of a call: packets, loss, jitter, RTT, jitter buffer, MOS estimate.";
     AUDIO_DEVICES "audio.devices" => AudioDevices(NoParams) -> AudioDevicesResult,
