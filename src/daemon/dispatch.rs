@@ -21,6 +21,7 @@ use crate::control::api::{
 };
 use crate::control::rpc::{code, RpcError};
 use crate::desk::{Command, DeskError, Input, RecordAction, Reply};
+use crate::media::level::MAX_GAIN;
 use crate::sip::registrar::RegCommand;
 use crate::store::HistoryQuery;
 
@@ -48,6 +49,14 @@ impl Daemon {
                 return answer(reply_to, reply(devices));
             }
             Request::AudioSelect(p) => return answer(reply_to, self.select_audio(p).and_then(|_| reply(Empty {}))),
+            Request::AudioVolume(p) => {
+                let in_range = |gain: Option<f32>| gain.is_none_or(|g| (0.0..=MAX_GAIN).contains(&g));
+                if !in_range(p.input) || !in_range(p.output) {
+                    let error = RpcError::invalid_params(format!("gains go from 0.0 to {MAX_GAIN}"));
+                    return answer(reply_to, Err(error));
+                }
+                return answer(reply_to, reply(self.media.set_gains(p.input, p.output)));
+            }
             Request::AccountList(_) => {
                 return answer(reply_to, reply(AccountListResult { accounts: self.account_list() }))
             }

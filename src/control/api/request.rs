@@ -128,6 +128,9 @@ methods! {
     AUDIO_SELECT "audio.select" => AudioSelect(AudioSelectParams) -> Empty,
         "Switch input and/or output device, also mid-call; the outcome comes as audio.device.",
         example {"input": "USB Headset"} => {};
+    AUDIO_VOLUME "audio.volume" => AudioVolume(AudioVolumeParams) -> Gains,
+        "The agent's microphone and speaker gain (0.0-2.0, 1.0 as is), also mid-call; answers both as now set. audio.level events carry the levels for a meter.",
+        example {"output": 1.5} => {"input": 1.0, "output": 1.5};
     ACCOUNT_LIST "account.list" => AccountList(NoParams) -> AccountListResult,
         "The configured accounts and their registration state (never a password).";
     ACCOUNT_REGISTER "account.register" => AccountRegister(AccountParams) -> Empty,
