@@ -241,6 +241,9 @@ pub struct Schedule {
     pub local: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// For the agent who will call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
 }
 
 /// One callback: what `callback.state`/`callback.list` show and history keeps.
@@ -355,7 +358,9 @@ pub enum Command {
     CancelTransfer,
     /// The queue or agent took the transfer.
     TransferAccepted,
-    Reschedule(Schedule),
+    /// Move it; with a number, dial that one from now on (kept as an
+    /// `alternate` when the callback did not list it).
+    Reschedule(Schedule, Option<String>),
     /// Drop a scheduled callback.
     Cancel,
     /// Edit the context card: what is given replaces what was.
@@ -385,7 +390,7 @@ impl Command {
             Command::Transfer(_) => "transfer",
             Command::CancelTransfer => "transfer.cancel",
             Command::TransferAccepted => "transfer.accept",
-            Command::Reschedule(_) => "reschedule",
+            Command::Reschedule(..) => "reschedule",
             Command::Cancel => "cancel",
             Command::Update(_) => "update",
         }

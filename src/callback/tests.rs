@@ -414,7 +414,13 @@ fn a_scheduled_callback_is_offered_its_lead_time_before_it_is_due() {
     let mut clock = Clock::new();
     let mut callbacks = Callbacks::new(policy());
     let due = clock.now().wall + SignedDuration::from_secs(300);
-    let schedule = Schedule { due_at: due, tz: None, local: due.to_string(), notes: Some("after lunch".into()) };
+    let schedule = Schedule {
+        due_at: due,
+        tz: None,
+        local: due.to_string(),
+        notes: Some("after lunch".into()),
+        instructions: Some("confirm the refund".into()),
+    };
     let mut wanted = offer(DialMode::Manual, 0);
     wanted.id = None;
     let out = callbacks.schedule(wanted.clone(), schedule.clone(), "s1".into(), clock.now()).unwrap();
@@ -426,7 +432,9 @@ fn a_scheduled_callback_is_offered_its_lead_time_before_it_is_due() {
     assert_eq!(last(&out).schedule.as_ref().unwrap().notes.as_deref(), Some("after lunch"));
     // Moved to later, then cancelled.
     let later = Schedule { due_at: due + SignedDuration::from_hours(24), ..schedule.clone() };
-    let out = callbacks.command("s1", Command::Reschedule(later), clock.now()).unwrap();
+    let out = callbacks.command("s1", Command::Reschedule(later, Some("5559999".into())), clock.now()).unwrap();
+    assert_eq!(last(&out).selected, "5559999", "the alternate number is dialled from now on");
+    assert_eq!(last(&out).numbers.last().map(|n| n.label.as_str()), Some("alternate"));
     assert_eq!(last(&out).state, CallbackState::Scheduled);
     assert!(run_until(&mut callbacks, &mut clock, 600_000).is_empty());
     let out = callbacks.command("s1", Command::Cancel, clock.now()).unwrap();

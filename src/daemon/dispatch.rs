@@ -20,7 +20,7 @@ use crate::control::api::{
     Request, StatusResult, TransferConsultResult,
 };
 use crate::control::rpc::{code, RpcError};
-use crate::desk::{Command, DeskError, Input, RecordAction, Reply};
+use crate::desk::{Booking, Command, DeskError, Input, RecordAction, Reply};
 use crate::media::level::MAX_GAIN;
 use crate::sip::registrar::RegCommand;
 use crate::store::HistoryQuery;
@@ -97,21 +97,29 @@ impl Daemon {
             Request::AgentSetState(p) => Command::SetAgentState(p.state),
             Request::CallbackOffer(offer) => Command::Offer { offer, id: new_callback_id() },
             Request::CallbackSchedule(p) => {
+                let first = p.number.map(|number| CustomerNumber { label: String::new(), number });
                 let offer = Offer {
                     customer: p.customer,
                     queue: p.queue,
                     reason: p.reason,
-                    numbers: vec![CustomerNumber { label: String::new(), number: p.number }],
+                    numbers: first.into_iter().chain(p.numbers.unwrap_or_default()).collect(),
                     dial_mode: p.dial_mode,
                     countdown_ms: p.countdown_ms,
                     account: p.account,
                     ..Offer::default()
                 };
-                Command::Schedule { offer, at: p.at, tz: p.tz, notes: p.notes, id: new_callback_id() }
+                let (at, tz, notes, instructions, from_call) = (p.at, p.tz, p.notes, p.instructions, p.from_call);
+                let booking = Booking { offer, at, tz, notes, instructions, from_call, id: new_callback_id() };
+                Command::Schedule(Box::new(booking))
             }
-            Request::CallbackReschedule(p) => {
-                Command::Reschedule { callback: p.callback, at: p.at, tz: p.tz, notes: p.notes }
-            }
+            Request::CallbackReschedule(p) => Command::Reschedule {
+                callback: p.callback,
+                at: p.at,
+                tz: p.tz,
+                notes: p.notes,
+                instructions: p.instructions,
+                number: p.number,
+            },
             Request::CallbackAccept(p) => callback(p.callback, CallbackCommand::Accept),
             Request::CallbackReject(p) => callback(p.callback, CallbackCommand::Reject),
             Request::CallbackCall(p) => callback(p.callback, CallbackCommand::Call),

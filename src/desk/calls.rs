@@ -45,8 +45,10 @@ impl Desk {
                 return Ok(Reply::Done);
             }
             Command::Offer { offer, id } => return self.offer(offer, id),
-            Command::Schedule { offer, at, tz, notes, id } => return self.schedule(offer, &at, tz, notes, id),
-            Command::Reschedule { callback, at, tz, notes } => return self.reschedule(callback, &at, tz, notes),
+            Command::Schedule(booking) => return self.schedule(*booking),
+            Command::Reschedule { callback, at, tz, notes, instructions, number } => {
+                return self.reschedule(callback, &at, tz, notes, instructions, number)
+            }
             Command::Callback { callback, command } => {
                 let outputs = self.callbacks.command(&callback, command, self.now)?;
                 self.queue_callbacks(outputs);

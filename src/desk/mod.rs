@@ -32,7 +32,7 @@ use crate::callback::{self, Callback, Callbacks, Now};
 
 pub use config::{DeskConfig, DialPlan, RecordingPolicy};
 pub use vocabulary::{
-    Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand,
+    Booking, Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand,
     RecorderReport, Reply,
 };
 
