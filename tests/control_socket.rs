@@ -9,8 +9,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use common::capture::{largest_gap_ms, ulaw_window, Capture};
-use common::sipp::{free_port_pair, write_tone_file, Sipp};
-use common::{dial, require_tool, wait_media_counter, Daemon};
+use common::sipp::tone_peer;
+use common::{dial, require_tools, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::control::client::{is_call_state, Client, ClientError};
 
@@ -261,13 +261,10 @@ fn resident_kb(pid: u32) -> u64 {
 /// interrupted for more than 60 ms while they come and go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_subscribers_cost_little_give_it_back_and_never_stall_a_call() {
-    if !(require_tool("sipp") && require_tool("sox") && require_tool("tcpdump") && require_tool("tshark")) {
+    if !require_tools(&["sipp", "sox", "tcpdump", "tshark"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let (peer_port, peer_media) = (free_port_pair(), free_port_pair());
-    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, peer_media, &[]);
+    let (work, peer, peer_port, peer_media) = tone_peer();
     let daemon = Daemon::spawn("agent", "").await;
     let mut ui = daemon.client().await;
     let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
@@ -322,13 +319,10 @@ async fn five_hundred_subscribers_cost_little_give_it_back_and_never_stall_a_cal
 /// and not at all with 0; `audio.level` events say as much, in dBFS.
 #[tokio::test]
 async fn the_microphone_gain_is_what_the_peer_receives_and_the_meter_shows_it() {
-    if !(require_tool("sipp") && require_tool("sox") && require_tool("tcpdump") && require_tool("tshark")) {
+    if !require_tools(&["sipp", "sox", "tcpdump", "tshark"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let (peer_port, peer_media) = (free_port_pair(), free_port_pair());
-    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, peer_media, &[]);
+    let (work, peer, peer_port, peer_media) = tone_peer();
     let daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n").await;
     let mut ui = daemon.client().await;
     let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
