@@ -24,6 +24,7 @@ use crate::desk::MediaReport;
 use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::dtmf::DtmfError;
 use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
+use crate::media::level::{apply_gain, LevelMeter, Levels, MAX_GAIN};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
 use crate::recorder::Recorder;
@@ -100,6 +101,24 @@ pub struct MediaEngine {
     capture: Frame,
     music: Frame,
     recorder: Recorder,
+    /// The agent's microphone and speaker gains (`audio.volume`).
+    gains: Gains,
+    meter: LevelMeter,
+    /// The latest levels, for the shell to publish (`audio.level`).
+    levels: Option<Levels>,
+}
+
+/// `audio.volume`: microphone and speaker, 0.0 to 2.0.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, schemars::JsonSchema)]
+pub struct Gains {
+    pub input: f32,
+    pub output: f32,
+}
+
+impl Default for Gains {
+    fn default() -> Self {
+        Gains { input: 1.0, output: 1.0 }
+    }
 }
 
 impl MediaEngine {
@@ -134,7 +153,23 @@ impl MediaEngine {
             capture: [0; FRAME_SAMPLES],
             music: [0; FRAME_SAMPLES],
             recorder,
+            gains: Gains::default(),
+            meter: LevelMeter::default(),
+            levels: None,
         }
+    }
+
+    /// Set the microphone and/or speaker gain (each within 0.0..=2.0).
+    pub fn set_gains(&mut self, input: Option<f32>, output: Option<f32>) -> Gains {
+        let clamp = |gain: f32| gain.clamp(0.0, MAX_GAIN);
+        self.gains =
+            Gains { input: input.map_or(self.gains.input, clamp), output: output.map_or(self.gains.output, clamp) };
+        self.gains
+    }
+
+    /// Levels measured since the last call, every 240 ms of a tick.
+    pub fn take_levels(&mut self) -> Option<Levels> {
+        self.levels.take()
     }
 
     /// Use another microphone and speaker from now on (device switch or loss).
@@ -270,12 +305,24 @@ impl MediaEngine {
         if let Some(denoiser) = &mut self.denoiser {
             denoiser.process(&mut self.capture);
         }
+        apply_gain(&mut self.capture, self.gains.input);
         match &mut self.hold_music {
             Some(music) => music.read_frame(&mut self.music),
             None => self.music.fill(0),
         }
-        let mut wire = Wire { io: &self.io, sink: &mut *self.sink, recorder: &self.recorder, events };
+        let mut wire = Wire {
+            io: &self.io,
+            sink: &mut *self.sink,
+            recorder: &self.recorder,
+            events,
+            output_gain: self.gains.output,
+            played: [0; FRAME_SAMPLES],
+        };
         self.engine.tick(now, ntp_now, &self.capture, &self.music, &mut wire);
+        let played = wire.played;
+        if let Some(levels) = self.meter.add(&self.capture, &played) {
+            self.levels = Some(levels);
+        }
     }
 
     pub fn stats(&self, call: &CallId) -> Option<MediaStats> {
@@ -290,11 +337,16 @@ struct Wire<'a> {
     sink: &'a mut dyn AudioSink,
     recorder: &'a Recorder,
     events: &'a mut Vec<MediaReport>,
+    output_gain: f32,
+    /// What the speaker played this tick, after the gain.
+    played: Frame,
 }
 
 impl TickSink for Wire<'_> {
     fn play(&mut self, frame: &Frame) {
-        self.sink.write_frame(frame);
+        self.played = *frame;
+        apply_gain(&mut self.played, self.output_gain);
+        self.sink.write_frame(&self.played);
     }
 
     fn send(&mut self, leg: LegId, port: Port, to: SocketAddr, packet: &[u8]) {

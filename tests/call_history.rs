@@ -31,6 +31,14 @@ async fn every_ended_call_is_in_history_with_its_outcome() {
     ui.wait_event(WAIT, |e| is_call_state(e, &talked, "connected")).await.unwrap();
     // 60 packets of 20 ms: past the one second of talk asserted below, with margin.
     wait_call_counter(&mut ui, &talked, "packets_received", 60).await;
+    // The agent flags it for escalation; the open record says so at once.
+    ui.call("call.flag", json!({"call": talked, "flag": "escalate"})).await.unwrap();
+    ui.call("call.flag", json!({"call": talked, "flag": "callback_due"})).await.unwrap();
+    ui.call("call.flag", json!({"call": talked, "flag": "callback_due", "on": false})).await.unwrap();
+    let open = ui.call("history.list", json!({"kind": "call"})).await.unwrap();
+    assert_eq!(open["entries"][0]["flags"], json!(["escalate"]), "{open}");
+    let bad = ui.call("call.flag", json!({"call": talked, "flag": "Escalate now!"})).await.unwrap_err();
+    assert!(bad.to_string().contains("flag"), "{bad}");
     ui.call("call.hangup", json!({"call": talked})).await.unwrap();
     ui.wait_event(WAIT, |e| is_call_state(e, &talked, "ended")).await.unwrap();
     talker.expect_success().await;
@@ -63,6 +71,7 @@ async fn every_ended_call_is_in_history_with_its_outcome() {
     assert!(talk["remote"].as_str().unwrap().contains("talker@"), "{talk}");
     assert!(talk["talk_ms"].as_u64().unwrap() >= 1000, "{talk}");
     assert!(talk["quality"]["mos"].as_f64().unwrap() > 3.0, "{talk}");
+    assert_eq!(talk["flags"], json!(["escalate"]), "the flag outlives the call: {talk}");
     let started: jiff::Timestamp = talk["created_at"].as_str().unwrap().parse().unwrap();
     let ended: jiff::Timestamp = talk["ended_at"].as_str().unwrap().parse().unwrap();
     assert!(ended > started);

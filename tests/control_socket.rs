@@ -8,9 +8,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use common::capture::{largest_gap_ms, Capture};
-use common::sipp::{free_port_pair, write_tone_file, Sipp};
-use common::{dial, require_tool, wait_media_counter, Daemon};
+use common::capture::{largest_gap_ms, ulaw_window, Capture};
+use common::sipp::tone_peer;
+use common::{dial, require_tools, wait_media_counter, Daemon};
 use serde_json::{json, Value};
 use softphoned::control::client::{is_call_state, Client, ClientError};
 
@@ -261,13 +261,10 @@ fn resident_kb(pid: u32) -> u64 {
 /// interrupted for more than 60 ms while they come and go.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_hundred_subscribers_cost_little_give_it_back_and_never_stall_a_call() {
-    if !(require_tool("sipp") && require_tool("sox") && require_tool("tcpdump") && require_tool("tshark")) {
+    if !require_tools(&["sipp", "sox", "tcpdump", "tshark"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let (peer_port, peer_media) = (free_port_pair(), free_port_pair());
-    let peer = Sipp::start(work.path(), "uas_tone.xml", peer_port, peer_media, &[]);
+    let (work, peer, peer_port, peer_media) = tone_peer();
     let daemon = Daemon::spawn("agent", "").await;
     let mut ui = daemon.client().await;
     let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
@@ -315,4 +312,49 @@ async fn five_hundred_subscribers_cost_little_give_it_back_and_never_stall_a_cal
     assert!(packets.len() > 120 && gap < 60.0, "RTP: {} packets, largest gap {gap:.1} ms", packets.len());
     assert!(ui.call("call.hangup", json!({"call": call})).await.is_ok(), "the call was still there");
     peer.expect_success().await;
+}
+
+/// `audio.volume` is what the customer hears: the agent's 440 Hz reaches
+/// the peer's port (captured) at half amplitude with a 0.5 microphone gain
+/// and not at all with 0; `audio.level` events say as much, in dBFS.
+#[tokio::test]
+async fn the_microphone_gain_is_what_the_peer_receives_and_the_meter_shows_it() {
+    if !require_tools(&["sipp", "sox", "tcpdump", "tshark"]) {
+        return;
+    }
+    let (work, peer, peer_port, peer_media) = tone_peer();
+    let daemon = Daemon::spawn("agent", "[audio]\nsource = \"tone:440\"\n").await;
+    let mut ui = daemon.client().await;
+    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
+    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    let capture = Capture::start(work.path(), peer_media);
+    let mut levels = Vec::new();
+    for gain in [1.0, 0.5, 0.0] {
+        let set = ui.call("audio.volume", json!({"input": gain})).await.unwrap();
+        assert_eq!(set, json!({"input": gain, "output": 1.0}));
+        // A second of audio at this gain; the meter's latest report then
+        // (events queued from before the change are read past).
+        let now = wait_media_counter(&mut ui, "packets_sent", 1).await;
+        wait_media_counter(&mut ui, "packets_sent", now + 50).await;
+        let (mut latest, until) = (None, std::time::Instant::now() + Duration::from_secs(1));
+        while let Some(left) = until.checked_duration_since(std::time::Instant::now()) {
+            if let Ok(level) = ui.wait_event(left, |e| e["method"] == "audio.level").await {
+                latest = Some(level);
+            }
+        }
+        levels.push(latest.expect("audio.level events during the call")["params"]["input_dbfs"].as_f64().unwrap());
+    }
+    let refused = ui.call("audio.volume", json!({"output": 3.0})).await.unwrap_err();
+    assert!(refused.to_string().contains("0.0 to 2"), "{refused}");
+    ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    peer.expect_success().await;
+    let packets = capture.stop(peer_media);
+    // Each gain held about two seconds; counting back from the hang-up: 0, then 0.5, then 1.
+    let rms_of = |from_end: f64| softphoned::audio::analysis::rms(&ulaw_window(&packets, from_end, 0.6));
+    let (full, half, none) = (rms_of(5.2), rms_of(3.2), rms_of(1.2));
+    println!("peer received RMS {full:.0} / {half:.0} / {none:.0}; meter {levels:?} dBFS");
+    assert!((half / full - 0.5).abs() < 0.08, "0.5 gain: {full:.0} → {half:.0}");
+    assert!(none < 50.0, "0 gain: {none:.0}");
+    assert!((levels[0] - levels[1] - 6.0).abs() < 1.0, "the meter: {levels:?}");
+    assert_eq!(levels[2], -96.0, "the meter floor: {levels:?}");
 }

@@ -18,14 +18,18 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::capture::{largest_gap_ms, Capture};
-use common::sipp::{free_port_pair, write_tone_file, Sipp};
-use common::{dial, require_tool, wait_media_counter, Daemon, Setup};
+use common::sipp::tone_peer;
+use common::{dial, require_tool, require_tools, wait_media_counter, Daemon, Setup};
 use serde_json::json;
 use softphoned::control::client::is_call_state;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, UdpSocket};
 
 const WAIT: Duration = Duration::from_secs(10);
+
+/// The storm and the flood each load both cores: run one at a time, or
+/// each measures the other (a gap in the call's RTP, a slow answer).
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// A network namespace holding `clients` addresses, joined to ours by a
 /// veth pair whose end here has `host`; removed on drop.
@@ -187,6 +191,7 @@ async fn five_thousand_tcp_connections_leave_calls_and_control_working() {
     if !(require_tool("ip") && require_tool("sipp") && require_tool("sox")) {
         return;
     }
+    let _alone = ONE_AT_A_TIME.lock().await;
     const CONNECTIONS: usize = 5000;
     raise_own_open_files(CONNECTIONS as u64 + 1024);
     let clients: Vec<IpAddr> = (11..16).map(|i| format!("198.51.100.{i}").parse().unwrap()).collect();
@@ -206,10 +211,7 @@ async fn five_thousand_tcp_connections_leave_calls_and_control_working() {
     let mut ui = agent.client().await;
 
     // The customer: a sipp UAS playing a tone, for the call placed mid-storm.
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let (customer_port, customer_media) = (free_port_pair(), free_port_pair());
-    let customer = Sipp::start(work.path(), "uas_tone.xml", customer_port, customer_media, &[]);
+    let (_work, customer, customer_port, _) = tone_peer();
 
     let sockets: Vec<TcpSocket> = netns.inside(|| {
         (0..CONNECTIONS)
@@ -312,13 +314,11 @@ fn invite(n: usize, from: SocketAddr, to: &str) -> Vec<u8> {
 /// RTP (captured) has no gap over 60 ms, and the daemon's CPU is reported.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invite_flood_from_a_stranger_is_refused_or_silenced_during_a_call() {
-    if !(require_tool("sipp") && require_tool("sox") && require_tool("tcpdump") && require_tool("tshark")) {
+    if !require_tools(&["sipp", "sox", "tcpdump", "tshark"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
-    let (customer_port, customer_media) = (free_port_pair(), free_port_pair());
-    let customer = Sipp::start(work.path(), "uas_tone.xml", customer_port, customer_media, &[]);
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let (work, customer, customer_port, customer_media) = tone_peer();
     let allow = format!("allow_from = [\"127.0.0.1:{customer_port}\"]\n");
     let agent = Daemon::spawn_with(
         "agent",

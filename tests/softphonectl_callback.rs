@@ -90,6 +90,15 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
     ctl(&daemon, &["callback", "select", &id, "home"]);
     assert_eq!(open_callback(&mut client, &id).await.unwrap()["selected"], "5550002");
 
+    // The context card, edited: what is given replaces what was, the rest stays.
+    ctl(&daemon, &["callback", "update", &id, "--reason", "invoice 4411 charged twice", "--notes", "prefers email"]);
+    ctl(&daemon, &["callback", "update", &id, "--notes", "call after 5 pm"]);
+    let edited = open_callback(&mut client, &id).await.unwrap();
+    assert_eq!(
+        (&edited["reason"], &edited["notes"], &edited["context"]),
+        (&json!("invoice 4411 charged twice"), &json!("call after 5 pm"), &json!({ "ticket": 42 }))
+    );
+
     // Exactly one transfer target: clap refuses both, and the daemon never hears of it.
     let both = ctl_fails(&daemon, &["callback", "transfer", &id, "--queue", "x", "--agent", "bob"]);
     assert!(both.contains("cannot be used with"), "{both}");
@@ -114,6 +123,11 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
         lines.lines().any(|line| line == format!("callback\t{id}\tclosed_by_agent\t{created_at}\t0 attempts")),
         "history shows the closed callback:\n{lines}"
     );
+
+    // The contact's interactions, by name (any case) or number.
+    assert!(ctl(&daemon, &["history", "--customer", "ada lovelace"]).contains(&id));
+    assert!(ctl(&daemon, &["history", "--number", "5550002"]).contains(&id));
+    assert_eq!(ctl(&daemon, &["history", "--customer", "Nobody"]), "");
 
     // The daemon refuses; softphonectl says why and fails.
     let refused = run(&daemon, &["callback", "retry", &id]);
@@ -145,4 +159,49 @@ async fn softphonectl_drives_a_callback_from_offer_to_history() {
     assert_eq!(history["entries"][0]["closed"], "cancelled");
     let newest = ctl(&daemon, &["history", "--limit", "1", "--kind", "callback"]);
     assert!(newest.starts_with(&format!("callback\t{scheduled}\tcancelled\t")), "{newest}");
+}
+
+/// Scheduled from a live call: the call's party is the number, the
+/// instructions ride along; rescheduled to an alternate number, that one
+/// is dialled from then on and the instructions stay.
+#[tokio::test]
+async fn a_callback_scheduled_from_a_live_call_keeps_its_party_and_instructions() {
+    let agent = Daemon::spawn("agent", "").await;
+    let customer = Daemon::spawn("customer", "").await;
+    let (mut ui, mut customer_ui) = (agent.client().await, customer.client().await);
+    let call = common::dial(&mut ui, &customer.uri("customer")).await;
+    let incoming = customer_ui.wait_event(std::time::Duration::from_secs(10), |e| e["params"]["state"] == "incoming");
+    let incoming = incoming.await.unwrap();
+    customer_ui.call("call.answer", json!({"call": incoming["params"]["call"]})).await.unwrap();
+    let booked = ui
+        .call(
+            "callback.schedule",
+            json!({"from_call": call, "at": "2099-06-01T10:00", "tz": "Europe/Paris",
+                   "instructions": "confirm the refund went through", "numbers": [{"label": "office", "number": "5551111"}]}),
+        )
+        .await
+        .unwrap();
+    let id = booked["callback"].as_str().unwrap().to_string();
+    let scheduled = open_callback(&mut ui, &id).await.unwrap();
+    assert_eq!(scheduled["numbers"][0]["number"], "5551111", "the agent's numbers come first: {scheduled}");
+    assert!(scheduled["numbers"].as_array().unwrap().len() == 1, "a number was given: the call's party is not added");
+    assert_eq!(scheduled["schedule"]["instructions"], "confirm the refund went through");
+    let plain = ui
+        .call("callback.schedule", json!({"from_call": call, "at": "2099-06-01T11:00", "tz": "Europe/Paris"}))
+        .await
+        .unwrap();
+    let plain = open_callback(&mut ui, plain["callback"].as_str().unwrap()).await.unwrap();
+    assert!(plain["selected"].as_str().unwrap().starts_with("sip:customer@127.0.0.1:"), "the call's party: {plain}");
+
+    ui.call("callback.reschedule", json!({"callback": id, "at": "2099-06-02T10:00", "number": "5559999"}))
+        .await
+        .unwrap();
+    let moved = open_callback(&mut ui, &id).await.unwrap();
+    assert_eq!((&moved["selected"], &moved["numbers"][1]["label"]), (&json!("5559999"), &json!("alternate")));
+    assert_eq!(moved["schedule"]["instructions"], "confirm the refund went through");
+    assert_eq!(moved["schedule"]["tz"], "Europe/Paris");
+    let unknown = ui.call("callback.schedule", json!({"from_call": "nope", "at": "2099-06-01T10:00Z"})).await;
+    assert!(unknown.is_err());
+    let nobody = ui.call("callback.schedule", json!({"at": "2099-06-01T10:00Z"})).await.unwrap_err();
+    assert!(nobody.to_string().contains("whom to call back"), "{nobody}");
 }

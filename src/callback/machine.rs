@@ -9,7 +9,7 @@ use jiff::Timestamp;
 use super::countdown::{CountdownKind, CountdownStop, Timers};
 use super::{
     Attempt, AttemptOutcome, CallProgress, Callback, CallbackError, CallbackId, CallbackPolicy, CallbackState,
-    CallbackType, CloseReason, Command, DialMode, Effect, Now, Offer, Schedule, Wrapup,
+    CallbackType, CloseReason, Command, CustomerNumber, DialMode, Effect, Now, Offer, Schedule, Wrapup,
 };
 use crate::call::CallId;
 
@@ -44,6 +44,7 @@ impl Callback {
             countdown_ms: offer.countdown_ms.unwrap_or_default(),
             wrapup_ms: offer.wrapup_ms,
             context: offer.context,
+            notes: None,
             account: offer.account,
             call: None,
             attempt: 0,
@@ -158,7 +159,13 @@ impl Callback {
                 self.state = S::Preview;
             }
             (Command::TransferAccepted, S::Transferring) => self.close(CloseReason::Transferred, now, &mut effects),
-            (Command::Reschedule(schedule), S::Scheduled | S::Offered | S::Preview) if idle => {
+            (Command::Reschedule(schedule, number), S::Scheduled | S::Offered | S::Preview) if idle => {
+                if let Some(number) = number {
+                    if !self.numbers.iter().any(|n| &n.number == number) {
+                        self.numbers.push(CustomerNumber { label: "alternate".into(), number: number.clone() });
+                    }
+                    self.selected = number.clone();
+                }
                 self.timers.stop(CountdownStop::Closed, &mut effects);
                 self.schedule = Some(schedule.clone());
                 self.kind = CallbackType::Scheduled;
@@ -166,7 +173,14 @@ impl Callback {
                 self.offer_when_due(policy, now);
             }
             (Command::Cancel, S::Scheduled) => self.close(CloseReason::Cancelled, now, &mut effects),
-            (Command::Call | Command::Retry | Command::Close | Command::Transfer(_) | Command::Reschedule(_), _)
+            // The card stays editable until the callback closes, calls and wrap-up included.
+            (Command::Update(edit), state) if state.is_open() => {
+                let edit = edit.clone();
+                self.reason = edit.reason.unwrap_or(std::mem::take(&mut self.reason));
+                self.notes = edit.notes.or(self.notes.take());
+                self.context = edit.context.or(self.context.take());
+            }
+            (Command::Call | Command::Retry | Command::Close | Command::Transfer(_) | Command::Reschedule(..), _)
                 if !idle =>
             {
                 return Err(refuse(": its call is still up; hang it up first"))

@@ -241,6 +241,9 @@ pub struct Schedule {
     pub local: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// For the agent who will call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
 }
 
 /// One callback: what `callback.state`/`callback.list` show and history keeps.
@@ -264,6 +267,10 @@ pub struct Callback {
     pub wrapup_ms: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<Value>,
+    /// The agent's notes on the context card (`callback.update`), before
+    /// and during the callback; the wrap-up's notes are apart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
     /// The call of the attempt under way (or the customer-first inbound call).
@@ -351,9 +358,21 @@ pub enum Command {
     CancelTransfer,
     /// The queue or agent took the transfer.
     TransferAccepted,
-    Reschedule(Schedule),
+    /// Move it; with a number, dial that one from now on (kept as an
+    /// `alternate` when the callback did not list it).
+    Reschedule(Schedule, Option<String>),
     /// Drop a scheduled callback.
     Cancel,
+    /// Edit the context card: what is given replaces what was.
+    Update(CardEdit),
+}
+
+/// `callback.update`: the context card's editable parts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CardEdit {
+    pub reason: Option<String>,
+    pub notes: Option<String>,
+    pub context: Option<Value>,
 }
 
 impl Command {
@@ -371,8 +390,9 @@ impl Command {
             Command::Transfer(_) => "transfer",
             Command::CancelTransfer => "transfer.cancel",
             Command::TransferAccepted => "transfer.accept",
-            Command::Reschedule(_) => "reschedule",
+            Command::Reschedule(..) => "reschedule",
             Command::Cancel => "cancel",
+            Command::Update(_) => "update",
         }
     }
 }

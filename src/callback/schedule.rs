@@ -44,7 +44,7 @@ pub fn parse_at(at: &str, tz: Option<&str>, notes: Option<String>, now: Timestam
         Some(zone) => due_at.to_zoned(zone.clone()).strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
         None => at.to_string(),
     };
-    Ok(Schedule { due_at, tz: tz.map(str::to_string), local, notes })
+    Ok(Schedule { due_at, tz: tz.map(str::to_string), local, notes, instructions: None })
 }
 
 #[cfg(test)]

@@ -414,7 +414,13 @@ fn a_scheduled_callback_is_offered_its_lead_time_before_it_is_due() {
     let mut clock = Clock::new();
     let mut callbacks = Callbacks::new(policy());
     let due = clock.now().wall + SignedDuration::from_secs(300);
-    let schedule = Schedule { due_at: due, tz: None, local: due.to_string(), notes: Some("after lunch".into()) };
+    let schedule = Schedule {
+        due_at: due,
+        tz: None,
+        local: due.to_string(),
+        notes: Some("after lunch".into()),
+        instructions: Some("confirm the refund".into()),
+    };
     let mut wanted = offer(DialMode::Manual, 0);
     wanted.id = None;
     let out = callbacks.schedule(wanted.clone(), schedule.clone(), "s1".into(), clock.now()).unwrap();
@@ -426,7 +432,9 @@ fn a_scheduled_callback_is_offered_its_lead_time_before_it_is_due() {
     assert_eq!(last(&out).schedule.as_ref().unwrap().notes.as_deref(), Some("after lunch"));
     // Moved to later, then cancelled.
     let later = Schedule { due_at: due + SignedDuration::from_hours(24), ..schedule.clone() };
-    let out = callbacks.command("s1", Command::Reschedule(later), clock.now()).unwrap();
+    let out = callbacks.command("s1", Command::Reschedule(later, Some("5559999".into())), clock.now()).unwrap();
+    assert_eq!(last(&out).selected, "5559999", "the alternate number is dialled from now on");
+    assert_eq!(last(&out).numbers.last().map(|n| n.label.as_str()), Some("alternate"));
     assert_eq!(last(&out).state, CallbackState::Scheduled);
     assert!(run_until(&mut callbacks, &mut clock, 600_000).is_empty());
     let out = callbacks.command("s1", Command::Cancel, clock.now()).unwrap();
@@ -463,4 +471,46 @@ fn customer_first_offer_follows_its_ringing_call() {
     let cb = last(&out);
     assert_eq!((cb.state, cb.call.as_deref()), (CallbackState::Offered, None));
     assert_eq!(cb.attempts[0].outcome, Some(AttemptOutcome::NoAnswer));
+}
+
+#[test]
+fn the_context_card_is_editable_until_the_callback_closes_and_the_countdown_runs_on() {
+    let (mut callbacks, mut clock) = accepted(DialMode::Automatic, 5_000);
+    clock.advance(1_000);
+    let edit = CardEdit {
+        reason: Some("Invoice 4411 charged twice".into()),
+        notes: Some("wants email".into()),
+        context: None,
+    };
+    let out = callbacks.command("cb1", Command::Update(edit), clock.now()).unwrap();
+    let cb = last(&out);
+    assert_eq!((cb.reason.as_str(), cb.notes.as_deref()), ("Invoice 4411 charged twice", Some("wants email")));
+    assert_eq!(cb.state, CallbackState::Preview);
+    // Only what is given changes; the dial countdown is not disturbed.
+    let out = callbacks
+        .command(
+            "cb1",
+            Command::Update(CardEdit { notes: Some("call after 5".into()), ..CardEdit::default() }),
+            clock.now(),
+        )
+        .unwrap();
+    assert_eq!(
+        (last(&out).reason.as_str(), last(&out).notes.as_deref()),
+        ("Invoice 4411 charged twice", Some("call after 5"))
+    );
+    assert_eq!(dials(&run_until(&mut callbacks, &mut clock, 4_000)), 1, "the countdown still dials at 5 s");
+    callbacks.command("cb1", Command::Close, clock.now()).unwrap_err();
+    callbacks.dialed("cb1", Ok("c1".into()), clock.now());
+    callbacks.on_call("c1", CallProgress::Connected, clock.now());
+    assert!(callbacks
+        .command(
+            "cb1",
+            Command::Update(CardEdit { notes: Some("during the call".into()), ..CardEdit::default() }),
+            clock.now()
+        )
+        .is_ok());
+    callbacks.on_call("c1", CallProgress::Ended { outcome: AttemptOutcome::Failed, sip_code: None }, clock.now());
+    callbacks.command("cb1", Command::Wrapup(Wrapup::default()), clock.now()).unwrap();
+    let closed = callbacks.command("cb1", Command::Update(CardEdit::default()), clock.now());
+    assert!(closed.is_err(), "a closed callback's card is history");
 }

@@ -20,7 +20,8 @@ use crate::control::api::{
     Request, StatusResult, TransferConsultResult,
 };
 use crate::control::rpc::{code, RpcError};
-use crate::desk::{Command, DeskError, Input, RecordAction, Reply};
+use crate::desk::{Booking, Command, DeskError, Input, RecordAction, Reply};
+use crate::media::level::MAX_GAIN;
 use crate::sip::registrar::RegCommand;
 use crate::store::HistoryQuery;
 
@@ -48,6 +49,14 @@ impl Daemon {
                 return answer(reply_to, reply(devices));
             }
             Request::AudioSelect(p) => return answer(reply_to, self.select_audio(p).and_then(|_| reply(Empty {}))),
+            Request::AudioVolume(p) => {
+                let in_range = |gain: Option<f32>| gain.is_none_or(|g| (0.0..=MAX_GAIN).contains(&g));
+                if !in_range(p.input) || !in_range(p.output) {
+                    let error = RpcError::invalid_params(format!("gains go from 0.0 to {MAX_GAIN}"));
+                    return answer(reply_to, Err(error));
+                }
+                return answer(reply_to, reply(self.media.set_gains(p.input, p.output)));
+            }
             Request::AccountList(_) => {
                 return answer(reply_to, reply(AccountListResult { accounts: self.account_list() }))
             }
@@ -88,21 +97,29 @@ impl Daemon {
             Request::AgentSetState(p) => Command::SetAgentState(p.state),
             Request::CallbackOffer(offer) => Command::Offer { offer, id: new_callback_id() },
             Request::CallbackSchedule(p) => {
+                let first = p.number.map(|number| CustomerNumber { label: String::new(), number });
                 let offer = Offer {
                     customer: p.customer,
                     queue: p.queue,
                     reason: p.reason,
-                    numbers: vec![CustomerNumber { label: String::new(), number: p.number }],
+                    numbers: first.into_iter().chain(p.numbers.unwrap_or_default()).collect(),
                     dial_mode: p.dial_mode,
                     countdown_ms: p.countdown_ms,
                     account: p.account,
                     ..Offer::default()
                 };
-                Command::Schedule { offer, at: p.at, tz: p.tz, notes: p.notes, id: new_callback_id() }
+                let (at, tz, notes, instructions, from_call) = (p.at, p.tz, p.notes, p.instructions, p.from_call);
+                let booking = Booking { offer, at, tz, notes, instructions, from_call, id: new_callback_id() };
+                Command::Schedule(Box::new(booking))
             }
-            Request::CallbackReschedule(p) => {
-                Command::Reschedule { callback: p.callback, at: p.at, tz: p.tz, notes: p.notes }
-            }
+            Request::CallbackReschedule(p) => Command::Reschedule {
+                callback: p.callback,
+                at: p.at,
+                tz: p.tz,
+                notes: p.notes,
+                instructions: p.instructions,
+                number: p.number,
+            },
             Request::CallbackAccept(p) => callback(p.callback, CallbackCommand::Accept),
             Request::CallbackReject(p) => callback(p.callback, CallbackCommand::Reject),
             Request::CallbackCall(p) => callback(p.callback, CallbackCommand::Call),
@@ -113,6 +130,8 @@ impl Daemon {
             Request::CallbackTransferAccept(p) => callback(p.callback, CallbackCommand::TransferAccepted),
             Request::CallbackCancel(p) => callback(p.callback, CallbackCommand::Cancel),
             Request::CallbackSelectNumber(p) => callback(p.callback, CallbackCommand::SelectNumber(p.number)),
+            Request::CallFlag(p) => Command::Flag { call: p.call, flag: p.flag, on: p.on.unwrap_or(true) },
+            Request::CallbackUpdate(p) => callback(p.callback.clone(), CallbackCommand::Update(p.edit())),
             Request::CallbackWrapup(p) => {
                 let wrapup =
                     Wrapup { reason: p.reason, notes: p.notes, disposition: p.disposition, auto_closed: false };
@@ -169,7 +188,8 @@ impl Daemon {
         };
         let limit = params.limit.unwrap_or(HISTORY_DEFAULT).min(HISTORY_MAX);
         let (tx, rx) = oneshot::channel();
-        self.store.history(HistoryQuery { since, limit, kind: params.kind }, tx);
+        let query = HistoryQuery { since, limit, kind: params.kind, customer: params.customer, number: params.number };
+        self.store.history(query, tx);
         tokio::spawn(async move {
             let result = match rx.await {
                 Ok(Ok(entries)) => reply(HistoryResult { entries }),

@@ -269,6 +269,9 @@ impl Daemon {
                     let now = clock();
                     let mut events = std::mem::take(&mut self.media_events);
                     self.media.tick(now.at, ntp(now.wall), &mut events);
+                    if let Some(levels) = self.media.take_levels() {
+                        self.publish(Notification::new(crate::control::api::event::AUDIO_LEVEL, &serde_json::json!(levels)));
+                    }
                     self.on_media(&mut events, now);
                     self.media_events = events;
                     self.watch_audio(Instant::from_std(now.at));

@@ -35,6 +35,7 @@ impl Desk {
                 return Ok(Reply::Conference(self.phone.conference()));
             }
             Command::Record { call, action } => return self.record(&call, action),
+            Command::Flag { call, flag, on } => return self.flag_call(&call, flag, on),
             Command::SetAgentState(state) => {
                 if self.agent_state != state {
                     self.agent_state = state;
@@ -44,8 +45,10 @@ impl Desk {
                 return Ok(Reply::Done);
             }
             Command::Offer { offer, id } => return self.offer(offer, id),
-            Command::Schedule { offer, at, tz, notes, id } => return self.schedule(offer, &at, tz, notes, id),
-            Command::Reschedule { callback, at, tz, notes } => return self.reschedule(callback, &at, tz, notes),
+            Command::Schedule(booking) => return self.schedule(*booking),
+            Command::Reschedule { callback, at, tz, notes, instructions, number } => {
+                return self.reschedule(callback, &at, tz, notes, instructions, number)
+            }
             Command::Callback { callback, command } => {
                 let outputs = self.callbacks.command(&callback, command, self.now)?;
                 self.queue_callbacks(outputs);

@@ -5,11 +5,13 @@
 
 use serde_json::Value;
 
-use super::vocabulary::{DeskError, Event, Output, Reply};
+use super::vocabulary::{Booking, DeskError, Event, Output, Reply};
 use super::Desk;
-use crate::call::phone::CallSummary;
+use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::{CallId, CallState, Command as CallCommand, EndReason, RejectReason};
-use crate::callback::{self, parse_at, AttemptOutcome, CallProgress, Callback, CallbackId, Effect, Offer};
+use crate::callback::{
+    self, parse_at, AttemptOutcome, CallProgress, Callback, CallbackId, CustomerNumber, Effect, Offer,
+};
 use crate::history::{Record, RecordKind};
 
 impl Desk {
@@ -31,19 +33,50 @@ impl Desk {
         Ok(Reply::Callback(id))
     }
 
-    pub(super) fn schedule(
-        &mut self,
-        offer: Offer,
-        at: &str,
-        tz: Option<String>,
-        notes: Option<String>,
-        id: CallbackId,
-    ) -> Result<Reply, DeskError> {
-        let schedule = parse_at(at, tz.as_deref(), notes, self.now.wall).map_err(invalid)?;
+    pub(super) fn schedule(&mut self, booking: Booking) -> Result<Reply, DeskError> {
+        let Booking { mut offer, at, tz, notes, instructions, from_call, id } = booking;
+        if let Some(call) = from_call {
+            self.fill_from_call(&mut offer, &call)?;
+        }
+        if offer.numbers.is_empty() {
+            return Err(DeskError::InvalidParams("give number, numbers or from_call: whom to call back".into()));
+        }
+        let mut schedule = parse_at(&at, tz.as_deref(), notes, self.now.wall).map_err(invalid)?;
+        schedule.instructions = instructions;
         let outputs = self.callbacks.schedule(offer, schedule, id, self.now)?;
         let id = outputs.first().map(|o| o.callback.callback.clone()).unwrap_or_default();
         self.queue_callbacks(outputs);
         Ok(Reply::Callback(id))
+    }
+
+    /// A callback booked from a live call: the callback that call serves
+    /// gives its customer, queue, reason, numbers and context; a call that
+    /// serves none gives its own party. What the agent gave stays.
+    fn fill_from_call(&self, offer: &mut Offer, call: &str) -> Result<(), DeskError> {
+        let summary = self.call(call).ok_or_else(|| PhoneError::UnknownCall(call.to_string()))?;
+        let served = self.callbacks.list().into_iter().find(|cb| cb.call.as_deref() == Some(call));
+        match served {
+            Some(callback) => {
+                offer.customer = offer.customer.take().or(Some(callback.customer));
+                offer.queue = offer.queue.take().or(Some(callback.queue));
+                offer.reason = offer.reason.take().or(Some(callback.reason));
+                offer.context = offer.context.take().or(callback.context);
+                offer.account = offer.account.take().or(callback.account);
+                for number in callback.numbers {
+                    if !offer.numbers.iter().any(|n| n.number == number.number) {
+                        offer.numbers.push(number);
+                    }
+                }
+            }
+            None => {
+                offer.customer = offer.customer.take().or(summary.display_name);
+                offer.account = offer.account.take().or(summary.account);
+                if offer.numbers.is_empty() {
+                    offer.numbers.push(CustomerNumber { label: String::new(), number: summary.remote });
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn reschedule(
@@ -52,12 +85,16 @@ impl Desk {
         at: &str,
         tz: Option<String>,
         notes: Option<String>,
+        instructions: Option<String>,
+        number: Option<String>,
     ) -> Result<Reply, DeskError> {
         let earlier = self.callbacks.get(&id).and_then(|c| c.schedule.clone());
         let tz = tz.or_else(|| earlier.as_ref().and_then(|s| s.tz.clone()));
-        let notes = notes.or_else(|| earlier.and_then(|s| s.notes));
-        let schedule = parse_at(at, tz.as_deref(), notes, self.now.wall).map_err(invalid)?;
-        let outputs = self.callbacks.command(&id, callback::Command::Reschedule(schedule), self.now)?;
+        let notes = notes.or_else(|| earlier.as_ref().and_then(|s| s.notes.clone()));
+        let instructions = instructions.or_else(|| earlier.and_then(|s| s.instructions));
+        let mut schedule = parse_at(at, tz.as_deref(), notes, self.now.wall).map_err(invalid)?;
+        schedule.instructions = instructions;
+        let outputs = self.callbacks.command(&id, callback::Command::Reschedule(schedule, number), self.now)?;
         self.queue_callbacks(outputs);
         Ok(Reply::Done)
     }

@@ -5,14 +5,15 @@
 //! stopped (with its last figures). At start, records a crash left open
 //! are closed as `interrupted`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
-use super::vocabulary::Output;
+use super::vocabulary::{DeskError, Output, Reply};
 use super::Desk;
-use crate::call::phone::CallSummary;
+use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
 use crate::history::{Record, RecordKind};
 use crate::media::report::QualityEvent;
@@ -27,6 +28,8 @@ pub(super) struct CallLog {
     summary: CallSummary,
     /// When it ended, once it has: its record waits for the media's last figures.
     ended: Option<Timestamp>,
+    /// What the agent marked it with (`call.flag`): `escalate`, say.
+    flags: BTreeSet<String>,
 }
 
 impl CallLog {
@@ -51,6 +54,7 @@ impl CallLog {
             ("talk_ms".to_string(), json!(talk_ms)),
             ("quality".to_string(), json!(quality)),
             ("recording".to_string(), json!(self.recording)),
+            ("flags".to_string(), json!(self.flags)),
         ]);
         let open = self.ended.is_none();
         Record { kind: RecordKind::Call, id: self.summary.call.clone(), open, created_at: self.started, body }
@@ -67,6 +71,7 @@ impl Desk {
             recording: None,
             summary: summary.clone(),
             ended: None,
+            flags: BTreeSet::new(),
         });
         log.summary = summary.clone();
         if summary.state == CallState::Ended {
@@ -86,6 +91,25 @@ impl Desk {
             let record = log.record(None);
             self.emit(Output::Store(record));
         }
+    }
+
+    /// `call.flag`: mark a live call; an answered one's record says so at once.
+    pub(super) fn flag_call(&mut self, call: &str, flag: String, on: bool) -> Result<Reply, DeskError> {
+        let valid = (1..=32).contains(&flag.len()) && flag.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+        if !valid {
+            return Err(DeskError::InvalidParams(format!("flag {flag:?}: 1-32 of a-z and _, e.g. escalate")));
+        }
+        let log = self.call_log.get_mut(call).ok_or_else(|| PhoneError::UnknownCall(call.to_string()))?;
+        if on {
+            log.flags.insert(flag);
+        } else {
+            log.flags.remove(&flag);
+        }
+        if log.was_answered() && log.ended.is_none() {
+            let record = log.record(None);
+            self.emit(Output::Store(record));
+        }
+        Ok(Reply::Done)
     }
 
     /// The call's media has stopped: an ended call's record is complete.

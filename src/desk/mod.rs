@@ -32,7 +32,7 @@ use crate::callback::{self, Callback, Callbacks, Now};
 
 pub use config::{DeskConfig, DialPlan, RecordingPolicy};
 pub use vocabulary::{
-    Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand,
+    Booking, Command, DeskError, Event, Input, Line, MediaCommand, MediaReport, Output, RecordAction, RecorderCommand,
     RecorderReport, Reply,
 };
 
@@ -40,7 +40,10 @@ pub use vocabulary::{
 /// both find one, and the shell refills after every turn.
 const SPARE_LINES: usize = 2;
 
-/// A decision waiting in the queue to be carried out.
+/// A decision waiting in the queue to be carried out. Both kinds are
+/// large (a callback's carries its whole card) and the queue holds a few
+/// at a time: not worth a box each.
+#[allow(clippy::large_enum_variant)]
 enum Work {
     Call(phone::Output),
     Callback(callback::Output),

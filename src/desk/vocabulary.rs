@@ -79,32 +79,49 @@ pub enum Command {
         call: CallId,
         action: RecordAction,
     },
+    /// Mark (or unmark) a call for its history: `escalate`, say.
+    Flag {
+        call: CallId,
+        flag: String,
+        on: bool,
+    },
     SetAgentState(AgentState),
     /// A new callback; `id` is the one to use when the offer names none.
     Offer {
         offer: Offer,
         id: CallbackId,
     },
-    /// A callback booked for later (`at` as the customer said it).
-    Schedule {
-        offer: Offer,
-        at: String,
-        tz: Option<String>,
-        notes: Option<String>,
-        id: CallbackId,
-    },
-    /// Move a callback; the zone and notes given before stay when absent.
+    /// A callback booked for later.
+    Schedule(Box<Booking>),
+    /// Move a callback; the zone, notes and instructions given before stay
+    /// when absent; a number is dialled from now on.
     Reschedule {
         callback: CallbackId,
         at: String,
         tz: Option<String>,
         notes: Option<String>,
+        instructions: Option<String>,
+        number: Option<String>,
     },
     /// Any other move of a callback.
     Callback {
         callback: CallbackId,
         command: crate::callback::Command,
     },
+}
+
+/// `callback.schedule`: a callback booked for later (`at` as the customer
+/// said it); `id` is the one to use when the offer names none.
+#[derive(Debug)]
+pub struct Booking {
+    pub offer: Offer,
+    pub at: String,
+    pub tz: Option<String>,
+    pub notes: Option<String>,
+    pub instructions: Option<String>,
+    /// Booked from this live call: its callback (or its party) fills the gaps.
+    pub from_call: Option<CallId>,
+    pub id: CallbackId,
 }
 
 /// `call.record.*`.

@@ -8,6 +8,7 @@ pub mod dtmf;
 pub mod engine;
 pub mod g711;
 pub mod jitter;
+pub mod level;
 pub mod mixer;
 pub mod params;
 pub mod quality;

@@ -49,8 +49,21 @@ const UPSERT: &str = "
         updated_at = excluded.updated_at, body = excluded.body
 ";
 
+/// ?4 a customer's name, ?5 a number: either may be NULL (no filter). A
+/// call matches a number when its remote URI's user part is that number.
 const HISTORY: &str = "
     SELECT kind, body FROM records WHERE created_at >= ?1 AND (?3 IS NULL OR kind = ?3)
+    AND (?4 IS NULL
+        OR (kind = 'callback' AND lower(json_extract(body, '$.customer')) = lower(?4))
+        OR (kind = 'call' AND id IN (
+            SELECT json_extract(attempt.value, '$.call') FROM records AS cb, json_each(cb.body, '$.attempts') AS attempt
+            WHERE cb.kind = 'callback' AND lower(json_extract(cb.body, '$.customer')) = lower(?4))))
+    AND (?5 IS NULL
+        OR (kind = 'callback' AND EXISTS (
+            SELECT 1 FROM json_each(body, '$.numbers') AS n WHERE json_extract(n.value, '$.number') = ?5))
+        OR (kind = 'call' AND (instr(json_extract(body, '$.remote'), ':' || ?5 || '@') > 0
+            OR instr(json_extract(body, '$.remote') || ';', ':' || ?5 || ';') > 0
+            OR json_extract(body, '$.remote') = ?5)))
     ORDER BY created_at DESC, id ASC, kind ASC LIMIT ?2
 ";
 
@@ -204,7 +217,7 @@ pub(super) fn history(connection: &Connection, query: HistoryQuery) -> rusqlite:
     let since_us = query.since.map_or(i64::MIN, Timestamp::as_microsecond);
     let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
     let mut statement = connection.prepare_cached(HISTORY)?;
-    let rows = statement.query_map(params![since_us, limit, query.kind], |row| {
+    let rows = statement.query_map(params![since_us, limit, query.kind, query.customer, query.number], |row| {
         let kind: RecordKind = row.get(0)?;
         let mut body = body_at(row, 1)?;
         body.insert("kind".into(), kind.as_str().into());

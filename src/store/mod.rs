@@ -40,7 +40,7 @@ pub const QUEUE_CAPACITY: usize = 4096;
 pub use crate::history::{Record, RecordKind};
 
 /// Which records [`Store::history`] returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HistoryQuery {
     /// Only records created at or after this instant.
     pub since: Option<jiff::Timestamp>,
@@ -49,6 +49,11 @@ pub struct HistoryQuery {
     pub limit: usize,
     /// Only this kind; `None`: both.
     pub kind: Option<RecordKind>,
+    /// Only this customer's: callbacks with this name (any case) and the
+    /// calls their attempts made.
+    pub customer: Option<String>,
+    /// Only this number's: callbacks listing it and calls to or from it.
+    pub number: Option<String>,
 }
 
 /// Where the answer to [`Store::history`] is sent: newest first, each entry the

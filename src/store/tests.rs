@@ -31,7 +31,7 @@ fn callback(id: &str, open: bool, created_at: &str) -> Record {
 
 fn history(store: &Store, since: Option<&str>, limit: usize) -> Result<Vec<Value>, StoreError> {
     let (reply, answer) = oneshot::channel();
-    store.history(HistoryQuery { since: since.map(at), limit, kind: None }, reply);
+    store.history(HistoryQuery { since: since.map(at), limit, ..HistoryQuery::default() }, reply);
     answer.blocking_recv().expect("the store answers every query")
 }
 
@@ -239,7 +239,7 @@ fn a_full_queue_drops_and_counts_snapshots_and_refuses_queries() {
         store.save(callback(&format!("cb-{n}"), true, "2025-03-01T10:00:00Z"));
     }
     let (reply, answer) = oneshot::channel();
-    store.history(HistoryQuery { since: None, limit: 1, kind: None }, reply);
+    store.history(HistoryQuery { limit: 1, ..HistoryQuery::default() }, reply);
     assert!(matches!(answer.blocking_recv().unwrap(), Err(StoreError::Busy)));
     let dropped = store.dropped();
     assert!(dropped >= 10, "dropped {dropped}");
@@ -255,4 +255,44 @@ fn record_kinds_serialize_as_their_stored_names() {
     for kind in [RecordKind::Callback, RecordKind::Call] {
         assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
     }
+}
+
+#[test]
+fn a_contacts_interactions_are_found_by_customer_or_number() {
+    let directory = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(&database_path(&directory)).unwrap();
+    let ada = json!({ "id": "cb-ada", "customer": "Ada Lovelace",
+        "numbers": [{ "label": "mobile", "number": "+15551230000" }], "attempts": [{ "call": "c-1" }, { "call": "c-2" }] });
+    store.save(record(RecordKind::Callback, "cb-ada", false, "2025-03-01T10:00:00Z", ada));
+    let bob =
+        json!({ "id": "cb-bob", "customer": "Bob", "numbers": [{ "label": "", "number": "5550000" }], "attempts": [] });
+    store.save(record(RecordKind::Callback, "cb-bob", false, "2025-03-01T11:00:00Z", bob));
+    for (id, remote, at_) in [
+        ("c-1", "sip:+15551230000@pbx.example.com", "2025-03-01T10:01:00Z"),
+        ("c-2", "sip:+15551230000@pbx.example.com;user=phone", "2025-03-01T10:05:00Z"),
+        ("c-3", "sip:+15551230000@pbx.example.com", "2025-03-02T09:00:00Z"),
+        ("c-4", "sip:15551230000@pbx.example.com", "2025-03-02T09:30:00Z"),
+        ("c-5", "tel:+15551230000", "2025-03-02T10:00:00Z"),
+    ] {
+        store.save(record(RecordKind::Call, id, false, at_, json!({ "id": id, "remote": remote })));
+    }
+    let find = |customer: Option<&str>, number: Option<&str>| {
+        let (reply, answer) = oneshot::channel();
+        let query = HistoryQuery {
+            limit: 100,
+            customer: customer.map(String::from),
+            number: number.map(String::from),
+            ..HistoryQuery::default()
+        };
+        store.history(query, reply);
+        let entries = answer.blocking_recv().unwrap().unwrap();
+        ids(&entries).into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // Ada's callback and the two calls its attempts made, whatever the case of her name.
+    assert_eq!(find(Some("ada lovelace"), None), ["c-2", "c-1", "cb-ada"]);
+    // Her number: her callback and every call to it, not a longer number that contains it.
+    assert_eq!(find(None, Some("+15551230000")), ["c-5", "c-3", "c-2", "c-1", "cb-ada"]);
+    assert_eq!(find(Some("Ada Lovelace"), Some("+15551230000")), ["c-2", "c-1", "cb-ada"]);
+    assert_eq!(find(None, Some("5550000")), ["cb-bob"]);
+    assert!(find(Some("Nobody"), None).is_empty());
 }

@@ -201,6 +201,11 @@ pub fn require_tool(tool: &str) -> bool {
     found
 }
 
+/// [`require_tool`] for each of `tools`; all of them present.
+pub fn require_tools(tools: &[&str]) -> bool {
+    tools.iter().all(|tool| require_tool(tool))
+}
+
 /// Read a WAV file's samples.
 pub fn wav_samples(path: &Path) -> Vec<i16> {
     let mut reader = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -27,6 +27,16 @@ pub fn write_tone_file(dir: &Path) {
     assert!(made.success());
 }
 
+/// A sipp UAS answering with a 1 kHz tone (`uas_tone.xml`), in a fresh
+/// folder that holds its tone file: (folder, sipp, SIP port, media port).
+pub fn tone_peer() -> (tempfile::TempDir, Sipp, u16, u16) {
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    let (port, media) = (free_port_pair(), free_port_pair());
+    let sipp = Sipp::start(work.path(), "uas_tone.xml", port, media, &[]);
+    (work, sipp, port, media)
+}
+
 pub struct Sipp {
     child: Child,
     name: String,

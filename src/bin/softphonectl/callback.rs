@@ -33,6 +33,8 @@ pub enum CallbackCmd {
     Cancel(Id),
     /// Choose the number to dial (a number of the callback, or its label).
     Select(SelectArgs),
+    /// Edit the context card (reason for the call, notes) before or during the callback.
+    Update(UpdateArgs),
     /// Submit the wrap-up after the call; closes the callback.
     Wrapup(WrapupArgs),
     /// Hand a callback in preview to a queue or to an agent.
@@ -61,6 +63,7 @@ impl CallbackCmd {
             C::TransferAccepted(id) => (method::CALLBACK_TRANSFER_ACCEPT, params(id)),
             C::Cancel(id) => (method::CALLBACK_CANCEL, params(id)),
             C::Select(args) => (method::CALLBACK_SELECT_NUMBER, params(args)),
+            C::Update(args) => (method::CALLBACK_UPDATE, params(args)),
             C::Wrapup(args) => (method::CALLBACK_WRAPUP, params(args)),
             C::Transfer(args) => (method::CALLBACK_TRANSFER, params(args)),
             C::Schedule(args) => (method::CALLBACK_SCHEDULE, params(args)),
@@ -144,6 +147,19 @@ pub struct SelectArgs {
     id: Id,
     /// One of the callback's numbers, or its label.
     number: String,
+}
+
+#[derive(Args, Serialize)]
+pub struct UpdateArgs {
+    #[command(flatten)]
+    #[serde(flatten)]
+    id: Id,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    notes: Option<String>,
 }
 
 #[derive(Args, Serialize)]
@@ -234,6 +250,14 @@ pub struct HistoryArgs {
     /// Only `call` or only `callback` records.
     #[arg(long)]
     kind: Option<String>,
+    /// Only this customer's callbacks and their calls.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer: Option<String>,
+    /// Only callbacks listing this number and calls to or from it.
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number: Option<String>,
 }
 
 impl HistoryArgs {

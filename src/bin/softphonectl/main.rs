@@ -67,6 +67,13 @@ enum Cmd {
         #[arg(required = true, num_args = 1..)]
         calls: Vec<String>,
     },
+    /// Mark a call for its history (e.g. escalate); --off takes the flag off.
+    Flag {
+        call: String,
+        flag: String,
+        #[arg(long)]
+        off: bool,
+    },
     /// RTP/RTCP figures and MOS estimate of a call.
     Stats { call: String },
     /// List sound devices.
@@ -156,6 +163,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             (method::CALL_TRANSFER_CANCEL, json!({ "call": call, "consult": consult }))
         }
         Cmd::Merge { calls } => (method::CALL_MERGE, json!({ "calls": calls })),
+        Cmd::Flag { call, flag, off } => (method::CALL_FLAG, json!({ "call": call, "flag": flag, "on": !off })),
         Cmd::Stats { call } => (method::CALL_STATS, json!({ "call": call })),
         Cmd::Devices => (method::AUDIO_DEVICES, json!({})),
         Cmd::Select { input, output } => (method::AUDIO_SELECT, json!({ "input": input, "output": output })),

@@ -6,7 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::callback::{Callback, CallbackId, CountdownReport, DialMode, TransferTarget};
+use crate::call::CallId;
+use crate::callback::{Callback, CallbackId, CardEdit, CountdownReport, CustomerNumber, DialMode, TransferTarget};
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct CallbackResult {
@@ -25,6 +26,23 @@ pub struct SelectNumberParams {
     pub callback: CallbackId,
     /// One of the callback's numbers (or its label).
     pub number: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateParams {
+    pub callback: CallbackId,
+    /// The reason for the call, as the agent now understands it.
+    pub reason: Option<String>,
+    pub notes: Option<String>,
+    /// Replaces the free-form context.
+    pub context: Option<Value>,
+}
+
+impl UpdateParams {
+    pub fn edit(self) -> CardEdit {
+        CardEdit { reason: self.reason, notes: self.notes, context: self.context }
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -60,8 +78,16 @@ impl TransferParams {
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleParams {
-    /// The customer's number (or a SIP URI).
-    pub number: String,
+    /// The customer's number (or a SIP URI): the one dialled. Optional
+    /// when `numbers` or `from_call` give one.
+    pub number: Option<String>,
+    /// More numbers, with labels (an alternate, the office...), after `number`.
+    pub numbers: Option<Vec<CustomerNumber>>,
+    /// For the agent who will call: what to do, what was promised.
+    pub instructions: Option<String>,
+    /// Scheduled from this live call: its callback's customer, queue,
+    /// reason and numbers (or else the call's own party) fill what is not given.
+    pub from_call: Option<CallId>,
     /// RFC 3339 with the customer's offset (`2026-11-23T09:30:00-05:00`),
     /// or a local date-time (`2026-11-23T09:30`) with `tz`.
     pub at: String,
@@ -87,6 +113,10 @@ pub struct RescheduleParams {
     pub tz: Option<String>,
     /// New notes; the earlier ones stay when absent.
     pub notes: Option<String>,
+    /// New instructions for the agent who will call; the earlier ones stay when absent.
+    pub instructions: Option<String>,
+    /// Dial this number from now on (added to the callback's numbers if new).
+    pub number: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]
@@ -112,6 +142,11 @@ pub struct HistoryParams {
     pub limit: Option<usize>,
     /// Only `call` or only `callback` records; both by default.
     pub kind: Option<crate::store::RecordKind>,
+    /// A contact's interactions: callbacks for this customer (name, any
+    /// case) and the calls their attempts made.
+    pub customer: Option<String>,
+    /// A contact's interactions: callbacks listing this number, calls to or from it.
+    pub number: Option<String>,
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

@@ -27,8 +27,10 @@ use crate::call::phone::CallSummary;
 use crate::call::{CallId, Countdown, RejectReason};
 use crate::config::{AgentState, Transport};
 pub use crate::media::dtmf::DtmfVia;
+pub use crate::media::level::Levels;
 pub use crate::media::report::QualityEvent;
 use crate::media::stream::MediaStats;
+pub use crate::media_io::Gains;
 
 /// Event topics a client may subscribe to (PROTOCOL.md); the default is all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -94,6 +96,16 @@ pub struct DialParams {
     pub to: String,
     /// The account to call from; the first configured one when absent.
     pub account: Option<String>,
+}
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FlagParams {
+    pub call: CallId,
+    /// 1-32 of a-z and `_`: `escalate`, say.
+    pub flag: String,
+    /// False takes the flag off; true by default.
+    pub on: Option<bool>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -225,6 +237,15 @@ pub struct AudioSelectParams {
     pub output: Option<String>,
 }
 
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AudioVolumeParams {
+    /// Microphone gain, 0.0 (silent) to 2.0 (+6 dB); unchanged when absent.
+    pub input: Option<f32>,
+    /// Speaker gain, 0.0 to 2.0; unchanged when absent.
+    pub output: Option<f32>,
+}
+
 /// `audio.devices`: what the sound system offers, and what is in use.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct AudioDevicesResult {
@@ -270,6 +291,8 @@ pub mod event {
     pub const CALL_DTMF: &str = "call.dtmf";
     pub const CALL_QUALITY: &str = "call.quality";
     pub const AUDIO_DEVICE: &str = "audio.device";
+    /// Microphone and speaker levels (dBFS, after the gains), every 240 ms during calls.
+    pub const AUDIO_LEVEL: &str = "audio.level";
     pub const REGISTRATION_STATE: &str = "registration.state";
     pub const AGENT_STATE: &str = "agent.state";
     pub const CALLBACK_STATE: &str = "callback.state";

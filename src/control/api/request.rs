@@ -118,6 +118,9 @@ methods! {
     CALL_DTMF "call.dtmf" => CallDtmf(DtmfParams) -> Empty,
         "Send keys: RFC 4733 events when negotiated, else SIP INFO (application/dtmf-relay).",
         example {"call": "7f3a-1", "digits": "12#"} => {};
+    CALL_FLAG "call.flag" => CallFlag(FlagParams) -> Empty,
+        "Mark a live call for its history record (e.g. escalate, as the flag icon of the vendors' desktops); on: false takes it off. The record's flags list them.",
+        example {"call": "7f3a-1", "flag": "escalate"} => {};
     CALL_STATS "call.stats" => CallStats(CallParams) -> CallStatsResult,
         "RTP/RTCP figures of a call: packets, loss, jitter, RTT, jitter buffer, MOS estimate.";
     AUDIO_DEVICES "audio.devices" => AudioDevices(NoParams) -> AudioDevicesResult,
@@ -125,6 +128,9 @@ methods! {
     AUDIO_SELECT "audio.select" => AudioSelect(AudioSelectParams) -> Empty,
         "Switch input and/or output device, also mid-call; the outcome comes as audio.device.",
         example {"input": "USB Headset"} => {};
+    AUDIO_VOLUME "audio.volume" => AudioVolume(AudioVolumeParams) -> Gains,
+        "The agent's microphone and speaker gain (0.0-2.0, 1.0 as is), also mid-call; answers both as now set. audio.level events carry the levels for a meter.",
+        example {"output": 1.5} => {"input": 1.0, "output": 1.5};
     ACCOUNT_LIST "account.list" => AccountList(NoParams) -> AccountListResult,
         "The configured accounts and their registration state (never a password).";
     ACCOUNT_REGISTER "account.register" => AccountRegister(AccountParams) -> Empty,
@@ -181,6 +187,9 @@ methods! {
         "Stop the running countdown (dial or wrap-up): the agent continues by hand.";
     CALLBACK_CLOSE "callback.close" => CallbackClose(CallbackParams) -> Empty,
         "Close callback from preview, before or after unanswered attempts (closed: closed_by_agent).";
+    CALLBACK_UPDATE "callback.update" => CallbackUpdate(UpdateParams) -> Empty,
+        "Edit the context card (reason for the call, notes, context) before and during the callback, wrap-up included; what is given replaces what was.",
+        example {"callback": "cb-51c0e2d93a7b4f18", "reason": "Invoice 4411 charged twice", "notes": "Prefers email follow-up"} => {};
     CALLBACK_WRAPUP "callback.wrapup" => CallbackWrapup(WrapupParams) -> Empty,
         "Submit the wrap-up (reason, notes, disposition) and close (closed: completed).";
     CALLBACK_TRANSFER "callback.transfer" => CallbackTransfer(TransferParams) -> Empty,
