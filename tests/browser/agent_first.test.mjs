@@ -118,6 +118,27 @@ test('offer → Accept → countdown → automatic dial → sipp answers; mute a
   await page.getByRole('button', { name: 'Unmute', exact: true }).click();
   await page.getByRole('button', { name: 'Mute', exact: true }).waitFor();
 
+  // Mic volume to half (audio.volume): what the customer is sent halves;
+  // the meter (audio.level) moves.
+  await page.getByLabel('Mic volume').fill('50');
+  await page.waitForFunction(() => window.workspace.store.audio?.volume?.input === 0.5);
+  const halvedAt = Date.now() / 1000;
+  assert.ok(await page.locator('#meter-fill').evaluate((e) => parseFloat(e.style.width) > 20), 'the microphone meter moves');
+  await sleep(1000);
+  const holdClicked = Date.now() / 1000;
+
+  // Escalate (call.flag) and a corrected reason for the call (callback.update).
+  await page.getByRole('button', { name: 'Escalate' }).click();
+  await page.getByRole('button', { name: 'Escalated' }).waitFor();
+  await page.locator('#ctx-reason').fill('Invoice 4711 charged twice, refund promised');
+  await page.locator('#ctx-notes').fill('Customer calm; prefers email');
+  await page.locator('#context-card').getByRole('button', { name: 'Save' }).click();
+  await page.getByText('Context saved').waitFor();
+  const { callbacks } = await daemon.rpc.call('callback.list', {});
+  const edited = callbacks.find((c) => c.callback === callback);
+  assert.equal(edited.reason, 'Invoice 4711 charged twice, refund promised');
+  assert.equal(edited.notes, 'Customer calm; prefers email');
+
   // Hold: sipp receives a re-INVITE whose offer is sendonly.
   await page.getByRole('button', { name: 'Hold', exact: true }).click();
   await page.locator('.call-card[data-state="held"]').waitFor();
@@ -169,6 +190,9 @@ test('offer → Accept → countdown → automatic dial → sipp answers; mute a
   console.log(`440 Hz on the wire: ${talk.toFixed(0)} before mute (${talking.length} samples), ${quiet.toFixed(0)} while muted (${muted.length} samples)`);
   assert.ok(talking.length >= 4000 && talk > PRESENT, `the customer heard the agent before mute: ${talk}`);
   assert.ok(muted.length >= 4000 && quiet < ABSENT, `silence while muted: ${quiet}`);
+  const half = toneAmplitude(window(packets, halvedAt + 0.3, holdClicked - 0.1), 8000, 440);
+  console.log(`440 Hz on the wire at mic volume 50%: ${half.toFixed(0)}`);
+  assert.ok(half > 0.4 * talk && half < 0.6 * talk, `half the level at 50%: ${half} of ${talk}`);
 
   // The recording is on disk, closed, with its sidecar.
   const file = await saved.getAttribute('title');
@@ -190,6 +214,9 @@ test('offer → Accept → countdown → automatic dial → sipp answers; mute a
   const history = await daemon.rpc.call('history.list', { kind: 'callback', limit: 5 });
   const stored = history.entries.find((e) => e.callback === callback);
   assert.equal(stored.wrapup.notes, 'Refunded the duplicate charge');
+  assert.equal(stored.reason, 'Invoice 4711 charged twice, refund promised', 'the corrected reason is kept');
+  const calls = await daemon.rpc.call('history.list', { kind: 'call', limit: 5 });
+  assert.ok(calls.entries.some((e) => (e.flags || []).includes('escalate')), `the call record carries the flag: ${JSON.stringify(calls.entries.map((e) => e.flags))}`);
   assert.ok(stored.preview_ms >= COUNTDOWN_MS && stored.preview_ms < COUNTDOWN_MS + 600, `preview ${stored.preview_ms} ms`);
   await shot(page, NAME, '07-history');
   assert.deepEqual(page.problems, []);

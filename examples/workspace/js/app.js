@@ -59,6 +59,8 @@ const ctx = {
   async refreshDevices() {
     try {
       store.audio = await ctx.call('audio.devices', {});
+      // Asked with nothing, audio.volume answers the gains as they stand.
+      if (ctx.has('audio.volume')) store.audio.volume = await ctx.call('audio.volume', {});
       store.changed('audio');
     } catch (error) {
       if (error.code !== REFUSED) toast(`Devices: ${error.message}`, 'error');

@@ -30,6 +30,7 @@ export function mountCalls(el, ctx) {
       calls.map((c) => [store.quality.get(c.call), store.recordings.get(c.call), drafts.get(c.call)]),
       store.selectedCall,
       store.saved.length,
+      store.flags ? [...store.flags] : null,
     ]);
     if (signature === last) return;
     last = signature;
@@ -85,6 +86,9 @@ function callCard(call, calls, ctx, drafts, redraw) {
       h('button', { type: 'button', class: 'ctl', disabled: !answered || !!call.consult || call.conference,
         'aria-expanded': String(draft.transferOpen), onclick: (e) => { e.stopPropagation(); draft.transferOpen = !draft.transferOpen; redraw(); } },
         icon('transfer'), 'Transfer'),
+      flagButton(call, ctx),
+      h('button', { type: 'button', class: 'ctl', disabled: !answered || !ctx.allows('callback.schedule'), title: 'Book a callback from this call',
+        onclick: (e) => { e.stopPropagation(); store.scheduleFromCall = call.call; store.changed('schedule'); } }, icon('callback'), 'Schedule'),
       h('button', { type: 'button', class: 'ctl hangup', disabled: !ctx.allows('call.hangup'), onclick: run('call.hangup') },
         icon('hangup'), 'Hang up')),
     draft.transferOpen && answered && !call.consult ? transferPanel(call, ctx, draft, redraw) : null,
@@ -94,6 +98,23 @@ function callCard(call, calls, ctx, drafts, redraw) {
 function toggle(label, on, disabled, onclick, glyph) {
   return h('button', { type: 'button', class: `ctl ${on ? 'on' : ''}`, 'aria-pressed': String(on), disabled, onclick },
     icon(glyph), label);
+}
+
+/**
+ * Escalate: ServiceNow's flag icon. The flag goes on the call's history
+ * record (`call.flag`); live calls do not report flags, so the button
+ * shows what this page last set.
+ */
+function flagButton(call, ctx) {
+  const flags = ctx.store.flags || (ctx.store.flags = new Map());
+  const on = flags.get(call.call) === true;
+  return h('button', { type: 'button', class: `ctl ${on ? 'on flagged' : ''}`, 'aria-pressed': String(on), disabled: !ctx.allows('call.flag'),
+    title: on ? 'Escalated: click to take the flag off' : 'Flag this call for escalation',
+    onclick: (e) => act(e.currentTarget, async () => {
+      await ctx.call('call.flag', { call: call.call, flag: 'escalate', on: !on });
+      flags.set(call.call, !on);
+      ctx.store.changed('flag');
+    }) }, icon('flag'), on ? 'Escalated' : 'Escalate');
 }
 
 /** Record, then Pause / Resume and Stop; the file is saved when the call ends. */

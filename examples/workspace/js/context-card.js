@@ -15,6 +15,27 @@ export function mountContextCard(el, ctx) {
   const drafts = new Map();
   let last = '';
 
+  // The contact's recent interactions (history.list by customer), loaded
+  // once per callback shown: what an agent glances at before dialling.
+  const recentBox = h('div', { class: 'recent' });
+  let recentFor = null;
+  async function loadRecent(cb) {
+    if (recentFor === cb.callback || !cb.customer || !ctx.allows('history.list')) return;
+    recentFor = cb.callback;
+    fill(recentBox);
+    try {
+      const { entries } = await ctx.call('history.list', { customer: cb.customer, kind: 'callback', limit: 6 });
+      const earlier = entries.filter((e) => e.callback !== cb.callback).slice(0, 4);
+      fill(recentBox, h('h3', {}, 'Recent interactions'),
+        earlier.length ? h('ul', { class: 'recent-list' }, earlier.map((e) => h('li', {},
+          h('span', {}, localTime(e.closed_at || e.created_at)),
+          h('span', { class: 'muted' }, ` ${e.reason || e.queue || 'callback'} · ${e.closed || e.state}`))))
+          : h('p', { class: 'hint' }, 'None before this one.'));
+    } catch {
+      // An older daemon without the filter: the card simply has no list.
+    }
+  }
+
   return function render() {
     const cb = store.focused() || [...store.callbacks.values()].find((c) => c.state === 'offered' && c.call);
     const editable = ctx.has('callback.update');
@@ -27,13 +48,14 @@ export function mountContextCard(el, ctx) {
     }
     let draft = drafts.get(cb.callback);
     if (!draft) {
-      draft = { reason: cb.reason || '', notes: cb.notes ?? cb.schedule?.notes ?? '', dirty: false };
+      draft = { reason: cb.reason || '', notes: cb.notes ?? '', dirty: false };
       drafts.set(cb.callback, draft);
     } else if (!draft.dirty) {
       draft.reason = cb.reason || '';
-      draft.notes = cb.notes ?? cb.schedule?.notes ?? '';
+      draft.notes = cb.notes ?? '';
     }
-    const open = cb.state !== 'wrapup';
+    // Editable before and during the callback, wrap-up included.
+    const open = true;
     const reason = h('input', { id: 'ctx-reason', value: draft.reason, readOnly: !editable || !open, 'aria-label': 'Reason for the call',
       oninput: (e) => { draft.reason = e.currentTarget.value; draft.dirty = true; } });
     const notes = h('textarea', { id: 'ctx-notes', rows: 3, readOnly: !editable || !open, 'aria-label': 'Notes', placeholder: editable ? 'Notes for this callback' : '' });
@@ -62,8 +84,11 @@ export function mountContextCard(el, ctx) {
         h('label', { for: 'ctx-reason' }, 'Reason for the call'), reason,
         h('label', { for: 'ctx-notes' }, 'Notes'), notes,
         editable ? h('div', { class: 'row end' }, save)
-          : h('p', { class: 'hint' }, ctx.features.has('callback.update') ? 'This workspace may not edit callbacks.' : 'Editing needs a softphoned with callback.update.')));
+          : h('p', { class: 'hint' }, ctx.features.has('callback.update') ? 'This workspace may not edit callbacks.' : 'Editing needs a softphoned with callback.update.')),
+      recentBox);
+    loadRecent(cb);
   };
+
 }
 
 function initials(name) {

@@ -2,8 +2,9 @@
 // never touches getUserMedia): `audio.devices` lists what the system
 // offers, `audio.select` switches (also mid-call) and answers with an
 // `audio.device` event saying what is really in use, which may be a
-// fallback; `audio.volume` (gain 0.0–2.0, newer daemons) sets microphone
-// and speaker gain, and `audio.level` events, when sent, drive the meter.
+// fallback; `audio.volume` (gain 0.0–2.0) sets microphone and speaker
+// gain (called with nothing, it tells the gains now set), and
+// `audio.level` events (dBFS) drive the microphone meter.
 // A daemon running on a tone, a WAV file or null says so here instead of
 // pretending to have a headset.
 
@@ -21,13 +22,18 @@ export function mountDevices(el, ctx, summary) {
   const { store } = ctx;
   const gains = { input: 1, output: 1 };
   let timer = null;
+  let pending = false;
   let last = '';
 
   function sendVolume() {
     clearTimeout(timer);
+    pending = true;
     // A slider fires many input events: send the value it settles on.
     timer = setTimeout(() => {
-      ctx.call('audio.volume', { input: gains.input, output: gains.output }).catch((e) => toast(`Volume: ${e.message}`, 'error'));
+      ctx.call('audio.volume', { input: gains.input, output: gains.output })
+        .then((now) => { if (store.audio) store.audio.volume = now; })
+        .catch((e) => toast(`Volume: ${e.message}`, 'error'))
+        .finally(() => { pending = false; });
     }, 150);
   }
 
@@ -51,7 +57,6 @@ export function mountDevices(el, ctx, summary) {
   return function render() {
     const audio = store.audio;
     const inUse = audio?.in_use;
-    if (audio?.volume) Object.assign(gains, audio.volume);
     const signature = JSON.stringify([audio, ctx.has('audio.volume'), store.lastAudioChange]);
     if (summary) {
       const real = inUse && inUse.source.kind === 'device' && inUse.sink.kind === 'device';
@@ -60,6 +65,8 @@ export function mountDevices(el, ctx, summary) {
     }
     if (signature !== last) {
       last = signature;
+      // The daemon's gains, unless the agent is moving a slider right now.
+      if (audio?.volume && !pending) Object.assign(gains, audio.volume);
       fill(el,
         h('h2', {}, 'Headset'),
         audio ? [picker('input', audio.inputs || [], inUse?.source.device), picker('output', audio.outputs || [], inUse?.sink.device)] : h('p', { class: 'empty' }, 'Loading devices…'),
@@ -71,11 +78,12 @@ export function mountDevices(el, ctx, summary) {
         ctx.has('audio.volume') ? null : h('p', { class: 'hint' }, 'Volume needs a softphoned with audio.volume.'),
         store.lastAudioChange?.change === 'select_failed' ? h('p', { class: 'hint warn-text' }, `Could not switch: ${store.lastAudioChange.error || 'device refused'}`) : null);
     }
-    // The meter moves on every audio.level without a redraw.
+    // The meter moves on every audio.level (dBFS, about four a second
+    // during a call) without a redraw: -60 dBFS empty, 0 dBFS full.
     const fillEl = el.querySelector('#meter-fill');
     if (fillEl && store.level) {
-      const level = store.level.input ?? store.level.level ?? 0;
-      fillEl.style.width = `${Math.max(0, Math.min(100, level * 100))}%`;
+      const dbfs = store.level.input_dbfs ?? -60;
+      fillEl.style.width = `${Math.max(0, Math.min(100, ((dbfs + 60) / 60) * 100))}%`;
     }
   };
 }

@@ -42,6 +42,7 @@ const ICONS = {
   callback: 'M4 12a8 8 0 1 0 3-6.2M4 4v5h5',
   incoming: 'M17 7L7 17M7 9v8h8',
   outgoing: 'M7 17L17 7M9 7h8v8',
+  flag: 'M5 21V4h11l-2 4 2 4H5',
   keypad: 'M6 5h.01M12 5h.01M18 5h.01M6 11h.01M12 11h.01M18 11h.01M6 17h.01M12 17h.01M18 17h.01',
 };
 

@@ -67,26 +67,36 @@ export function mountMyCallbacks(el, ctx) {
     const field = (key, label, attrs = {}) => [h('label', { for: `sch-${key}` }, label),
       h('input', { id: `sch-${key}`, value: f[key] || '', ...attrs, oninput: (e) => { f[key] = e.currentTarget.value; hint.textContent = preview(f); } })];
     const rescheduling = ui.form.mode === 'reschedule';
+    const fromCall = ui.form.fromCall;
     return h('form', { class: 'inline-form schedule-form', 'aria-label': rescheduling ? 'Reschedule callback' : 'Schedule callback',
       onsubmit: (e) => {
         e.preventDefault();
         act(e.submitter, async () => {
-          if (rescheduling) await ctx.call('callback.reschedule', { callback: ui.form.callback, at: f.at, tz: f.tz, notes: f.notes || null });
-          else await ctx.call('callback.schedule', { number: f.number, at: f.at, tz: f.tz, customer: f.customer || null, reason: f.reason || null, notes: f.notes || null });
+          const common = { at: f.at, tz: f.tz, notes: f.notes || null, instructions: f.instructions || null };
+          if (rescheduling) await ctx.call('callback.reschedule', { callback: ui.form.callback, ...common, number: f.alternate || null });
+          else {
+            await ctx.call('callback.schedule', {
+              ...common, number: f.number || null, customer: f.customer || null, reason: f.reason || null, from_call: fromCall || null,
+              numbers: f.alternate ? [{ label: 'alternate', number: f.alternate }] : null,
+            });
+          }
           toast(rescheduling ? 'Callback rescheduled' : 'Callback scheduled');
           ui.form = null;
           ui.tab = 'open';
           redraw();
         });
       } },
-      h('h3', {}, rescheduling ? `Reschedule ${f.customer || ''}` : 'Schedule a callback'),
-      rescheduling ? null : [field('customer', 'Customer'), field('number', 'Number', { required: true, placeholder: '5551000 or sip:…' })],
+      h('h3', {}, rescheduling ? `Reschedule ${f.customer || ''}` : fromCall ? 'Schedule a callback from this call' : 'Schedule a callback'),
+      fromCall ? h('p', { class: 'hint' }, "The customer, queue, reason and numbers come from the call; fill in what should change.") : null,
+      rescheduling ? null : [field('customer', 'Customer'), field('number', 'Number', fromCall ? { placeholder: 'the call\'s number' } : { required: true, placeholder: '5551000 or sip:…' })],
+      field('alternate', rescheduling ? 'Dial this number instead' : 'Alternate number', { placeholder: 'optional' }),
       field('at', "Customer's date and time", { type: 'datetime-local', required: true }),
       h('label', { for: 'sch-tz' }, "Customer's time zone"),
       zoneSelect('sch-tz', f.tz, (e) => { f.tz = e.currentTarget.value; hint.textContent = preview(f); }),
       hint,
       rescheduling ? null : field('reason', 'Reason'),
-      field('notes', 'Notes for the agent who calls'),
+      field('instructions', 'Instructions for the agent who calls', { placeholder: 'What to do, what was promised' }),
+      field('notes', 'Notes'),
       h('div', { class: 'row end' },
         h('button', { type: 'button', class: 'ghost small', onclick: () => { ui.form = null; redraw(); } }, 'Cancel'),
         h('button', { type: 'submit', class: 'primary small' }, rescheduling ? 'Reschedule' : 'Schedule')));
@@ -102,7 +112,7 @@ export function mountMyCallbacks(el, ctx) {
       h('div', { class: 'row' },
         !['scheduled', 'offered'].includes(cb.state) ? h('button', { type: 'button', class: 'ghost small', onclick: () => { store.focus = cb.callback; store.changed('focus'); } }, 'Open') : null,
         canReschedule ? h('button', { type: 'button', class: 'ghost small', disabled: !ctx.allows('callback.reschedule'), onclick: () => {
-          ui.form = { mode: 'reschedule', callback: cb.callback, fields: { customer: cb.customer, at: '', tz: cb.schedule?.tz || agentZone, notes: cb.schedule?.notes || '' } };
+          ui.form = { mode: 'reschedule', callback: cb.callback, fields: { customer: cb.customer, at: '', tz: cb.schedule?.tz || agentZone, notes: '', instructions: '', alternate: '' } };
           redraw();
         } }, 'Reschedule') : null,
         cb.state === 'scheduled' ? h('button', { type: 'button', class: 'danger-ghost small', disabled: !ctx.allows('callback.cancel'),
@@ -127,6 +137,12 @@ export function mountMyCallbacks(el, ctx) {
   }
 
   const render = () => {
+    // "Schedule" pressed on a live call: the form, filled from that call.
+    if (store.scheduleFromCall) {
+      ui.form = { mode: 'schedule', fromCall: store.scheduleFromCall, fields: { customer: '', number: '', at: '', tz: agentZone, reason: '', notes: '', instructions: '', alternate: '' } };
+      store.scheduleFromCall = null;
+      last = '';
+    }
     const open = [...store.callbacks.values()];
     const signature = JSON.stringify([ui.tab, !!ui.form, ui.form?.callback, open.map((c) => [c.callback, c.state, c.schedule, c.customer]), store.history]);
     if (signature === last) return;
@@ -139,7 +155,7 @@ export function mountMyCallbacks(el, ctx) {
       h('div', { class: 'panel-head' },
         h('h2', { id: 'mycb-title' }, 'My callbacks'),
         h('button', { type: 'button', class: 'small', disabled: !ctx.allows('callback.schedule'),
-          onclick: () => { ui.form = { mode: 'schedule', fields: { customer: '', number: '', at: '', tz: agentZone, reason: '', notes: '' } }; redraw(); } }, 'Schedule')),
+          onclick: () => { ui.form = { mode: 'schedule', fields: { customer: '', number: '', at: '', tz: agentZone, reason: '', notes: '', instructions: '', alternate: '' } }; redraw(); } }, 'Schedule')),
       ui.form ? scheduleForm(redraw) : null,
       h('div', { class: 'tabs', role: 'tablist' }, tab('open', 'Open', open.length || null), tab('history', 'History')),
       ui.tab === 'open'
