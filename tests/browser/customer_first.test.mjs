@@ -78,7 +78,24 @@ test('an inbound call shows "Accept (00:0N)" counting down with its context card
   assert.equal(stop.params.stopped, 'elapsed');
   await shot(page, NAME, '02-answered-with-context');
 
-  await sleep(500);
+  // Schedule a follow-up from the live call: customer and numbers come
+  // from the call's callback; the agent gives the customer's time and zone.
+  await page.locator(`.call-card[data-call="${call}"]`).getByRole('button', { name: 'Schedule' }).click();
+  const form = page.getByRole('form', { name: 'Schedule callback' });
+  await form.getByLabel("Customer's date and time").fill('2030-01-15T09:30');
+  await form.getByLabel("Customer's time zone").selectOption('Asia/Tokyo');
+  await form.getByLabel('Instructions for the agent who calls').fill('Confirm the new card arrived');
+  assert.match(await form.getByTestId('schedule-preview').innerText(), /2030-01-15 09:30 \(Asia\/Tokyo\)/);
+  await shot(page, NAME, '03-schedule-from-call');
+  await form.getByRole('button', { name: 'Schedule' }).click();
+  await form.waitFor({ state: 'detached' });
+  const { callbacks } = await daemon.rpc.call('callback.list', {});
+  const followUp = callbacks.find((c) => c.state === 'scheduled');
+  assert.equal(followUp.customer, 'Alan Turing', 'taken from the call');
+  assert.equal(followUp.schedule.due_at.replace(/(\.0+)?Z$/, 'Z'), '2030-01-15T00:30:00Z', '09:30 in Tokyo is 00:30 UTC');
+  assert.equal(followUp.schedule.instructions, 'Confirm the new card arrived');
+
+  await sleep(300);
   await page.locator(`.call-card[data-call="${call}"]`).getByRole('button', { name: 'Hang up' }).click();
   const log = await caller.expectSuccess();
   assert.match(log, /m=audio \d+ RTP\/AVP/, 'our answer had audio');
@@ -86,12 +103,57 @@ test('an inbound call shows "Accept (00:0N)" counting down with its context card
   const modal = page.getByRole('dialog', { name: 'Wrap-up' });
   await modal.waitFor();
   await modal.getByLabel('Reason').fill('Card unblocked');
-  await shot(page, NAME, '03-wrapup');
+  await shot(page, NAME, '04-wrapup');
   await modal.getByRole('button', { name: 'Submit & close' }).click();
   await modal.waitFor({ state: 'detached' });
   await page.getByRole('tab', { name: 'History' }).click();
   const entry = page.locator(`[data-testid="history-entry"][data-callback="${callback}"]`);
   await entry.waitFor();
   assert.match(await entry.innerText(), /Alan Turing[\s\S]*Completed[\s\S]*1 attempt \(answered\)/);
+  assert.deepEqual(page.problems, []);
+});
+
+test('My callbacks: Reschedule in the customer\'s time zone and Cancel; Not ready refuses a call, Ready takes it', { timeout: 60000 }, async () => {
+  // The follow-up booked from the call in the test before.
+  await page.getByRole('tab', { name: 'Open' }).click();
+  const row = page.locator('.cb-row').filter({ hasText: 'Alan Turing' });
+  await row.getByTestId('due').waitFor();
+  assert.match(await row.innerText(), /Due Tue 15 Jan 09:30 \(Asia\/Tokyo\)/);
+  assert.match(await row.innerText(), /Instructions: Confirm the new card arrived/);
+  await row.getByRole('button', { name: 'Reschedule' }).click();
+  const form = page.getByRole('form', { name: 'Reschedule callback' });
+  await form.getByLabel("Customer's date and time").fill('2030-01-16T18:45');
+  await form.getByLabel("Customer's time zone").selectOption('America/New_York');
+  await form.getByRole('button', { name: 'Reschedule' }).click();
+  await form.waitFor({ state: 'detached' });
+  await row.filter({ hasText: 'America/New_York' }).waitFor();
+  assert.match(await row.innerText(), /Due Wed 16 Jan 18:45 \(America\/New_York\)/);
+  const id = await row.getAttribute('data-callback');
+  const { callbacks } = await daemon.rpc.call('callback.list', {});
+  assert.equal(callbacks.find((c) => c.callback === id).schedule.due_at.replace(/(\.0+)?Z$/, 'Z'), '2030-01-16T23:45:00Z');
+  await shot(page, NAME, '05-rescheduled');
+  await row.getByRole('button', { name: 'Cancel' }).click();
+  await row.waitFor({ state: 'detached' });
+  const closed = await daemon.rpc.waitEvent((m, p) => m === 'callback.state' && p.callback === id && p.state === 'closed', 5000, 'the cancel');
+  assert.equal(closed.params.closed, 'cancelled');
+
+  // Not ready: a customer's call is refused without ringing (sipp sees the code).
+  await page.getByRole('button', { name: 'Not ready' }).click();
+  await page.locator('.seg.not_ready.on').waitFor();
+  assert.equal((await daemon.rpc.call('daemon.status', {})).agent_state, 'not_ready');
+  const refused = await Sipp.call(work, 'uac_call_rejected.xml', `127.0.0.1:${daemon.sipPort}`, 'agent');
+  const refusedLog = await refused.expectSuccess();
+  assert.match(refusedLog, /SIP\/2.0 4(80|86) /, 'sipp was refused while not ready');
+  await shot(page, NAME, '06-not-ready');
+  // Ready: the next call rings the agent again.
+  await page.getByRole('button', { name: 'Ready', exact: true }).click();
+  await page.locator('.seg.ready.on').waitFor();
+  const caller = await Sipp.call(work, 'uac_call_wait_bye.xml', `127.0.0.1:${daemon.sipPort}`, 'agent');
+  const notice = page.locator('article.inbound');
+  await notice.waitFor();
+  await notice.getByRole('button', { name: /^Accept/ }).click();
+  await page.locator('.call-card[data-state="connected"]').waitFor();
+  await page.getByRole('button', { name: 'Hang up' }).click();
+  await caller.expectSuccess();
   assert.deepEqual(page.problems, []);
 });

@@ -72,6 +72,7 @@ export function mountContextCard(el, ctx) {
         h('dt', {}, 'Queue'), h('dd', {}, cb.queue || '—'),
         h('dt', {}, 'Type'), h('dd', {}, cb.type === 'scheduled' ? `Scheduled${cb.schedule ? `, ${customerTime(cb.schedule)}` : ''}` : 'ASAP'),
         h('dt', {}, 'Created'), h('dd', {}, localTime(cb.created_at)),
+        cb.schedule?.instructions ? [h('dt', {}, 'Instructions'), h('dd', {}, cb.schedule.instructions)] : null,
         contextFacts(cb.context)),
       h('form', { class: 'ctx-form', onsubmit: (e) => {
         e.preventDefault();

@@ -108,7 +108,8 @@ export function mountMyCallbacks(el, ctx) {
       h('div', { class: 'grow' },
         h('div', { class: 'row-title' }, cb.customer || prettyNumber(cb.selected), h('span', { class: `state-chip ${cb.state}` }, STATE_WORDS[cb.state] || cb.state)),
         h('div', { class: 'card-sub' },
-          cb.schedule ? `Due ${customerTime(cb.schedule)} · ${localTime(cb.schedule.due_at)} yours` : `${cb.queue || 'Callback'} · offered ${localTime(cb.offered_at)}`)),
+          cb.schedule ? h('span', { 'data-testid': 'due' }, `Due ${customerTime(cb.schedule)} · ${localTime(cb.schedule.due_at)} yours`) : `${cb.queue || 'Callback'} · offered ${localTime(cb.offered_at)}`),
+        cb.schedule?.instructions ? h('div', { class: 'card-sub instructions' }, `Instructions: ${cb.schedule.instructions}`) : null),
       h('div', { class: 'row' },
         !['scheduled', 'offered'].includes(cb.state) ? h('button', { type: 'button', class: 'ghost small', onclick: () => { store.focus = cb.callback; store.changed('focus'); } }, 'Open') : null,
         canReschedule ? h('button', { type: 'button', class: 'ghost small', disabled: !ctx.allows('callback.reschedule'), onclick: () => {
