@@ -269,3 +269,36 @@ test('Retry after a busy customer, on the second number chosen in the drop-down'
   await shot(page, NAME, '10-history-two-attempts');
   assert.deepEqual(page.problems, []);
 });
+
+test('Cancel countdown, Transfer callback to a queue ("please wait…"), Cancel callback transfer, Close callback', { timeout: 60000 }, async () => {
+  const { callback } = await offer([{ label: 'mobile', number: 'sip:nobody@127.0.0.1:9' }], { customer: 'Katherine Johnson', countdown_ms: 30000 });
+  await page.locator(`article.offer[data-callback="${callback}"]`).getByRole('button', { name: 'Accept', exact: true }).click();
+  // The automatic countdown, stopped by the agent: nothing will dial by itself.
+  await page.getByTestId('dial-countdown').waitFor();
+  await page.getByRole('button', { name: 'Cancel countdown' }).click();
+  await page.getByTestId('dial-countdown').waitFor({ state: 'detached' });
+  const stopped = await daemon.rpc.waitEvent((m, p) => m === 'callback.countdown' && p.callback === callback && p.stopped, 3000, 'the countdown stop');
+  assert.equal(stopped.params.stopped, 'cancelled');
+
+  // Transfer callback to a queue: the banner until the contact center answers.
+  await page.getByRole('button', { name: 'Transfer callback' }).click();
+  const form = page.getByRole('form', { name: 'Transfer callback' });
+  await form.getByLabel('Queue name').fill('billing-tier2');
+  await form.getByRole('button', { name: 'Transfer', exact: true }).click();
+  await page.getByText('Transferring callback, please wait…').waitFor();
+  assert.equal(await page.getByTestId('callback-state').textContent(), 'Transferring');
+  const { callbacks } = await daemon.rpc.call('callback.list', {});
+  assert.deepEqual(callbacks.find((c) => c.callback === callback).transfer, { queue: 'billing-tier2' });
+  await shot(page, NAME, '11-transferring');
+  await page.getByRole('button', { name: 'Cancel callback transfer' }).click();
+  await page.getByText('Transferring callback, please wait…').waitFor({ state: 'detached' });
+  assert.equal(await page.getByTestId('callback-state').textContent(), 'Preview');
+
+  // Close callback without calling.
+  await page.getByRole('button', { name: 'Close callback' }).click();
+  const closed = await daemon.rpc.waitEvent((m, p) => m === 'callback.state' && p.callback === callback && p.state === 'closed', 3000, 'the close');
+  assert.equal(closed.params.closed, 'closed_by_agent');
+  assert.equal(closed.params.attempts.length, 0, 'nothing was dialled');
+  await page.getByText('No callback in progress.', { exact: false }).waitFor();
+  assert.deepEqual(page.problems, []);
+});

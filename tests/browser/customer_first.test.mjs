@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startDaemon } from './lib/daemon.mjs';
-import { Sipp, killPeers } from './lib/sipp.mjs';
+import { Sipp, Capture, killPeers, freePortPair, rtpEvents } from './lib/sipp.mjs';
 import { launch, servePage, openWorkspace, shot, waitConnected, layoutProblems } from './lib/browser.mjs';
 
 const NAME = 'customer-first';
@@ -42,7 +42,9 @@ after(async () => {
 });
 
 test('an inbound call shows "Accept (00:0N)" counting down with its context card, and is answered at zero', { timeout: 90000 }, async () => {
-  const caller = await Sipp.call(work, 'uac_call_wait_bye.xml', `127.0.0.1:${daemon.sipPort}`, 'agent');
+  const callerMedia = await freePortPair();
+  const caller = await Sipp.start(work, 'uac_call_wait_bye.xml', await freePortPair(), callerMedia, [`127.0.0.1:${daemon.sipPort}`, '-s', 'agent']);
+  const capture = await Capture.start(work, callerMedia);
   const incoming = await daemon.rpc.waitEvent((m, p) => m === 'call.state' && p.state === 'incoming', 10000, 'the incoming call');
   const call = incoming.params.call;
   // The contact center attaches the customer's context to the ringing call.
@@ -78,6 +80,11 @@ test('an inbound call shows "Accept (00:0N)" counting down with its context card
   assert.equal(stop.params.stopped, 'elapsed');
   await shot(page, NAME, '02-answered-with-context');
 
+  // The dialpad sends keys to the call: RFC 4733 events on the wire.
+  await page.getByRole('button', { name: 'Key 4' }).click();
+  await page.getByRole('button', { name: 'Key #' }).click();
+  assert.equal(await page.getByTestId('dtmf-sent').textContent(), '4#');
+
   // Schedule a follow-up from the live call: customer and numbers come
   // from the call's callback; the agent gives the customer's time and zone.
   await page.locator(`.call-card[data-call="${call}"]`).getByRole('button', { name: 'Schedule' }).click();
@@ -99,6 +106,8 @@ test('an inbound call shows "Accept (00:0N)" counting down with its context card
   await page.locator(`.call-card[data-call="${call}"]`).getByRole('button', { name: 'Hang up' }).click();
   const log = await caller.expectSuccess();
   assert.match(log, /m=audio \d+ RTP\/AVP/, 'our answer had audio');
+  await capture.stop();
+  assert.equal(rtpEvents(capture), '4#', 'the caller received the keys as RFC 4733 events');
   assert.ok(log.includes('BYE sip:'), 'sipp got our BYE');
   const modal = page.getByRole('dialog', { name: 'Wrap-up' });
   await modal.waitFor();

@@ -126,7 +126,7 @@ function actions(cb, ctx, draft, redraw) {
 
 function transferForm(cb, ctx, draft, redraw) {
   const input = h('input', { id: 'cb-transfer-target', value: draft.target, placeholder: draft.kind === 'queue' ? 'Queue, e.g. billing-tier2' : 'Agent, e.g. grace',
-    'aria-label': draft.kind === 'queue' ? 'Queue' : 'Agent', oninput: (e) => { draft.target = e.currentTarget.value; } });
+    'aria-label': draft.kind === 'queue' ? 'Queue name' : 'Agent name', oninput: (e) => { draft.target = e.currentTarget.value; } });
   const choose = (kind, label) => h('label', { class: 'radio' },
     h('input', { type: 'radio', name: 'cb-transfer-kind', value: kind, checked: draft.kind === kind, onchange: () => { draft.kind = kind; redraw(); } }), label);
   return h('form', { class: 'inline-form', 'aria-label': 'Transfer callback',

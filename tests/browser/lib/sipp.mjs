@@ -163,6 +163,19 @@ export class Capture {
   }
 }
 
+/** The RFC 4733 events in a stopped capture, as keys ("1", "#"), each once. */
+export function rtpEvents(capture) {
+  const out = spawnSync('tshark', ['-r', capture.file, '-d', `udp.port==${capture.port},rtp`, '-Y', 'rtpevent', '-T', 'fields', '-e', 'rtp.timestamp', '-e', 'rtpevent.event_id'],
+    { encoding: 'utf8' });
+  const keys = '0123456789*#ABCD';
+  const seen = new Map(); // one event per RTP timestamp (its packets repeat it)
+  for (const line of out.stdout.split('\n').filter(Boolean)) {
+    const [ts, id] = line.split('\t');
+    if (!seen.has(ts)) seen.set(ts, keys[Number(id)]);
+  }
+  return [...seen.values()].join('');
+}
+
 /** G.711 μ-law byte to a 16-bit sample. */
 export function ulaw(byte) {
   const u = ~byte & 0xff;
