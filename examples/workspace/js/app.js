@@ -5,13 +5,10 @@
 import { Bridge, UNKNOWN_METHOD, REFUSED } from './bridge.js';
 import { Store } from './store.js';
 import { h, fill, startTicker, syncCountdowns, toast, act } from './dom.js';
-import { mountInbox } from './inbox.js';
-import { mountCallbackActions } from './callback-actions.js';
-import { mountContextCard } from './context-card.js';
+import { mountInbox, mountWrapup } from './prompts.js';
+import { mountCallbackActions, mountContextCard } from './callback-actions.js';
 import { mountCalls } from './calls.js';
-import { mountDialpad } from './dialpad.js';
-import { mountDevices } from './devices.js';
-import { mountWrapup } from './wrapup.js';
+import { mountDialpad, mountDevices } from './phone.js';
 import { mountMyCallbacks } from './my-callbacks.js';
 
 const TOKEN_KEY = 'softphoned.bridge.token';
