@@ -2,7 +2,8 @@
 // agent dials the customer from the dialpad, opens Transfer → Consult to
 // a colleague (the customer is held: sendonly at sipp), then Merge calls
 // (the customer is resumed and, on the wire, hears the colleague's
-// 1 kHz along with the agent's 440 Hz), then hangs both up.
+// 1 kHz along with the agent's 440 Hz), then hangs both up. Meanwhile a
+// second tab and a reload of this one get the live calls first.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,13 +24,14 @@ let site;
 let daemon;
 let browser;
 let page;
+let token;
 
 before(async () => {
   work = mkdtempSync(join(tmpdir(), 'browser-consult-'));
   writeToneFile(work);
   site = await servePage();
   daemon = await startDaemon({ bridge: { origins: [site.url] }, extra: '[media]\ncodecs = ["pcmu"]' });
-  const { token } = await daemon.pair(site.url);
+  ({ token } = await daemon.pair(site.url));
   browser = await launch();
   page = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
   await waitConnected(page);
@@ -68,11 +70,22 @@ test('Consult a colleague, then Merge calls: the customer hears the colleague', 
   const consultingAt = Date.now() / 1000;
   await shot(page, NAME, '01-consulting');
   assert.deepEqual(await layoutProblems(page), []);
-  await sleep(1200);
+
+  // A second tab, and this tab reloaded, get the live calls first (the
+  // subscription's snapshot): the customer held, the consult connected.
+  const second = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
+  await waitConnected(second);
+  await second.locator(`.call-card[data-call="${customerCall}"][data-state="held"]`).getByLabel('Consult call').waitFor();
+  await second.close();
+  await page.reload();
+  await waitConnected(page);
+  await page.locator(`.call-card[data-call="${customerCall}"][data-state="held"]`).getByLabel('Consult call')
+    .getByTestId('consult-state').filter({ hasText: 'Connected' }).waitFor();
+  await sleep(300);
 
   // Merge calls: both in the conference, the customer resumed.
   const mergeClicked = Date.now() / 1000;
-  await consult.getByRole('button', { name: 'Merge calls' }).click();
+  await page.getByLabel('Consult call').getByRole('button', { name: 'Merge calls' }).click();
   await page.locator('.call-card .badge.conf').nth(1).waitFor();
   const reinvites = () => customer.log().split('INVITE sip:').slice(2);
   for (let i = 0; i < 100 && !reinvites().some((r) => r.includes('a=sendrecv')); i++) await sleep(50);
