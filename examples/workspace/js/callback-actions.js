@@ -242,7 +242,7 @@ export function mountContextCard(el, ctx) {
         h('label', { for: 'ctx-reason' }, 'Reason for the call'), reason,
         h('label', { for: 'ctx-notes' }, 'Notes'), notes,
         editable ? h('div', { class: 'row end' }, save)
-          : h('p', { class: 'hint' }, ctx.features.has('callback.update') ? 'This workspace may not edit callbacks.' : 'Editing needs a softphoned with callback.update.')),
+          : h('p', { class: 'hint' }, !ctx.allows('callback.update') ? 'This workspace may not edit callbacks.' : 'Editing needs a softphoned with callback.update.')),
       recentBox);
     loadRecent(cb);
   };

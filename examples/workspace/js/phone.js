@@ -144,7 +144,7 @@ export function mountDevices(el, ctx, summary) {
         slider('input', 'Mic'),
         slider('output', 'Speaker'),
         h('div', { class: 'meter', 'aria-label': 'Microphone level' }, h('div', { class: 'meter-fill', id: 'meter-fill' })),
-        ctx.has('audio.volume') ? null : h('p', { class: 'hint' }, 'Volume needs a softphoned with audio.volume.'),
+        ctx.has('audio.volume') ? null : h('p', { class: 'hint' }, ctx.allows('audio.volume') ? 'Volume needs a softphoned with audio.volume.' : 'This workspace may not change the volume.'),
         store.lastAudioChange?.change === 'select_failed' ? h('p', { class: 'hint warn-text' }, `Could not switch: ${store.lastAudioChange.error || 'device refused'}`) : null);
     }
     // The meter moves on every audio.level (dBFS, about four a second
