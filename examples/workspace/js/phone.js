@@ -18,10 +18,14 @@ export function mountDialpad(el, ctx) {
   const state = { number: '', sent: '' };
   let last = '';
 
-  /** The call keys go to: the selected one, else the one the agent talks on. */
+  /**
+   * The call keys go to: the one the agent selected, else the consult
+   * (during a consult the agent talks to the colleague, and the customer
+   * is being held), else the one answered call.
+   */
   function target() {
     const answered = store.liveCalls().filter((c) => c.state === 'connected');
-    return answered.find((c) => c.call === store.selectedCall) || answered[0] || null;
+    return answered.find((c) => c.call === store.selectedCall) || answered.find((c) => c.consult_for) || answered[0] || null;
   }
 
   async function press(key, button) {
