@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{broadcast, mpsc};
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request as Upgrade, Response};
@@ -47,6 +48,8 @@ const AUTH_WITHIN: Duration = Duration::from_secs(10);
 /// `IDLE` is closed.
 const PING_EVERY: Duration = Duration::from_secs(20);
 const IDLE: Duration = Duration::from_secs(60);
+/// How long a closing page may take to answer our Close.
+const CLOSING: Duration = Duration::from_secs(2);
 /// Pages open at once.
 const MAX_CONNECTIONS: usize = 64;
 
@@ -248,7 +251,18 @@ async fn authenticate(ws: &mut Socket, shared: &Shared, origin: &str) -> Result<
     Ok(pairing)
 }
 
+/// Close with 1008 and `why`, then let the page finish: our side is shut
+/// (FIN after the Close frame) and what the page still sends is read and
+/// dropped until it closes too or a moment has passed. Dropping the socket
+/// with a flood or an oversized frame unread would make the kernel reset
+/// it, and the page would see 1006 instead of our reason.
 async fn close(ws: &mut Socket, why: &'static str) {
     let frame = CloseFrame { code: CloseCode::Policy, reason: why.into() };
-    let _ = ws.close(Some(frame)).await;
+    if let Err(e) = ws.close(Some(frame)).await {
+        tracing::debug!(error = %e, "bridge close frame not sent");
+    }
+    let tcp = ws.get_mut();
+    let _ = tcp.shutdown().await;
+    let mut sink = [0u8; 4096];
+    let _ = tokio::time::timeout(CLOSING, async { while matches!(tcp.read(&mut sink).await, Ok(n) if n > 0) {} }).await;
 }
