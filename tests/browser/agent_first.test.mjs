@@ -8,13 +8,11 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, statSync, readFileSync, existsSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { statSync, readFileSync, existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startDaemon } from './lib/daemon.mjs';
-import { Sipp, Capture, killPeers, freePortPair, writeToneFile, toneAmplitude, window } from './lib/sipp.mjs';
-import { launch, servePage, openWorkspace, shot, waitConnected, layoutProblems } from './lib/browser.mjs';
+import { Sipp, Capture, freePortPair, toneAmplitude, window } from './lib/sipp.mjs';
+import { shot, layoutProblems } from './lib/browser.mjs';
+import { openDesk } from './lib/desk.mjs';
 
 const NAME = 'agent-first';
 const COUNTDOWN_MS = 4000;
@@ -23,32 +21,21 @@ const PRESENT = 3000;
 const ABSENT = 600;
 
 let work;
-let site;
 let daemon;
-let browser;
 let page;
 
+let desk;
+
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'browser-agent-first-'));
-  writeToneFile(work);
-  site = await servePage();
-  daemon = await startDaemon({
-    bridge: { origins: [site.url] },
+  desk = await openDesk('agent-first', {
+    tone: true,
     // PCMU only, so what the customer is sent decodes from the capture.
     extra: '[media]\ncodecs = ["pcmu"]\nquality_interval_ms = 1000\n[callback]\nno_answer_timeout_ms = 15000',
   });
-  const { token } = await daemon.pair(site.url);
-  browser = await launch();
-  page = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
-  await waitConnected(page);
+  ({ work, daemon, page } = desk);
 });
 
-after(async () => {
-  killPeers();
-  await browser?.close();
-  await daemon?.stop();
-  site?.server.close();
-});
+after(() => desk?.close());
 
 /** "00:03" -> 3 */
 function seconds(text) {

@@ -7,39 +7,26 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startDaemon } from './lib/daemon.mjs';
-import { Sipp, Capture, killPeers, freePortPair, rtpEvents } from './lib/sipp.mjs';
-import { launch, servePage, openWorkspace, shot, waitConnected, layoutProblems } from './lib/browser.mjs';
+import { Sipp, Capture, freePortPair, rtpEvents } from './lib/sipp.mjs';
+import { shot, layoutProblems } from './lib/browser.mjs';
+import { openDesk } from './lib/desk.mjs';
 
 const NAME = 'customer-first';
 const AUTO_ANSWER_MS = 5000;
 
 let work;
-let site;
 let daemon;
-let browser;
 let page;
 
+let desk;
+
 before(async () => {
-  work = mkdtempSync(join(tmpdir(), 'browser-customer-first-'));
-  site = await servePage();
-  daemon = await startDaemon({ bridge: { origins: [site.url] }, extra: `[agent]\nauto_answer_after_ms = ${AUTO_ANSWER_MS}` });
-  const { token } = await daemon.pair(site.url);
-  browser = await launch();
-  page = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
-  await waitConnected(page);
+  desk = await openDesk('customer-first', { extra: `[agent]\nauto_answer_after_ms = ${AUTO_ANSWER_MS}` });
+  ({ work, daemon, page } = desk);
 });
 
-after(async () => {
-  killPeers();
-  await browser?.close();
-  await daemon?.stop();
-  site?.server.close();
-});
+after(() => desk?.close());
 
 test('an inbound call shows "Accept (00:0N)" counting down with its context card, and is answered at zero', { timeout: 90000 }, async () => {
   const callerMedia = await freePortPair();
