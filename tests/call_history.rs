@@ -31,12 +31,21 @@ async fn every_ended_call_is_in_history_with_its_outcome() {
     ui.wait_event(WAIT, |e| is_call_state(e, &talked, "connected")).await.unwrap();
     // 60 packets of 20 ms: past the one second of talk asserted below, with margin.
     wait_call_counter(&mut ui, &talked, "packets_received", 60).await;
-    // The agent flags it for escalation; the open record says so at once.
+    // The agent flags it for escalation; the open record says so at once,
+    // and another tab sees each change and the flags in its call list.
+    let mut other_tab = daemon.client().await;
+    other_tab.call("events.subscribe", json!({"topics": ["call"]})).await.unwrap();
     ui.call("call.flag", json!({"call": talked, "flag": "escalate"})).await.unwrap();
     ui.call("call.flag", json!({"call": talked, "flag": "callback_due"})).await.unwrap();
     ui.call("call.flag", json!({"call": talked, "flag": "callback_due", "on": false})).await.unwrap();
     let open = ui.call("history.list", json!({"kind": "call"})).await.unwrap();
     assert_eq!(open["entries"][0]["flags"], json!(["escalate"]), "{open}");
+    for flags in [json!(["escalate"]), json!(["callback_due", "escalate"]), json!(["escalate"])] {
+        let seen = other_tab.wait_event(WAIT, |e| e["method"] == "call.flags").await.unwrap();
+        assert_eq!((&seen["params"]["call"], &seen["params"]["flags"]), (&json!(talked), &flags), "{seen}");
+    }
+    let listed = other_tab.call("call.list", json!({})).await.unwrap();
+    assert_eq!(listed["calls"][0]["flags"], json!(["escalate"]), "{listed}");
     let bad = ui.call("call.flag", json!({"call": talked, "flag": "Escalate now!"})).await.unwrap_err();
     assert!(bad.to_string().contains("flag"), "{bad}");
     ui.call("call.hangup", json!({"call": talked})).await.unwrap();

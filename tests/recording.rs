@@ -52,19 +52,36 @@ async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own
     let (peer, daemon, mut ui, call) = call_the_tone_peer(work.path(), ALWAYS).await;
     let again = ui.call("call.record.start", json!({"call": call})).await.unwrap_err();
     assert!(again.to_string().contains("already being recorded"), "{again}");
+    // Another tab, opened during the call, sees the recording in its snapshot
+    // and follows the pause, the resume and the stop as they happen.
+    let mut other_tab = daemon.client().await;
+    other_tab.call("events.subscribe", json!({"topics": ["call", "recording"]})).await.unwrap();
+    let listed = other_tab.wait_event(WAIT, |e| e["method"] == "call.state").await.unwrap();
+    assert_eq!(
+        (listed["params"]["call"].as_str(), listed["params"]["recording"]["state"].as_str()),
+        (Some(call.as_str()), Some("recording"))
+    );
+    let recording_state = |state: &'static str| {
+        let call = call.clone();
+        move |e: &Value| e["method"] == "recording.state" && e["params"]["call"] == call.as_str() && e["params"]["state"] == state
+    };
 
     wait_call_counter(&mut ui, &call, "packets_received", 60).await;
     ui.call("call.record.pause", json!({"call": call})).await.unwrap();
+    other_tab.wait_event(WAIT, recording_state("paused")).await.unwrap();
     let now = wait_call_counter(&mut ui, &call, "packets_received", 1).await;
     wait_call_counter(&mut ui, &call, "packets_received", now + 40).await;
     ui.call("call.record.resume", json!({"call": call})).await.unwrap();
+    other_tab.wait_event(WAIT, recording_state("recording")).await.unwrap();
     let now = wait_call_counter(&mut ui, &call, "packets_received", 1).await;
     wait_call_counter(&mut ui, &call, "packets_received", now + 60).await;
     ui.call("call.hangup", json!({"call": call})).await.unwrap();
+    let stopped = other_tab.wait_event(WAIT, recording_state("stopped")).await.unwrap();
     let saved = ui
         .wait_event(WAIT, |e| e["method"] == "recording.saved" && e["params"]["call"] == call.as_str())
         .await
         .unwrap();
+    assert_eq!(stopped["params"]["path"], saved["params"]["path"]);
     peer.expect_success().await;
 
     let path = std::path::PathBuf::from(saved["params"]["path"].as_str().unwrap());

@@ -10,7 +10,10 @@
 //
 // The Content-Security-Policy lets the page load only its own files and
 // open WebSockets only to loopback, so even an injected script could not
-// send the bridge token anywhere else.
+// send the bridge token anywhere else. The bridge's `[::1]` address cannot
+// be listed: CSP's host-source grammar has no IPv6 literals (Chromium
+// ignores such a source with a console error), so the page reaches a bridge
+// on `[::1]` through `localhost`.
 
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';

@@ -65,6 +65,16 @@ fn notifications() -> Vec<Notification> {
             params: schema::<CallbackCountdownEvent>,
         },
         Notification {
+            name: event::CALL_FLAGS,
+            summary: "A call's flags changed (call.flag): all of them now, so every tab shows the same marks.",
+            params: schema::<CallFlagsEvent>,
+        },
+        Notification {
+            name: event::RECORDING_STATE,
+            summary: "A recording started, paused, resumed or stopped (recording.saved follows a stop).",
+            params: schema::<RecordingStateEvent>,
+        },
+        Notification {
             name: event::RECORDING_SAVED,
             summary: "A recording is closed, synced and has its JSON sidecar (metadata, pauses, sha256).",
             params: schema::<RecordingSavedEvent>,

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 
 use super::{clock, Daemon};
 use crate::audio::device;
-use crate::call::phone::PhoneError;
+use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::{CallError, Command as CallCommand};
 use crate::callback::{CallbackError, Command as CallbackCommand, CustomerNumber, Offer, Wrapup};
 use crate::control::api::{
@@ -22,6 +22,7 @@ use crate::control::api::{
 use crate::control::rpc::{code, RpcError};
 use crate::desk::{Booking, Command, DeskError, Input, RecordAction, Reply};
 use crate::media::level::MAX_GAIN;
+use crate::media::stream::MediaStats;
 use crate::sip::registrar::RegCommand;
 use crate::store::HistoryQuery;
 
@@ -166,7 +167,10 @@ impl Daemon {
             .desk
             .calls()
             .into_iter()
-            .map(|summary| CallInfo { media: self.media.stats(&summary.call), summary })
+            .map(|summary| {
+                let media = self.media.stats(&summary.call);
+                self.call_info(summary, media)
+            })
             .collect();
         CallListResult { calls }
     }
@@ -175,7 +179,13 @@ impl Daemon {
         let summary = self.desk.call(call).ok_or_else(|| desk_error(PhoneError::UnknownCall(call.into()).into()))?;
         let media = self.media.stats(&summary.call);
         let quality = media.as_ref().map(|stats| QualityEvent::new(summary.call.clone(), stats));
-        Ok(CallStatsResult { call: CallInfo { media, summary }, quality })
+        Ok(CallStatsResult { call: self.call_info(summary, media), quality })
+    }
+
+    fn call_info(&self, summary: CallSummary, media: Option<MediaStats>) -> CallInfo {
+        let recording = self.desk.call_recording(&summary.call);
+        let flags = self.desk.call_flags(&summary.call);
+        CallInfo { summary, media, recording, flags }
     }
 
     /// `history.list`, answered by the store's thread (after every write

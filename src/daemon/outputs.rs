@@ -117,6 +117,12 @@ fn notification(desk_event: Event) -> Notification {
             Notification::new(event::CALLBACK_COUNTDOWN, &value(api::CallbackCountdownEvent { callback, countdown }))
         }
         Event::AgentState(state) => Notification::new(event::AGENT_STATE, &value(api::AgentStateParams { state })),
+        Event::CallFlags { call, flags } => {
+            Notification::new(event::CALL_FLAGS, &value(api::CallFlagsEvent { call, flags }))
+        }
+        Event::RecordingState { call, status } => {
+            Notification::new(event::RECORDING_STATE, &value(api::RecordingStateEvent { call, status }))
+        }
         Event::RecordingSaved { call, path, duration_ms } => {
             Notification::new(event::RECORDING_SAVED, &value(api::RecordingSavedEvent { call, path, duration_ms }))
         }

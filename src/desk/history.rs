@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use jiff::Timestamp;
 use serde_json::{json, Map, Value};
 
-use super::vocabulary::{DeskError, Output, Reply};
+use super::vocabulary::{DeskError, Event, Output, Reply};
 use super::Desk;
 use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
@@ -105,11 +105,18 @@ impl Desk {
         } else {
             log.flags.remove(&flag);
         }
+        let flags = log.flags.iter().cloned().collect();
         if log.was_answered() && log.ended.is_none() {
             let record = log.record(None);
             self.emit(Output::Store(record));
         }
+        self.emit(Output::Event(Event::CallFlags { call: call.into(), flags }));
         Ok(Reply::Done)
+    }
+
+    /// The agent's flags on a live call, in name order.
+    pub fn call_flags(&self, call: &str) -> Vec<String> {
+        self.call_log.get(call).map(|log| log.flags.iter().cloned().collect()).unwrap_or_default()
     }
 
     /// The call's media has stopped: an ended call's record is complete.

@@ -180,6 +180,11 @@ impl Desk {
         self.phone.get(id).map(phone::summary)
     }
 
+    /// A live call's recording, while there is one.
+    pub fn call_recording(&self, id: &str) -> Option<crate::recording::RecordingStatus> {
+        self.recordings.get(id).map(recording::Recording::status)
+    }
+
     /// Open callbacks, oldest offer first.
     pub fn callbacks(&self) -> Vec<Callback> {
         self.callbacks.list()

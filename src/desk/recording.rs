@@ -14,11 +14,19 @@ use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
 use crate::media::codec::Codec;
 use crate::media::PCM_RATE;
-use crate::recording::{metadata, RecordingMode};
+use crate::recording::{metadata, RecordingMode, RecordingState, RecordingStatus};
 
 /// A call being recorded.
 pub(super) struct Recording {
     paused: bool,
+    path: PathBuf,
+}
+
+impl Recording {
+    pub(super) fn status(&self) -> RecordingStatus {
+        let state = if self.paused { RecordingState::Paused } else { RecordingState::Recording };
+        RecordingStatus { state, path: self.path.clone() }
+    }
 }
 
 impl Desk {
@@ -41,7 +49,9 @@ impl Desk {
         };
         if recording.paused != paused {
             recording.paused = paused;
+            let status = recording.status();
             self.emit(Output::Recorder(RecorderCommand::Pause { call: call.into(), paused }));
+            self.emit(Output::Event(Event::RecordingState { call: call.into(), status }));
         }
         Ok(Reply::Done)
     }
@@ -91,7 +101,9 @@ impl Desk {
         }));
         self.emit(Output::Media(MediaCommand::Record { call: call.clone(), rate: Some(rate) }));
         self.note_recording(&call, &path);
-        self.recordings.insert(call, Recording { paused: false });
+        let recording = Recording { paused: false, path: path.clone() };
+        self.emit(Output::Event(Event::RecordingState { call: call.clone(), status: recording.status() }));
+        self.recordings.insert(call, recording);
         Ok(path)
     }
 
@@ -109,9 +121,11 @@ impl Desk {
     }
 
     fn stop_recording(&mut self, call: &str, end: Map<String, serde_json::Value>) {
-        if self.recordings.remove(call).is_some() {
+        if let Some(recording) = self.recordings.remove(call) {
             self.emit(Output::Media(MediaCommand::Record { call: call.into(), rate: None }));
             self.emit(Output::Recorder(RecorderCommand::End { call: call.into(), metadata: end }));
+            let status = RecordingStatus { state: RecordingState::Stopped, path: recording.path };
+            self.emit(Output::Event(Event::RecordingState { call: call.into(), status }));
         }
     }
 
@@ -156,8 +170,10 @@ impl Desk {
                 self.emit(Output::Event(Event::RecordingSaved { call, path, duration_ms }))
             }
             RecorderReport::Failed { call, reason } => {
-                if self.recordings.remove(&call).is_some() {
+                if let Some(recording) = self.recordings.remove(&call) {
                     self.emit(Output::Media(MediaCommand::Record { call: call.clone(), rate: None }));
+                    let status = RecordingStatus { state: RecordingState::Stopped, path: recording.path };
+                    self.emit(Output::Event(Event::RecordingState { call: call.clone(), status }));
                 }
                 self.emit(Output::Event(Event::RecordingFailed { call, reason }));
             }

@@ -16,7 +16,7 @@ use crate::history::Record;
 use crate::media::dtmf::DtmfVia;
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
-use crate::recording::RecordingFormat;
+use crate::recording::{RecordingFormat, RecordingStatus};
 
 /// What the shell hands the desk.
 #[derive(Debug)]
@@ -268,6 +268,10 @@ pub enum Event {
     CallbackState(Box<Callback>),
     CallbackCountdown { callback: CallbackId, countdown: CountdownReport },
     AgentState(AgentState),
+    /// The agent's marks on a call changed (`call.flag`): all of them now.
+    CallFlags { call: CallId, flags: Vec<String> },
+    /// A recording started, paused, resumed or stopped.
+    RecordingState { call: CallId, status: RecordingStatus },
     RecordingSaved { call: CallId, path: PathBuf, duration_ms: u64 },
     RecordingFailed { call: CallId, reason: String },
 }

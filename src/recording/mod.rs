@@ -2,7 +2,28 @@
 //! (`recording.mode`), in what format, and the sidecar's fields. The files
 //! and the thread writing them are the recorder's (`crate::recorder`).
 
+use std::path::PathBuf;
+
 use serde::{Deserialize, Serialize};
+
+/// A live call's recording as the UI shows it: every tab, and a tab that
+/// reconnects, learns it from `recording.state` and `call.list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct RecordingStatus {
+    pub state: RecordingState,
+    /// The file being written (its sidecar appears beside it when it closes).
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordingState {
+    Recording,
+    /// Silence is written meanwhile, so the file keeps the call's timeline.
+    Paused,
+    /// Stopped by the agent or at the call's end; `recording.saved` follows.
+    Stopped,
+}
 
 /// A sidecar's fields from a `json!({...})` literal.
 pub fn metadata(fields: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {

@@ -30,7 +30,7 @@ export function mountCalls(el, ctx) {
       calls.map((c) => [store.quality.get(c.call), store.recordings.get(c.call), drafts.get(c.call)]),
       store.selectedCall,
       store.saved.length,
-      store.flags ? [...store.flags] : null,
+      [...store.flags],
     ]);
     if (signature === last) return;
     last = signature;
@@ -102,45 +102,33 @@ function toggle(label, on, disabled, onclick, glyph) {
 
 /**
  * Escalate: ServiceNow's flag icon. The flag goes on the call's history
- * record (`call.flag`); live calls do not report flags, so the button
- * shows what this page last set.
+ * record (`call.flag`); the button shows what the daemon says (`call.flags`),
+ * so every tab agrees.
  */
 function flagButton(call, ctx) {
-  const flags = ctx.store.flags || (ctx.store.flags = new Map());
-  const on = flags.get(call.call) === true;
+  const on = (ctx.store.flags.get(call.call) || []).includes('escalate');
   return h('button', { type: 'button', class: `ctl ${on ? 'on flagged' : ''}`, 'aria-pressed': String(on), disabled: !ctx.allows('call.flag'),
     title: on ? 'Escalated: click to take the flag off' : 'Flag this call for escalation',
-    onclick: (e) => act(e.currentTarget, async () => {
-      await ctx.call('call.flag', { call: call.call, flag: 'escalate', on: !on });
-      flags.set(call.call, !on);
-      ctx.store.changed('flag');
-    }) }, icon('flag'), on ? 'Escalated' : 'Escalate');
+    onclick: (e) => act(e.currentTarget, () => ctx.call('call.flag', { call: call.call, flag: 'escalate', on: !on })) },
+    icon('flag'), on ? 'Escalated' : 'Escalate');
 }
 
 /** Record, then Pause / Resume and Stop; the file is saved when the call ends. */
 function recordControls(call, answered, ctx) {
+  // What the daemon says (recording.state), never what this tab guesses.
   const rec = ctx.store.recordings.get(call.call);
-  const set = (state, extra = {}) => { ctx.store.recordings.set(call.call, { ...(ctx.store.recordings.get(call.call) || {}), state, ...extra }); ctx.store.changed('recording'); };
+  const send = (method) => (e) => act(e.currentTarget, () => ctx.call(method, { call: call.call }));
   if (!rec || !['recording', 'paused'].includes(rec.state)) {
     return h('button', { type: 'button', class: 'ctl', disabled: !answered || !ctx.allows('call.record.start'),
-      onclick: (e) => act(e.currentTarget, async () => {
-        const { path } = await ctx.call('call.record.start', { call: call.call });
-        set('recording', { path });
-      }) }, icon('rec', 'red'), 'Record');
+      onclick: send('call.record.start') }, icon('rec', 'red'), 'Record');
   }
   const paused = rec.state === 'paused';
+  const toggle = paused ? 'call.record.resume' : 'call.record.pause';
   return h('span', { class: 'rec-group' },
-    h('span', { class: `rec-status ${rec.state}`, 'data-testid': 'recording-status', title: rec.path || '' }, paused ? 'Paused' : 'Recording'),
-    h('button', { type: 'button', class: 'ctl small', disabled: !ctx.allows(paused ? 'call.record.resume' : 'call.record.pause'),
-      onclick: (e) => act(e.currentTarget, async () => {
-        await ctx.call(paused ? 'call.record.resume' : 'call.record.pause', { call: call.call });
-        set(paused ? 'recording' : 'paused');
-      }) }, paused ? 'Resume recording' : 'Pause recording'),
-    h('button', { type: 'button', class: 'ctl small', disabled: !ctx.allows('call.record.stop'),
-      onclick: (e) => act(e.currentTarget, async () => {
-        await ctx.call('call.record.stop', { call: call.call });
-        set('saving');
-      }) }, 'Stop'));
+    h('span', { class: `rec-status ${rec.state}`, 'data-testid': 'recording-status', title: rec.path || '', role: 'status' }, paused ? 'Paused' : 'Recording'),
+    h('button', { type: 'button', class: 'ctl small', disabled: !ctx.allows(toggle), onclick: send(toggle) },
+      paused ? 'Resume recording' : 'Pause recording'),
+    h('button', { type: 'button', class: 'ctl small', disabled: !ctx.allows('call.record.stop'), onclick: send('call.record.stop') }, 'Stop'));
 }
 
 /** Bars from the MOS estimate, with loss; the details in the tooltip. */

@@ -20,6 +20,7 @@ export class Store extends EventTarget {
     this.callbackCountdowns = new Map(); // callback id -> {kind, deadline, total}
     this.quality = new Map(); // call id -> last call.quality params
     this.recordings = new Map(); // call id -> {state, path, duration_ms, reason}
+    this.flags = new Map(); // call id -> the agent's flags on it (call.flags)
     this.saved = []; // recording.saved of this session, newest first
     this.history = [];
     this.agentState = null;
@@ -70,6 +71,7 @@ const HANDLERS = {
       this.calls.delete(p.call);
       this.callCountdowns.delete(p.call);
       this.quality.delete(p.call);
+      this.flags.delete(p.call);
       const rec = this.recordings.get(p.call);
       // The daemon saves the file when the call ends; recording.saved follows.
       if (rec && rec.state !== 'saved') rec.state = 'saving';
@@ -78,7 +80,15 @@ const HANDLERS = {
     // `since` (the page's clock) times the call from the answer on.
     const connected = ['connected', 'held', 'remote_held', 'transferring'].includes(p.state);
     const since = before && before.since ? before.since : connected ? performance.now() : null;
-    this.calls.set(p.call, { ...p, since });
+    // The snapshot after a (re)subscription carries the recording and the flags.
+    if (p.recording) this.recordings.set(p.call, { ...p.recording });
+    if (p.flags) this.flags.set(p.call, p.flags);
+    const { recording, flags, ...call } = p;
+    this.calls.set(p.call, { ...call, since });
+  },
+
+  'call.flags'(p) {
+    this.flags.set(p.call, p.flags);
   },
 
   'call.countdown'(p) {
@@ -113,6 +123,11 @@ const HANDLERS = {
       const total = old && old.kind === p.kind ? old.total : p.remaining_ms;
       this.callbackCountdowns.set(p.callback, { kind: p.kind, deadline: performance.now() + p.remaining_ms, total });
     }
+  },
+
+  'recording.state'(p) {
+    const state = p.state === 'stopped' ? 'saving' : p.state;
+    this.recordings.set(p.call, { state, path: p.path });
   },
 
   'recording.saved'(p) {

@@ -31,6 +31,7 @@ pub use crate::media::level::Levels;
 pub use crate::media::report::QualityEvent;
 use crate::media::stream::MediaStats;
 pub use crate::media_io::Gains;
+pub use crate::recording::{RecordingState, RecordingStatus};
 
 /// Event topics a client may subscribe to (PROTOCOL.md); the default is all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -201,6 +202,11 @@ pub struct CallInfo {
     /// RTP/RTCP counters and quality, once media flows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub media: Option<MediaStats>,
+    /// The recording, while there is one (`recording.state` tells changes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recording: Option<RecordingStatus>,
+    /// The agent's marks (`call.flag`; `call.flags` tells changes).
+    pub flags: Vec<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
@@ -297,6 +303,10 @@ pub mod event {
     pub const AGENT_STATE: &str = "agent.state";
     pub const CALLBACK_STATE: &str = "callback.state";
     pub const CALLBACK_COUNTDOWN: &str = "callback.countdown";
+    /// A call's flags changed: all of them now.
+    pub const CALL_FLAGS: &str = "call.flags";
+    /// A recording started, paused, resumed or stopped.
+    pub const RECORDING_STATE: &str = "recording.state";
     pub const RECORDING_SAVED: &str = "recording.saved";
     pub const RECORDING_FAILED: &str = "recording.failed";
     pub const EVENTS_OVERFLOW: &str = "events.overflow";

@@ -7,11 +7,27 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::call::CallId;
+use crate::recording::RecordingStatus;
 
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct RecordStartResult {
     /// The WAV being written (its `.json` sidecar appears beside it when it closes).
     pub path: PathBuf,
+}
+
+/// `recording.state`: started, paused, resumed or stopped.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct RecordingStateEvent {
+    pub call: CallId,
+    #[serde(flatten)]
+    pub status: RecordingStatus,
+}
+
+/// `call.flags`: the call's flags after a `call.flag`.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CallFlagsEvent {
+    pub call: CallId,
+    pub flags: Vec<String>,
 }
 
 /// `recording.saved`: the file is closed, synced, and has its sidecar.
