@@ -63,7 +63,9 @@ async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own
     );
     let recording_state = |state: &'static str| {
         let call = call.clone();
-        move |e: &Value| e["method"] == "recording.state" && e["params"]["call"] == call.as_str() && e["params"]["state"] == state
+        move |e: &Value| {
+            e["method"] == "recording.state" && e["params"]["call"] == call.as_str() && e["params"]["state"] == state
+        }
     };
 
     wait_call_counter(&mut ui, &call, "packets_received", 60).await;

@@ -22,7 +22,6 @@ use crate::control::api::{
 use crate::control::rpc::{code, RpcError};
 use crate::desk::{Booking, Command, DeskError, Input, RecordAction, Reply};
 use crate::media::level::MAX_GAIN;
-use crate::media::stream::MediaStats;
 use crate::sip::registrar::RegCommand;
 use crate::store::HistoryQuery;
 
@@ -42,8 +41,8 @@ impl Daemon {
                 let error = RpcError::new(code::INTERNAL_ERROR, "events.subscribe is answered by the control server");
                 return answer(reply_to, Err(error));
             }
-            Request::CallList(_) => return answer(reply_to, reply(self.call_list())),
-            Request::CallStats(p) => return answer(reply_to, self.call_stats(&p.call).and_then(reply)),
+            Request::CallList(_) => return self.call_list(reply_to),
+            Request::CallStats(p) => return self.call_stats(&p.call, reply_to),
             Request::AudioDevices(_) => {
                 // ALSA answers from its configuration: quick enough for the loop.
                 let devices = AudioDevicesResult { devices: device::list_devices(), in_use: self.audio_status.clone() };
@@ -162,30 +161,47 @@ impl Daemon {
         }
     }
 
-    fn call_list(&self) -> CallListResult {
-        let calls = self
-            .desk
-            .calls()
-            .into_iter()
-            .map(|summary| {
-                let media = self.media.stats(&summary.call);
-                self.call_info(summary, media)
-            })
-            .collect();
-        CallListResult { calls }
+    /// `call.list`: the desk's calls, with figures the media thread adds
+    /// between two ticks.
+    fn call_list(&self, reply_to: oneshot::Sender<Answer>) {
+        let calls: Vec<CallInfo> = self.desk.calls().into_iter().map(|summary| self.call_info(summary)).collect();
+        self.with_media_stats(calls, reply_to, |calls| reply(CallListResult { calls }));
     }
 
-    fn call_stats(&self, call: &str) -> Result<CallStatsResult, RpcError> {
-        let summary = self.desk.call(call).ok_or_else(|| desk_error(PhoneError::UnknownCall(call.into()).into()))?;
-        let media = self.media.stats(&summary.call);
-        let quality = media.as_ref().map(|stats| QualityEvent::new(summary.call.clone(), stats));
-        Ok(CallStatsResult { call: self.call_info(summary, media), quality })
+    fn call_stats(&self, call: &str, reply_to: oneshot::Sender<Answer>) {
+        let Some(summary) = self.desk.call(call) else {
+            return answer(reply_to, Err(desk_error(PhoneError::UnknownCall(call.into()).into())));
+        };
+        self.with_media_stats(vec![self.call_info(summary)], reply_to, |mut calls| {
+            let call = calls.pop().expect("one call asked, one answered");
+            let quality = call.media.as_ref().map(|stats| QualityEvent::new(call.summary.call.clone(), stats));
+            reply(CallStatsResult { call, quality })
+        });
     }
 
-    fn call_info(&self, summary: CallSummary, media: Option<MediaStats>) -> CallInfo {
+    /// Fill in the calls' media figures, then answer with `make`.
+    fn with_media_stats(
+        &self,
+        mut calls: Vec<CallInfo>,
+        reply_to: oneshot::Sender<Answer>,
+        make: impl FnOnce(Vec<CallInfo>) -> Answer + Send + 'static,
+    ) {
+        let (tx, rx) = oneshot::channel();
+        self.media.stats(calls.iter().map(|c| c.summary.call.clone()).collect(), tx);
+        tokio::spawn(async move {
+            // A media thread gone leaves the figures out, not the answer.
+            let stats = rx.await.unwrap_or_default();
+            for (call, stats) in calls.iter_mut().zip(stats) {
+                call.media = stats;
+            }
+            answer(reply_to, make(calls));
+        });
+    }
+
+    fn call_info(&self, summary: CallSummary) -> CallInfo {
         let recording = self.desk.call_recording(&summary.call);
         let flags = self.desk.call_flags(&summary.call);
-        CallInfo { summary, media, recording, flags }
+        CallInfo { summary, media: None, recording, flags }
     }
 
     /// `history.list`, answered by the store's thread (after every write

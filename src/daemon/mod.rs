@@ -28,17 +28,17 @@ use crate::audio::{AudioError, AudioStatus};
 use crate::callback::Now;
 use crate::config::{Config, ConfigError, Listen};
 use crate::control::server::{self, ControlRequest, Notification};
-use crate::desk::MediaReport;
 use crate::desk::{Desk, Input};
-use crate::media::codec::{FRAME_SAMPLES, PCM_RATE};
-use crate::media_io::{self, MediaEngine};
+use crate::media_io::{MediaAudio, MediaIo, MediaOut};
 use crate::sip::{SipAgent, SipConfig, SipError, SipEvent, TlsSettings};
 use crate::store::Store;
 use crate::timing::PreciseAlarm;
 use accounts::Accounts;
 
-/// The media tick: one frame of audio per call.
-const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
+/// How often the run loop looks after what has no event of its own: a
+/// sound card that vanished, a line a failed bind left missing. Seldom
+/// enough that an idle daemon stays asleep.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long shutdown waits for BYEs and CANCELs to be answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// Notifications buffered per subscriber before it is told it missed some.
@@ -156,7 +156,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     }
     let (recorder, recorder_reports) =
         crate::recorder::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
-    let (rtp_tx, rtp_rx) = mpsc::channel(4096);
+    let audio = MediaAudio { source: setup.source, sink: setup.sink, hold_music };
+    let (media, media_rx) = MediaIo::start(audio, listens[0].addr.ip(), config.media.clone(), recorder.clone())
+        .map_err(DaemonError::Thread)?;
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let now = clock();
     let mut daemon = Daemon {
@@ -165,17 +167,8 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         alarm: PreciseAlarm::start().map_err(DaemonError::Thread)?,
         alarm_set: None,
         store,
-        media: MediaEngine::new(
-            setup.source,
-            setup.sink,
-            hold_music,
-            listens[0].addr.ip(),
-            config.media.clone(),
-            rtp_tx,
-            recorder.clone(),
-        ),
+        media,
         recorder,
-        media_events: Vec::new(),
         audio_status: setup.status,
         audio_health: setup.health,
         audio_specs,
@@ -195,7 +188,13 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let run_loop = tokio::spawn(async move {
         daemon
             .run(
-                Inputs { control: control_rx, sip: sip_rx, rtp: rtp_rx, audio: audio_rx, recorder: recorder_reports },
+                Inputs {
+                    control: control_rx,
+                    sip: sip_rx,
+                    media: media_rx,
+                    audio: audio_rx,
+                    recorder: recorder_reports,
+                },
                 shutdown_loop,
             )
             .await;
@@ -214,7 +213,7 @@ fn clock() -> Now {
 struct Inputs {
     control: mpsc::Receiver<ControlRequest>,
     sip: mpsc::UnboundedReceiver<SipEvent>,
-    rtp: mpsc::Receiver<media_io::RtpIn>,
+    media: mpsc::UnboundedReceiver<MediaOut>,
     audio: mpsc::UnboundedReceiver<audio::Opened>,
     recorder: mpsc::UnboundedReceiver<crate::desk::RecorderReport>,
 }
@@ -233,9 +232,7 @@ struct Daemon {
     store: Store,
     sip: SipAgent,
     accounts: Accounts,
-    media: MediaEngine,
-    /// Reused between ticks so the tick does not allocate.
-    media_events: Vec<MediaReport>,
+    media: MediaIo,
     /// The recorder thread's handle.
     recorder: crate::recorder::Recorder,
     audio_status: AudioStatus,
@@ -253,10 +250,9 @@ struct Daemon {
 
 impl Daemon {
     async fn run(mut self, inputs: Inputs, shutdown: CancellationToken) {
-        let Inputs { mut control, mut sip, mut rtp, mut audio, mut recorder } = inputs;
-        let mut tick = tokio::time::interval(TICK);
-        // Burst: after a stall, catch up so the RTP clock keeps real time.
-        tick.set_missed_tick_behavior(MissedTickBehavior::Burst);
+        let Inputs { mut control, mut sip, mut media, mut audio, mut recorder } = inputs;
+        let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+        housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             let deadline = self.desk.poll_timeout();
             if deadline != self.alarm_set {
@@ -265,30 +261,15 @@ impl Daemon {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => {
-                    let now = clock();
-                    let mut events = std::mem::take(&mut self.media_events);
-                    self.media.tick(now.at, ntp(now.wall), &mut events);
-                    if let Some(levels) = self.media.take_levels() {
-                        self.publish(Notification::new(crate::control::api::event::AUDIO_LEVEL, &serde_json::json!(levels)));
-                    }
-                    self.on_media(&mut events, now);
-                    self.media_events = events;
-                    self.watch_audio(Instant::from_std(now.at));
+                _ = housekeeping.tick() => {
+                    self.watch_audio(Instant::now());
                     // Lines a failed bind left the desk without are tried again.
-                    self.carry_out(now);
+                    self.carry_out(clock());
                 }
                 Some(opened) = audio.recv() => self.on_audio_opened(opened, Instant::from_std(clock().at)),
                 _ = crate::timing::sleep_until(deadline.map(Instant::from_std)) => self.timeout(),
                 _ = self.alarm.rung() => self.timeout(),
-                Some(packet) = rtp.recv() => {
-                    let mut events = std::mem::take(&mut self.media_events);
-                    self.media.receive(packet, &mut events);
-                    if !events.is_empty() {
-                        self.on_media(&mut events, clock());
-                    }
-                    self.media_events = events;
-                }
+                Some(out) = media.recv() => self.on_media(out),
                 Some(event) = sip.recv() => self.on_sip(event),
                 Some(report) = recorder.recv() => {
                     self.feed(Input::Recorder(report), clock());
@@ -299,6 +280,11 @@ impl Daemon {
         let goodbyes = self.feed(Input::Shutdown, clock());
         if tokio::time::timeout(SHUTDOWN_GRACE, wait_all(goodbyes)).await.is_err() {
             tracing::warn!("some calls did not confirm their hangup before shutdown");
+        }
+        // The last calls' figures complete their records before the store closes.
+        self.media.flush().await;
+        while let Ok(out) = media.try_recv() {
+            self.on_media(out);
         }
         self.accounts.shutdown().await;
         // The store finishes every queued write before it lets go: off the runtime.
@@ -323,10 +309,16 @@ impl Daemon {
         self.feed(input, clock());
     }
 
-    /// What the media path saw, for the desk.
-    fn on_media(&mut self, reports: &mut Vec<MediaReport>, now: Now) {
-        for report in reports.drain(..) {
-            self.feed(Input::Media(report), now);
+    /// What the media thread saw: for the desk, or levels for the meters.
+    fn on_media(&mut self, out: MediaOut) {
+        match out {
+            MediaOut::Report(report) => {
+                self.feed(Input::Media(report), clock());
+            }
+            MediaOut::Levels(levels) => {
+                let event = crate::control::api::event::AUDIO_LEVEL;
+                self.publish(Notification::new(event, &serde_json::json!(levels)));
+            }
         }
     }
 
@@ -356,12 +348,6 @@ fn usable_dir(dir: &std::path::Path) -> std::io::Result<()> {
 /// `udp:127.0.0.1:5060`, as config and status write a listening point.
 pub fn listen_text(listen: &Listen) -> String {
     format!("{}:{}", listen.transport.as_str(), listen.addr)
-}
-
-/// The wall clock as a 64-bit NTP timestamp, for RTCP sender reports.
-fn ntp(wall: Timestamp) -> u64 {
-    let (seconds, nanos) = (wall.as_second().max(0) as u64, wall.subsec_nanosecond().max(0) as u32);
-    crate::media::rtcp::ntp_from_unix(seconds, nanos)
 }
 
 async fn wait_all(tasks: Vec<JoinHandle<()>>) {

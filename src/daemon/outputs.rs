@@ -10,7 +10,7 @@ use super::Daemon;
 use crate::callback::Now;
 use crate::control::api::{self, event};
 use crate::control::server::Notification;
-use crate::desk::{Event, Input, Line, MediaCommand, MediaReport, Output, RecorderCommand};
+use crate::desk::{Event, Input, Line, MediaCommand, Output, RecorderCommand};
 
 impl Daemon {
     /// Carry out every output the desk has, then refill its lines. Returns
@@ -21,7 +21,7 @@ impl Daemon {
             while let Some(output) = self.desk.poll_output() {
                 match output {
                     Output::Sip { call, action } => endings.extend(self.sip.execute(&call, action)),
-                    Output::Media(command) => self.media_command(command, now),
+                    Output::Media(command) => self.media_command(command),
                     Output::Recorder(command) => self.recorder_command(command),
                     Output::Event(event) => self.publish(notification(event)),
                     Output::Store(record) => self.store.save(record),
@@ -34,24 +34,14 @@ impl Daemon {
         }
     }
 
-    fn media_command(&mut self, command: MediaCommand, now: Now) {
+    fn media_command(&mut self, command: MediaCommand) {
         match command {
-            MediaCommand::Open { call, rtp } => self.media.open(&call, rtp, now.at),
-            MediaCommand::Start { call, negotiated } => self.media.start(&call, negotiated, now.at),
-            MediaCommand::Stop { call } => {
-                let stats = self.media.stats(&call).map(Box::new);
-                self.media.stop(&call);
-                if let Err(e) = self.desk.handle(Input::Media(MediaReport::Stopped { call, stats }), now) {
-                    tracing::warn!(error = %e, "media stop report refused");
-                }
-            }
+            MediaCommand::Open { call, rtp } => self.media.open(&call, rtp),
+            MediaCommand::Start { call, negotiated } => self.media.start_media(&call, negotiated),
+            MediaCommand::Stop { call } => self.media.stop(&call),
             MediaCommand::Release { rtp } => self.media.release(rtp),
             MediaCommand::Mute { call, muted } => self.media.set_muted(&call, muted),
-            MediaCommand::Dtmf { call, digits } => {
-                if let Err(e) = self.media.queue_dtmf(&call, &digits) {
-                    tracing::warn!(%call, error = %e, "keys not sent");
-                }
-            }
+            MediaCommand::Dtmf { call, digits } => self.media.queue_dtmf(&call, digits),
             MediaCommand::Conference { call, joined } => self.media.set_conference(&call, joined),
             MediaCommand::Record { call, rate } => self.media.set_recording(&call, rate),
         }

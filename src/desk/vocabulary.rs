@@ -262,18 +262,44 @@ pub enum RecorderCommand {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
     CallState(Box<CallSummary>),
-    CallCountdown { call: CallId, countdown: Countdown },
-    CallDtmf { call: CallId, digit: char, via: DtmfVia },
-    CallQuality { call: CallId, stats: Box<MediaStats> },
+    CallCountdown {
+        call: CallId,
+        countdown: Countdown,
+    },
+    CallDtmf {
+        call: CallId,
+        digit: char,
+        via: DtmfVia,
+    },
+    CallQuality {
+        call: CallId,
+        stats: Box<MediaStats>,
+    },
     CallbackState(Box<Callback>),
-    CallbackCountdown { callback: CallbackId, countdown: CountdownReport },
+    CallbackCountdown {
+        callback: CallbackId,
+        countdown: CountdownReport,
+    },
     AgentState(AgentState),
     /// The agent's marks on a call changed (`call.flag`): all of them now.
-    CallFlags { call: CallId, flags: Vec<String> },
+    CallFlags {
+        call: CallId,
+        flags: Vec<String>,
+    },
     /// A recording started, paused, resumed or stopped.
-    RecordingState { call: CallId, status: RecordingStatus },
-    RecordingSaved { call: CallId, path: PathBuf, duration_ms: u64 },
-    RecordingFailed { call: CallId, reason: String },
+    RecordingState {
+        call: CallId,
+        status: RecordingStatus,
+    },
+    RecordingSaved {
+        call: CallId,
+        path: PathBuf,
+        duration_ms: u64,
+    },
+    RecordingFailed {
+        call: CallId,
+        reason: String,
+    },
 }
 
 /// A command the desk refused.

@@ -1,0 +1,346 @@
+//! The `media` thread: it owns the media engine, every call's ports, the
+//! microphone, speaker, hold music and denoiser, and runs the 20 ms tick
+//! on its own, away from the tokio run loop, so a busy control socket, a
+//! large broadcast, SQLite or logging never delays a frame. Each tick it
+//! reads every port once (batched, with kernel arrival times), steps the
+//! engine and sends what it produced; between ticks it waits on its
+//! command queue with the tick's deadline as the timeout, so commands are
+//! carried out at once and ticks on time. With no media flowing it only
+//! waits: an idle daemon costs nothing here.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::socket::{ArrivalClock, MediaSocket, PortPair, Reader};
+use super::{Gains, MediaAudio, MediaOut};
+use crate::audio::{AudioSink, AudioSource, Denoiser};
+use crate::call::CallId;
+use crate::config::MediaConfig;
+use crate::desk::MediaReport;
+use crate::media::codec::{Frame, FRAME_SAMPLES, PCM_RATE};
+use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
+use crate::media::level::{apply_gain, LevelMeter};
+use crate::media::params::StreamParams;
+use crate::media::stream::MediaStats;
+use crate::recorder::Recorder;
+
+/// One frame of audio.
+const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
+/// RTCP comes every few seconds (and rtcp-mux on the RTP port): its own
+/// port is read every fifth tick, which halves the reads per call.
+const RTCP_READ_EVERY: u64 = 5;
+/// Behind by more than this (the machine was suspended, the thread starved),
+/// the tick starts afresh instead of bursting to catch up.
+const MAX_BEHIND: Duration = Duration::from_millis(200);
+/// The thread's timer slack: Linux's default 50 µs would add to every
+/// tick's wake-up; 10 µs keeps send pacing tight.
+const TIMER_SLACK_NS: libc::c_ulong = 10_000;
+
+/// What the run loop asks of the media thread.
+pub(super) enum Command {
+    /// A call takes its port pair; media may start on it.
+    Open {
+        call: CallId,
+        ports: Box<PortPair>,
+    },
+    Start {
+        call: CallId,
+        negotiated: Box<StreamParams>,
+    },
+    /// Close the call's media and report [`MediaReport::Stopped`].
+    Stop {
+        call: CallId,
+    },
+    Mute {
+        call: CallId,
+        muted: bool,
+    },
+    Record {
+        call: CallId,
+        rate: Option<u32>,
+    },
+    Conference {
+        call: CallId,
+        joined: bool,
+    },
+    Dtmf {
+        call: CallId,
+        digits: String,
+    },
+    Gains(Gains),
+    Audio {
+        source: Box<dyn AudioSource>,
+        sink: Box<dyn AudioSink>,
+    },
+    /// The figures of these calls, in order (`None`: no media).
+    Stats {
+        calls: Vec<CallId>,
+        reply: oneshot::Sender<Vec<Option<MediaStats>>>,
+    },
+    /// Answered once every command before it is carried out.
+    Flush(oneshot::Sender<()>),
+}
+
+/// A call's ports, under the engine's leg id.
+struct LegIo {
+    call: CallId,
+    ports: Box<PortPair>,
+}
+
+/// What the thread owns.
+pub(super) struct MediaThread {
+    engine: Engine,
+    legs: HashMap<CallId, LegId>,
+    io: HashMap<LegId, LegIo>,
+    source: Box<dyn AudioSource>,
+    sink: Box<dyn AudioSink>,
+    /// Played to a party we hold; silence without one.
+    hold_music: Option<Box<dyn AudioSource>>,
+    /// RNNoise on the microphone, when `media.noise_suppression` is on.
+    denoiser: Option<Box<Denoiser>>,
+    recorder: Recorder,
+    gains: Gains,
+    meter: LevelMeter,
+    out: mpsc::UnboundedSender<MediaOut>,
+    capture: Frame,
+    music: Frame,
+    ticks: u64,
+}
+
+impl MediaThread {
+    pub(super) fn new(
+        audio: MediaAudio,
+        config: &MediaConfig,
+        recorder: Recorder,
+        out: mpsc::UnboundedSender<MediaOut>,
+    ) -> MediaThread {
+        MediaThread {
+            engine: Engine::new(EngineConfig {
+                jitter_min_ms: config.jitter_min_ms,
+                jitter_max_ms: config.jitter_max_ms,
+                rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
+                dtmf_tone_ms: config.dtmf_tone_ms,
+                dtmf_gap_ms: config.dtmf_gap_ms,
+                media_timeout: Duration::from_millis(config.media_timeout_ms),
+                quality_interval: Duration::from_millis(config.quality_interval_ms),
+            }),
+            legs: HashMap::new(),
+            io: HashMap::new(),
+            source: audio.source,
+            sink: audio.sink,
+            hold_music: audio.hold_music,
+            denoiser: config.noise_suppression.then(Box::<Denoiser>::default),
+            recorder,
+            gains: Gains::default(),
+            meter: LevelMeter::default(),
+            out,
+            capture: [0; FRAME_SAMPLES],
+            music: [0; FRAME_SAMPLES],
+            ticks: 0,
+        }
+    }
+
+    pub(super) fn run(mut self, commands: Receiver<Command>) {
+        // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer and only
+        // changes this thread's timer slack.
+        unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS) };
+        let mut reader = Reader::default();
+        let mut next_tick: Option<Instant> = None;
+        loop {
+            let wait = next_tick.map_or(Duration::MAX, |at| at.saturating_duration_since(Instant::now()));
+            match commands.recv_timeout(wait) {
+                Ok(command) => self.handle(command),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            if !self.engine.is_active() {
+                next_tick = None;
+                continue;
+            }
+            let now = Instant::now();
+            let due = *next_tick.get_or_insert(now);
+            if now < due {
+                continue;
+            }
+            self.tick(now, &mut reader);
+            // A tick late by a little is caught up at once, so the RTP clock keeps real time.
+            next_tick = Some(if now - due > MAX_BEHIND { now + TICK } else { due + TICK });
+        }
+    }
+
+    fn handle(&mut self, command: Command) {
+        match command {
+            Command::Open { call, ports } => {
+                self.stop(&call);
+                let leg = self.engine.open(format!("{call}@softphoned"), Instant::now());
+                self.legs.insert(call.clone(), leg);
+                self.io.insert(leg, LegIo { call, ports });
+            }
+            Command::Start { call, negotiated } => {
+                let Some(&leg) = self.legs.get(&call) else { return };
+                let seeds = Seeds {
+                    ssrc: rand::random(),
+                    first_sequence: rand::random(),
+                    first_timestamp: rand::random(),
+                    rtcp_seed: rand::random(),
+                };
+                if let Err(e) = self.engine.start(leg, *negotiated, seeds, Instant::now()) {
+                    tracing::error!(%call, error = %e, "media could not start");
+                }
+            }
+            Command::Stop { call } => {
+                let stats = self.stop(&call).map(Box::new);
+                let _ = self.out.send(MediaOut::Report(MediaReport::Stopped { call, stats }));
+            }
+            Command::Mute { call, muted } => self.with_leg(&call, |engine, leg| engine.set_muted(leg, muted)),
+            Command::Record { call, rate } => self.with_leg(&call, |engine, leg| engine.set_recording(leg, rate)),
+            Command::Conference { call, joined } => {
+                self.with_leg(&call, |engine, leg| engine.set_conference(leg, joined))
+            }
+            Command::Dtmf { call, digits } => self.with_leg(&call, |engine, leg| {
+                if let Err(e) = engine.queue_dtmf(leg, &digits) {
+                    tracing::warn!(%call, error = %e, "keys not sent");
+                }
+            }),
+            Command::Gains(gains) => self.gains = gains,
+            Command::Audio { source, sink } => {
+                self.source = source;
+                self.sink = sink;
+            }
+            Command::Stats { calls, reply } => {
+                let stats = calls.iter().map(|call| self.engine.stats(*self.legs.get(call)?)).collect();
+                let _ = reply.send(stats);
+            }
+            Command::Flush(reply) => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn with_leg(&mut self, call: &CallId, change: impl FnOnce(&mut Engine, LegId)) {
+        if let Some(&leg) = self.legs.get(call) {
+            change(&mut self.engine, leg);
+        }
+    }
+
+    /// Close a call's media (and its ports); its last figures, if it had any.
+    fn stop(&mut self, call: &CallId) -> Option<MediaStats> {
+        let leg = self.legs.remove(call)?;
+        let stats = self.engine.stats(leg);
+        self.engine.close(leg);
+        self.io.remove(&leg);
+        stats
+    }
+
+    /// One 20 ms step for every call: read, capture, send, play, report.
+    fn tick(&mut self, now: Instant, reader: &mut Reader) {
+        self.ticks += 1;
+        self.receive(reader);
+        self.source.read_frame(&mut self.capture);
+        if let Some(denoiser) = &mut self.denoiser {
+            denoiser.process(&mut self.capture);
+        }
+        apply_gain(&mut self.capture, self.gains.input);
+        match &mut self.hold_music {
+            Some(music) => music.read_frame(&mut self.music),
+            None => self.music.fill(0),
+        }
+        let mut wire = Wire {
+            io: &self.io,
+            sink: &mut *self.sink,
+            recorder: &self.recorder,
+            out: &self.out,
+            output_gain: self.gains.output,
+            played: [0; FRAME_SAMPLES],
+        };
+        self.engine.tick(now, ntp_now(), &self.capture, &self.music, &mut wire);
+        let played = wire.played;
+        if let Some(levels) = self.meter.add(&self.capture, &played) {
+            let _ = self.out.send(MediaOut::Levels(levels));
+        }
+    }
+
+    /// Everything that came on the calls' ports since the last tick.
+    fn receive(&mut self, reader: &mut Reader) {
+        let clock = ArrivalClock::now();
+        let read_rtcp = self.ticks % RTCP_READ_EVERY == 0;
+        let MediaThread { engine, io, out, .. } = self;
+        for (&leg, leg_io) in io.iter() {
+            let mut read = |socket: &MediaSocket, port: Port| {
+                reader.drain(socket, &clock, |from, at, datagram| {
+                    if let Some(digit) = engine.receive(leg, port, from, datagram, at) {
+                        let _ = out.send(MediaOut::Report(MediaReport::Dtmf { call: leg_io.call.clone(), digit }));
+                    }
+                })
+            };
+            read(&leg_io.ports.rtp, Port::Rtp);
+            if read_rtcp {
+                read(&leg_io.ports.rtcp, Port::Rtcp);
+            }
+        }
+    }
+}
+
+/// The wall clock as a 64-bit NTP timestamp, for RTCP sender reports.
+fn ntp_now() -> u64 {
+    let since_epoch = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    crate::media::rtcp::ntp_from_unix(since_epoch.as_secs(), since_epoch.subsec_nanos())
+}
+
+/// Where the engine's tick goes: the ports, the speaker, the recorder and
+/// the run loop.
+struct Wire<'a> {
+    io: &'a HashMap<LegId, LegIo>,
+    sink: &'a mut dyn AudioSink,
+    recorder: &'a Recorder,
+    out: &'a mpsc::UnboundedSender<MediaOut>,
+    output_gain: f32,
+    /// What the speaker played this tick, after the gain.
+    played: Frame,
+}
+
+impl Wire<'_> {
+    fn report(&self, leg: LegId, report: impl FnOnce(CallId) -> MediaReport) {
+        if let Some(io) = self.io.get(&leg) {
+            let _ = self.out.send(MediaOut::Report(report(io.call.clone())));
+        }
+    }
+}
+
+impl TickSink for Wire<'_> {
+    fn play(&mut self, frame: &Frame) {
+        self.played = *frame;
+        apply_gain(&mut self.played, self.output_gain);
+        self.sink.write_frame(&self.played);
+    }
+
+    fn send(&mut self, leg: LegId, port: Port, to: SocketAddr, packet: &[u8]) {
+        let Some(io) = self.io.get(&leg) else { return };
+        let socket = match port {
+            Port::Rtp => &io.ports.rtp,
+            Port::Rtcp => &io.ports.rtcp,
+        };
+        // A full socket buffer drops this packet, as the network would.
+        if let Err(e) = socket.send_to(packet, to) {
+            tracing::debug!(call = %io.call, ?port, error = %e, "send dropped");
+        }
+    }
+
+    fn record(&mut self, leg: LegId, sent: &[i16], heard: &[i16]) {
+        if let Some(io) = self.io.get(&leg) {
+            self.recorder.audio(&io.call, sent, heard);
+        }
+    }
+
+    fn timeout(&mut self, leg: LegId) {
+        self.report(leg, |call| MediaReport::Timeout { call });
+    }
+
+    fn quality(&mut self, leg: LegId, stats: &MediaStats) {
+        self.report(leg, |call| MediaReport::Quality { call, stats: Box::new(*stats) });
+    }
+}
