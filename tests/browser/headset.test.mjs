@@ -62,10 +62,20 @@ async function chooseSpeaker(label, device) {
   return Date.now();
 }
 
-/** 1 kHz amplitude in what `speaker` played between epoch ms `from` and `to`, and how many samples. */
+/**
+ * 1 kHz in what `speaker` played between epoch ms `from` and `to`: the
+ * median over 100 ms windows (a device just opened may start with a few
+ * hundred ms of silence from before the call's audio reached it: start-up,
+ * not evidence), the loudest window, and how many samples.
+ */
 function heard(speaker, from, to) {
   const samples = speaker.between(from, to);
-  return { level: Math.round(toneAmplitude(samples, CARD_RATE, 1000)), samples: samples.length };
+  const step = CARD_RATE / 10;
+  const windows = [];
+  for (let at = 0; at + step <= samples.length; at += step) windows.push(toneAmplitude(samples.subarray(at, at + step), CARD_RATE, 1000));
+  windows.sort((x, y) => x - y);
+  const median = windows.length ? windows[Math.floor(windows.length / 2)] : 0;
+  return { level: Math.round(median), loudest: Math.round(windows.at(-1) || 0), samples: samples.length };
 }
 
 test('Speaker: Headset A, then Headset B mid-call, then 50 % volume: the customer is heard where and as loud as chosen', { timeout: 90000 }, async () => {
@@ -114,8 +124,8 @@ test('Speaker: Headset A, then Headset B mid-call, then 50 % volume: the custome
   console.log(`1 kHz played: A during the call ${JSON.stringify(aTalking)}, A after the switch ${JSON.stringify(aAfter)}, ` +
     `B before ${JSON.stringify(bBefore)}, B at 100% ${JSON.stringify(bFull)}, B at 50% ${JSON.stringify(bHalf)}`);
   assert.ok(aTalking.samples >= CARD_RATE / 2 && aTalking.level > PRESENT, `Headset A played the customer: ${JSON.stringify(aTalking)}`);
-  assert.ok(aAfter.level < ABSENT, `Headset A is silent once B is chosen: ${JSON.stringify(aAfter)}`);
-  assert.ok(bBefore.level < ABSENT, `Headset B played nothing before it was chosen: ${JSON.stringify(bBefore)}`);
+  assert.ok(aAfter.loudest < ABSENT, `Headset A is silent once B is chosen: ${JSON.stringify(aAfter)}`);
+  assert.ok(bBefore.loudest < ABSENT, `Headset B played nothing before it was chosen: ${JSON.stringify(bBefore)}`);
   assert.ok(bFull.samples >= CARD_RATE / 2 && bFull.level > PRESENT, `Headset B plays the customer: ${JSON.stringify(bFull)}`);
   const ratio = bHalf.level / bFull.level;
   assert.ok(ratio > 0.4 && ratio < 0.6, `half the level at 50 %: ${bHalf.level} of ${bFull.level}`);
