@@ -4,7 +4,8 @@
 // decreasing → the daemon dials → sipp answers; Mute (silence on the
 // wire) and Hold (sendonly re-INVITE at sipp); Record → hang up → the
 // file on disk; Submit & close → the history with its preview duration.
-// Then Retry on the second number after a busy customer.
+// Then Retry on the second number after a busy customer; and a wrap-up
+// nobody touches, closed by its own countdown.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -287,5 +288,52 @@ test('Cancel countdown, Transfer callback to a queue ("please wait…"), Cancel 
   assert.equal(closed.params.closed, 'closed_by_agent');
   assert.equal(closed.params.attempts.length, 0, 'nothing was dialled');
   await page.getByText('No callback in progress.', { exact: false }).waitFor();
+  assert.deepEqual(page.problems, []);
+});
+
+test('Wrap-up closes by itself when its countdown reaches zero, nothing clicked', { timeout: 60000 }, async () => {
+  const WRAPUP_MS = 3000;
+  const customer = await Sipp.start(work, 'uas_tone.xml', await freePortPair(), await freePortPair());
+  const { callback } = await offer([{ label: 'mobile', number: customer.uri() }],
+    { customer: 'Hedy Lamarr', reason: 'Spread-spectrum router', countdown_ms: 1000, wrapup_ms: WRAPUP_MS });
+  await page.locator(`article.offer[data-callback="${callback}"]`).getByRole('button', { name: 'Accept', exact: true }).click();
+  await page.locator('.call-card[data-state="connected"]').waitFor({ timeout: 10000 });
+  await page.getByRole('button', { name: 'Hang up' }).click();
+
+  // The modal with its countdown: read twice, it goes down.
+  const modal = page.getByRole('dialog', { name: 'Wrap-up' });
+  await modal.waitFor();
+  const shownAt = Date.now();
+  const countdown = page.getByTestId('wrapup-countdown');
+  const first = seconds(await countdown.textContent());
+  assert.ok(first >= 1 && first <= WRAPUP_MS / 1000, `wrap-up closes by itself in ${first} s`);
+  await shot(page, NAME, '12-wrapup-autoclose');
+  await page.waitForFunction((f) => {
+    const m = /(\d+):(\d+)/.exec(document.querySelector('[data-testid="wrapup-countdown"]')?.textContent || '');
+    return m && Number(m[1]) * 60 + Number(m[2]) < f;
+  }, first, { timeout: WRAPUP_MS });
+
+  // Nothing clicked: at zero the daemon closes the callback and the modal goes.
+  await modal.waitFor({ state: 'detached', timeout: WRAPUP_MS + 3000 });
+  const open = Date.now() - shownAt;
+  assert.ok(open > WRAPUP_MS - 1500, `the modal stayed until the countdown ran out (${open} ms)`);
+  const closed = await daemon.rpc.waitEvent((m, p) => m === 'callback.state' && p.callback === callback && p.state === 'closed', 3000, 'the close');
+  assert.equal(closed.params.closed, 'completed');
+  const stop = await daemon.rpc.waitEvent((m, p) => m === 'callback.countdown' && p.callback === callback && p.kind === 'wrapup' && p.stopped, 3000, 'the wrap-up countdown stop');
+  assert.equal(stop.params.stopped, 'elapsed', 'it ran out; nobody stopped it');
+
+  // The store says so too, and the History view shows it.
+  const history = await daemon.rpc.call('history.list', { kind: 'callback', limit: 5 });
+  const stored = history.entries.find((e) => e.callback === callback);
+  assert.equal(stored.closed, 'completed', JSON.stringify(stored));
+  assert.equal(stored.wrapup?.auto_closed, true, `the record says the wrap-up closed by itself: ${JSON.stringify(stored.wrapup)}`);
+  await page.getByRole('tab', { name: 'History' }).click();
+  const entry = page.locator(`[data-testid="history-entry"][data-callback="${callback}"]`);
+  await entry.waitFor();
+  const text = await entry.innerText();
+  assert.ok(text.includes('Hedy Lamarr') && text.includes('Completed'), text);
+  await shot(page, NAME, '13-history-autoclosed');
+  assert.ok((await customer.expectSuccess()).includes('BYE sip:'), 'the customer got our BYE');
+  assert.deepEqual(await layoutProblems(page), []);
   assert.deepEqual(page.problems, []);
 });

@@ -106,9 +106,10 @@ export class Rpc {
 
 /**
  * Start softphoned. `bridge`: {origins, methods?} (methods: origin -> list);
- * `extra`: TOML appended to the config.
+ * `extra`: TOML appended to the config; `env`: added to its environment
+ * (e.g. ALSA_CONFIG_PATH for a software sound card).
  */
-export async function startDaemon({ name = 'agent', bridge, extra = '' } = {}) {
+export async function startDaemon({ name = 'agent', bridge, extra = '', env = {} } = {}) {
   if (!existsSync(SOFTPHONED)) throw new Error(`${SOFTPHONED} is missing: run cargo build first`);
   const dir = mkdtempSync(join(tmpdir(), 'softphoned-browser-'));
   const socket = join(dir, 'control.sock');
@@ -135,7 +136,7 @@ export async function startDaemon({ name = 'agent', bridge, extra = '' } = {}) {
   const log = join(dir, 'daemon.log');
   const child = spawn(SOFTPHONED, ['--config', join(dir, 'softphoned.toml')], {
     cwd: dir,
-    env: { ...process.env, RUST_LOG: 'debug,rsipstack=info' },
+    env: { ...process.env, RUST_LOG: 'debug,rsipstack=info', ...env },
     stdio: ['ignore', 'ignore', openSync(log, 'a')],
   });
   const daemon = new Daemon(child, dir, socket, bridgePort, log);

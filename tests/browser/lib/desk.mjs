@@ -10,11 +10,11 @@ import { startDaemon } from './daemon.mjs';
 import { killPeers, writeToneFile } from './sipp.mjs';
 import { launch, servePage, openWorkspace, waitConnected } from './browser.mjs';
 
-export async function openDesk(name, { extra = '', tone = false } = {}) {
+export async function openDesk(name, { extra = '', tone = false, env = {} } = {}) {
   const work = mkdtempSync(join(tmpdir(), `browser-${name}-`));
   if (tone) writeToneFile(work);
   const site = await servePage();
-  const daemon = await startDaemon({ bridge: { origins: [site.url] }, extra });
+  const daemon = await startDaemon({ bridge: { origins: [site.url] }, extra, env });
   const { token } = await daemon.pair(site.url);
   const browser = await launch();
   const page = await openWorkspace(browser.context, `${site.url}/`, { bridgeUrl: daemon.bridgeUrl, token });
