@@ -36,8 +36,8 @@ use crate::timing::PreciseAlarm;
 use accounts::Accounts;
 
 /// How often the run loop looks after what has no event of its own: a
-/// sound card that vanished, a line a failed bind left missing. Seldom
-/// enough that an idle daemon stays asleep.
+/// sound card that vanished, a line a failed bind left missing (and only
+/// while there is such a thing, so an idle daemon sleeps).
 const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// How long shutdown waits for BYEs and CANCELs to be answered.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
@@ -261,7 +261,7 @@ impl Daemon {
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = housekeeping.tick() => {
+                _ = housekeeping.tick(), if self.has_housekeeping() => {
                     self.watch_audio(Instant::now());
                     // Lines a failed bind left the desk without are tried again.
                     self.carry_out(clock());
@@ -307,6 +307,12 @@ impl Daemon {
             SipEvent::Registration { account, report } => return self.on_registration(account, report),
         };
         self.feed(input, clock());
+    }
+
+    /// A sound card to watch or reconnect, or lines to bind: an idle daemon
+    /// with none of these has no timer running.
+    fn has_housekeeping(&self) -> bool {
+        self.audio_health.is_some() || self.reconnect_at.is_some() || self.desk.lines_wanted() > 0
     }
 
     /// What the media thread saw: for the desk, or levels for the meters.

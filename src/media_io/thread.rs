@@ -26,7 +26,7 @@ use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
 use crate::media::level::{apply_gain, LevelMeter};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
-use crate::recorder::Recorder;
+use crate::recorder::{FrameBatch, Recorder};
 
 /// One frame of audio.
 const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
@@ -103,6 +103,8 @@ pub(super) struct MediaThread {
     /// RNNoise on the microphone, when `media.noise_suppression` is on.
     denoiser: Option<Box<Denoiser>>,
     recorder: Recorder,
+    /// This tick's recorded frames, handed to the recorder after it.
+    recorded: FrameBatch,
     gains: Gains,
     meter: LevelMeter,
     out: mpsc::UnboundedSender<MediaOut>,
@@ -134,6 +136,7 @@ impl MediaThread {
             sink: audio.sink,
             hold_music: audio.hold_music,
             denoiser: config.noise_suppression.then(Box::<Denoiser>::default),
+            recorded: recorder.batch(),
             recorder,
             gains: Gains::default(),
             meter: LevelMeter::default(),
@@ -252,13 +255,17 @@ impl MediaThread {
         let mut wire = Wire {
             io: &self.io,
             sink: &mut *self.sink,
-            recorder: &self.recorder,
+            recorded: &mut self.recorded,
             out: &self.out,
             output_gain: self.gains.output,
             played: [0; FRAME_SAMPLES],
         };
         self.engine.tick(now, ntp_now(), &self.capture, &self.music, &mut wire);
         let played = wire.played;
+        if !self.recorded.is_empty() {
+            let batch = std::mem::replace(&mut self.recorded, self.recorder.batch());
+            self.recorder.write(batch);
+        }
         if let Some(levels) = self.meter.add(&self.capture, &played) {
             let _ = self.out.send(MediaOut::Levels(levels));
         }
@@ -296,7 +303,7 @@ fn ntp_now() -> u64 {
 struct Wire<'a> {
     io: &'a HashMap<LegId, LegIo>,
     sink: &'a mut dyn AudioSink,
-    recorder: &'a Recorder,
+    recorded: &'a mut FrameBatch,
     out: &'a mpsc::UnboundedSender<MediaOut>,
     output_gain: f32,
     /// What the speaker played this tick, after the gain.
@@ -332,7 +339,7 @@ impl TickSink for Wire<'_> {
 
     fn record(&mut self, leg: LegId, sent: &[i16], heard: &[i16]) {
         if let Some(io) = self.io.get(&leg) {
-            self.recorder.audio(&io.call, sent, heard);
+            self.recorded.push(&io.call, sent, heard);
         }
     }
 

@@ -6,4 +6,4 @@ pub mod file;
 pub mod ogg_opus;
 mod writer;
 
-pub use writer::{sidecar_of, Recorder};
+pub use writer::{sidecar_of, FrameBatch, Recorder};

@@ -1,6 +1,7 @@
 //! The recorder's own thread: it owns every open recording file, so the
-//! media tick only hands frames over a bounded queue (full: the frame is
-//! dropped and counted, never waited for). Pauses are written as silence
+//! media tick only hands frames over a bounded queue, all of a tick's
+//! frames in one [`FrameBatch`] whose buffers come back to be filled again
+//! (full queue: the batch is dropped and counted, never waited for). Pauses are written as silence
 //! and listed; a write error ends that recording with `Failed` and leaves
 //! what is on disk valid; a finished file is fsynced and gets its metadata
 //! sidecar (with the audio's sha256). At start, files a crash left behind
@@ -11,7 +12,7 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
@@ -23,21 +24,67 @@ use crate::call::CallId;
 use crate::desk::RecorderReport;
 use crate::recording::{metadata, RecordingFormat};
 
-/// Frames queued at most (about 10 s of one call) before new ones are dropped.
+/// Jobs queued at most: a batch is one tick of every recorded call, so
+/// this is about 10 s of audio before ticks are dropped.
 const QUEUE: usize = 512;
+/// Written batches kept for reuse: a few cover a writer a little behind.
+const SPARE_BATCHES: usize = 4;
 
 enum Job {
     Begin { call: CallId, path: PathBuf, rate: u32, format: RecordingFormat, metadata: Map<String, Value> },
-    Audio { call: CallId, agent: Vec<i16>, remote: Vec<i16> },
+    Frames(FrameBatch),
     Pause { call: CallId, paused: bool },
     End { call: CallId, metadata: Map<String, Value> },
 }
 
-/// The run loop's handle; every method returns at once.
+/// One tick's frames of every recorded call. Its buffers keep their
+/// capacity when it comes back from the writer, so a steady tick fills it
+/// without allocating.
+#[derive(Default)]
+pub struct FrameBatch {
+    frames: Vec<RecordedFrame>,
+    len: usize,
+}
+
+#[derive(Default)]
+struct RecordedFrame {
+    call: CallId,
+    agent: Vec<i16>,
+    remote: Vec<i16>,
+}
+
+impl FrameBatch {
+    /// Add a call's frame: what the agent's side sent and what was heard.
+    pub fn push(&mut self, call: &str, agent: &[i16], remote: &[i16]) {
+        if self.len == self.frames.len() {
+            self.frames.push(RecordedFrame::default());
+        }
+        let frame = &mut self.frames[self.len];
+        frame.call.clear();
+        frame.call.push_str(call);
+        frame.agent.clear();
+        frame.agent.extend_from_slice(agent);
+        frame.remote.clear();
+        frame.remote.extend_from_slice(remote);
+        self.len += 1;
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &RecordedFrame> {
+        self.frames[..self.len].iter()
+    }
+}
+
+/// The handle; every method returns at once.
 #[derive(Clone)]
 pub struct Recorder {
     jobs: SyncSender<Job>,
     dropped: Arc<AtomicU64>,
+    /// Written batches, emptied, for the media thread to fill again.
+    spare: Arc<Mutex<Vec<FrameBatch>>>,
 }
 
 impl Recorder {
@@ -45,11 +92,13 @@ impl Recorder {
     pub fn start(dir: PathBuf) -> io::Result<(Recorder, mpsc::UnboundedReceiver<RecorderReport>)> {
         let (jobs, queue) = sync_channel(QUEUE);
         let (events, reports) = mpsc::unbounded_channel();
+        let spare = Arc::new(Mutex::new(Vec::new()));
+        let returns = spare.clone();
         std::thread::Builder::new().name("recorder".into()).spawn(move || {
             recover(&dir);
-            run(queue, &events);
+            run(queue, &events, &returns);
         })?;
-        Ok((Recorder { jobs, dropped: Arc::new(AtomicU64::new(0)) }, reports))
+        Ok((Recorder { jobs, dropped: Arc::new(AtomicU64::new(0)), spare }, reports))
     }
 
     /// Frames dropped because the writer fell behind.
@@ -69,8 +118,17 @@ impl Recorder {
         self.send(Job::Begin { call: call.clone(), path, rate, format, metadata });
     }
 
-    pub fn audio(&self, call: &CallId, agent: &[i16], remote: &[i16]) {
-        self.send(Job::Audio { call: call.clone(), agent: agent.to_vec(), remote: remote.to_vec() });
+    /// An empty batch to fill: a written one when there is one.
+    pub fn batch(&self) -> FrameBatch {
+        self.spare.lock().ok().and_then(|mut spare| spare.pop()).unwrap_or_default()
+    }
+
+    /// Hand a tick's frames to the writer (an empty batch is kept for reuse).
+    pub fn write(&self, batch: FrameBatch) {
+        if batch.is_empty() {
+            return recycle(&self.spare, batch);
+        }
+        self.send(Job::Frames(batch));
     }
 
     /// Paused spans are written as silence, so timing stays true.
@@ -87,8 +145,9 @@ impl Recorder {
         match self.jobs.try_send(job) {
             Ok(()) => {}
             Err(TrySendError::Full(job)) => {
-                if let Job::Audio { .. } = job {
-                    self.dropped.fetch_add(1, Ordering::Relaxed);
+                if let Job::Frames(batch) = job {
+                    self.dropped.fetch_add(batch.len as u64, Ordering::Relaxed);
+                    recycle(&self.spare, batch);
                 } else {
                     // Control jobs are few and must not be lost: wait for room.
                     let _ = self.jobs.send(job);
@@ -149,7 +208,17 @@ struct Open {
     pauses: Vec<Value>,
 }
 
-fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>) {
+/// Keep an emptied batch for reuse, up to [`SPARE_BATCHES`].
+fn recycle(spare: &Mutex<Vec<FrameBatch>>, mut batch: FrameBatch) {
+    batch.len = 0;
+    if let Ok(mut spare) = spare.lock() {
+        if spare.len() < SPARE_BATCHES {
+            spare.push(batch);
+        }
+    }
+}
+
+fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>, spare: &Mutex<Vec<FrameBatch>>) {
     let mut open: HashMap<CallId, Open> = HashMap::new();
     let fail = |call: CallId, reason: String| {
         tracing::warn!(%call, %reason, "recording failed; the call goes on");
@@ -175,19 +244,22 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>) {
                     Err(e) => fail(call, format!("{}: {e}", path.display())),
                 }
             }
-            Job::Audio { call, agent, remote } => {
-                let Some(recording) = open.get_mut(&call) else { continue };
-                let written = if recording.paused_at.is_some() {
-                    let silence = vec![0; agent.len().max(remote.len())];
-                    recording.file.write(&silence, &silence)
-                } else {
-                    recording.file.write(&agent, &remote)
-                };
-                if let Err(e) = written {
-                    // What is on disk stays a valid WAV up to the last second.
-                    let recording = open.remove(&call).expect("just used");
-                    fail(call, format!("{}: {e}", recording.file.path().display()));
+            Job::Frames(batch) => {
+                for frame in batch.iter() {
+                    let Some(recording) = open.get_mut(&frame.call) else { continue };
+                    let written = if recording.paused_at.is_some() {
+                        let silence = vec![0; frame.agent.len().max(frame.remote.len())];
+                        recording.file.write(&silence, &silence)
+                    } else {
+                        recording.file.write(&frame.agent, &frame.remote)
+                    };
+                    if let Err(e) = written {
+                        // What is on disk stays a valid WAV up to the last second.
+                        let recording = open.remove(&frame.call).expect("just used");
+                        fail(frame.call.clone(), format!("{}: {e}", recording.file.path().display()));
+                    }
                 }
+                recycle(spare, batch);
             }
             Job::Pause { call, paused } => {
                 let Some(recording) = open.get_mut(&call) else { continue };
@@ -310,6 +382,47 @@ mod tests {
         reports.blocking_recv().expect("the recorder reports")
     }
 
+    /// One tick with one recorded call, as the media thread hands it over.
+    fn tick(recorder: &Recorder, call: &str, agent: &[i16], remote: &[i16]) {
+        let mut batch = recorder.batch();
+        batch.push(call, agent, remote);
+        recorder.write(batch);
+    }
+
+    #[test]
+    fn a_thousand_calls_recorded_at_once_are_each_complete() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let calls: Vec<CallId> = (0..1000).map(|n| format!("c{n}")).collect();
+        for call in &calls {
+            recorder.begin(call, dir.path().join(format!("{call}.wav")), 8000, RecordingFormat::Wav, Map::new());
+        }
+        // Two seconds of ticks, each carrying every call's frame (its own
+        // level), paced as the media thread hands them over.
+        for _ in 0..100 {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            let mut batch = recorder.batch();
+            for (n, call) in calls.iter().enumerate() {
+                batch.push(call, &[n as i16; 160], &[-(n as i16); 160]);
+            }
+            recorder.write(batch);
+        }
+        for call in &calls {
+            recorder.end(call, Map::new());
+        }
+        for _ in &calls {
+            match events_until(&mut reports) {
+                RecorderReport::Saved { duration_ms, call, .. } => assert_eq!(duration_ms, 2000, "{call}"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(recorder.dropped(), 0);
+        let samples: Vec<i16> =
+            hound::WavReader::open(dir.path().join("c999.wav")).unwrap().samples::<i16>().map(Result::unwrap).collect();
+        assert_eq!(samples.len(), 2 * 16000);
+        assert!(samples.chunks(2).all(|s| s == [999, -999]), "each call's file has its own audio");
+    }
+
     #[test]
     fn a_paused_span_is_silence_of_the_right_length_and_listed_with_the_sha256() {
         let dir = tempfile::tempdir().unwrap();
@@ -319,15 +432,15 @@ mod tests {
         recorder.begin(&call, path.clone(), 8000, RecordingFormat::Wav, Map::new());
         let loud = [1000i16; 160];
         for _ in 0..50 {
-            recorder.audio(&call, &loud, &loud);
+            tick(&recorder, &call, &loud, &loud);
         }
         recorder.pause(&call, true);
         for _ in 0..25 {
-            recorder.audio(&call, &loud, &loud);
+            tick(&recorder, &call, &loud, &loud);
         }
         recorder.pause(&call, false);
         for _ in 0..50 {
-            recorder.audio(&call, &loud, &loud);
+            tick(&recorder, &call, &loud, &loud);
         }
         let mut end = Map::new();
         end.insert("call".into(), "c1".into());
@@ -381,7 +494,7 @@ mod tests {
             let (recorder, _reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
             let parties = metadata(json!({ "call": "c9", "remote": "sip:customer@example.test" }));
             recorder.begin(&"c9".into(), path.clone(), 8000, RecordingFormat::Wav, parties);
-            recorder.audio(&"c9".into(), &[7; 160], &[7; 160]);
+            tick(&recorder, "c9", &[7; 160], &[7; 160]);
             // Dropping the handle ends the thread without End: as a kill would leave it.
         }
         for _ in 0..200 {

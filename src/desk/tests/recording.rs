@@ -16,7 +16,7 @@ use crate::callback::DialMode;
 use crate::history::RecordKind;
 use crate::media::codec::Codec;
 use crate::recording::metadata;
-use crate::recording::{RecordingFormat, RecordingMode};
+use crate::recording::{RecordingFormat, RecordingMode, RecordingState, RecordingStatus};
 
 /// What the recorder and the media path were told about recording, from index `mark` on.
 fn recording_since(bench: &Bench, mark: usize) -> Vec<Output> {
@@ -339,6 +339,9 @@ fn after_a_failed_recording_the_agent_may_start_another() {
     let start = || Command::Record { call: "c1".into(), action: RecordAction::Start };
     bench.command(start(), 2000).unwrap();
     let failed = RecorderReport::Failed { call: "c1".into(), reason: "No space left on device".into() };
+    let recording = bench.desk.call_recording("c1").expect("recording");
+    assert_eq!(recording.state, RecordingState::Recording);
+    let stopped = RecordingStatus { state: RecordingState::Stopped, path: recording.path };
     let mark = bench.outputs.len();
     bench.handle(Input::Recorder(failed), bench.at(3000)).unwrap();
     let told = since(&bench, mark);
@@ -346,6 +349,7 @@ fn after_a_failed_recording_the_agent_may_start_another() {
         told.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
         [
             Output::Media(MediaCommand::Record { call: "c1".into(), rate: None }),
+            Output::Event(Event::RecordingState { call: "c1".into(), status: stopped }),
             Output::Event(Event::RecordingFailed { call: "c1".into(), reason: "No space left on device".into() }),
         ]
     );
