@@ -13,8 +13,8 @@ use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use softphoned::audio::analysis::{dominant_frequency, rms};
-use softphoned::audio::device::{list_devices, open_device};
-use softphoned::audio::{AudioSource, ToneSource};
+use softphoned::audio::device::{list_devices, open_device, DeviceChoice};
+use softphoned::audio::{AudioSink, AudioSource, ToneSource};
 use softphoned::media::{FRAME_SAMPLES, PCM_RATE};
 
 /// Set in a child's environment to the directory holding its FIFOs.
@@ -126,11 +126,13 @@ fn child_no_usable_device() {
     let started = Instant::now();
     let devices = list_devices();
     println!("devices: {devices:?}");
-    let error = open_device(None, None).err().expect("no usable card, yet the device opened");
+    let default = Some(&DeviceChoice::Default);
+    let error = open_device(default, default).err().expect("no usable card, yet the device opened");
     let message = error.to_string();
     println!("open_device: {message}");
     assert!(message.starts_with("no input device could be opened: default: "), "{message}");
-    let error = open_device(Some("no-such-device"), None).err().expect("a device that does not exist opened");
+    let missing = DeviceChoice::Named("no-such-device".into());
+    let error = open_device(Some(&missing), None).err().expect("a device that does not exist opened");
     assert!(error.to_string().starts_with("no input device named \"no-such-device\""), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
@@ -149,16 +151,17 @@ fn child_software_card() {
 
     let names = std::env::var(SCENARIO_DEVICES).ok();
     let (input, output) = match names.as_deref().map(|n| n.split_once(',').expect("INPUT,OUTPUT")) {
-        Some((input, output)) => (Some(input), Some(output)),
-        None => (None, None),
+        Some((input, output)) => (DeviceChoice::Named(input.into()), DeviceChoice::Named(output.into())),
+        None => (DeviceChoice::Default, DeviceChoice::Default),
     };
-    let audio = open_device(input, output).expect("open the software card");
-    assert_eq!(
-        (audio.input_name.as_str(), audio.output_name.as_str()),
-        (input.unwrap_or("default"), output.unwrap_or("default"))
-    );
+    let audio = open_device(Some(&input), Some(&output)).expect("open the software card");
+    let name = |choice: &DeviceChoice| match choice {
+        DeviceChoice::Named(name) => name.clone(),
+        DeviceChoice::Default => "default".into(),
+    };
+    assert_eq!((audio.input_name, audio.output_name), (Some(name(&input)), Some(name(&output))));
     let health = audio.health.clone();
-    let (mut source, mut sink) = (audio.source, audio.sink);
+    let (mut source, mut sink) = (audio.source.expect("capture asked for"), audio.sink.expect("playback asked for"));
     speaker.forget_earlier_sessions();
 
     // 1.5 s of a call, paced like the daemon's media tick.

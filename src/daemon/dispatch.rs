@@ -46,7 +46,7 @@ impl Daemon {
             Request::CallStats(p) => return answer(reply_to, self.call_stats(&p.call).and_then(reply)),
             Request::AudioDevices(_) => {
                 // ALSA answers from its configuration: quick enough for the loop.
-                let devices = AudioDevicesResult { devices: device::list_devices(), in_use: self.audio_status.clone() };
+                let devices = AudioDevicesResult { devices: device::list_devices(), in_use: self.audio.status.clone() };
                 return answer(reply_to, reply(devices));
             }
             Request::AudioSelect(p) => return answer(reply_to, self.select_audio(p).and_then(|_| reply(Empty {}))),
@@ -157,7 +157,7 @@ impl Daemon {
             calls: self.desk.calls().len(),
             agent_state: self.desk.agent_state(),
             accounts: self.account_list(),
-            audio: self.audio_status.clone(),
+            audio: self.audio.status.clone(),
             recording_dir: self.config.recording.dir.display().to_string(),
         }
     }

@@ -37,8 +37,12 @@ impl Daemon {
     fn media_command(&mut self, command: MediaCommand, now: Now) {
         match command {
             MediaCommand::Open { call, rtp } => self.media.open(&call, rtp, now.at),
-            MediaCommand::Start { call, negotiated } => self.media.start(&call, negotiated, now.at),
+            MediaCommand::Start { call, negotiated } => {
+                self.media.start(&call, negotiated, now.at);
+                self.audio_needed_by(&call, now.at);
+            }
             MediaCommand::Stop { call } => {
+                self.audio_released_by(&call, now.at);
                 let stats = self.media.stats(&call).map(Box::new);
                 self.media.stop(&call);
                 if let Err(e) = self.desk.handle(Input::Media(MediaReport::Stopped { call, stats }), now) {
