@@ -8,7 +8,8 @@
 //! - the real-time data callbacks ([`realtime`]), which only convert samples
 //!   and move them through preallocated lock-free rings;
 //! - the tick-side halves ([`tick`]), which resample between the device rate
-//!   and [`PCM_RATE`](crate::media::PCM_RATE) and never block.
+//!   and [`PCM_RATE`](crate::media::PCM_RATE) (the stream is asked for that
+//!   rate first, so usually they need not) and never block.
 //!
 //! Opening is the only honest test of a sound card: cpal reports a default
 //! device even on a machine without one, so [`open_device`] builds and plays

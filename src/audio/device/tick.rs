@@ -1,6 +1,6 @@
 //! The media-tick side of the sound card: one frame at
 //! [`PCM_RATE`] in or out per tick, resampled with rubato to and from the
-//! device rate. Runs on the tick, never blocks and never allocates after
+//! device rate when the card runs at another. Runs on the tick, never blocks and never allocates after
 //! construction; keeps latency bounded when the card's clock and the tick's
 //! drift apart by dropping (counted) audio rather than letting it pile up.
 
