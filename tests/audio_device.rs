@@ -4,17 +4,22 @@
 //! runs in a child process: the visible test re-executes this binary with the
 //! config in its environment and runs the matching ignored `child_*` test.
 
-use std::fs::File;
-use std::io::{Read, Write};
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use common::alsa::{
+    alsa_config, loud_windows, start_microphone, PacedSpeaker, SoftwareCard, CARD_RATE, PLAYBACK_CHANNELS,
+};
+
+use common::alsa::TONE_RMS;
 use softphoned::audio::analysis::{dominant_frequency, rms};
-use softphoned::audio::device::{list_devices, open_device};
-use softphoned::audio::{AudioSource, ToneSource};
+use softphoned::audio::device::{list_devices, open_device, DeviceChoice};
+use softphoned::audio::{AudioSink, AudioSource, ToneSource};
 use softphoned::media::{FRAME_SAMPLES, PCM_RATE};
 
 /// Set in a child's environment to the directory holding its FIFOs.
@@ -23,20 +28,10 @@ const SCENARIO_DIR: &str = "SOFTPHONED_TEST_ALSA_DIR";
 const SCENARIO_DEVICES: &str = "SOFTPHONED_TEST_ALSA_DEVICES";
 const CHILD_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The test card's raw formats, as fixed in tests/alsa/file-card.conf.in.
-const CARD_RATE: u32 = 48000;
-const PLAYBACK_CHANNELS: usize = 2;
-
 const TICK: Duration = Duration::from_millis(20);
 /// What the card's microphone hears, distinct from what we play.
 const MIC_HZ: f64 = 440.0;
 const SPEAKER_HZ: f64 = 1000.0;
-/// ToneSource and the test microphone both use half of full scale.
-const TONE_RMS: f64 = 16384.0 / std::f64::consts::SQRT_2;
-
-fn alsa_config(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alsa").join(name)
-}
 
 /// Run `child_test` of this binary with ALSA reading `config`; return its output.
 fn run_child(child_test: &str, config: &Path, dir: &Path, devices: Option<&str>) -> String {
@@ -70,28 +65,14 @@ fn run_child(child_test: &str, config: &Path, dir: &Path, devices: Option<&str>)
     text
 }
 
-fn mkfifo(path: &Path) {
-    let status = Command::new("mkfifo").arg(path).status().expect("run mkfifo");
-    assert!(status.success(), "mkfifo {}", path.display());
-}
-
 /// Run `child_software_card` on a fresh software card. One at a time: the
 /// card is paced by sleeping threads, and two cards at once on a small
 /// machine starve each other.
 fn with_software_card(devices: Option<&str>) {
     static ONE_CARD_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _card = ONE_CARD_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let dir = tempfile::tempdir().unwrap();
-    let (playback, capture) = (dir.path().join("playback.fifo"), dir.path().join("capture.fifo"));
-    mkfifo(&playback);
-    mkfifo(&capture);
-    let template = std::fs::read_to_string(alsa_config("file-card.conf.in")).unwrap();
-    let config = dir.path().join("asound.conf");
-    let text = template
-        .replace("@PLAYBACK_FIFO@", playback.to_str().unwrap())
-        .replace("@CAPTURE_FIFO@", capture.to_str().unwrap());
-    std::fs::write(&config, text).unwrap();
-    let output = run_child("child_software_card", &config, dir.path(), devices);
+    let card = SoftwareCard::new("file-card.conf.in");
+    let output = run_child("child_software_card", &card.config, card.dir.path(), devices);
     println!("{output}");
 }
 
@@ -126,11 +107,13 @@ fn child_no_usable_device() {
     let started = Instant::now();
     let devices = list_devices();
     println!("devices: {devices:?}");
-    let error = open_device(None, None).err().expect("no usable card, yet the device opened");
+    let default = Some(&DeviceChoice::Default);
+    let error = open_device(default, default).err().expect("no usable card, yet the device opened");
     let message = error.to_string();
     println!("open_device: {message}");
     assert!(message.starts_with("no input device could be opened: default: "), "{message}");
-    let error = open_device(Some("no-such-device"), None).err().expect("a device that does not exist opened");
+    let missing = DeviceChoice::Named("no-such-device".into());
+    let error = open_device(Some(&missing), None).err().expect("a device that does not exist opened");
     assert!(error.to_string().starts_with("no input device named \"no-such-device\""), "{error}");
     assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
 }
@@ -140,7 +123,7 @@ fn child_no_usable_device() {
 fn child_software_card() {
     let Some(dir) = std::env::var_os(SCENARIO_DIR).map(PathBuf::from) else { return };
     let speaker = PacedSpeaker::start(dir.join("playback.fifo"));
-    let stop_mic = start_microphone(dir.join("capture.fifo"));
+    let stop_mic = start_microphone(dir.join("capture.fifo"), MIC_HZ);
 
     let devices = list_devices();
     println!("devices: {devices:?}");
@@ -149,16 +132,17 @@ fn child_software_card() {
 
     let names = std::env::var(SCENARIO_DEVICES).ok();
     let (input, output) = match names.as_deref().map(|n| n.split_once(',').expect("INPUT,OUTPUT")) {
-        Some((input, output)) => (Some(input), Some(output)),
-        None => (None, None),
+        Some((input, output)) => (DeviceChoice::Named(input.into()), DeviceChoice::Named(output.into())),
+        None => (DeviceChoice::Default, DeviceChoice::Default),
     };
-    let audio = open_device(input, output).expect("open the software card");
-    assert_eq!(
-        (audio.input_name.as_str(), audio.output_name.as_str()),
-        (input.unwrap_or("default"), output.unwrap_or("default"))
-    );
+    let audio = open_device(Some(&input), Some(&output)).expect("open the software card");
+    let name = |choice: &DeviceChoice| match choice {
+        DeviceChoice::Named(name) => name.clone(),
+        DeviceChoice::Default => "default".into(),
+    };
+    assert_eq!((audio.input_name, audio.output_name), (Some(name(&input)), Some(name(&output))));
     let health = audio.health.clone();
-    let (mut source, mut sink) = (audio.source, audio.sink);
+    let (mut source, mut sink) = (audio.source.expect("capture asked for"), audio.sink.expect("playback asked for"));
     speaker.forget_earlier_sessions();
 
     // 1.5 s of a call, paced like the daemon's media tick.
@@ -207,100 +191,4 @@ fn child_software_card() {
 fn assert_near_tone(window: &[i16], rate: u32, hz: f64) {
     let found = dominant_frequency(window, rate).expect("a loud window has a frequency");
     assert!((found - hz).abs() <= 10.0, "{found} Hz where {hz} Hz was expected");
-}
-
-/// The 100 ms windows of `samples` that carry signal throughout (start-up
-/// silence and the windows that straddle it left out).
-fn loud_windows(samples: &[i16], rate: u32) -> Vec<&[i16]> {
-    let window = rate as usize / 10;
-    samples.chunks_exact(window).filter(|w| w.chunks(window / 10).all(|part| rms(part) > TONE_RMS / 2.0)).collect()
-}
-
-/// Paces the card's output: reads the playback FIFO at 48 kHz stereo 16-bit,
-/// as a sound card would consume it. ALSA opens the FIFO several times
-/// (probing, then streaming); each close ends a session.
-struct PacedSpeaker {
-    events: mpsc::Receiver<SpeakerEvent>,
-}
-
-enum SpeakerEvent {
-    Bytes(Vec<u8>),
-    Closed,
-}
-
-impl PacedSpeaker {
-    fn start(path: PathBuf) -> Self {
-        let (tx, events) = mpsc::channel();
-        // Left running: it may be blocked opening the FIFO when the test ends.
-        std::thread::spawn(move || {
-            let bytes_per_slot = CARD_RATE as usize / 100 * PLAYBACK_CHANNELS * 2;
-            let mut buffer = vec![0u8; bytes_per_slot];
-            loop {
-                let Ok(mut fifo) = File::open(&path) else { return };
-                let mut next = Instant::now();
-                loop {
-                    match fifo.read(&mut buffer) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if tx.send(SpeakerEvent::Bytes(buffer[..n].to_vec())).is_err() {
-                                return;
-                            }
-                        }
-                    }
-                    next += Duration::from_millis(10);
-                    std::thread::sleep(next.saturating_duration_since(Instant::now()));
-                }
-                if tx.send(SpeakerEvent::Closed).is_err() {
-                    return;
-                }
-            }
-        });
-        PacedSpeaker { events }
-    }
-
-    /// Once the streams run, every probing open has closed its session.
-    fn forget_earlier_sessions(&self) {
-        while self.events.try_recv().is_ok() {}
-    }
-
-    /// Everything played until the stream closed its FIFO.
-    fn finish(self) -> Vec<i16> {
-        let mut bytes = vec![];
-        let next = || self.events.recv_timeout(Duration::from_secs(5)).expect("the playback stream never closed");
-        while let SpeakerEvent::Bytes(chunk) = next() {
-            bytes.extend_from_slice(&chunk);
-        }
-        bytes.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect()
-    }
-}
-
-/// Paces the card's input: writes a tone into the capture FIFO at 48 kHz mono
-/// 16-bit until the returned flag is set, reopening whenever ALSA reopens.
-fn start_microphone(path: PathBuf) -> Arc<AtomicBool> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopped = stop.clone();
-    std::thread::spawn(move || {
-        let samples_per_slot = CARD_RATE as usize / 100;
-        let mut n = 0u64;
-        while !stopped.load(Ordering::Acquire) {
-            let Ok(mut fifo) = File::options().write(true).open(&path) else { return };
-            let mut next = Instant::now();
-            while !stopped.load(Ordering::Acquire) {
-                let slot: Vec<u8> = (0..samples_per_slot)
-                    .flat_map(|_| {
-                        n += 1;
-                        let phase = std::f64::consts::TAU * MIC_HZ * n as f64 / CARD_RATE as f64;
-                        ((phase.sin() * 16384.0) as i16).to_le_bytes()
-                    })
-                    .collect();
-                // ALSA closed its end (a probing open): reopen for the next.
-                if fifo.write_all(&slot).is_err() {
-                    break;
-                }
-                next += Duration::from_millis(10);
-                std::thread::sleep(next.saturating_duration_since(Instant::now()));
-            }
-        }
-    });
-    stop
 }

@@ -2,16 +2,18 @@
 //! everything between them and the 20 ms media tick:
 //!
 //! - a dedicated `audio-device` thread that builds, plays and finally drops
-//!   the cpal streams (a `cpal::Stream` may not be `Send`), started by
-//!   [`open_device`] and stopped when both halves of [`DeviceAudio`] are gone;
+//!   the cpal streams (a `cpal::Stream` may not be `Send`), one per direction
+//!   asked for, started by [`open_device`] and stopped when the halves of
+//!   [`DeviceAudio`] are gone;
 //! - the real-time data callbacks ([`realtime`]), which only convert samples
 //!   and move them through preallocated lock-free rings;
 //! - the tick-side halves ([`tick`]), which resample between the device rate
-//!   and [`PCM_RATE`](crate::media::PCM_RATE) and never block.
+//!   and [`PCM_RATE`](crate::media::PCM_RATE) (the stream is asked for that
+//!   rate first, so usually they need not) and never block.
 //!
 //! Opening is the only honest test of a sound card: cpal reports a default
 //! device even on a machine without one, so [`open_device`] builds and plays
-//! both streams and waits for their first callbacks before it says yes.
+//! the streams and waits for their first callbacks before it says yes.
 
 mod realtime;
 mod streams;
@@ -23,8 +25,6 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use serde::Serialize;
-
-use super::{AudioSink, AudioSource};
 
 pub use tick::{DeviceSink, DeviceSource};
 
@@ -84,22 +84,42 @@ pub enum DeviceError {
     Thread(String),
 }
 
+/// Which device a direction uses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceChoice {
+    /// The system's default device.
+    Default,
+    /// A device by its identifier, as [`list_devices`] names it.
+    Named(String),
+}
+
+impl DeviceChoice {
+    fn name(&self) -> Option<&str> {
+        match self {
+            DeviceChoice::Default => None,
+            DeviceChoice::Named(name) => Some(name),
+        }
+    }
+}
+
 /// The opened sound card: hand `source` and `sink` to the media engine. The
-/// streams stop when both are dropped.
+/// streams stop when both are dropped. A direction not asked for is `None`
+/// and has no stream.
 pub struct DeviceAudio {
-    pub source: Box<dyn AudioSource>,
-    pub sink: Box<dyn AudioSink>,
+    pub source: Option<DeviceSource>,
+    pub sink: Option<DeviceSink>,
     /// The identifier of the capture device actually opened (`default` when none was named).
-    pub input_name: String,
-    pub output_name: String,
+    pub input_name: Option<String>,
+    pub output_name: Option<String>,
     pub health: DeviceHealth,
 }
 
-/// Open the capture and playback devices (`None` = the system default) and
-/// start both streams. Blocks up to a few seconds: call it off the run loop.
-pub fn open_device(input: Option<&str>, output: Option<&str>) -> Result<DeviceAudio, DeviceError> {
+/// Open the capture and/or playback device (`None`: that direction is not
+/// wanted and no stream is built for it) and start their streams. Blocks up
+/// to a few seconds: call it off the run loop.
+pub fn open_device(input: Option<&DeviceChoice>, output: Option<&DeviceChoice>) -> Result<DeviceAudio, DeviceError> {
     let health = DeviceHealth::default();
-    let request = streams::Request { input: input.map(str::to_owned), output: output.map(str::to_owned) };
+    let request = streams::Request { input: input.cloned(), output: output.cloned() };
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let counters = health.0.clone();
@@ -123,17 +143,19 @@ pub fn open_device(input: Option<&str>, output: Option<&str>) -> Result<DeviceAu
     };
     let streams = Arc::new(StreamsThread { stop: Some(stop_tx), thread: Some(thread) });
     let resampler_failed = |e: rubato::ResamplerConstructionError| DeviceError::Resampler(e.to_string());
-    let source = DeviceSource::new(opened.capture, opened.input_rate, health.0.clone(), streams.clone())
+    let (input_name, output_name) =
+        (opened.capture.as_ref().map(|h| h.name.clone()), opened.playout.as_ref().map(|h| h.name.clone()));
+    let source = opened
+        .capture
+        .map(|half| DeviceSource::new(half.ring, half.rate, health.0.clone(), streams.clone()))
+        .transpose()
         .map_err(resampler_failed)?;
-    let sink =
-        DeviceSink::new(opened.playout, opened.output_rate, health.0.clone(), streams).map_err(resampler_failed)?;
-    Ok(DeviceAudio {
-        source: Box::new(source),
-        sink: Box::new(sink),
-        input_name: opened.input_name,
-        output_name: opened.output_name,
-        health,
-    })
+    let sink = opened
+        .playout
+        .map(|half| DeviceSink::new(half.ring, half.rate, health.0.clone(), streams))
+        .transpose()
+        .map_err(resampler_failed)?;
+    Ok(DeviceAudio { source, sink, input_name, output_name, health })
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> Option<String> {

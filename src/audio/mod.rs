@@ -1,9 +1,10 @@
 //! Where the agent's audio comes from and goes to. The media tick pulls one
 //! 20 ms frame from the source and pushes one mixed frame to the sink; a
-//! backend that does blocking IO (a file, later the sound card) does it on
-//! its own thread behind a lock-free ring, so the tick never waits.
+//! backend that does blocking IO (a file, the sound card) does it on its own
+//! thread behind a lock-free ring, so the tick never waits.
 
 pub mod analysis;
+pub mod card;
 mod denoise;
 pub mod device;
 mod setup;
@@ -17,7 +18,7 @@ use serde::Serialize;
 use crate::media::FRAME_SAMPLES;
 
 pub use denoise::Denoiser;
-pub use setup::{open, AudioSetup, AudioStatus};
+pub use setup::{open, AudioSetup, AudioStatus, CardState, CardStatus};
 pub use tone::ToneSource;
 pub use wav::{WavSink, WavSource};
 

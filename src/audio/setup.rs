@@ -1,46 +1,48 @@
 //! The agent's audio as `audio.source`/`audio.sink` name it: the sound card
-//! (`device`, `device:NAME`) when one really opens, else the null backend in
-//! its place, said loudly; or a stand-in (`tone:HZ`, `wav:PATH`, `null`).
+//! (`device`, `device:NAME`, opened only for the roles that name it, and
+//! only when a call needs it), or a stand-in (`tone:HZ`, `wav:PATH`,
+//! `null`); and how `daemon.status` reports them.
 
 use serde::Serialize;
 
-use super::device::{self, DeviceHealth};
-use super::{open_sink, open_source, AudioError, AudioSink, AudioSource, BackendInfo, Discard, Silence};
+use super::card::Card;
+use super::device::DeviceChoice;
+use super::{open_sink, open_source, AudioError, AudioSink, AudioSource, BackendInfo};
 
 /// What one role asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Wanted {
-    /// The sound card; `None` is the system default.
-    Device(Option<String>),
+    Device(DeviceChoice),
     Other(String),
 }
 
 impl Wanted {
     fn parse(spec: &str) -> Wanted {
         match spec.split_once(':') {
-            _ if spec == "device" => Wanted::Device(None),
-            Some(("device", name)) if !name.is_empty() => Wanted::Device(Some(name.into())),
+            _ if spec == "device" => Wanted::Device(DeviceChoice::Default),
+            Some(("device", name)) if !name.is_empty() => Wanted::Device(DeviceChoice::Named(name.into())),
             _ => Wanted::Other(spec.into()),
         }
     }
 
-    fn device(&self) -> Option<Option<&str>> {
+    fn device(&self) -> Option<DeviceChoice> {
         match self {
-            Wanted::Device(name) => Some(name.as_deref()),
+            Wanted::Device(choice) => Some(choice.clone()),
             Wanted::Other(_) => None,
         }
     }
 }
 
-/// The backends in use, for the media engine, `daemon.status` and `audio.device`.
+/// The backends for the media engine, and what `daemon.status` says of them.
 pub struct AudioSetup {
     pub source: Box<dyn AudioSource>,
     pub sink: Box<dyn AudioSink>,
+    /// The roles as configured. A role that is the card says `device` here
+    /// until the daemon knows better (see [`AudioStatus::card`]).
     pub status: AudioStatus,
-    /// Set while a sound card is in use: it says when the card is gone.
-    pub health: Option<DeviceHealth>,
-    /// The half of an opened card that no role uses, kept so its stream lives.
-    _spare: Option<Box<dyn Send>>,
+    /// Set when a role is the sound card, which starts closed: the daemon
+    /// opens it (off its loop) when a call needs audio.
+    pub card: Option<Card>,
 }
 
 /// The audio backends in use. `tone`, `wav` and `null` are not a sound
@@ -49,63 +51,73 @@ pub struct AudioSetup {
 pub struct AudioStatus {
     pub source: BackendInfo,
     pub sink: BackendInfo,
+    /// The sound card, when a role is configured as one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub card: Option<CardStatus>,
 }
 
-/// Open what the specs name. A sound card that cannot be opened is not an
-/// error: the roles that wanted it get `null` and say why.
-/// May block for seconds while a card is probed: call it off the run loop.
+/// Whether the sound card is open, and what opening it costs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct CardStatus {
+    pub state: CardState,
+    /// How long the last open took, from asking to audio flowing, in
+    /// milliseconds; a call's audio waits this long after its answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_open_ms: Option<u64>,
+}
+
+/// The sound card's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CardState {
+    /// Its streams run: calls hear and are heard through it.
+    Open,
+    /// Being opened for a call; the call has silence until it is.
+    Opening,
+    /// Closed because no call has needed audio for a while; opened again
+    /// when one does.
+    Idle,
+    /// It could not be opened (or disappeared): its roles use `null`, and it
+    /// is tried again while a call needs it.
+    Unavailable,
+}
+
+/// Set up what the specs name. A role that is the sound card gets a slot
+/// that the daemon fills by opening the card (see [`Card`]); only WAV files
+/// are opened here.
 pub fn open(source_spec: &str, sink_spec: &str) -> Result<AudioSetup, AudioError> {
     let (input, output) = (Wanted::parse(source_spec), Wanted::parse(sink_spec));
-    let card = match (input.device(), output.device()) {
-        (None, None) => None,
-        (wanted_in, wanted_out) => Some(device::open_device(wanted_in.flatten(), wanted_out.flatten())),
+    let (card, card_source, card_sink) = match (input.device(), output.device()) {
+        (None, None) => (None, None, None),
+        (input, output) => {
+            let (card, source, sink) = Card::new(input, output);
+            (Some(card), source, sink)
+        }
     };
-    let (mut card, failure) = match card {
-        Some(Ok(card)) => (Some(card), None),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "sound card unavailable: using the null backend instead");
-            (None, Some(e.to_string()))
-        }
-        None => (None, None),
+    let (source, source_info) = match card_source {
+        Some(source) => (Box::new(source) as Box<dyn AudioSource>, BackendInfo::card(source_spec, None)),
+        None => open_source(source_spec)?,
     };
-    let health = card.as_ref().map(|c| c.health.clone());
-    let (source, source_info) = match (&input, card.as_mut()) {
-        (Wanted::Device(_), Some(card)) => {
-            let source = std::mem::replace(&mut card.source, Box::new(Silence));
-            (source, BackendInfo::device(source_spec, &card.input_name))
-        }
-        (Wanted::Device(_), None) => {
-            (Box::new(Silence) as Box<dyn AudioSource>, BackendInfo::fallback(source_spec, &failure))
-        }
-        (Wanted::Other(spec), _) => open_source(spec)?,
+    let (sink, sink_info) = match card_sink {
+        Some(sink) => (Box::new(sink) as Box<dyn AudioSink>, BackendInfo::card(sink_spec, None)),
+        None => open_sink(sink_spec)?,
     };
-    let (sink, sink_info) = match (&output, card.as_mut()) {
-        (Wanted::Device(_), Some(card)) => {
-            let sink = std::mem::replace(&mut card.sink, Box::new(Discard));
-            (sink, BackendInfo::device(sink_spec, &card.output_name))
-        }
-        (Wanted::Device(_), None) => {
-            (Box::new(Discard) as Box<dyn AudioSink>, BackendInfo::fallback(sink_spec, &failure))
-        }
-        (Wanted::Other(spec), _) => open_sink(spec)?,
-    };
-    let spare = card.map(|card| match input {
-        Wanted::Other(_) => Box::new(card.source) as Box<dyn Send>,
-        Wanted::Device(_) => Box::new(card.sink),
-    });
     for info in [&source_info, &sink_info].into_iter().filter(|i| i.kind != "device") {
         // Loudly, as DESIGN asks: these are stand-ins, not a sound card.
         tracing::warn!(backend = %info.spec, kind = %info.kind, "audio backend is not a sound card");
     }
-    Ok(AudioSetup { source, sink, status: AudioStatus { source: source_info, sink: sink_info }, health, _spare: spare })
+    let status = AudioStatus { source: source_info, sink: sink_info, card: None };
+    Ok(AudioSetup { source, sink, status, card })
 }
 
 impl BackendInfo {
-    fn device(spec: &str, name: &str) -> Self {
-        BackendInfo { kind: "device".into(), spec: spec.into(), device: Some(name.into()), fallback: None }
+    /// A role that is the card; `device` names the one last opened.
+    pub fn card(spec: &str, device: Option<&str>) -> Self {
+        BackendInfo { kind: "device".into(), spec: spec.into(), device: device.map(Into::into), fallback: None }
     }
 
-    fn fallback(spec: &str, why: &Option<String>) -> Self {
-        BackendInfo { kind: "null".into(), spec: spec.into(), device: None, fallback: why.clone() }
+    /// A role that wanted the card, which is not to be had: null, and why.
+    pub fn fallback(spec: &str, why: &str) -> Self {
+        BackendInfo { kind: "null".into(), spec: spec.into(), device: None, fallback: Some(why.into()) }
     }
 }

@@ -45,7 +45,7 @@ impl Daemon {
             Request::CallStats(p) => return self.call_stats(&p.call, reply_to),
             Request::AudioDevices(_) => {
                 // ALSA answers from its configuration: quick enough for the loop.
-                let devices = AudioDevicesResult { devices: device::list_devices(), in_use: self.audio_status.clone() };
+                let devices = AudioDevicesResult { devices: device::list_devices(), in_use: self.audio.status.clone() };
                 return answer(reply_to, reply(devices));
             }
             Request::AudioSelect(p) => return answer(reply_to, self.select_audio(p).and_then(|_| reply(Empty {}))),
@@ -156,7 +156,7 @@ impl Daemon {
             calls: self.desk.calls().len(),
             agent_state: self.desk.agent_state(),
             accounts: self.account_list(),
-            audio: self.audio_status.clone(),
+            audio: self.audio.status.clone(),
             recording_dir: self.config.recording.dir.display().to_string(),
         }
     }

@@ -23,8 +23,7 @@ use tokio::task::JoinHandle;
 use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
-use crate::audio::device::DeviceHealth;
-use crate::audio::{AudioError, AudioStatus};
+use crate::audio::AudioError;
 use crate::callback::Now;
 use crate::config::{Config, ConfigError, Listen};
 use crate::control::server::{self, ControlRequest, Notification};
@@ -95,12 +94,17 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         }
         .into());
     }
-    let audio_specs = (config.audio.source.clone(), config.audio.sink.clone());
-    let specs = audio_specs.clone();
-    // Probing a sound card can take seconds: not on the runtime's threads.
-    let setup = tokio::task::spawn_blocking(move || crate::audio::open(&specs.0, &specs.1))
-        .await
-        .expect("the audio open task does not panic")?;
+    let specs = (config.audio.source.clone(), config.audio.sink.clone());
+    let audio_specs = specs.clone();
+    // Opening a sound card can take seconds: not on the runtime's threads.
+    // It is opened once here, so a card that does not work is said at once.
+    let (setup, first_open) = tokio::task::spawn_blocking(move || {
+        let setup = crate::audio::open(&specs.0, &specs.1)?;
+        let first_open = audio::AudioState::first_open(setup.card.as_ref()).map(audio::Job::run);
+        Ok::<_, AudioError>((setup, first_open))
+    })
+    .await
+    .expect("the audio open task does not panic")?;
     let hold_music = match &config.media.hold_music {
         Some(path) => Some(Box::new(crate::audio::WavSource::open(path)?) as Box<dyn crate::audio::AudioSource>),
         None => None,
@@ -169,17 +173,16 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         store,
         media,
         recorder,
-        audio_status: setup.status,
-        audio_health: setup.health,
-        audio_specs,
-        audio_done,
-        reconnect_at: None,
+        audio: audio::AudioState::new(setup.status, setup.card, audio_specs, audio_done, now.at),
         accounts: Accounts::start(&sip),
         sip,
         events,
         bridge,
         config,
     };
+    if let Some(opened) = first_open {
+        daemon.on_audio_opened(opened, now.at);
+    }
     daemon.feed(Input::Restore(open_records), now);
     let sip_addr = daemon.sip.listens()[0].addr;
     let listening: Vec<String> = daemon.sip.listens().iter().map(listen_text).collect();
@@ -235,14 +238,8 @@ struct Daemon {
     media: MediaIo,
     /// The recorder thread's handle.
     recorder: crate::recorder::Recorder,
-    audio_status: AudioStatus,
-    /// Set while a sound card is in use.
-    audio_health: Option<DeviceHealth>,
-    /// `audio.source`/`audio.sink` as now chosen (config, then `audio.select`).
-    audio_specs: (String, String),
-    audio_done: mpsc::UnboundedSender<audio::Opened>,
-    /// When to try a lost sound card again.
-    reconnect_at: Option<Instant>,
+    /// The agent's audio backends and the sound card's state.
+    audio: audio::AudioState,
     events: broadcast::Sender<Notification>,
     /// The browser bridge, when `[bridge]` enables it.
     bridge: Option<Arc<crate::control::bridge::Shared>>,
@@ -262,11 +259,11 @@ impl Daemon {
             tokio::select! {
                 _ = shutdown.cancelled() => break,
                 _ = housekeeping.tick(), if self.has_housekeeping() => {
-                    self.watch_audio(Instant::now());
+                    self.watch_audio(clock().at);
                     // Lines a failed bind left the desk without are tried again.
                     self.carry_out(clock());
                 }
-                Some(opened) = audio.recv() => self.on_audio_opened(opened, Instant::from_std(clock().at)),
+                Some(opened) = audio.recv() => self.on_audio_opened(opened, clock().at),
                 _ = crate::timing::sleep_until(deadline.map(Instant::from_std)) => self.timeout(),
                 _ = self.alarm.rung() => self.timeout(),
                 Some(out) = media.recv() => self.on_media(out),
@@ -312,7 +309,7 @@ impl Daemon {
     /// A sound card to watch or reconnect, or lines to bind: an idle daemon
     /// with none of these has no timer running.
     fn has_housekeeping(&self) -> bool {
-        self.audio_health.is_some() || self.reconnect_at.is_some() || self.desk.lines_wanted() > 0
+        self.audio.needs_watching() || self.desk.lines_wanted() > 0
     }
 
     /// What the media thread saw: for the desk, or levels for the meters.

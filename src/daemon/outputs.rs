@@ -21,7 +21,7 @@ impl Daemon {
             while let Some(output) = self.desk.poll_output() {
                 match output {
                     Output::Sip { call, action } => endings.extend(self.sip.execute(&call, action)),
-                    Output::Media(command) => self.media_command(command),
+                    Output::Media(command) => self.media_command(command, now),
                     Output::Recorder(command) => self.recorder_command(command),
                     Output::Event(event) => self.publish(notification(event)),
                     Output::Store(record) => self.store.save(record),
@@ -34,11 +34,17 @@ impl Daemon {
         }
     }
 
-    fn media_command(&mut self, command: MediaCommand) {
+    fn media_command(&mut self, command: MediaCommand, now: Now) {
         match command {
             MediaCommand::Open { call, rtp } => self.media.open(&call, rtp),
-            MediaCommand::Start { call, negotiated } => self.media.start_media(&call, negotiated),
-            MediaCommand::Stop { call } => self.media.stop(&call),
+            MediaCommand::Start { call, negotiated } => {
+                self.media.start_media(&call, negotiated);
+                self.audio_needed_by(&call, now.at);
+            }
+            MediaCommand::Stop { call } => {
+                self.audio_released_by(&call, now.at);
+                self.media.stop(&call);
+            }
             MediaCommand::Release { rtp } => self.media.release(rtp),
             MediaCommand::Mute { call, muted } => self.media.set_muted(&call, muted),
             MediaCommand::Dtmf { call, digits } => self.media.queue_dtmf(&call, digits),

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+pub mod alsa;
 pub mod baresip;
 pub mod capture;
 pub mod kamailio;

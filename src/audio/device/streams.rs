@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{
     BufferSize, ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig, SupportedBufferSize,
-    SupportedStreamConfig,
+    SupportedStreamConfig, SupportedStreamConfigRange,
 };
 
 use super::realtime::{Capture, FirstCallback, Playout};
 use super::tick::{device_frame, PLAYOUT_PRIME_FRAMES};
-use super::{Counters, DeviceEntry, DeviceError, DeviceList};
+use super::{Counters, DeviceChoice, DeviceEntry, DeviceError, DeviceList};
+use crate::media::PCM_RATE;
 
 /// How long a started stream may take to run its first callback. A real card
 /// calls back within one period (tens of milliseconds).
@@ -33,18 +34,25 @@ const POLL_TIMEOUT: Duration = Duration::from_secs(1);
 const RING_SECONDS: usize = 1;
 
 pub(super) struct Request {
-    pub input: Option<String>,
-    pub output: Option<String>,
+    /// The capture device, if the microphone is the card's.
+    pub input: Option<DeviceChoice>,
+    /// The playback device, if the speaker is the card's.
+    pub output: Option<DeviceChoice>,
 }
 
-/// What the device thread hands back once both streams run.
+/// One running direction, as the device thread hands it back.
+pub(super) struct Half<R> {
+    /// The tick's end of the ring to the callback.
+    pub ring: R,
+    /// The identifier of the device actually opened.
+    pub name: String,
+    pub rate: u32,
+}
+
+/// What the device thread hands back once the requested streams run.
 pub(super) struct Opened {
-    pub capture: rtrb::Consumer<f32>,
-    pub playout: rtrb::Producer<f32>,
-    pub input_name: String,
-    pub output_name: String,
-    pub input_rate: u32,
-    pub output_rate: u32,
+    pub capture: Option<Half<rtrb::Consumer<f32>>>,
+    pub playout: Option<Half<rtrb::Producer<f32>>>,
 }
 
 /// The body of the `audio-device` thread.
@@ -71,39 +79,62 @@ pub(super) fn run(
     drop(streams);
 }
 
-fn start(request: &Request, counters: &Arc<Counters>) -> Result<([cpal::Stream; 2], Opened), DeviceError> {
+/// A stream that was built and played, and the proof it runs still to come.
+struct Started {
+    _stream: cpal::Stream,
+    role: Role,
+    name: String,
+    first: FirstCallback,
+}
+
+/// Build and play only the directions asked for: a daemon that plays a
+/// tone into the card needs no microphone, and must not fail for want of one.
+fn start(request: &Request, counters: &Arc<Counters>) -> Result<(Vec<Started>, Opened), DeviceError> {
     let host = host()?;
-    let input = find(&host, Role::Input, request.input.as_deref())?;
-    let output = find(&host, Role::Output, request.output.as_deref())?;
-    let input_name = id_of(&input);
-    let output_name = id_of(&output);
-
-    let capture_started = FirstCallback::new(std::thread::current());
-    let input_choice = choose_config(Role::Input, &input).map_err(failed(Role::Input, &input_name))?;
-    let input_config = input_choice.0;
-    let (ring_in, capture) = rtrb::RingBuffer::new(RING_SECONDS * input_config.sample_rate as usize);
-    let capture_state = Capture::new(ring_in, input_config.channels, counters.clone(), capture_started.clone());
-    let capture_stream = build(&input, input_choice, Callback::Capture(capture_state), counters)
-        .map_err(failed(Role::Input, &input_name))?;
-
-    let playout_started = FirstCallback::new(std::thread::current());
-    let output_choice = choose_config(Role::Output, &output).map_err(failed(Role::Output, &output_name))?;
-    let output_config = output_choice.0;
-    let (playout, ring_out) = rtrb::RingBuffer::new(RING_SECONDS * output_config.sample_rate as usize);
-    let prime = PLAYOUT_PRIME_FRAMES * device_frame(output_config.sample_rate);
-    let playout_state =
-        Playout::new(ring_out, output_config.channels, prime, counters.clone(), playout_started.clone());
-    let playout_stream = build(&output, output_choice, Callback::Playout(playout_state), counters)
-        .map_err(failed(Role::Output, &output_name))?;
-
-    capture_stream.play().map_err(failed(Role::Input, &input_name))?;
-    playout_stream.play().map_err(failed(Role::Output, &output_name))?;
+    let mut started = Vec::with_capacity(2);
+    let capture = match &request.input {
+        Some(choice) => {
+            let (device, name, config) = prepare(&host, Role::Input, choice)?;
+            let first = FirstCallback::new(std::thread::current());
+            let (ring_in, ring) = rtrb::RingBuffer::new(RING_SECONDS * config.0.sample_rate as usize);
+            let state = Capture::new(ring_in, config.0.channels, counters.clone(), first.clone());
+            started.push(launch(
+                &device,
+                Role::Input,
+                name.clone(),
+                config,
+                Callback::Capture(state),
+                first,
+                counters,
+            )?);
+            Some(Half { ring, name, rate: config.0.sample_rate })
+        }
+        None => None,
+    };
+    let playout = match &request.output {
+        Some(choice) => {
+            let (device, name, config) = prepare(&host, Role::Output, choice)?;
+            let first = FirstCallback::new(std::thread::current());
+            let (ring, ring_out) = rtrb::RingBuffer::new(RING_SECONDS * config.0.sample_rate as usize);
+            let prime = PLAYOUT_PRIME_FRAMES * device_frame(config.0.sample_rate);
+            let state = Playout::new(ring_out, config.0.channels, prime, counters.clone(), first.clone());
+            started.push(launch(
+                &device,
+                Role::Output,
+                name.clone(),
+                config,
+                Callback::Playout(state),
+                first,
+                counters,
+            )?);
+            Some(Half { ring, name, rate: config.0.sample_rate })
+        }
+        None => None,
+    };
     let deadline = Instant::now() + FIRST_CALLBACK_TIMEOUT;
-    for (role, started, name) in
-        [(Role::Input, &capture_started, &input_name), (Role::Output, &playout_started, &output_name)]
-    {
+    for Started { role, name, first, .. } in &started {
         // Each callback unparks this thread once; parking may also wake spuriously.
-        while !started.seen() {
+        while !first.seen() {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return Err(DeviceError::Silent {
@@ -115,19 +146,34 @@ fn start(request: &Request, counters: &Arc<Counters>) -> Result<([cpal::Stream; 
             std::thread::park_timeout(left);
         }
     }
-    tracing::info!(
-        input = %input_name, input_format = ?input_choice, output = %output_name, output_format = ?output_choice,
-        "sound card streams running"
-    );
-    let opened = Opened {
-        capture,
-        playout,
-        input_name,
-        output_name,
-        input_rate: input_config.sample_rate,
-        output_rate: output_config.sample_rate,
-    };
-    Ok(([capture_stream, playout_stream], opened))
+    Ok((started, Opened { capture, playout }))
+}
+
+/// Find the device and the format to run it in.
+fn prepare(
+    host: &cpal::Host,
+    role: Role,
+    choice: &DeviceChoice,
+) -> Result<(cpal::Device, String, (StreamConfig, SampleFormat)), DeviceError> {
+    let device = find(host, role, choice.name())?;
+    let name = id_of(&device);
+    let config = choose_config(role, &device).map_err(failed(role, &name))?;
+    Ok((device, name, config))
+}
+
+fn launch(
+    device: &cpal::Device,
+    role: Role,
+    name: String,
+    config: (StreamConfig, SampleFormat),
+    callback: Callback,
+    first: FirstCallback,
+    counters: &Arc<Counters>,
+) -> Result<Started, DeviceError> {
+    let stream = build(device, config, callback, counters).map_err(failed(role, &name))?;
+    stream.play().map_err(failed(role, &name))?;
+    tracing::info!(role = role.name(), device = %name, format = ?config, "sound card stream running");
+    Ok(Started { _stream: stream, role, name, first })
 }
 
 fn failed(role: Role, device: &str) -> impl FnOnce(cpal::Error) -> DeviceError + '_ {
@@ -203,13 +249,32 @@ fn find(host: &cpal::Host, role: Role, name: Option<&str>) -> Result<cpal::Devic
         })
 }
 
-/// The device's own preferred format (cpal ranks them: stereo, float, 48 kHz),
-/// with a short period. Any PCM sample format is fine: the callbacks convert.
+/// Rates to run the card at, best first, when it offers them: the media rate
+/// itself needs no resampling at all, and 48 kHz is every card's native rate
+/// (a whole multiple of the media rate, so the sound server resamples cheaply
+/// if it must). Otherwise the device's own preference.
+const PREFERRED_RATES: [u32; 2] = [PCM_RATE, 48_000];
+
+/// The device's own preferred format (cpal ranks them: stereo, float, 48 kHz)
+/// at the first of [`PREFERRED_RATES`] it supports in that format, with a
+/// short period. Any PCM sample format is fine: the callbacks convert.
 fn choose_config(role: Role, device: &cpal::Device) -> Result<(StreamConfig, SampleFormat), cpal::Error> {
-    let supported: SupportedStreamConfig = match role {
-        Role::Input => device.default_input_config()?,
-        Role::Output => device.default_output_config()?,
+    let (preferred, ranges): (SupportedStreamConfig, Vec<_>) = match role {
+        // A device that cannot list its ranges still has its default format.
+        Role::Input => {
+            (device.default_input_config()?, device.supported_input_configs().into_iter().flatten().collect())
+        }
+        Role::Output => {
+            (device.default_output_config()?, device.supported_output_configs().into_iter().flatten().collect())
+        }
     };
+    let like_preferred = |range: &&SupportedStreamConfigRange| {
+        range.channels() == preferred.channels() && range.sample_format() == preferred.sample_format()
+    };
+    let supported = PREFERRED_RATES
+        .iter()
+        .find_map(|&rate| ranges.iter().filter(like_preferred).find_map(|range| range.try_with_sample_rate(rate)))
+        .unwrap_or(preferred);
     if supported.sample_format().is_dsd() || supported.sample_rate() == 0 {
         return Err(cpal::Error::with_message(
             ErrorKind::UnsupportedConfig,

@@ -1,6 +1,6 @@
 //! The media-tick side of the sound card: one frame at
 //! [`PCM_RATE`] in or out per tick, resampled with rubato to and from the
-//! device rate. Runs on the tick, never blocks and never allocates after
+//! device rate when the card runs at another. Runs on the tick, never blocks and never allocates after
 //! construction; keeps latency bounded when the card's clock and the tick's
 //! drift apart by dropping (counted) audio rather than letting it pile up.
 
@@ -32,16 +32,25 @@ const MAX_BACKLOG_FRAMES: usize = 4;
 const TRIMMED_BACKLOG_FRAMES: usize = 2;
 
 /// A windowed sinc filter is needed because capture decimates (e.g. 48 kHz
-/// to 8 kHz) and must not alias; 64 taps keep it cheap for one device.
-fn resampler(ratio: f64, fixed: FixedAsync) -> Result<Async<f32>, ResamplerConstructionError> {
+/// to 16 kHz) and must not alias; 64 taps keep it cheap for one device.
+/// `None` when the card runs at the media rate: then samples pass through
+/// untouched, which costs nothing and delays nothing.
+fn resampler(device_rate: u32, fixed: FixedAsync) -> Result<Option<Async<f32>>, ResamplerConstructionError> {
+    if device_rate == PCM_RATE {
+        return Ok(None);
+    }
+    let ratio = match fixed {
+        FixedAsync::Output => PCM_RATE as f64 / device_rate as f64,
+        FixedAsync::Input => device_rate as f64 / PCM_RATE as f64,
+    };
     let parameters = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
-    Async::new_sinc(ratio, 1.0, &parameters, FRAME_SAMPLES, 1, fixed)
+    Async::new_sinc(ratio, 1.0, &parameters, FRAME_SAMPLES, 1, fixed).map(Some)
 }
 
 /// The microphone as the media engine sees it.
 pub struct DeviceSource {
     ring: rtrb::Consumer<f32>,
-    resampler: Async<f32>,
+    resampler: Option<Async<f32>>,
     input: Vec<f32>,
     output: Vec<f32>,
     max_backlog: usize,
@@ -57,10 +66,10 @@ impl DeviceSource {
         counters: Arc<Counters>,
         streams: Arc<StreamsThread>,
     ) -> Result<Self, ResamplerConstructionError> {
-        let resampler = resampler(PCM_RATE as f64 / device_rate as f64, FixedAsync::Output)?;
+        let resampler = resampler(device_rate, FixedAsync::Output)?;
         Ok(DeviceSource {
-            input: vec![0.0; resampler.input_frames_max()],
-            output: vec![0.0; resampler.output_frames_max()],
+            input: vec![0.0; resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.input_frames_max())],
+            output: vec![0.0; resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.output_frames_max())],
             resampler,
             ring,
             max_backlog: MAX_BACKLOG_FRAMES * device_frame(device_rate),
@@ -73,7 +82,7 @@ impl DeviceSource {
 
 impl AudioSource for DeviceSource {
     fn read_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
-        let needed = self.resampler.input_frames_next();
+        let needed = self.resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.input_frames_next());
         let available = self.ring.slots();
         if available > needed + self.max_backlog {
             let skipped = available - needed - self.trimmed_backlog;
@@ -103,7 +112,7 @@ impl AudioSource for DeviceSource {
 /// The speaker as the media engine sees it.
 pub struct DeviceSink {
     ring: rtrb::Producer<f32>,
-    resampler: Async<f32>,
+    resampler: Option<Async<f32>>,
     input: Vec<f32>,
     output: Vec<f32>,
     max_backlog: usize,
@@ -118,10 +127,10 @@ impl DeviceSink {
         counters: Arc<Counters>,
         streams: Arc<StreamsThread>,
     ) -> Result<Self, ResamplerConstructionError> {
-        let resampler = resampler(device_rate as f64 / PCM_RATE as f64, FixedAsync::Input)?;
+        let resampler = resampler(device_rate, FixedAsync::Input)?;
         Ok(DeviceSink {
             input: vec![0.0; FRAME_SAMPLES],
-            output: vec![0.0; resampler.output_frames_max()],
+            output: vec![0.0; resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.output_frames_max())],
             resampler,
             ring,
             max_backlog: MAX_BACKLOG_FRAMES * device_frame(device_rate),
@@ -148,8 +157,13 @@ impl AudioSink for DeviceSink {
     }
 }
 
-/// Mono resampling between preallocated buffers; returns the samples written.
-fn resample(resampler: &mut Async<f32>, input: &[f32], output: &mut [f32]) -> usize {
+/// Mono resampling between preallocated buffers (a copy at equal rates);
+/// returns the samples written.
+fn resample(resampler: &mut Option<Async<f32>>, input: &[f32], output: &mut [f32]) -> usize {
+    let Some(resampler) = resampler else {
+        output[..input.len()].copy_from_slice(input);
+        return input.len();
+    };
     let frames_out = output.len();
     let (Ok(input), Ok(mut output)) =
         (InterleavedSlice::new(input, 1, input.len()), InterleavedSlice::new_mut(output, 1, frames_out))

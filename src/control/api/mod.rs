@@ -268,10 +268,16 @@ pub enum AudioChange {
     Selected,
     /// `audio.select` could not open what it was asked; nothing changed.
     SelectFailed,
-    /// The sound card disappeared (unplugged): null is used until it returns.
+    /// The sound card disappeared (unplugged) or could not be opened: null
+    /// is used until it returns.
     Lost,
     /// The lost sound card is back in use.
     Reconnected,
+    /// The sound card was opened: a call needs audio.
+    Opened,
+    /// No call has needed audio for a few seconds: the sound card is closed
+    /// until one does.
+    Idle,
 }
 
 /// `audio.device`: what changed, and what the daemon uses now.
