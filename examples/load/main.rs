@@ -176,7 +176,8 @@ fn main() {
     }
     let work = tempfile::Builder::new().prefix("softphoned-load-").tempdir().unwrap_or_else(|e| fatal(&e.to_string()));
     let jack = if sides.contains(&Side::Baresip) || options.card {
-        Some(peers::Jackd::start(work.path()).unwrap_or_else(|e| fatal(&format!("jackd: {e}"))))
+        let period = if options.card { 480 } else { 960 };
+        Some(peers::Jackd::start(work.path(), period).unwrap_or_else(|e| fatal(&format!("jackd: {e}"))))
     } else {
         None
     };

@@ -80,12 +80,14 @@ pub struct Jackd {
 }
 
 impl Jackd {
-    pub fn start(dir: &Path) -> Result<Jackd, String> {
+    /// `period`: frames per period at 48 kHz (960 = 20 ms; softphoned's
+    /// ALSA streams ask for 480, so `--card` runs it at 480 = 10 ms).
+    pub fn start(dir: &Path, period: u32) -> Result<Jackd, String> {
         let name = format!("softphoned-load-{}", std::process::id());
         let log = std::fs::File::create(dir.join("jackd.log")).map_err(|e| e.to_string())?;
         // Not realtime: softphoned's tick is not either, and both are judged alike.
         let child = Command::new("jackd")
-            .args(["--no-realtime", "-n", &name, "-d", "dummy", "-r", "48000", "-p", "960", "-C", "2", "-P", "2"])
+            .args(["--no-realtime", "-n", &name, "-d", "dummy", "-r", "48000", "-p", &period.to_string(), "-C", "2", "-P", "2"])
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -146,14 +148,21 @@ impl Softphoned {
             Codec::Pcmu => "pcmu",
             Codec::Opus => "opus",
         };
-        let sink = if options.card { format!("device:{CARD_PCM}") } else { "null".into() };
+        // The card opens capture and playback together (capture = ALSA's
+        // default unless named): with `--card` both are jackd's, and the
+        // daemon sends the dummy card's silence, as baresip does.
+        let (source, sink) = if options.card {
+            (format!("device:{CARD_PCM}"), format!("device:{CARD_PCM}"))
+        } else {
+            ("tone:440".into(), "null".into())
+        };
         let config = format!(
             "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nuser = \"agent\"\n\
              allow_from = [\"127.0.0.1\"]\nsession_expires_s = 0\n\
              [agent]\nauto_answer_after_ms = 0\n\
              [calls]\nmax = {max}\nhold_on_answer = false\n\
              [media]\ncodecs = [\"{codec}\"]\n\
-             [audio]\nsource = \"tone:440\"\nsink = \"{sink}\"\n\
+             [audio]\nsource = \"{source}\"\nsink = \"{sink}\"\n\
              [recording]\nmode = \"{mode}\"\ndir = \"{recordings}\"\n\
              [control]\nsocket = \"{socket}\"\n\
              [store]\npath = \"{store}\"\n",
@@ -188,9 +197,9 @@ impl Softphoned {
         }
         if options.card {
             let status = daemon.rpc("daemon.status")?;
-            let sink = &status["audio"]["sink"];
-            if sink.get("fallback").is_some_and(|f| !f.is_null()) || sink["kind"] != "device" {
-                let text = sink.to_string();
+            let audio = &status["audio"];
+            if audio["sink"]["kind"] != "device" || audio["source"]["kind"] != "device" {
+                let text = audio.to_string();
                 daemon.stop();
                 return Err(format!("--card: softphoned could not open {CARD_PCM}: {text}"));
             }
