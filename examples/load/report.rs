@@ -62,7 +62,7 @@ const FIGURES: &[(&str, &str, bool, Extract)] = &[
     ("capture_dropped", "packets", true, |r| r.pacing.as_ref().map(|p| p.capture_dropped as f64)),
     ("control_rtt_p50", "µs", true, |r| r.control_rtt.as_ref().map(|c| c.p50_us)),
     ("control_rtt_p99", "µs", true, |r| r.control_rtt.as_ref().map(|c| c.p99_us)),
-    ("recordings_complete", "files", false, |r| r.recordings.as_ref().map(|c| c.complete as f64)),
+    ("recordings_complete", "files", false, |r| r.recordings.as_ref().filter(|c| c.checked).map(|c| c.complete as f64)),
     ("recordings_files", "files", false, |r| r.recordings.as_ref().map(|c| c.files as f64)),
 ];
 

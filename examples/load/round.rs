@@ -42,6 +42,8 @@ pub struct Rtt {
 
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Recordings {
+    /// Whether each file was checked (softphoned's); baresip's are only counted.
+    pub checked: bool,
     /// WAV files found.
     pub files: usize,
     /// Of them, with a header that matches the file and at least the call's length of audio.
@@ -217,13 +219,18 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
                 result.errors.push("softphoned did not stop on SIGTERM in 10 s".into());
             }
             if setup.options.record {
-                result.recordings = Some(check_recordings(&daemon.recordings, call_length, setup.calls));
+                let check = check_recordings(&daemon.recordings, call_length, setup.calls);
+                if check.complete != setup.calls as usize {
+                    result.errors.push(format!("{} complete recordings for {} calls: {:?}", check.complete, setup.calls, check.problems));
+                }
+                result.recordings = Some(check);
             }
         }
         Sut::Baresip(bare) => {
             bare.stop();
             if setup.options.record {
                 let files = wav_files(&bare.dir.join("recordings"));
+                // sndfile names files by the second: calls answered in the same second share one.
                 result.recordings = Some(Recordings { files: files.len(), ..Recordings::default() });
             }
         }
@@ -262,7 +269,7 @@ fn wav_files(dir: &Path) -> Vec<PathBuf> {
 /// One WAV per call, each whole: its header's length agrees with the file,
 /// and it holds (nearly) the call's length of audio.
 fn check_recordings(dir: &Path, call_length: Duration, calls: u32) -> Recordings {
-    let mut check = Recordings::default();
+    let mut check = Recordings { checked: true, ..Recordings::default() };
     let files = wav_files(dir);
     check.files = files.len();
     if files.len() != calls as usize {
