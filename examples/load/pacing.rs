@@ -91,6 +91,7 @@ pub struct Packet {
     pub dst_port: u16,
     pub sequence: u16,
     pub ssrc: u32,
+    pub payload_type: u8,
 }
 
 /// Read a classic pcap file (µs or ns timestamps, either byte order) with
@@ -158,6 +159,7 @@ fn rtp_in_frame(frame: &[u8], link_header: usize, time: f64) -> Option<Packet> {
         dst_port: u16::from_be_bytes([udp[2], udp[3]]),
         sequence: u16::from_be_bytes([rtp[2], rtp[3]]),
         ssrc: u32::from_be_bytes([rtp[8], rtp[9], rtp[10], rtp[11]]),
+        payload_type: rtp[1] & 0x7f,
     })
 }
 
@@ -169,6 +171,10 @@ pub struct Pacing {
     /// Streams carrying at least half the packets the window should hold.
     pub full_streams: usize,
     pub packets: usize,
+    /// Packets sent, in percent of 50 a second per stream over the window.
+    pub sent_of_expected_percent: f64,
+    /// RTP payload types seen (0 PCMU, 96.. dynamic: Opus here).
+    pub payload_types: Vec<u8>,
     /// Gaps measured (consecutive sequence numbers within a stream).
     pub gaps: usize,
     /// |gap - 20 ms|, in milliseconds.
@@ -191,8 +197,14 @@ pub fn pacing(packets: &[Packet], from: &HashSet<u16>, to: &HashSet<u16>, window
     let mut late = 0usize;
     let mut full_streams = 0;
     let mut count = 0;
+    let mut payload_types = vec![];
     for stream in streams.values() {
         count += stream.len();
+        for p in stream.iter() {
+            if !payload_types.contains(&p.payload_type) {
+                payload_types.push(p.payload_type);
+            }
+        }
         if stream.len() as f64 >= expected / 2.0 {
             full_streams += 1;
         }
@@ -213,6 +225,11 @@ pub fn pacing(packets: &[Packet], from: &HashSet<u16>, to: &HashSet<u16>, window
         streams: streams.len(),
         full_streams,
         packets: count,
+        sent_of_expected_percent: if streams.is_empty() { 0.0 } else { 100.0 * count as f64 / (expected * streams.len() as f64) },
+        payload_types: {
+            payload_types.sort_unstable();
+            payload_types
+        },
         gaps: deviations.len(),
         deviation_p50_ms: q(0.5),
         deviation_p99_ms: q(0.99),
@@ -227,7 +244,7 @@ mod tests {
     use super::*;
 
     fn packet(time: f64, sequence: u16) -> Packet {
-        Packet { time, src_port: 4000, dst_port: 6000, sequence, ssrc: 7 }
+        Packet { time, src_port: 4000, dst_port: 6000, sequence, ssrc: 7, payload_type: 0 }
     }
 
     #[test]

@@ -55,6 +55,7 @@ const FIGURES: &[(&str, &str, bool, Extract)] = &[
     ("rss_per_call", "kB", true, |r| r.rss_per_call_kb),
     ("rtp_streams_full", "streams", false, |r| r.pacing.as_ref().map(|p| p.full_streams as f64)),
     ("rtp_packets", "packets", false, |r| r.pacing.as_ref().map(|p| p.packets as f64)),
+    ("rtp_sent_of_expected", "%", false, |r| r.pacing.as_ref().map(|p| p.sent_of_expected_percent)),
     ("pacing_dev_p50", "ms", true, |r| r.pacing.as_ref().map(|p| p.deviation_p50_ms)),
     ("pacing_dev_p99", "ms", true, |r| r.pacing.as_ref().map(|p| p.deviation_p99_ms)),
     ("pacing_dev_max", "ms", true, |r| r.pacing.as_ref().map(|p| p.deviation_max_ms)),

@@ -33,11 +33,13 @@ pub fn call_rate(calls: u32) -> u32 {
 
 /// Write the scenario and the tone file (30 s of 1 kHz, raw μ-law, made by sox) into `dir`.
 pub fn prepare(dir: &Path, codec: Codec) -> Result<(), String> {
-    let (pt, rtpmap) = match codec {
-        Codec::Pcmu => ("0", "PCMU/8000"),
-        Codec::Opus => ("96", "opus/48000/2"),
+    // rtp_stream sends PCMU only: with Opus the side under test encodes and
+    // sends Opus, and receives PCMU (offered second, so it may decode it).
+    let (pts, rtpmaps) = match codec {
+        Codec::Pcmu => ("0", "      a=rtpmap:0 PCMU/8000"),
+        Codec::Opus => ("96 0", "      a=rtpmap:96 opus/48000/2\n      a=rtpmap:0 PCMU/8000"),
     };
-    let scenario = SCENARIO.replace("@PT@", pt).replace("@RTPMAP@", rtpmap);
+    let scenario = SCENARIO.replace("@PTS@", pts).replace("@RTPMAPS@", rtpmaps);
     std::fs::write(dir.join("uac_load.xml"), scenario).map_err(|e| e.to_string())?;
     if dir.join(TONE_FILE).is_file() {
         return Ok(());
