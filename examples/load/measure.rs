@@ -1,0 +1,209 @@
+//! What /proc says about a process (CPU time, resident memory, its UDP
+//! ports), order statistics, and stopping children within a bounded time.
+
+use std::collections::HashSet;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+/// A process's CPU time (user + system, all threads) at a wall-clock instant.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSample {
+    pub at: Instant,
+    pub cpu_seconds: f64,
+}
+
+/// Read `/proc/PID/stat`: utime and stime (fields 14 and 15), in seconds.
+pub fn cpu_sample(pid: u32) -> Option<CpuSample> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: fields are counted after its ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // rest starts at field 3 (state): utime is field 14 -> index 11.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(CpuSample { at: Instant::now(), cpu_seconds: (utime + stime) as f64 / clock_ticks() })
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf only reads a constant of the system.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 {
+        ticks as f64
+    } else {
+        100.0
+    }
+}
+
+/// Percent of one core used between two samples.
+pub fn cpu_percent(from: CpuSample, to: CpuSample) -> f64 {
+    let wall = to.at.duration_since(from.at).as_secs_f64();
+    if wall <= 0.0 {
+        return 0.0;
+    }
+    100.0 * (to.cpu_seconds - from.cpu_seconds) / wall
+}
+
+/// Resident memory that is the process's own: VmRSS minus RssShmem, in kB.
+pub fn rss_kb(pid: u32) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<u64> {
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].split_whitespace().next()?.parse().ok()
+    };
+    Some(field("VmRSS:")?.saturating_sub(field("RssShmem:").unwrap_or(0)))
+}
+
+/// The local UDP ports of the sockets `pid` holds open (IPv4 and IPv6):
+/// its file descriptors name socket inodes, /proc/net/udp maps them to ports.
+pub fn udp_ports(pid: u32) -> HashSet<u16> {
+    let mut inodes = HashSet::new();
+    if let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+        for entry in entries.flatten() {
+            if let Ok(target) = std::fs::read_link(entry.path()) {
+                let target = target.to_string_lossy();
+                if let Some(inode) = target.strip_prefix("socket:[").and_then(|t| t.strip_suffix(']')) {
+                    inodes.insert(inode.to_string());
+                }
+            }
+        }
+    }
+    let mut ports = HashSet::new();
+    for table in ["udp", "udp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            let (Some(local), Some(inode)) = (fields.get(1), fields.get(9)) else { continue };
+            if inodes.contains(*inode) {
+                if let Some(port) = local.rsplit(':').next().and_then(|p| u16::from_str_radix(p, 16).ok()) {
+                    ports.insert(port);
+                }
+            }
+        }
+    }
+    ports
+}
+
+/// The `q`-quantile (0..=1) of `values` by nearest rank; `None` when empty.
+pub fn quantile(values: &[f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
+/// Median, smallest and largest of what the rounds measured.
+#[derive(Clone, Copy, Debug, serde::Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+}
+
+pub fn spread(values: &[f64]) -> Option<Spread> {
+    let mut sorted: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    if sorted.is_empty() {
+        return None;
+    }
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 };
+    Some(Spread { median, min: sorted[0], max: sorted[n - 1] })
+}
+
+/// Send `signal` to `pid` (no-op if it is gone).
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill(2) on a child's pid; an exited child is at worst a zombie we still own.
+    unsafe {
+        libc::kill(pid as i32, signal);
+    }
+}
+
+/// Ask `child` to stop with `sig`, wait up to `grace`, then SIGKILL; reap it.
+/// Returns whether it exited by itself within `grace`.
+pub fn stop_child(child: &mut Child, sig: i32, grace: Duration) -> bool {
+    if let Ok(Some(_)) = child.try_wait() {
+        return true;
+    }
+    signal(child.id(), sig);
+    if wait_child(child, grace).is_some() {
+        return true;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    false
+}
+
+/// Wait up to `timeout` for `child` to exit; its exit code (-1 for a signal).
+pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<i32> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => return Some(status.code().unwrap_or(-1)),
+            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
+            _ => return None,
+        }
+    }
+}
+
+/// Poll `ready` every 20 ms until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut ready: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ready() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A free loopback UDP port (even, the next one free too), for SIP or media bases.
+pub fn free_udp_port() -> u16 {
+    for _ in 0..200 {
+        let Ok(socket) = std::net::UdpSocket::bind("127.0.0.1:0") else { continue };
+        let Ok(port) = socket.local_addr().map(|a| a.port()) else { continue };
+        if port % 2 == 0 && port < 60000 && std::net::UdpSocket::bind(("127.0.0.1", port + 1)).is_ok() {
+            return port;
+        }
+    }
+    crate::fatal("no free loopback UDP port");
+}
+
+/// A free loopback TCP port.
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| crate::fatal(&format!("no free loopback TCP port: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantiles_by_nearest_rank() {
+        let values: Vec<f64> = (1..=100).map(f64::from).collect();
+        assert_eq!(quantile(&values, 0.5), Some(50.0));
+        assert_eq!(quantile(&values, 0.99), Some(99.0));
+        assert_eq!(quantile(&values, 1.0), Some(100.0));
+        assert_eq!(quantile(&[], 0.5), None);
+        let s = spread(&[3.0, 1.0, 2.0, 10.0]).unwrap();
+        assert_eq!((s.median, s.min, s.max), (2.5, 1.0, 10.0));
+    }
+
+    #[test]
+    fn this_process_is_measurable() {
+        let pid = std::process::id();
+        assert!(cpu_sample(pid).is_some());
+        assert!(rss_kb(pid).unwrap() > 0);
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        assert!(udp_ports(pid).contains(&socket.local_addr().unwrap().port()));
+    }
+}
