@@ -80,7 +80,12 @@ fn the_load_harness_smoke_run_measures_both_sides() {
     let _ = watchdog.join();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "the harness failed ({}) after {:?}:\n{stdout}\n{stderr}", output.status, started.elapsed());
+    assert!(
+        output.status.success(),
+        "the harness failed ({}) after {:?}:\n{stdout}\n{stderr}",
+        output.status,
+        started.elapsed()
+    );
     let text = std::fs::read_to_string(out.path().join("summary.json")).expect("summary.json written");
     let summary: Value = serde_json::from_str(&text).unwrap();
     let context = format!("\n{stdout}\n{stderr}");

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use clap::{Parser, ValueEnum};
 
 /// Hard caps: the harness never runs more than this, whatever it is asked.
-const MAX_CALLS: u32 = 500;
+const MAX_CALLS: u32 = 1200;
 /// baresip refuses more than 255 calls at once by design (`call_max_calls`).
 const MAX_BARESIP_CALLS: u32 = 250;
 const MAX_SECONDS: u64 = 120;
@@ -72,7 +72,7 @@ impl Side {
 #[derive(Parser, Debug, Clone)]
 #[command(about = "softphoned vs baresip under N concurrent calls from sipp, on 127.0.0.1")]
 pub struct Options {
-    /// Concurrent calls per round (capped at 500; baresip at 250).
+    /// Concurrent calls per round (capped at 1200; baresip at 250).
     #[arg(long, default_value_t = 20)]
     pub calls: u32,
     /// Length of the measuring window once every call is up (capped at 120).
@@ -152,7 +152,10 @@ fn main() {
     }
     let softphoned = options.softphoned.clone().unwrap_or_else(peers::softphoned_binary);
     if !softphoned.is_file() {
-        fatal(&format!("no daemon binary at {} (cargo build --bin softphoned, or --softphoned PATH)", softphoned.display()));
+        fatal(&format!(
+            "no daemon binary at {} (cargo build --bin softphoned, or --softphoned PATH)",
+            softphoned.display()
+        ));
     }
     let mut sides = vec![];
     if options.only != Some(Side::Baresip) {

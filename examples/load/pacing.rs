@@ -118,11 +118,11 @@ pub fn read_pcap(path: &Path) -> Result<Vec<Packet>, String> {
         }
     };
     let link_header = match u32_at(20) {
-        1 => 14,    // Ethernet (what tcpdump writes for lo)
-        113 => 16,  // Linux cooked v1
-        276 => 20,  // Linux cooked v2
-        0 => 4,     // BSD loopback
-        101 => 0,   // raw IP
+        1 => 14,   // Ethernet (what tcpdump writes for lo)
+        113 => 16, // Linux cooked v1
+        276 => 20, // Linux cooked v2
+        0 => 4,    // BSD loopback
+        101 => 0,  // raw IP
         other => return Err(format!("{}: link type {other} not handled", path.display())),
     };
     let mut packets = vec![];
@@ -225,7 +225,11 @@ pub fn pacing(packets: &[Packet], from: &HashSet<u16>, to: &HashSet<u16>, window
         streams: streams.len(),
         full_streams,
         packets: count,
-        sent_of_expected_percent: if streams.is_empty() { 0.0 } else { 100.0 * count as f64 / (expected * streams.len() as f64) },
+        sent_of_expected_percent: if streams.is_empty() {
+            0.0
+        } else {
+            100.0 * count as f64 / (expected * streams.len() as f64)
+        },
         payload_types: {
             payload_types.sort_unstable();
             payload_types

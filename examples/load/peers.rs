@@ -30,7 +30,8 @@ pub fn tool_installed(tool: &str) -> bool {
 
 /// What the baresip side lacks, if anything.
 pub fn baresip_missing() -> Option<String> {
-    let mut missing: Vec<String> = ["baresip", "jackd"].iter().filter(|t| !tool_installed(t)).map(|t| t.to_string()).collect();
+    let mut missing: Vec<String> =
+        ["baresip", "jackd"].iter().filter(|t| !tool_installed(t)).map(|t| t.to_string()).collect();
     for module in ["g711", "opus", "jack", "sndfile", "account", "menu", "ctrl_tcp"] {
         if !Path::new(BARESIP_MODULES).join(format!("{module}.so")).is_file() {
             missing.push(format!("{module}.so"));
@@ -87,7 +88,21 @@ impl Jackd {
         let log = std::fs::File::create(dir.join("jackd.log")).map_err(|e| e.to_string())?;
         // Not realtime: softphoned's tick is not either, and both are judged alike.
         let child = Command::new("jackd")
-            .args(["--no-realtime", "-n", &name, "-d", "dummy", "-r", "48000", "-p", &period.to_string(), "-C", "2", "-P", "2"])
+            .args([
+                "--no-realtime",
+                "-n",
+                &name,
+                "-d",
+                "dummy",
+                "-r",
+                "48000",
+                "-p",
+                &period.to_string(),
+                "-C",
+                "2",
+                "-P",
+                "2",
+            ])
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log)
@@ -139,7 +154,13 @@ pub struct Softphoned {
 }
 
 impl Softphoned {
-    pub fn start(binary: &Path, dir: &Path, calls: u32, options: &Options, jack: Option<&Jackd>) -> Result<Softphoned, String> {
+    pub fn start(
+        binary: &Path,
+        dir: &Path,
+        calls: u32,
+        options: &Options,
+        jack: Option<&Jackd>,
+    ) -> Result<Softphoned, String> {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         let socket = dir.join("control.sock");
         let recordings = dir.join("recordings");
@@ -395,13 +416,8 @@ impl Baresip {
             .stderr(log)
             .spawn()
             .map_err(|e| format!("spawn baresip: {e}"))?;
-        let mut bare = Baresip {
-            child,
-            dir: dir.into(),
-            sip_port,
-            established: Arc::default(),
-            closed: Arc::default(),
-        };
+        let mut bare =
+            Baresip { child, dir: dir.into(), sip_port, established: Arc::default(), closed: Arc::default() };
         let mut stream = None;
         let up = wait_until(START_TIMEOUT, || {
             if bare.child.try_wait().ok().flatten().is_some() {

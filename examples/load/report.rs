@@ -162,7 +162,17 @@ pub fn table(summary: &Summary) -> String {
         .map(|c| rows.iter().map(|(_, r)| r[c].chars().count()).chain([header[c].len()]).max().unwrap_or(0))
         .collect();
     let line = |r: &[String; 4]| {
-        format!("{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}\n", r[0], r[1], r[2], r[3], w0 = widths[0], w1 = widths[1], w2 = widths[2], w3 = widths[3])
+        format!(
+            "{:<w0$}  {:>w1$}  {:>w2$}  {:>w3$}\n",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3]
+        )
     };
     out += &line(&header);
     for (_, row) in &rows {

@@ -142,9 +142,13 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
     sipp::prepare(&dir, setup.options.codec)?;
     let mut sut = match setup.side {
-        Side::Softphoned => {
-            Sut::Softphoned(Softphoned::start(setup.softphoned, &dir.join("softphoned"), setup.calls, setup.options, setup.jack)?)
-        }
+        Side::Softphoned => Sut::Softphoned(Softphoned::start(
+            setup.softphoned,
+            &dir.join("softphoned"),
+            setup.calls,
+            setup.options,
+            setup.jack,
+        )?),
         Side::Baresip => {
             let jack = setup.jack.ok_or("no jackd for baresip")?;
             Sut::Baresip(Baresip::start(&dir.join("baresip"), setup.options, jack)?)
@@ -206,7 +210,8 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     if let Some(probe) = probe {
         let (samples, errors) = probe.finish();
         let q = |p| quantile(&samples, p).unwrap_or(f64::NAN);
-        result.control_rtt = Some(Rtt { samples: samples.len(), errors, p50_us: q(0.5), p99_us: q(0.99), max_us: q(1.0) });
+        result.control_rtt =
+            Some(Rtt { samples: samples.len(), errors, p50_us: q(0.5), p99_us: q(0.99), max_us: q(1.0) });
     }
 
     result.sipp = sipp.finish(call_length + Duration::from_secs(30));
@@ -221,7 +226,10 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
             if setup.options.record {
                 let check = check_recordings(&daemon.recordings, call_length, setup.calls);
                 if check.complete != setup.calls as usize {
-                    result.errors.push(format!("{} complete recordings for {} calls: {:?}", check.complete, setup.calls, check.problems));
+                    result.errors.push(format!(
+                        "{} complete recordings for {} calls: {:?}",
+                        check.complete, setup.calls, check.problems
+                    ));
                 }
                 result.recordings = Some(check);
             }
@@ -239,7 +247,9 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     let mut measured = pacing::pacing(&packets, &from, &to, measured_s);
     measured.capture_dropped = dropped;
     if measured.full_streams < result.established {
-        result.errors.push(format!("{} calls up but {} full RTP streams captured", result.established, measured.full_streams));
+        result
+            .errors
+            .push(format!("{} calls up but {} full RTP streams captured", result.established, measured.full_streams));
     }
     result.pacing = Some(measured);
     if !setup.options.smoke {

@@ -142,7 +142,11 @@ mod tests {
     fn the_last_line_of_the_stats_counts() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("stats.csv");
-        std::fs::write(&path, "StartTime;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);\nx;0;0;0;0;\ny;1;9;0;1;\n").unwrap();
+        std::fs::write(
+            &path,
+            "StartTime;SuccessfulCall(P);SuccessfulCall(C);FailedCall(P);FailedCall(C);\nx;0;0;0;0;\ny;1;9;0;1;\n",
+        )
+        .unwrap();
         assert_eq!(read_stats(&path), (Some(9), Some(1)));
         assert_eq!(read_stats(&dir.path().join("none")), (None, None));
     }
