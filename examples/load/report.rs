@@ -113,9 +113,7 @@ fn cell(spread: Option<Spread>) -> String {
 
 fn number(v: f64) -> String {
     let a = v.abs();
-    if v == v.trunc() && a < 1e7 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
+    if (v == v.trunc() && a < 1e7) || a >= 100.0 {
         format!("{v:.0}")
     } else if a >= 10.0 {
         format!("{v:.1}")

@@ -124,7 +124,7 @@ fn read_stats(path: &Path) -> (Option<u64>, Option<u64>) {
     let Ok(text) = std::fs::read_to_string(path) else { return (None, None) };
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let Some(header) = lines.next() else { return (None, None) };
-    let Some(last) = lines.last() else { return (None, None) };
+    let Some(last) = lines.next_back() else { return (None, None) };
     let names: Vec<&str> = header.split(';').collect();
     let values: Vec<&str> = last.split(';').collect();
     let field = |name: &str| -> Option<u64> {
