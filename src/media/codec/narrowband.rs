@@ -10,6 +10,7 @@
 //! per-call buffer dance, and it cannot allocate. rubato's FFT resamplers
 //! want fixed chunk sizes and their own buffers for the same result.
 
+use super::to_pcm;
 use std::f64::consts::PI;
 use std::sync::LazyLock;
 
@@ -77,9 +78,6 @@ impl<const N: usize> DelayLine<N> {
     }
 }
 
-fn to_pcm(sample: f32) -> i16 {
-    sample.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16
-}
 
 /// 16 kHz → 8 kHz with anti-alias filtering, state kept across frames.
 struct Decimator {

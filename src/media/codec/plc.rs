@@ -5,6 +5,7 @@
 //! loss is cross-faded in from the continuing concealment so it does not
 //! click. Works on the 16 kHz output, so one implementation serves both.
 
+use super::to_pcm;
 use super::PCM_RATE;
 
 const MS: usize = PCM_RATE as usize / 1000;
@@ -118,9 +119,6 @@ impl Concealment {
     }
 }
 
-fn to_pcm(sample: f32) -> i16 {
-    sample.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16
-}
 
 #[cfg(test)]
 mod tests {

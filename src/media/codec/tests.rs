@@ -289,3 +289,15 @@ fn payload_durations_and_misuse_are_reported() {
     let mut encoder = Encoder::new(Codec::G722, &OpusParams::default()).unwrap();
     assert!(matches!(encoder.encode(&[0; FRAME_SAMPLES], &mut [0; 100]), Err(CodecError::OutputTooSmall { .. })));
 }
+
+#[test]
+fn to_pcm_rounds_half_away_from_zero_and_saturates_as_round_and_clamp_would() {
+    let reference = |x: f32| x.round().clamp(i16::MIN as f32, i16::MAX as f32) as i16;
+    let just_below_half = 0.5f32.next_down();
+    let mut samples = vec![0.0, 0.5, -0.5, just_below_half, -just_below_half, 1.49, -1.5, 2.5, 32766.6, 32767.4];
+    samples.extend([32767.5, -32768.6, 1e9, -1e9, f32::NAN, f32::INFINITY, f32::NEG_INFINITY]);
+    samples.extend((-70_000..70_000).map(|n| n as f32 * 0.73));
+    for x in samples {
+        assert_eq!(super::to_pcm(x), reference(x), "{x}");
+    }
+}
