@@ -53,52 +53,66 @@ fn bessel_i0(x: f64) -> f64 {
     sum
 }
 
-/// The last `N` samples, readable as one contiguous window. Every sample is
-/// written twice, `N` apart, so the window never wraps.
-struct DelayLine<const N: usize> {
-    samples: [[f32; N]; 2],
-    next: usize,
+/// Both filters run one FIR on one phase of the signal: the 2·PAIRS odd
+/// taps mirrored, oldest sample first (the even taps are zero, and the
+/// centre tap touches only the other phase).
+static PHASE_TAPS: LazyLock<[f32; 2 * PAIRS]> = LazyLock::new(|| {
+    let odd = &*ODD_TAPS;
+    std::array::from_fn(|m| if m < PAIRS { odd[PAIRS - 1 - m] } else { odd[m - PAIRS] })
+});
+/// Samples of one phase a filter keeps from the frame before.
+const HISTORY: usize = 2 * PAIRS - 1;
+/// The centre tap lags the newest sample of its phase by this many.
+const CENTRE_LAG: usize = PAIRS - 1;
+/// Outputs computed per pass: bounds the stack buffers (any frame length works).
+const CHUNK: usize = 160;
+
+/// `out[k] = gain · Σ taps[m] · input[k + m]`, `input` being `HISTORY`
+/// samples longer than `out`. Tap by tap over the whole block, so the
+/// inner loop is element-wise and vectorizes (a per-output dot product
+/// would be a float reduction, which the compiler may not reorder).
+fn phase_fir(input: &[f32], gain: f32, out: &mut [f32]) {
+    out.fill(0.0);
+    for (m, tap) in PHASE_TAPS.iter().enumerate() {
+        let tap = tap * gain;
+        for (acc, x) in out.iter_mut().zip(&input[m..]) {
+            *acc += tap * x;
+        }
+    }
 }
-
-impl<const N: usize> DelayLine<N> {
-    fn new() -> Self {
-        DelayLine { samples: [[0.0; N]; 2], next: 0 }
-    }
-
-    fn push(&mut self, sample: f32) {
-        let flat = self.samples.as_flattened_mut();
-        flat[self.next] = sample;
-        flat[self.next + N] = sample;
-        self.next = (self.next + 1) % N;
-    }
-
-    /// Oldest first.
-    fn window(&self) -> &[f32] {
-        &self.samples.as_flattened()[self.next..self.next + N]
-    }
-}
-
 
 /// 16 kHz → 8 kHz with anti-alias filtering, state kept across frames.
 struct Decimator {
-    input: DelayLine<TAPS>,
+    /// The last odd-phase (FIR) and even-phase (centre tap) input samples.
+    odd: [f32; HISTORY],
+    even: [f32; CENTRE_LAG],
 }
 
 impl Decimator {
+    fn new() -> Self {
+        Decimator { odd: [0.0; HISTORY], even: [0.0; CENTRE_LAG] }
+    }
+
     /// Filters `wide` (an even number of samples) and calls `emit` with each
     /// 8 kHz sample.
     fn process(&mut self, wide: &[i16], mut emit: impl FnMut(i16)) {
-        let taps = &*ODD_TAPS;
-        for pair in wide.chunks_exact(2) {
-            self.input.push(pair[0] as f32);
-            self.input.push(pair[1] as f32);
-            let w = self.input.window();
-            let centre = TAPS / 2;
-            let mut acc = 0.5 * w[centre];
-            for (i, tap) in taps.iter().enumerate() {
-                acc += tap * (w[centre - 1 - 2 * i] + w[centre + 1 + 2 * i]);
+        for block in wide.chunks(2 * CHUNK) {
+            let n = block.len() / 2;
+            let mut odd = [0.0f32; HISTORY + CHUNK];
+            let mut even = [0.0f32; CENTRE_LAG + CHUNK];
+            odd[..HISTORY].copy_from_slice(&self.odd);
+            even[..CENTRE_LAG].copy_from_slice(&self.even);
+            for (k, pair) in block.chunks_exact(2).enumerate() {
+                even[CENTRE_LAG + k] = f32::from(pair[0]);
+                odd[HISTORY + k] = f32::from(pair[1]);
             }
-            emit(to_pcm(acc));
+            let mut filtered = [0.0f32; CHUNK];
+            phase_fir(&odd[..HISTORY + n], 1.0, &mut filtered[..n]);
+            for (sum, centre) in filtered[..n].iter().zip(&even) {
+                emit(to_pcm(sum + 0.5 * centre));
+            }
+            self.odd.copy_from_slice(&odd[n..n + HISTORY]);
+            self.even.copy_from_slice(&even[n..n + CENTRE_LAG]);
         }
     }
 }
@@ -106,22 +120,35 @@ impl Decimator {
 /// 8 kHz → 16 kHz: each input sample passes through (delayed) and a
 /// halfband-interpolated sample follows it, so no images above 4 kHz.
 struct Interpolator {
-    input: DelayLine<{ 2 * PAIRS }>,
+    history: [f32; HISTORY],
 }
 
 impl Interpolator {
+    fn new() -> Self {
+        Interpolator { history: [0.0; HISTORY] }
+    }
+
     /// Writes two 16 kHz samples per `narrow` sample into `wide`.
     fn process(&mut self, narrow: impl Iterator<Item = i16>, wide: &mut [i16]) {
-        let taps = &*ODD_TAPS;
-        for (sample, out) in narrow.zip(wide.chunks_exact_mut(2)) {
-            self.input.push(sample as f32);
-            let w = self.input.window();
-            let mut between = 0.0;
-            for (i, tap) in taps.iter().enumerate() {
-                between += 2.0 * tap * (w[PAIRS - 1 - i] + w[PAIRS + i]);
+        let mut narrow = narrow.peekable();
+        for out in wide.chunks_mut(2 * CHUNK) {
+            let mut input = [0.0f32; HISTORY + CHUNK];
+            input[..HISTORY].copy_from_slice(&self.history);
+            let mut n = 0;
+            for (slot, sample) in input[HISTORY..HISTORY + out.len() / 2].iter_mut().zip(&mut narrow) {
+                *slot = f32::from(sample);
+                n += 1;
             }
-            out[0] = to_pcm(w[PAIRS - 1]);
-            out[1] = to_pcm(between);
+            let mut between = [0.0f32; CHUNK];
+            phase_fir(&input[..HISTORY + n], 2.0, &mut between[..n]);
+            for (k, pair) in out.chunks_exact_mut(2).take(n).enumerate() {
+                pair[0] = to_pcm(input[k + CENTRE_LAG]);
+                pair[1] = to_pcm(between[k]);
+            }
+            self.history.copy_from_slice(&input[n..n + HISTORY]);
+            if narrow.peek().is_none() {
+                return;
+            }
         }
     }
 }
@@ -157,7 +184,7 @@ pub(super) struct NarrowbandEncoder {
 
 impl NarrowbandEncoder {
     pub(super) fn new(law: Law) -> Self {
-        NarrowbandEncoder { law, decimator: Decimator { input: DelayLine::new() } }
+        NarrowbandEncoder { law, decimator: Decimator::new() }
     }
 
     /// Bytes produced for `pcm_len` 16 kHz samples.
@@ -185,7 +212,7 @@ pub(super) struct NarrowbandDecoder {
 
 impl NarrowbandDecoder {
     pub(super) fn new(law: Law) -> Self {
-        NarrowbandDecoder { law, interpolator: Interpolator { input: DelayLine::new() } }
+        NarrowbandDecoder { law, interpolator: Interpolator::new() }
     }
 
     /// `out` must hold `2 * payload.len()` samples.
@@ -201,8 +228,8 @@ mod tests {
 
     /// Gain in dB of a steady tone through decimate→interpolate (no G.711).
     fn filter_gain_db(hz: f64) -> f64 {
-        let mut decimator = Decimator { input: DelayLine::new() };
-        let mut interpolator = Interpolator { input: DelayLine::new() };
+        let mut decimator = Decimator::new();
+        let mut interpolator = Interpolator::new();
         let input: Vec<i16> =
             (0..16_000).map(|n| (8000.0 * (2.0 * PI * hz * n as f64 / 16_000.0).sin()) as i16).collect();
         let mut narrow = Vec::new();
@@ -227,12 +254,87 @@ mod tests {
         }
     }
 
-    #[test]
-    fn delay_line_window_is_the_last_n_oldest_first() {
-        let mut line = DelayLine::<4>::new();
-        for s in 1..=6 {
-            line.push(s as f32);
+    fn at(signal: &[i16], i: isize) -> f32 {
+        if i < 0 {
+            0.0
+        } else {
+            f32::from(signal[i as usize])
         }
-        assert_eq!(line.window(), [3.0, 4.0, 5.0, 6.0]);
+    }
+
+    /// The decimator as its definition reads: one output at a time, the
+    /// 63-tap halfband filter centred on the sample it keeps.
+    fn reference_decimate(x: &[i16]) -> Vec<i16> {
+        let taps = &*ODD_TAPS;
+        (0..x.len() / 2)
+            .map(|n| {
+                let centre = 2 * n as isize + 1 - TAPS as isize / 2;
+                let mut acc = 0.5 * at(x, centre);
+                for (i, tap) in taps.iter().enumerate() {
+                    let offset = 2 * i as isize + 1;
+                    acc += tap * (at(x, centre - offset) + at(x, centre + offset));
+                }
+                to_pcm(acc)
+            })
+            .collect()
+    }
+
+    /// The interpolator as its definition reads: each sample (16 behind),
+    /// then the filtered point halfway to the next.
+    fn reference_interpolate(s: &[i16]) -> Vec<i16> {
+        let taps = &*ODD_TAPS;
+        let mut wide = Vec::new();
+        for j in 0..s.len() as isize {
+            let mut between = 0.0;
+            for (i, tap) in taps.iter().enumerate() {
+                between += 2.0 * tap * (at(s, j - 16 - i as isize) + at(s, j - 15 + i as isize));
+            }
+            wide.push(to_pcm(at(s, j - 16)));
+            wide.push(to_pcm(between));
+        }
+        wide
+    }
+
+    #[test]
+    fn the_block_filters_match_the_definition_within_a_step() {
+        let input: Vec<i16> = (0..3200).map(|n| ((n * 7919) % 20_001 - 10_000) as i16).collect();
+        let (mut decimator, mut interpolator) = (Decimator::new(), Interpolator::new());
+        let mut narrow = Vec::new();
+        decimator.process(&input, |s| narrow.push(s));
+        let mut wide = vec![0i16; narrow.len() * 2];
+        interpolator.process(narrow.iter().copied(), &mut wide);
+        let within_a_step =
+            |a: &[i16], b: &[i16]| a.len() == b.len() && a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1);
+        assert!(within_a_step(&narrow, &reference_decimate(&input)), "decimator");
+        assert!(within_a_step(&wide, &reference_interpolate(&narrow)), "interpolator");
+    }
+
+    #[test]
+    fn frames_of_any_length_give_what_one_long_frame_gives() {
+        let input: Vec<i16> = (0..4000).map(|n| ((n * 7919) % 20_001 - 10_000) as i16).collect();
+        let whole = {
+            let (mut decimator, mut interpolator) = (Decimator::new(), Interpolator::new());
+            let mut narrow = Vec::new();
+            decimator.process(&input, |s| narrow.push(s));
+            let mut wide = vec![0i16; narrow.len() * 2];
+            interpolator.process(narrow.iter().copied(), &mut wide);
+            (narrow, wide)
+        };
+        let (mut decimator, mut interpolator) = (Decimator::new(), Interpolator::new());
+        let (mut narrow, mut wide) = (Vec::new(), Vec::new());
+        let mut at = 0;
+        for len in [2, 160, 320, 960, 18, 642].into_iter().cycle() {
+            let end = (at + len).min(input.len());
+            let before = narrow.len();
+            decimator.process(&input[at..end], |s| narrow.push(s));
+            let mut out = vec![0i16; (narrow.len() - before) * 2];
+            interpolator.process(narrow[before..].iter().copied(), &mut out);
+            wide.extend(out);
+            at = end;
+            if at == input.len() {
+                break;
+            }
+        }
+        assert_eq!((narrow, wide), whole);
     }
 }

@@ -119,7 +119,6 @@ impl Concealment {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
