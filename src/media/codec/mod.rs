@@ -175,9 +175,11 @@ pub struct Encoder {
     state: EncoderState,
 }
 
+/// G.722's state is the largest by far: boxed, so a G.711 stream is not
+/// sized for it.
 enum EncoderState {
     Narrowband(NarrowbandEncoder),
-    G722(G722Encoder),
+    G722(Box<G722Encoder>),
     Opus(OpusEncoder),
 }
 
@@ -188,7 +190,7 @@ impl Encoder {
         let state = match codec {
             Codec::Pcmu => EncoderState::Narrowband(NarrowbandEncoder::new(Law::Mu)),
             Codec::Pcma => EncoderState::Narrowband(NarrowbandEncoder::new(Law::A)),
-            Codec::G722 => EncoderState::G722(G722Encoder::new()),
+            Codec::G722 => EncoderState::G722(Box::new(G722Encoder::new())),
             Codec::Opus => EncoderState::Opus(OpusEncoder::new(opus)?),
         };
         Ok(Encoder { codec, state })
@@ -228,7 +230,7 @@ pub struct Decoder {
 
 enum DecoderState {
     Narrowband(NarrowbandDecoder, Concealment),
-    G722(G722Decoder, Concealment),
+    G722(Box<G722Decoder>, Concealment),
     Opus(OpusDecoder),
 }
 
@@ -237,7 +239,7 @@ impl Decoder {
         let state = match codec {
             Codec::Pcmu => DecoderState::Narrowband(NarrowbandDecoder::new(Law::Mu), Concealment::new()),
             Codec::Pcma => DecoderState::Narrowband(NarrowbandDecoder::new(Law::A), Concealment::new()),
-            Codec::G722 => DecoderState::G722(G722Decoder::new(), Concealment::new()),
+            Codec::G722 => DecoderState::G722(Box::new(G722Decoder::new()), Concealment::new()),
             Codec::Opus => DecoderState::Opus(OpusDecoder::new()?),
         };
         Ok(Decoder { codec, state })
