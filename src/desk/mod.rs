@@ -176,6 +176,11 @@ impl Desk {
         self.phone.list()
     }
 
+    /// How many calls are live (without listing them).
+    pub fn call_count(&self) -> usize {
+        self.phone.len()
+    }
+
     pub fn call(&self, id: &str) -> Option<CallSummary> {
         self.phone.get(id).map(phone::summary)
     }
