@@ -6,11 +6,14 @@
 //! while a datagram is received and while a tick runs. The same call with
 //! SRTP shows the one allocation per packet `rtc-srtp` makes, and no other.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "alloc/counting.rs"]
+mod counting;
+
 use std::cell::Cell;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
+use counting::Counting;
 use softphoned::audio::analysis::dominant_frequency;
 use softphoned::audio::{AudioSource, ToneSource};
 use softphoned::media::codec::{Codec, Frame, OpusParams, FRAME_SAMPLES, PCM_RATE};
@@ -22,8 +25,6 @@ use softphoned::media::stream::MediaStats;
 
 /// The peer: its SDP's address, where its packets come from.
 const PEER: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40000);
-
-struct Counting;
 
 thread_local! {
     /// Each thread counts its own, and only while asked: the harness runs
@@ -38,26 +39,8 @@ fn note() {
     }
 }
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting(note);
 
 /// Run `f`, returning how many allocations it made on this thread.
 fn allocations(f: impl FnOnce()) -> u64 {

@@ -5,20 +5,21 @@
 //! what the thread named `media` allocates over two seconds of steady call,
 //! after a second of warm-up.
 
-use std::alloc::{GlobalAlloc, Layout, System};
+#[path = "alloc/counting.rs"]
+mod counting;
+
 use std::cell::Cell;
 use std::net::UdpSocket;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use counting::Counting;
 use softphoned::audio::ToneSource;
 use softphoned::config::MediaConfig;
 use softphoned::media::codec::{Codec, OpusParams};
 use softphoned::media::params::{EventPayloads, MediaDirection, StreamParams};
 use softphoned::media_io::{MediaAudio, MediaIo, MediaOut};
 use softphoned::recorder::Recorder;
-
-struct Counting;
 
 /// Counting is on (the steady window).
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -51,26 +52,8 @@ fn note() {
     }
 }
 
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        System.alloc(layout)
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        System.alloc_zeroed(layout)
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        System.realloc(ptr, layout, new_size)
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        System.dealloc(ptr, layout)
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Counting = Counting(note);
 
 const TICK: Duration = Duration::from_millis(20);
 const WARM_UP: u32 = 50;
