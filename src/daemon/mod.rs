@@ -161,8 +161,8 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (recorder, recorder_reports) =
         crate::recorder::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
     let audio = MediaAudio { source: setup.source, sink: setup.sink, hold_music };
-    let (media, media_rx) = MediaIo::start(audio, listens[0].addr.ip(), config.media.clone(), recorder.clone())
-        .map_err(DaemonError::Thread)?;
+    let (media, media_rx) =
+        MediaIo::start(audio, listens[0].addr.ip(), config.media.clone(), recorder).map_err(DaemonError::Thread)?;
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
     let now = clock();
     let mut daemon = Daemon {
@@ -172,7 +172,6 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         alarm_set: None,
         store,
         media,
-        recorder,
         audio: audio::AudioState::new(setup.status, setup.card, audio_specs, audio_done, now.at),
         accounts: Accounts::start(&sip),
         sip,
@@ -236,8 +235,6 @@ struct Daemon {
     sip: SipAgent,
     accounts: Accounts,
     media: MediaIo,
-    /// The recorder thread's handle.
-    recorder: crate::recorder::Recorder,
     /// The agent's audio backends and the sound card's state.
     audio: audio::AudioState,
     events: broadcast::Sender<Notification>,

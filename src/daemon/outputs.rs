@@ -1,16 +1,15 @@
 //! Carrying out what the desk asks, in its order: SIP actions to the
-//! adapter, media commands to the media engine, recorder jobs to the
-//! recorder's thread, snapshots to the store, events to the subscribers.
+//! adapter, media commands and recorder jobs to the media thread (the
+//! recorder's jobs in order with the frames), snapshots to the store, events to the subscribers.
 //! Also keeping the desk supplied with lines (ids, bound ports, keys).
 
-use serde_json::json;
 use tokio::task::JoinHandle;
 
 use super::Daemon;
 use crate::callback::Now;
 use crate::control::api::{self, event};
 use crate::control::server::Notification;
-use crate::desk::{Event, Input, Line, MediaCommand, Output, RecorderCommand};
+use crate::desk::{Event, Input, Line, MediaCommand, Output};
 
 impl Daemon {
     /// Carry out every output the desk has, then refill its lines. Returns
@@ -22,7 +21,7 @@ impl Daemon {
                 match output {
                     Output::Sip { call, action } => endings.extend(self.sip.execute(&call, action)),
                     Output::Media(command) => self.media_command(command, now),
-                    Output::Recorder(command) => self.recorder_command(command),
+                    Output::Recorder(command) => self.media.recorder(command),
                     Output::Event(event) => self.publish(notification(event)),
                     Output::Store(record) => self.store.save(record),
                 }
@@ -50,19 +49,6 @@ impl Daemon {
             MediaCommand::Dtmf { call, digits } => self.media.queue_dtmf(&call, digits),
             MediaCommand::Conference { call, joined } => self.media.set_conference(&call, joined),
             MediaCommand::Record { call, rate } => self.media.set_recording(&call, rate),
-        }
-    }
-
-    fn recorder_command(&mut self, command: RecorderCommand) {
-        match command {
-            RecorderCommand::Begin { call, path, rate, format, metadata } => {
-                self.recorder.begin(&call, path, rate, format, metadata)
-            }
-            RecorderCommand::Pause { call, paused } => self.recorder.pause(&call, paused),
-            RecorderCommand::End { call, mut metadata } => {
-                metadata.insert("frames_dropped_total".into(), json!(self.recorder.dropped()));
-                self.recorder.end(&call, metadata);
-            }
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audio::{AudioSink, AudioSource};
 use crate::call::CallId;
 use crate::config::MediaConfig;
-use crate::desk::MediaReport;
+use crate::desk::{MediaReport, RecorderCommand};
 use crate::media::level::{Levels, MAX_GAIN};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
@@ -156,6 +156,13 @@ impl MediaIo {
     /// Queue keys to send (RFC 4733); a refusal is logged by the thread.
     pub fn queue_dtmf(&mut self, call: &CallId, digits: String) {
         self.send(Command::Dtmf { call: call.clone(), digits });
+    }
+
+    /// A recording begins, pauses or ends: through the media thread, so the
+    /// recorder gets it in order with the frames (a pause or an end after
+    /// every frame recorded before it).
+    pub fn recorder(&mut self, command: RecorderCommand) {
+        self.send(Command::Recorder(command));
     }
 
     /// The figures of `calls`, in order, answered between two ticks.

@@ -20,7 +20,7 @@ use super::{Gains, MediaAudio, MediaOut};
 use crate::audio::{AudioSink, AudioSource, Denoiser};
 use crate::call::CallId;
 use crate::config::MediaConfig;
-use crate::desk::MediaReport;
+use crate::desk::{MediaReport, RecorderCommand};
 use crate::media::codec::{Frame, FRAME_SAMPLES, PCM_RATE};
 use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
 use crate::media::level::{apply_gain, LevelMeter};
@@ -33,6 +33,11 @@ const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM
 /// RTCP comes every few seconds (and rtcp-mux on the RTP port): its own
 /// port is read every fifth tick, which halves the reads per call.
 const RTCP_READ_EVERY: u64 = 5;
+/// The recorder gets the frames every fifth tick (100 ms): each hand-over
+/// wakes its thread, and on a virtual machine a wake-up costs more than
+/// writing a call's 20 ms. Pauses and ends hand over what is held first;
+/// a crash loses at most the last second anyway.
+const RECORD_EVERY: u64 = 5;
 /// Behind by more than this (the machine was suspended, the thread starved),
 /// the tick starts afresh instead of bursting to catch up.
 const MAX_BEHIND: Duration = Duration::from_millis(200);
@@ -76,6 +81,7 @@ pub(super) enum Command {
         source: Box<dyn AudioSource>,
         sink: Box<dyn AudioSink>,
     },
+    Recorder(RecorderCommand),
     /// The figures of these calls, in order (`None`: no media).
     Stats {
         calls: Vec<CallId>,
@@ -209,6 +215,7 @@ impl MediaThread {
                     tracing::warn!(%call, error = %e, "keys not sent");
                 }
             }),
+            Command::Recorder(command) => self.recorder_command(command),
             Command::Gains(gains) => self.gains = gains,
             Command::Audio { source, sink } => {
                 self.source = source;
@@ -221,6 +228,32 @@ impl MediaThread {
             Command::Flush(reply) => {
                 let _ = reply.send(());
             }
+        }
+    }
+
+    /// Frames held for the recorder go first, so a pause or an end comes
+    /// after every frame recorded before it.
+    fn recorder_command(&mut self, command: RecorderCommand) {
+        match command {
+            RecorderCommand::Begin { call, path, rate, format, metadata } => {
+                self.recorder.begin(&call, path, rate, format, metadata)
+            }
+            RecorderCommand::Pause { call, paused } => {
+                self.hand_over_recorded();
+                self.recorder.pause(&call, paused);
+            }
+            RecorderCommand::End { call, mut metadata } => {
+                self.hand_over_recorded();
+                metadata.insert("frames_dropped_total".into(), self.recorder.dropped().into());
+                self.recorder.end(&call, metadata);
+            }
+        }
+    }
+
+    fn hand_over_recorded(&mut self) {
+        if !self.recorded.is_empty() {
+            let batch = std::mem::replace(&mut self.recorded, self.recorder.batch());
+            self.recorder.write(batch);
         }
     }
 
@@ -262,9 +295,8 @@ impl MediaThread {
         };
         self.engine.tick(now, ntp_now(), &self.capture, &self.music, &mut wire);
         let played = wire.played;
-        if !self.recorded.is_empty() {
-            let batch = std::mem::replace(&mut self.recorded, self.recorder.batch());
-            self.recorder.write(batch);
+        if self.ticks % RECORD_EVERY == 0 {
+            self.hand_over_recorded();
         }
         if let Some(levels) = self.meter.add(&self.capture, &played) {
             let _ = self.out.send(MediaOut::Levels(levels));
