@@ -1,6 +1,7 @@
 //! Carrying out what the desk asks, in its order: SIP actions to the
 //! adapter, media commands and recorder jobs to the media thread (the
-//! recorder's jobs in order with the frames), snapshots to the store, events to the subscribers.
+//! recorder's jobs in order with the frames), snapshots to the store,
+//! events to the subscribers.
 //! Also keeping the desk supplied with lines (ids, bound ports, keys).
 
 use tokio::task::JoinHandle;
