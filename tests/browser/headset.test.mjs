@@ -79,9 +79,16 @@ function heard(speaker, from, to) {
 }
 
 test('Speaker: Headset A, then Headset B mid-call, then 50 % volume: the customer is heard where and as loud as chosen', { timeout: 90000 }, async () => {
-  // The drop-downs list what the daemon found (audio.devices).
-  const options = await page.getByLabel('Speaker', { exact: true }).locator('option').allInnerTexts();
-  assert.ok(options.includes('Headset A') && options.includes('Headset B'), `the software headsets are offered: ${options}`);
+  // The drop-downs list what the daemon found (audio.devices). The page asks
+  // once it is connected, and ALSA's probe of every PCM can take seconds on a
+  // loaded machine: wait for the list rather than read it at once.
+  const speakerOptions = page.getByLabel('Speaker', { exact: true }).locator('option');
+  await speakerOptions.filter({ hasText: 'Headset B' }).waitFor({ state: 'attached', timeout: 20000 }).catch(() => {});
+  const options = await speakerOptions.allInnerTexts();
+  if (!(options.includes('Headset A') && options.includes('Headset B'))) {
+    const listed = await daemon.rpc.call('audio.devices', {});
+    assert.fail(`the software headsets are offered: page [${options}], daemon ${JSON.stringify(listed)}`);
+  }
 
   const onA = await chooseSpeaker('Headset A', 'headset_a');
   const customer = await Sipp.start(work, 'uas_tone.xml', await freePortPair(), await freePortPair());
