@@ -27,6 +27,7 @@ pub mod desk;
 pub mod history;
 pub mod media;
 pub mod media_io;
+pub mod nat;
 pub mod recorder;
 pub mod recording;
 pub mod sdp;

@@ -43,6 +43,7 @@ use sources::{sources, Source};
 /// The floors of DESIGN.md, from the ground up.
 const FLOORS: &[(&str, u8)] = &[
     ("media", 1),
+    ("nat", 1),
     ("account", 1),
     ("recording", 1),
     ("history", 1),

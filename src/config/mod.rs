@@ -6,8 +6,9 @@ mod bridge;
 mod callback;
 mod calls;
 mod media;
+mod nat;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ pub use bridge::BridgeConfig;
 pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
 pub use media::{parse_codecs, MediaConfig};
+pub use nat::NatConfig;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -51,14 +53,20 @@ pub struct Config {
     pub transfer: TransferConfig,
     pub agent: AgentConfig,
     pub bridge: BridgeConfig,
+    pub nat: NatConfig,
     pub accounts: Vec<AccountConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
-    /// Listening points, `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`.
+    /// Listening points, `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`. A
+    /// wildcard (`0.0.0.0`, `[::]`) listens on every interface and
+    /// advertises, per destination, the address the route to it leaves from.
     pub listen: Vec<String>,
+    /// The address peers reach us at (a NAT's public address with its ports
+    /// forwarded), put in Contact, Via and SDP instead of any other.
+    pub public_address: Option<IpAddr>,
     /// The user part of our From and Contact when dialing without an account.
     pub user: String,
     /// RFC 3261 T1 in milliseconds; tests shrink it.
@@ -92,6 +100,7 @@ impl Default for SipConfig {
     fn default() -> Self {
         SipConfig {
             listen: vec!["udp:127.0.0.1:5060".into()],
+            public_address: None,
             user: "agent".into(),
             t1_ms: 500,
             allow_from: Vec::new(),
@@ -245,6 +254,7 @@ impl Config {
         config.callback.check()?;
         config.calls.check()?;
         config.bridge.check()?;
+        config.nat.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

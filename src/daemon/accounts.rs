@@ -94,6 +94,19 @@ impl Daemon {
         self.publish(Notification::new(api::event::REGISTRATION_STATE, &params));
         self.accounts.reports.insert(account, report);
     }
+
+    /// STUN found the NAT maps us elsewhere now: every binding the agent
+    /// wants points at a dead mapping, so re-register them at once.
+    pub(super) fn on_public_address_change(&mut self, changed: bool) {
+        if !changed {
+            return;
+        }
+        for (account, report) in &self.accounts.reports {
+            if report.state != crate::account::registration::RegState::Unregistered {
+                let _ = self.accounts.command(account, RegCommand::Register);
+            }
+        }
+    }
 }
 
 /// The desk's settings: plain values from the config and the accounts.

@@ -153,6 +153,7 @@ impl Daemon {
             version: env!("CARGO_PKG_VERSION").into(),
             uptime_ms: (Instant::from_std(clock().at) - self.started).as_millis() as u64,
             sip_listen: self.sip.listens().iter().map(super::listen_text).collect(),
+            public_address: self.sip.public_address(),
             calls: self.desk.call_count(),
             agent_state: self.desk.agent_state(),
             accounts: self.account_list(),

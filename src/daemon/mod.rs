@@ -87,13 +87,6 @@ impl RunningDaemon {
 /// Open everything the config names and start the run loop.
 pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let listens = config.listen_addrs()?;
-    if let Some(wild) = listens.iter().find(|l| l.addr.ip().is_unspecified()) {
-        return Err(ConfigError::Value {
-            key: "sip.listen",
-            message: format!("{}: give the address to advertise in SDP and Contact, not a wildcard", wild.addr),
-        }
-        .into());
-    }
     let specs = (config.audio.source.clone(), config.audio.sink.clone());
     let audio_specs = specs.clone();
     // Opening a sound card can take seconds: not on the runtime's threads.
@@ -125,6 +118,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     );
     let sip_config = SipConfig {
         listens: listens.clone(),
+        public_address: config.sip.public_address,
         user: config.sip.user.clone(),
         t1: config.t1(),
         tls: TlsSettings {
@@ -139,6 +133,10 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         refer_allowed_hosts: config.transfer.refer_allowed_hosts.clone(),
         allow_from: config.allowed_peers()?,
         limits: budget.sip,
+        stun: config.nat.stun_server_port().map(|server| crate::sip::StunSettings {
+            server,
+            interval: Duration::from_secs(config.nat.stun_interval_s.into()),
+        }),
     };
     let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;
     let control_socket = config.control_socket();
@@ -299,6 +297,7 @@ impl Daemon {
             SipEvent::Incoming { call, source, inbound } => Input::Incoming { call, source, inbound },
             SipEvent::Signal { call, signal } => Input::Signal { call, signal },
             SipEvent::Registration { account, report } => return self.on_registration(account, report),
+            SipEvent::PublicAddress { changed, .. } => return self.on_public_address_change(changed),
         };
         self.feed(input, clock());
     }

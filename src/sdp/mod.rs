@@ -5,6 +5,7 @@
 //! [`StreamParams`](crate::media::params::StreamParams), so media never
 //! reads SDP while SDP builds on media's codecs and keys.
 
+mod address;
 mod negotiate;
 #[cfg(test)]
 mod tests;
@@ -19,6 +20,7 @@ use rtc_sdp::description::session::{Origin, SessionDescription, TimeDescription,
 use crate::media::params::MediaDirection;
 use crate::media::srtp::SdesCrypto;
 
+pub use address::with_address;
 pub use negotiate::{answer, offer, on_answer, LocalMedia, MediaPolicy, SrtpPolicy};
 
 /// One payload format of an `m=` line.

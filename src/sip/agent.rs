@@ -23,11 +23,13 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::account::Account;
+use super::discovery::StunSettings;
 use super::error::SipError;
 use super::front::stream;
 use super::gate::{Gate, Limits};
 use super::handle::{Inner, Leg, SipAgent, SipEvent};
 use super::headers::{self, timer_headers};
+use super::reach::Reach;
 use super::target::parse_target;
 use super::transport::{self, TlsSettings};
 use super::{inbound, replaces};
@@ -38,6 +40,8 @@ use crate::config::{AccountConfig, Listen};
 
 pub struct SipConfig {
     pub listens: Vec<Listen>,
+    /// `sip.public_address`: advertised to every peer (see `reach`).
+    pub public_address: Option<std::net::IpAddr>,
     pub user: String,
     pub t1: Duration,
     pub tls: TlsSettings,
@@ -51,6 +55,8 @@ pub struct SipConfig {
     pub allow_from: Vec<AllowedPeer>,
     /// What an untrusted source may send and hold (see `gate`).
     pub limits: Limits,
+    /// `nat.stun_server`, when set.
+    pub stun: Option<StunSettings>,
 }
 
 impl SipAgent {
@@ -68,9 +74,13 @@ impl SipAgent {
         trusted.extend(accounts.values().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
         let gate = Arc::new(Mutex::new(Gate::new(config.limits, trusted.clone())));
         let transport_layer = TransportLayer::new(shutdown.child_token());
-        let (listens, stream_fronts) =
-            transport::listen(&transport_layer, &config.listens, &config.tls, &gate, &shutdown).await?;
+        let opened =
+            transport::listen(&transport_layer, &config.listens, config.public_address, &config.tls, &gate, &shutdown)
+                .await?;
+        let (listens, stream_fronts) = (opened.listens, opened.fronts);
         let first = listens[0];
+        // The RTP sockets are bound where the first listening point is.
+        let reach = Reach::new(config.public_address, first.addr.ip(), opened.udp);
         let option = EndpointOption {
             t1: config.t1,
             t1x64: config.t1 * 64,
@@ -102,6 +112,7 @@ impl SipAgent {
             session_expires_s: config.session_expires_s,
             min_se_s: config.min_se_s,
             refer_allowed_hosts: config.refer_allowed_hosts,
+            reach,
             id_prefix: rand::random::<u32>() & 0xffff,
             next_id: AtomicU64::new(1),
         });
@@ -113,6 +124,9 @@ impl SipAgent {
         }
         tokio::spawn(async move { endpoint.serve().await });
         let agent = SipAgent { inner };
+        if let Some(stun) = config.stun {
+            agent.start_discovery(stun, shutdown.child_token()).await;
+        }
         let receiver = agent.clone();
         tokio::spawn(async move { inbound::receive_requests(receiver, incoming).await });
         Ok(agent)
@@ -131,8 +145,8 @@ impl SipAgent {
                     Header::Other("Supported".into(), "replaces".into()),
                 ];
                 headers.extend(timer_headers(session_timer, Role::Uas));
-                self.set_local_sdp(call, answer.as_bytes());
-                self.with_leg(call, |leg| leg.dialog.accept(Some(headers), Some(answer.into_bytes())));
+                let answer = self.advertise_sdp(call, answer);
+                self.with_leg(call, |leg| leg.dialog.accept(Some(headers), Some(answer)));
             }
             SipAction::Reject { code } => {
                 self.with_leg(call, |leg| leg.dialog.reject(Some(StatusCode::from(code)), None));
@@ -218,6 +232,12 @@ impl SipAgent {
             503u16
         })?;
         let contact = self.contact(account.map_or(self.inner.user.as_str(), Account::user), &local);
+        let media_address = self.inner.reach.media_address_toward(Reach::peer_ip(&target).await);
+        let offer = match media_address {
+            Some(ip) => crate::sdp::with_address(&offer, ip),
+            None => offer,
+        }
+        .into_bytes();
         let mut headers: Vec<Header> =
             uri_headers.into_iter().map(|(name, value)| Header::Other(name.into(), value)).collect();
         if self.inner.session_expires_s > 0 {
@@ -235,7 +255,7 @@ impl SipAgent {
             destination,
             credential: account.and_then(Account::credential),
             content_type: Some("application/sdp".into()),
-            offer: Some(offer.clone().into_bytes()),
+            offer: Some(offer.clone()),
             headers: Some(headers),
             ..Default::default()
         };
@@ -244,7 +264,7 @@ impl SipAgent {
             tracing::warn!(%call, error = %e, "INVITE could not be sent");
             503u16
         })?;
-        let leg = Leg::new(dialog, Some(offer.into_bytes()));
+        let leg = Leg::new(dialog, Some(offer), media_address);
         self.inner.legs.lock().expect("leg map").insert(call.clone(), leg.clone());
         self.follow_dialog(call.clone(), state_rx);
         if self.inner.abandoned.lock().expect("abandoned set").remove(call) {

@@ -22,7 +22,7 @@
 //! [`stream`]) and handed to rsipstack through its in-memory channel
 //! connection.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,10 @@ use super::validate::{self, Carrier, Verdict, POLICY};
 /// The gate shared by every listening point.
 pub type SharedGate = Arc<Mutex<Gate>>;
 
+/// STUN transactions of ours waiting for their answer on this socket, by
+/// transaction id (see `reach`): the answers arrive among the SIP.
+pub type StunWaiters = Mutex<HashMap<[u8; 12], tokio::sync::mpsc::UnboundedSender<Vec<u8>>>>;
+
 /// A UDP socket that lets only well-formed SIP through.
 pub struct ValidatingUdp {
     socket: tokio::net::UdpSocket,
@@ -43,6 +47,7 @@ pub struct ValidatingUdp {
     /// The raw From and To of the latest requests, by Call-ID and CSeq:
     /// rsipstack's answers get them back as they came.
     recent: Mutex<VecDeque<Recent>>,
+    pub stun: StunWaiters,
 }
 
 /// (Call-ID, CSeq, From, To) of one request, as received.
@@ -60,7 +65,27 @@ impl ValidatingUdp {
             answered: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
+            stun: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Send a datagram that is not SIP (a STUN request) from this socket.
+    pub async fn send_raw(&self, bytes: &[u8], to: SocketAddr) -> std::io::Result<()> {
+        self.socket.send_to(bytes, to).await.map(|_| ())
+    }
+
+    /// A STUN answer to one of our transactions goes to it; any other STUN
+    /// is dropped unanswered (we serve no STUN: nothing to amplify).
+    /// True when `datagram` was STUN.
+    fn take_stun(&self, datagram: &[u8]) -> bool {
+        if !crate::nat::stun::is_stun(datagram) {
+            return false;
+        }
+        let id: [u8; 12] = datagram[8..20].try_into().expect("a STUN header has 12 id bytes");
+        if let Some(waiter) = self.stun.lock().expect("STUN waiters").get(&id) {
+            let _ = waiter.send(datagram.to_vec());
+        }
+        true
     }
 }
 
@@ -69,6 +94,9 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
     async fn recv_from(&self, buf: &mut [u8]) -> rsipstack::Result<(usize, SocketAddr)> {
         loop {
             let (len, source) = self.socket.recv_from(buf).await?;
+            if self.take_stun(&buf[..len]) {
+                continue;
+            }
             let admit = self.gate.lock().expect("SIP gate").on_message(source, None, &buf[..len], Instant::now());
             if !heard(admit, source) {
                 continue;

@@ -12,7 +12,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use crate::call::admission::AllowedPeer;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::account::Account;
 use super::error::SipError;
+use super::reach::Reach;
 use super::{headers, transport};
 use crate::account::registration::Report;
 use crate::call::session_timer::{self, SessionTimer};
@@ -44,6 +45,9 @@ pub enum SipEvent {
     Signal { call: CallId, signal: Signal },
     /// An account's registration changed.
     Registration { account: String, report: Report },
+    /// STUN told the SIP socket's public mapping; `changed`: it differs
+    /// from the one known before (the NAT rebound us: re-register).
+    PublicAddress { mapping: SocketAddr, changed: bool },
 }
 
 /// Handle to the running SIP side; cheap to clone.
@@ -53,17 +57,19 @@ pub struct SipAgent {
 }
 
 /// One call's dialog, the SDP we last sent in it (an offerless re-INVITE
-/// gets it again), and whether the dialog is confirmed (2xx and ACK).
+/// gets it again), the media address that SDP gives this peer (see
+/// `reach`), and whether the dialog is confirmed (2xx and ACK).
 #[derive(Clone)]
 pub(super) struct Leg {
     pub(super) dialog: InviteDialog,
     pub(super) local_sdp: Option<Vec<u8>>,
+    pub(super) media_address: Option<IpAddr>,
     pub(super) confirmed: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl Leg {
-    pub(super) fn new(dialog: InviteDialog, local_sdp: Option<Vec<u8>>) -> Leg {
-        Leg { dialog, local_sdp, confirmed: Arc::new(tokio::sync::watch::Sender::new(false)) }
+    pub(super) fn new(dialog: InviteDialog, local_sdp: Option<Vec<u8>>, media_address: Option<IpAddr>) -> Leg {
+        Leg { dialog, local_sdp, media_address, confirmed: Arc::new(tokio::sync::watch::Sender::new(false)) }
     }
 
     /// Wait until the dialog is confirmed: a request of ours in a dialog
@@ -99,6 +105,7 @@ pub(super) struct Inner {
     pub(super) session_expires_s: u32,
     pub(super) min_se_s: u32,
     pub(super) refer_allowed_hosts: Vec<String>,
+    pub(super) reach: Reach,
     pub(super) id_prefix: u32,
     pub(super) next_id: AtomicU64,
 }
@@ -138,10 +145,14 @@ impl SipAgent {
         }
     }
 
-    pub(super) fn set_local_sdp(&self, call: &CallId, sdp: &[u8]) {
-        if let Some(leg) = self.inner.legs.lock().expect("leg map").get_mut(call) {
-            leg.local_sdp = Some(sdp.to_vec());
-        }
+    /// The SDP the call core wrote, with the media address this leg's peer
+    /// reaches us at; remembered as the SDP we last sent.
+    pub(super) fn advertise_sdp(&self, call: &CallId, sdp: String) -> Vec<u8> {
+        let mut legs = self.inner.legs.lock().expect("leg map");
+        let Some(leg) = legs.get_mut(call) else { return sdp.into_bytes() };
+        let body = leg.media_address.map_or(sdp.clone(), |ip| crate::sdp::with_address(&sdp, ip)).into_bytes();
+        leg.local_sdp = Some(body.clone());
+        body
     }
 
     pub(super) fn forget(&self, call: &CallId) -> Option<Leg> {
@@ -174,6 +185,7 @@ impl SipAgent {
             return Ok((connection.get_addr().clone(), Some(connection)));
         }
         let udp = transport::contact_for(&self.inner.listens, Transport::Udp).unwrap_or(self.inner.listens[0].addr);
+        let udp = self.inner.reach.advertised_sip(udp, Reach::peer_ip(target).await);
         Ok((SipAddr { r#type: Some(rsipstack::sip::Transport::Udp), addr: udp.into() }, None))
     }
 

@@ -6,6 +6,7 @@
 // rsipstack's own error type is large; it is only ever logged here.
 #![allow(clippy::result_large_err)]
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use rsipstack::dialog::dialog::{DialogState, DialogStateReceiver, TerminatedReason, TransactionHandle};
@@ -23,8 +24,9 @@ const INFO_TONE: Duration = Duration::from_millis(160);
 
 impl SipAgent {
     /// Keep a new dialog (inbound) under its call id.
-    pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver) {
-        self.inner.legs.lock().expect("leg map").insert(call.clone(), Leg::new(dialog, None));
+    pub(super) fn adopt(&self, call: &CallId, dialog: InviteDialog, states: DialogStateReceiver, peer: IpAddr) {
+        let leg = Leg::new(dialog, None, self.inner.reach.media_address_toward(Some(peer)));
+        self.inner.legs.lock().expect("leg map").insert(call.clone(), leg);
         self.follow_dialog(call.clone(), states);
     }
 
@@ -103,9 +105,9 @@ impl SipAgent {
         let mut headers = timer_headers(session_timer, Role::Uas);
         let (status, body) = match answer {
             Ok(sdp) => {
-                self.set_local_sdp(call, sdp.as_bytes());
+                let body = self.advertise_sdp(call, sdp);
                 headers.push(Header::ContentType("application/sdp".into()));
-                (StatusCode::OK, Some(sdp.into_bytes()))
+                (StatusCode::OK, Some(body))
             }
             Err(code) => (StatusCode::from(code), None),
         };
@@ -136,7 +138,7 @@ impl SipAgent {
     /// Our re-INVITE (hold, resume or session refresh).
     pub(super) fn reinvite(&self, call: CallId, offer: String, timer: Option<SessionTimer>) {
         let Some(leg) = self.inner.legs.lock().expect("leg map").get(&call).cloned() else { return };
-        self.set_local_sdp(&call, offer.as_bytes());
+        let offer = self.advertise_sdp(&call, offer);
         let agent = self.clone();
         tokio::spawn(async move {
             if !leg.until_confirmed().await {
@@ -148,7 +150,7 @@ impl SipAgent {
             headers.extend(timer_headers(timer, Role::Uac));
             // A 491 goes to the call core, which retries after RFC 3261's
             // wait with what the agent wants by then, not this offer again.
-            let signal = match leg.dialog.reinvite(Some(headers), Some(offer.into_bytes())).await {
+            let signal = match leg.dialog.reinvite(Some(headers), Some(offer)).await {
                 Ok(Some(response)) => Signal::ReinviteAnswered {
                     code: response.status_code.code(),
                     sdp: (!response.body.is_empty()).then_some(response.body),

@@ -102,7 +102,7 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
         }
     };
     let call = agent.new_call_id();
-    agent.adopt(&call, dialog.clone(), state_rx);
+    agent.adopt(&call, dialog.clone(), state_rx, source.ip());
     let _ = agent.inner.events.send(SipEvent::Incoming { call, source, inbound });
     // The INVITE server transaction lives as long as this task: it sends
     // 100 Trying, our 180/200/4xx, and absorbs the ACK or a CANCEL.

@@ -7,6 +7,7 @@
 mod account;
 mod agent;
 mod algorithm_names;
+mod discovery;
 mod error;
 mod front;
 pub mod gate;
@@ -14,6 +15,7 @@ mod handle;
 pub mod headers;
 mod in_dialog;
 mod inbound;
+mod reach;
 pub mod refer;
 pub mod registrar;
 pub mod replaces;
@@ -24,6 +26,7 @@ pub mod validate;
 
 pub use account::Account;
 pub use agent::SipConfig;
+pub use discovery::StunSettings;
 pub use error::SipError;
 pub use handle::{SipAgent, SipEvent};
 pub use target::parse_target;

@@ -37,15 +37,26 @@ pub struct StreamFront {
     pub tls: Option<tokio_rustls::TlsAcceptor>,
 }
 
-/// Open every listening point on `transport`; returns them with real ports,
-/// and the TCP and TLS ones for `front::stream` to serve.
+/// The listening points, opened.
+pub struct Opened {
+    /// With real ports where 0 was asked for.
+    pub listens: Vec<Listen>,
+    /// The TCP and TLS ones, for `front::stream` to serve.
+    pub fronts: Vec<StreamFront>,
+    /// The first UDP socket: STUN goes out (and its answers come) there.
+    pub udp: Option<Arc<ValidatingUdp>>,
+}
+
+/// Open every listening point on `transport`. `public`: `sip.public_address`,
+/// what rsipstack puts in the Via of requests it builds itself.
 pub async fn listen(
     transport: &TransportLayer,
     listens: &[Listen],
+    public: Option<std::net::IpAddr>,
     tls: &TlsSettings,
     gate: &SharedGate,
     shutdown: &CancellationToken,
-) -> Result<(Vec<Listen>, Vec<StreamFront>), SipError> {
+) -> Result<Opened, SipError> {
     let tls_config = tls_config(tls)?;
     transport.set_tls_config(tls_config.clone());
     if !tls.verify {
@@ -53,15 +64,19 @@ pub async fn listen(
     }
     let mut bound = Vec::new();
     let mut fronts = Vec::new();
+    let mut first_udp = None;
     for listen in listens {
         let bind_err = |message: String| SipError::Bind { listen: *listen, message };
         let addr = match listen.transport {
             Transport::Udp => {
                 // Our socket under rsipstack's connection: every datagram
                 // is checked before rsipstack parses it (see `front`).
-                let socket = tokio::net::UdpSocket::bind(listen.addr).await.map_err(|e| bind_err(e.to_string()))?;
+                let socket = udp_socket(listen.addr).map_err(|e| bind_err(e.to_string()))?;
+                let port = socket.local_addr().map_err(|e| bind_err(e.to_string()))?.port();
                 let socket = Arc::new(ValidatingUdp::new(socket, gate.clone()));
-                let udp = UdpConnection::from_socket(socket, None, Some(shutdown.child_token()))
+                first_udp.get_or_insert_with(|| socket.clone());
+                let external = public.map(|ip| SocketAddr::new(ip, port));
+                let udp = UdpConnection::from_socket(socket, external, Some(shutdown.child_token()))
                     .await
                     .map_err(|e| bind_err(e.to_string()))?;
                 let addr = udp.get_addr().get_socketaddr().map_err(|e| bind_err(e.to_string()))?;
@@ -83,9 +98,26 @@ pub async fn listen(
         };
         bound.push(Listen { transport: listen.transport, addr });
     }
-    Ok((bound, fronts))
+    Ok(Opened { listens: bound, fronts, udp: first_udp })
 }
 
+/// A UDP listening socket. An IPv6 wildcard takes IPv6 only (Linux would
+/// make it dual-stack), so that `udp:0.0.0.0:P` and `udp:[::]:P` can both
+/// be listened on and IPv4 peers never show up as `::ffff:` addresses.
+fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    use nix::sys::socket::{bind, setsockopt, socket, sockopt, AddressFamily, SockFlag, SockType, SockaddrIn6};
+    let socket = match addr {
+        SocketAddr::V6(v6) if v6.ip().is_unspecified() => {
+            let fd = socket(AddressFamily::Inet6, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+            setsockopt(&fd, sockopt::Ipv6V6Only, &true)?;
+            bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn6::from(v6))?;
+            std::net::UdpSocket::from(fd)
+        }
+        _ => std::net::UdpSocket::bind(addr)?,
+    };
+    socket.set_nonblocking(true)?;
+    tokio::net::UdpSocket::from_std(socket)
+}
 /// A connection storm fills the accept queue faster than any loop drains
 /// it, and a connection the kernel drops from a full queue is never seen
 /// by us (a peer that sent nothing thinks it is still open): a deep queue.

@@ -81,6 +81,12 @@ pub struct StatusResult {
     pub uptime_ms: u64,
     /// SIP listening points, as `udp:HOST:PORT`, `tcp:...`, `tls:...`.
     pub sip_listen: Vec<String>,
+    /// Where peers reach our SIP over UDP when it is not a listening
+    /// address: `sip.public_address` (`IP`), or the NAT mapping a STUN
+    /// server reported (`IP:PORT`). Absent: as listened on (a wildcard
+    /// listener advertises, per peer, the address the route to it leaves from).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public_address: Option<String>,
     /// Number of live calls.
     pub calls: usize,
     pub agent_state: AgentState,
