@@ -204,6 +204,7 @@ async fn five_thousand_tcp_connections_leave_calls_and_control_working() {
             extra: "tcp_connections_per_source = 400\n",
             env: &[("RUST_LOG", "info,rsipstack=warn")],
             open_files: Some(1024),
+            netns: None,
         },
     )
     .await;

@@ -11,7 +11,7 @@ use rsipstack::sip::prelude::{HeadersExt, ToTypedHeader};
 use rsipstack::sip::{Method, StatusCode};
 use rsipstack::transaction::transaction::Transaction;
 use rsipstack::transaction::TransactionReceiver;
-use rsipstack::transport::SipConnection;
+use rsipstack::transport::{SipAddr, SipConnection};
 
 use super::handle::{SipAgent, SipEvent};
 use super::headers;
@@ -89,6 +89,13 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
     let Some(local) = local else {
         tokio::spawn(async move { tx.reply(StatusCode::ServerInternalError).await.ok() });
         return;
+    };
+    // A wildcard or NATed UDP socket: the Contact names where this caller reaches us.
+    let local = match (local.r#type, local.get_socketaddr()) {
+        (Some(rsipstack::sip::Transport::Udp) | None, Ok(bound)) => {
+            SipAddr { r#type: local.r#type, addr: agent.inner.reach.advertised_sip(bound, Some(source.ip())).into() }
+        }
+        _ => local,
     };
     let contact_user = account.map_or(user.as_str(), |a| a.user());
     let contact = agent.contact(if contact_user.is_empty() { "softphoned" } else { contact_user }, &local);

@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::registration::Registration as RegisterClient;
 use rsipstack::sip::headers::CallId;
 use rsipstack::sip::{Method, Response, StatusCodeKind, Uri};
@@ -66,7 +67,15 @@ async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedRece
     let (Some(server), Some(target)) = (config.registrar.clone(), config.registrar_target.clone()) else { return };
     let keepalive = Duration::from_secs(config.config.keepalive_s);
     let mut machine = Registration::new(config.config.expires_s, Some(keepalive));
-    let mut client = RegisterClient::new(agent.inner.endpoint.clone(), config.credential());
+    // rsipstack names the AOR's user in To and From only through the
+    // credential: an account without a password still needs it there.
+    let credential = config.credential().unwrap_or_else(|| Credential {
+        username: config.user().to_string(),
+        password: String::new(),
+        realm: None,
+        auth_username: None,
+    });
+    let mut client = RegisterClient::new(agent.inner.endpoint.clone(), Some(credential));
     client.outbound_proxy = config.proxy_socket;
     let user = config.user().to_string();
     let mut registrar =

@@ -34,11 +34,21 @@ impl Capture {
     }
 
     fn start_filtered(dir: &Path, ports: &str) -> Capture {
+        Self::spawn(Command::new("tcpdump"), "lo", dir, &format!("udp and dst host 127.0.0.1 and {ports}"))
+    }
+
+    /// Capture, inside `netns` on `interface`, the UDP `filter` lets
+    /// through (e.g. what reaches a host's media ports in a test network).
+    pub fn start_in(netns: &super::netns::Netns, interface: &str, dir: &Path, filter: &str) -> Capture {
+        Self::spawn(netns.command("tcpdump"), interface, dir, &format!("udp and {filter}"))
+    }
+
+    fn spawn(mut tcpdump: Command, interface: &str, dir: &Path, filter: &str) -> Capture {
         let file = dir.join("rtp.pcap");
-        let child = Command::new("tcpdump")
-            .args(["-i", "lo", "-n", "-U", "--immediate-mode", "-w"])
+        let child = tcpdump
+            .args(["-i", interface, "-n", "-U", "--immediate-mode", "-w"])
             .arg(&file)
-            .arg(format!("udp and dst host 127.0.0.1 and {ports}"))
+            .arg(filter)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()

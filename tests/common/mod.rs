@@ -11,6 +11,7 @@ pub mod baresip;
 pub mod capture;
 pub mod kamailio;
 pub mod linphone;
+pub mod netns;
 pub mod sipp;
 
 use serde_json::json;
@@ -27,6 +28,7 @@ pub struct Daemon {
     pub sip_listen: Vec<String>,
     env: Vec<(String, String)>,
     open_files: Option<u64>,
+    netns: Option<String>,
 }
 
 /// How a [`Daemon`] is started, past its name.
@@ -38,11 +40,13 @@ pub struct Setup<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open files limit, soft and hard, the process starts under.
     pub open_files: Option<u64>,
+    /// The network namespace (`ip netns` name) it runs in.
+    pub netns: Option<&'a str>,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { listen: &["udp:127.0.0.1:0"], extra: "", env: &[], open_files: None }
+        Setup { listen: &["udp:127.0.0.1:0"], extra: "", env: &[], open_files: None, netns: None }
     }
 }
 
@@ -59,7 +63,8 @@ impl Daemon {
     }
 
     pub async fn spawn_with(name: &str, setup: Setup<'_>) -> Daemon {
-        let Setup { listen, extra, env, open_files } = setup;
+        let Setup { listen, extra, env, open_files, netns } = setup;
+        let netns = netns.map(str::to_string);
         let listen: Vec<String> = listen.iter().map(|l| format!("\"{l}\"")).collect();
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("control.sock");
@@ -77,15 +82,28 @@ impl Daemon {
         )
         .unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let child = Self::start_process(dir.path(), &env, open_files);
-        let mut daemon = Daemon { child, dir, socket, sip_port: 0, sip_listen: Vec::new(), env, open_files };
+        let child = Self::start_process(dir.path(), &env, open_files, netns.as_deref());
+        let mut daemon = Daemon { child, dir, socket, sip_port: 0, sip_listen: Vec::new(), env, open_files, netns };
         daemon.wait_started().await;
         daemon
     }
 
-    fn start_process(dir: &Path, env: &[(String, String)], open_files: Option<u64>) -> Child {
+    fn start_process(dir: &Path, env: &[(String, String)], open_files: Option<u64>, netns: Option<&str>) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
         let mut command = Command::new(env!("CARGO_BIN_EXE_softphoned"));
+        if let Some(netns) = netns {
+            use std::os::fd::IntoRawFd;
+            use std::os::unix::process::CommandExt;
+            let handle = std::fs::File::open(format!("/run/netns/{netns}")).expect("the namespace exists");
+            let fd = handle.into_raw_fd();
+            // SAFETY: only setns, a plain system call, runs between fork and exec.
+            unsafe {
+                command.pre_exec(move || match libc::setns(fd, libc::CLONE_NEWNET) {
+                    0 => Ok(()),
+                    _ => Err(std::io::Error::last_os_error()),
+                });
+            }
+        }
         if let Some(limit) = open_files {
             use std::os::unix::process::CommandExt;
             let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
@@ -122,7 +140,7 @@ impl Daemon {
     pub async fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = Self::start_process(self.dir.path(), &self.env, self.open_files);
+        self.child = Self::start_process(self.dir.path(), &self.env, self.open_files, self.netns.as_deref());
         self.wait_started().await;
     }
 

@@ -47,13 +47,50 @@ impl Sipp {
     /// Start sipp with `scenario` from tests/sipp, in `dir` (where the tone
     /// file lives), SIP on `port` and media on `media_port`.
     pub fn start(dir: &Path, scenario: &str, port: u16, media_port: u16, extra: &[&str]) -> Sipp {
+        let mut sipp = Self::spawn(Command::new("sipp"), "127.0.0.1", dir, scenario, port, media_port, extra);
+        sipp.wait_bound(port);
+        sipp
+    }
+
+    /// [`start`](Self::start) inside `netns`, on its address `ip`; returns
+    /// once its SIP port is bound there.
+    pub fn start_in(
+        netns: &super::netns::Netns,
+        ip: &str,
+        dir: &Path,
+        scenario: &str,
+        (port, media_port): (u16, u16),
+        extra: &[&str],
+    ) -> Sipp {
+        let mut sipp = Self::spawn(netns.command("sipp"), ip, dir, scenario, port, media_port, extra);
+        for _ in 0..750 {
+            if !netns.run("ss", &["-Hlun", &format!("sport = :{port}")]).trim().is_empty() {
+                return sipp;
+            }
+            if let Ok(Some(status)) = sipp.child.try_wait() {
+                panic!("sipp exited ({status}) before binding {ip}:{port} in {}", netns.name);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("sipp did not bind {ip}:{port} in {} in 15 s", netns.name);
+    }
+
+    fn spawn(
+        mut command: Command,
+        ip: &str,
+        dir: &Path,
+        scenario: &str,
+        port: u16,
+        media_port: u16,
+        extra: &[&str],
+    ) -> Sipp {
         let name = scenario.trim_end_matches(".xml").to_string();
         let scenario = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sipp").join(scenario);
-        let child = Command::new("sipp")
+        let child = command
             .current_dir(dir)
             .arg("-sf")
             .arg(&scenario)
-            .args(["-i", "127.0.0.1", "-mi", "127.0.0.1", "-ci", "127.0.0.1"])
+            .args(["-i", ip, "-mi", ip, "-ci", ip])
             .args(["-p", &port.to_string(), "-mp", &media_port.to_string()])
             .args(["-m", "1", "-nostdin", "-timeout", "40", "-timeout_error", "-recv_timeout", "20000"])
             .args(["-trace_msg", "-message_file", &format!("{name}.msg")])
@@ -65,9 +102,7 @@ impl Sipp {
             .stderr(Stdio::null())
             .spawn()
             .expect("sipp starts");
-        let mut sipp = Sipp { child, name, dir: dir.into() };
-        sipp.wait_bound(port);
-        sipp
+        Sipp { child, name, dir: dir.into() }
     }
 
     /// A sipp UAC running `scenario` against `service`@`target` (`IP:PORT`),

@@ -1,0 +1,278 @@
+//! An agent at home, behind a NAT, against a PBX across it: networks the
+//! test builds itself out of namespaces (`common::netns`, root only).
+//!
+//! ```text
+//!   home 192.0.2.10 ── 192.0.2.1 router 203.0.113.1 ── 203.0.113.2 pbx
+//!   (softphoned on            (masquerade, UDP           (Kamailio registrar
+//!    udp:0.0.0.0)              mappings forgotten         with nathelper,
+//!                              after 4 s idle)            coturn STUN, sipp)
+//! ```
+//!
+//! The PBX has no route to the home network: only the NAT's mappings
+//! carry anything back. Judged on the PBX side (Kamailio's log, sipp's
+//! message log, the RTP captured on its interface) and at the agent's own
+//! interface (the RTP that crossed the NAT back).
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::capture::{ulaw_window, Capture};
+use common::netns::{link, Netns};
+use common::sipp::{write_tone_file, Sipp};
+use common::{require_tools, Daemon, Setup};
+use serde_json::{json, Value};
+use softphoned::audio::analysis::tone_amplitude;
+use softphoned::control::client::Client;
+
+const HOME: &str = "192.0.2.10";
+const ROUTER_LAN: &str = "192.0.2.1";
+const PUBLIC: &str = "203.0.113.1";
+const PBX: &str = "203.0.113.2";
+/// The agent's SIP port, which the router's masquerade keeps.
+const AGENT_PORT: u16 = 5062;
+/// A home router forgets an idle UDP mapping after this long.
+const NAT_UDP_TIMEOUT_S: u32 = 4;
+const WAIT: Duration = Duration::from_secs(15);
+
+struct Site {
+    home: Netns,
+    router: Netns,
+    pbx: Netns,
+    kamailio: Background,
+    _stun: Background,
+    work: tempfile::TempDir,
+}
+
+/// A process started with `ip netns exec`, killed on drop.
+struct Background {
+    child: std::process::Child,
+    log: std::path::PathBuf,
+}
+
+impl Background {
+    fn start(mut command: std::process::Command, log: &Path) -> Background {
+        let file = std::fs::File::create(log).unwrap();
+        let child = command
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+        Background { child, log: log.into() }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Site {
+    fn build() -> Site {
+        let (home, router, pbx) = (Netns::new("home"), Netns::new("router"), Netns::new("pbx"));
+        link(&home, "lan0", &format!("{HOME}/24"), &router, "lan1", &format!("{ROUTER_LAN}/24"));
+        link(&router, "wan0", &format!("{PUBLIC}/24"), &pbx, "wan1", &format!("{PBX}/24"));
+        home.default_route(ROUTER_LAN);
+        router.masquerade("wan0", NAT_UDP_TIMEOUT_S);
+        let work = tempfile::tempdir().unwrap();
+        write_tone_file(work.path());
+        let config = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kamailio/nat.cfg");
+        let mut kamailio = pbx.command("kamailio");
+        kamailio.args(["-f", config, "-DD", "-E", "-m", "32", "-M", "4", "-A", &format!("SIP_ADDR={PBX}")]);
+        kamailio.arg("-Y").arg(work.path());
+        let kamailio = Background::start(kamailio, &work.path().join("kamailio.log"));
+        let mut stun = pbx.command("turnserver");
+        stun.args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--log-file=stdout"]);
+        stun.args(["-L", PBX, "-p", "3478", "--simple-log"]);
+        let stun = Background::start(stun, &work.path().join("coturn.log"));
+        for (what, port) in [("kamailio", 5060), ("coturn", 3478)] {
+            wait_bound(&pbx, port, what);
+        }
+        Site { home, router, pbx, kamailio, _stun: stun, work }
+    }
+
+    async fn agent(&self) -> Daemon {
+        let extra = format!(
+            "[nat]\nstun_server = \"{PBX}:3478\"\nstun_interval_s = 5\n\
+             [audio]\nsource = \"tone:440\"\nsink = \"null\"\n\
+             [[accounts]]\nid = \"alice\"\naor = \"sip:alice@{PBX}\"\nregistrar = \"sip:{PBX}\"\n\
+             keepalive_s = 2\nexpires_s = 300\nauto_answer_after_ms = 0\ncodecs = [\"pcmu\"]\n"
+        );
+        let listen = format!("udp:0.0.0.0:{AGENT_PORT}");
+        let setup =
+            Setup { listen: &[listen.as_str()], extra: &extra, netns: Some(&self.home.name), ..Setup::default() };
+        Daemon::spawn_with("alice", setup).await
+    }
+
+    /// The REGISTERs Kamailio logged: (source, Contact).
+    fn registers(&self) -> Vec<(String, String)> {
+        self.kamailio
+            .log()
+            .lines()
+            .filter_map(|line| {
+                let rest = line.split("REGISTER alice from ").nth(1)?;
+                let (source, contact) = rest.split_once(" contact ")?;
+                let contact = contact.split(" (From").next()?;
+                Some((source.to_string(), contact.to_string()))
+            })
+            .collect()
+    }
+}
+
+fn wait_bound(netns: &Netns, port: u16, what: &str) {
+    for _ in 0..500 {
+        if !netns.run("ss", &["-Hlun", &format!("sport = :{port}")]).trim().is_empty() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not bind port {port} in {}", netns.name);
+}
+
+async fn registered(ui: &mut Client) -> Value {
+    let list = ui.call("account.list", json!({})).await.unwrap();
+    if list["accounts"][0]["registration"]["state"] == "registered" {
+        return list["accounts"][0]["registration"].clone();
+    }
+    let event = ui.wait_event(WAIT, |e| e["method"] == "registration.state" && e["params"]["state"] == "registered");
+    event.await.expect("registered through the NAT")["params"].clone()
+}
+
+/// The port of the first `m=audio` in an SDP that `log` (sipp's) shows
+/// after `marker`.
+fn audio_port_after(log: &str, marker: &str) -> u16 {
+    let from = log.find(marker).unwrap_or_else(|| panic!("no {marker:?} in sipp's log:\n{log}"));
+    let line = log[from..].lines().find(|l| l.starts_with("m=audio ")).expect("an SDP with m=audio");
+    line.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+/// Level of `hz` in the last `secs` of μ-law RTP captured.
+fn level(packets: &[common::capture::RtpSeen], hz: f64, secs: f64) -> f64 {
+    tone_amplitude(&ulaw_window(packets, secs + 0.2, secs), 8000, hz)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agent_behind_a_home_nat_registers_stays_reachable_and_talks_both_ways() {
+    if !require_tools(&["kamailio", "turnserver", "sipp", "tcpdump", "tshark", "nft", "conntrack", "sox"]) {
+        return;
+    }
+    let site = Site::build();
+    let agent = site.agent().await;
+    let mut ui = agent.client().await;
+
+    // Registered, with the address STUN (coturn) reported in its Contact.
+    registered(&mut ui).await;
+    let status = ui.call("daemon.status", json!({})).await.unwrap();
+    assert_eq!(status["public_address"], format!("{PUBLIC}:{AGENT_PORT}"), "{status}");
+    let registers = site.registers();
+    let Some((source, contact)) = registers.last().cloned() else {
+        panic!("Kamailio logged no REGISTER:\n{}", site.kamailio.log());
+    };
+    assert_eq!(source, format!("{PUBLIC}:{AGENT_PORT}"));
+    assert!(contact.contains(&format!("@{PUBLIC}:{AGENT_PORT}")), "Contact names the public address: {contact}");
+
+    // Three NAT timeouts later, only the keep-alives have kept the mapping.
+    tokio::time::sleep(Duration::from_secs(3 * u64::from(NAT_UDP_TIMEOUT_S))).await;
+    let keepalives = site.kamailio.log().matches(&format!("KEEPALIVE OPTIONS from {PUBLIC}")).count();
+    assert!(keepalives >= 4, "keep-alives reached the registrar: {keepalives}");
+    assert_eq!(site.registers().len(), registers.len(), "no REGISTER was needed meanwhile");
+
+    // A call from the PBX side reaches the agent through the NAT, and
+    // audio crosses it both ways.
+    let caller = |scenario: &str, args: &[&str]| {
+        Sipp::start_in(&site.pbx, PBX, site.work.path(), scenario, (5090, CUSTOMER_MEDIA), args)
+    };
+    let talk = Talk::listen(&site);
+    let log =
+        caller("uac_call_tone.xml", &[&format!("{PBX}:5060"), "-s", "alice", "-d", "3000"]).expect_success().await;
+    talk.check(audio_port_after(&log, "SIP/2.0 200 OK"), 2.0);
+    let kamailio = site.kamailio.log();
+    assert!(
+        kamailio.contains(&format!("goes to sip:{PUBLIC}:{AGENT_PORT}")),
+        "routed to the NAT's mapping:\n{kamailio}"
+    );
+
+    // The agent calls a customer on the PBX side: the SDP offers the public
+    // address STUN found, and audio flows without any relay. Mid-call the
+    // router forgets every mapping: the agent's own RTP makes a new one
+    // (symmetric RTP, same port) and the customer is heard again.
+    let talk = Talk::listen(&site);
+    let customer = Sipp::start_in(&site.pbx, PBX, site.work.path(), "uas_tone.xml", (5080, CUSTOMER_MEDIA), &[]);
+    let call = common::dial(&mut ui, &format!("sip:customer@{PBX}:5080")).await;
+    common::wait_call_counter(&mut ui, &call, "packets_received", 50).await;
+    site.router.forget_mappings();
+    let forgotten = Instant::now();
+    let before = ui.call("call.stats", json!({ "call": call })).await.unwrap()["call"]["media"]["packets_received"]
+        .as_u64()
+        .unwrap();
+    common::wait_call_counter(&mut ui, &call, "packets_received", before + 50).await;
+    println!("audio back {:?} after the NAT forgot its mappings", forgotten.elapsed());
+    ui.call("call.hangup", json!({ "call": call })).await.unwrap();
+    let log = customer.expect_success().await;
+    let invite = &log[log.find("INVITE sip:customer").expect("the INVITE in sipp's log")..];
+    let invite = &invite[..invite.find("\n\n\n").unwrap_or(invite.len())];
+    assert!(invite.contains(&format!("c=IN IP4 {PUBLIC}")), "the offer names the public address:\n{invite}");
+    assert!(
+        invite.contains(&format!("Contact: <sip:alice@{PUBLIC}:{AGENT_PORT}>"))
+            || invite.contains(&format!("@{PUBLIC}:{AGENT_PORT}")),
+        "the Contact names the public address:\n{invite}"
+    );
+    talk.check(audio_port_after(invite, "INVITE sip:customer"), 1.0);
+    drop(agent);
+}
+
+/// The sipp customer's media port on the PBX.
+const CUSTOMER_MEDIA: u16 = 40000;
+
+/// RTP captured on both sides of the NAT during one call: what reached
+/// the customer's media port at the PBX, and what came back to the agent.
+struct Talk {
+    dirs: [tempfile::TempDir; 2],
+    at_pbx: Capture,
+    at_home: Capture,
+}
+
+impl Talk {
+    fn listen(site: &Site) -> Talk {
+        let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+        let at_pbx = Capture::start_in(
+            &site.pbx,
+            "wan1",
+            dirs[0].path(),
+            &format!("dst host {PBX} and dst port {CUSTOMER_MEDIA}"),
+        );
+        let at_home = Capture::start_in(
+            &site.home,
+            "lan0",
+            dirs[1].path(),
+            &format!("dst host {HOME} and not port {AGENT_PORT}"),
+        );
+        Talk { dirs, at_pbx, at_home }
+    }
+
+    /// The customer heard the agent's 440 Hz, and the agent (at `agent_media`)
+    /// the customer's 1 kHz, over the last `secs` of the call.
+    fn check(self, agent_media: u16, secs: f64) {
+        let at_pbx = self.at_pbx.stop(CUSTOMER_MEDIA);
+        let at_home = self.at_home.stop(agent_media);
+        let span = |p: &[common::capture::RtpSeen]| p.last().map_or(0.0, |l| l.time - p[0].time);
+        println!(
+            "RTP at the PBX: {} packets over {:.1} s; back home: {} over {:.1} s",
+            at_pbx.len(),
+            span(&at_pbx),
+            at_home.len(),
+            span(&at_home)
+        );
+        assert!(at_pbx.len() > 40 && at_home.len() > 40, "RTP both ways: {} and {}", at_pbx.len(), at_home.len());
+        assert!(level(&at_pbx, 440.0, secs) > 1000.0, "the customer hears the agent's 440 Hz");
+        assert!(level(&at_home, 1000.0, secs) > 1000.0, "the agent hears the customer's 1 kHz");
+        drop(self.dirs);
+    }
+}
