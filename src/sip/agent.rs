@@ -85,7 +85,10 @@ impl SipAgent {
             t1: config.t1,
             t1x64: config.t1 * 64,
             // rsipstack's default Call-ID suffix names its vendor; ours names the host.
-            callid_suffix: Some(first.addr.ip().to_string()),
+            callid_suffix: Some(match first.addr.ip() {
+                ip if ip.is_unspecified() => "softphoned".into(),
+                ip => ip.to_string(),
+            }),
             ..Default::default()
         };
         let endpoint = EndpointBuilder::new()

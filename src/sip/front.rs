@@ -48,6 +48,10 @@ pub struct ValidatingUdp {
     /// rsipstack's answers get them back as they came.
     recent: Mutex<VecDeque<Recent>>,
     pub stun: StunWaiters,
+    /// Bound to a wildcard address, without `sip.public_address`: the
+    /// requests' Via is set per destination (see `route`).
+    wildcard: bool,
+    public: bool,
 }
 
 /// (Call-ID, CSeq, From, To) of one request, as received.
@@ -58,8 +62,11 @@ type Recent = validate::RequestFromTo;
 const RECENT: usize = 64;
 
 impl ValidatingUdp {
-    pub fn new(socket: tokio::net::UdpSocket, gate: SharedGate) -> Self {
+    pub fn new(socket: tokio::net::UdpSocket, gate: SharedGate, public: bool) -> Self {
+        let wildcard = socket.local_addr().is_ok_and(|a| a.ip().is_unspecified());
         ValidatingUdp {
+            wildcard,
+            public,
             socket,
             gate,
             answered: AtomicU64::new(0),
@@ -130,7 +137,14 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
     }
 
     async fn send_to(&self, buf: &[u8], addr: SocketAddr) -> rsipstack::Result<usize> {
-        let out = outgoing(buf, &self.recent);
+        let mut out = outgoing(buf, &self.recent);
+        if self.wildcard && !self.public {
+            // rsipstack names one interface in every Via; the packet leaves by the route's.
+            let source = super::route::route_source(addr.ip());
+            if let Some(fixed) = source.and_then(|ip| super::route::with_via_host(out.as_deref().unwrap_or(buf), ip)) {
+                out = Some(fixed);
+            }
+        }
         self.socket.send_to(out.as_deref().unwrap_or(buf), addr).await?;
         Ok(buf.len())
     }

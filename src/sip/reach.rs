@@ -24,6 +24,7 @@ use std::time::Duration;
 use rsipstack::transport::SipAddr;
 
 use super::front::ValidatingUdp;
+use super::route::route_source;
 use crate::nat::stun::{Binding, Outcome};
 
 /// What the SIP side knows of its public face.
@@ -62,15 +63,6 @@ impl Reach {
         }
         peer.and_then(route_source).unwrap_or(bound)
     }
-}
-
-/// The source address the routing table picks for packets to `peer`.
-/// Connecting a UDP socket sends nothing; it only asks the kernel.
-pub fn route_source(peer: IpAddr) -> Option<IpAddr> {
-    let any: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("a literal address");
-    let socket = std::net::UdpSocket::bind(any).ok()?;
-    socket.connect((peer, 9)).ok()?;
-    socket.local_addr().ok().map(|local| local.ip())
 }
 
 impl Reach {
@@ -151,5 +143,31 @@ impl Reach {
         };
         udp.stun.lock().expect("STUN waiters").remove(&id);
         outcome
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_wildcard_advertises_the_route_source_toward_the_peer() {
+        let reach = Reach::new(None, "0.0.0.0".parse().unwrap(), None);
+        let target = SipAddr::try_from(&rsipstack::sip::Uri::try_from("sip:bob@127.0.0.1:5080").unwrap()).unwrap();
+        let peer = Reach::peer_ip(&target).await;
+        assert_eq!(peer, Some("127.0.0.1".parse().unwrap()));
+        assert_eq!(reach.media_address_toward(peer), Some("127.0.0.1".parse().unwrap()));
+        let bound: SocketAddr = "0.0.0.0:5062".parse().unwrap();
+        assert_eq!(reach.advertised_sip(bound, peer), "127.0.0.1:5062".parse().unwrap());
+    }
+
+    #[test]
+    fn a_public_address_wins_for_peers_of_its_family_only() {
+        let reach = Reach::new(Some("203.0.113.1".parse().unwrap()), "192.0.2.10".parse().unwrap(), None);
+        assert_eq!(
+            reach.media_address_toward(Some("198.51.100.1".parse().unwrap())),
+            Some("203.0.113.1".parse().unwrap())
+        );
+        assert_eq!(reach.media_address_toward(Some("2001:db8::1".parse().unwrap())), None);
     }
 }

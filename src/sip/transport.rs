@@ -72,14 +72,16 @@ pub async fn listen(
                 // Our socket under rsipstack's connection: every datagram
                 // is checked before rsipstack parses it (see `front`).
                 let socket = udp_socket(listen.addr).map_err(|e| bind_err(e.to_string()))?;
-                let port = socket.local_addr().map_err(|e| bind_err(e.to_string()))?.port();
-                let socket = Arc::new(ValidatingUdp::new(socket, gate.clone()));
+                // As bound, a wildcard kept: rsipstack's own address for it
+                // is one interface picked at random, which `reach` must not take.
+                let addr = socket.local_addr().map_err(|e| bind_err(e.to_string()))?;
+                let port = addr.port();
+                let socket = Arc::new(ValidatingUdp::new(socket, gate.clone(), public.is_some()));
                 first_udp.get_or_insert_with(|| socket.clone());
                 let external = public.map(|ip| SocketAddr::new(ip, port));
                 let udp = UdpConnection::from_socket(socket, external, Some(shutdown.child_token()))
                     .await
                     .map_err(|e| bind_err(e.to_string()))?;
-                let addr = udp.get_addr().get_socketaddr().map_err(|e| bind_err(e.to_string()))?;
                 transport.add_transport(udp.into());
                 addr
             }
