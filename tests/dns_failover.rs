@@ -283,3 +283,35 @@ async fn a_name_nobody_can_locate_is_a_clear_registration_error_and_the_daemon_g
     }
     assert!(lab.dns_log().contains("nowhere.example.test is NXDOMAIN"), "{}", lab.dns_log());
 }
+
+/// A TLS registrar given by name (here `localhost`, which the test CA's
+/// certificate names) is reached at the address located for it, through
+/// the name pinned for rsipstack, so the TLS connection is opened to the
+/// name and the keep-alives and unregister follow it.
+#[tokio::test]
+async fn a_tls_registrar_given_by_name_registers_through_its_located_address() {
+    use common::kamailio::{self, Kamailio, KamailioOptions, PASSWORD};
+    if !kamailio::installed(true) {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "kamailio with tls.so is required under CI=true");
+        return;
+    }
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = kamailio::make_test_pki(pki_dir.path());
+    let kam = Kamailio::start(KamailioOptions { tls: Some(pki.clone()), ..Default::default() });
+    let port = kam.tls_addr().port();
+    let extra = format!(
+        "t1_ms = 50\ntls_ca_file = \"{}\"\n[[accounts]]\nid = \"main\"\naor = \"sip:agent1@localhost\"\n\
+         registrar = \"sip:localhost:{port}\"\npassword = \"{PASSWORD}\"\ntransport = \"tls\"\nkeepalive_s = 1\n",
+        pki.ca_cert.display()
+    );
+    let mut daemon = Daemon::spawn("agent1", &extra).await;
+    let address = format!("127.0.0.1:{port}");
+    let at_localhost = |r: &Value| r["state"] == "registered" && r["target"]["address"] == address.as_str();
+    let registered = registration(&daemon, WAIT, at_localhost, "never registered over TLS by name").await;
+    assert_eq!(registered["target"]["host"], "localhost");
+    assert_eq!(registered["target"]["transport"], "tls");
+    let bindings = kam.wait_registered("agent1", WAIT).await;
+    assert!(bindings.iter().any(|b| b.socket.starts_with("tls")), "kamailio got it over TLS: {bindings:?}");
+    daemon.terminate();
+    assert!(kam.registrations("agent1").is_empty(), "unregistered over the same TLS connection on shutdown");
+}
