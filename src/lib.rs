@@ -4,6 +4,7 @@
 //! clock. It feeds pure state machines and carries out what they decide:
 //!
 //! - [`account`]: registration of the agent's accounts (pure).
+//! - [`dns`]: locating SIP servers (RFC 3263) and failing over (pure).
 //! - [`call`]: one call's state machine and the phone holding all calls.
 //! - [`sip`]: the adapter over rsipstack.
 //! - [`sdp`]: SDP offer/answer (pure), ending in media's stream parameters.
@@ -24,6 +25,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod desk;
+pub mod dns;
 pub mod history;
 pub mod media;
 pub mod media_io;

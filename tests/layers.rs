@@ -1,7 +1,7 @@
 //! The house's layers, checked over the sources under `src/` (DESIGN.md,
 //! "Inside src/"), so that they stay the way the plan draws them.
 //!
-//! - **Pure floors** (1–4: `media`, `account`, `recording`, `sdp`, `call`,
+//! - **Pure floors** (1–4: `media`, `account`, `dns`, `recording`, `sdp`, `call`,
 //!   `callback`, `desk`) never reach the runtime, sockets, threads, files,
 //!   the environment or the clock, and draw no randomness of their own:
 //!   no `tokio`, `std::thread`, `std::fs`, `std::process`, `std::env`,
@@ -45,6 +45,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("media", 1),
     ("nat", 1),
     ("account", 1),
+    ("dns", 1),
     ("recording", 1),
     ("history", 1),
     ("sdp", 2),

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::dns::Target;
+
 /// The states of `registration.state`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -53,6 +55,11 @@ pub enum Outcome {
     Unregistered,
     /// The TCP/TLS connection our binding lives on is gone.
     ConnectionLost,
+    /// The registrar stopped answering and the shell has moved on to the
+    /// next one DNS located: register there at once, no backoff.
+    FailedOver {
+        reason: String,
+    },
 }
 
 /// A change worth a `registration.state` event.
@@ -69,12 +76,23 @@ pub struct Report {
     /// When failed: how long until the next attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_in_ms: Option<u64>,
+    /// Where REGISTERs go while registering or registered: the address DNS
+    /// located (or the configured IP), its transport and host name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<Target>,
 }
 
 impl Report {
     /// Where every account starts.
     pub fn unregistered() -> Report {
-        Report { state: RegState::Unregistered, sip_code: None, reason: None, expires_s: None, retry_in_ms: None }
+        Report {
+            state: RegState::Unregistered,
+            sip_code: None,
+            reason: None,
+            expires_s: None,
+            retry_in_ms: None,
+            target: None,
+        }
     }
 }
 
@@ -209,6 +227,13 @@ impl Registration {
                 self.state = RegState::Registering;
                 steps.push(Step::Report(self.report(None, Some("connection to the registrar lost".into()), None)));
             }
+            Outcome::FailedOver { reason } if self.wanted => {
+                self.register_at = Some(now);
+                self.keepalive_at = None;
+                self.state = RegState::Registering;
+                self.granted_s = None;
+                steps.push(Step::Report(self.report(None, Some(reason), None)));
+            }
             Outcome::Registered { .. } if !self.wanted => {
                 // A REGISTER raced the stop: take the binding away again.
                 self.state = RegState::Registered;
@@ -257,6 +282,7 @@ impl Registration {
             reason,
             expires_s: self.granted_s.filter(|_| self.state == RegState::Registered),
             retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
+            target: None,
         }
     }
 }

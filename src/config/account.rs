@@ -9,34 +9,8 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
-/// A SIP transport as the config names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Transport {
-    #[default]
-    Udp,
-    Tcp,
-    Tls,
-}
-
-impl Transport {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Transport::Udp => "udp",
-            Transport::Tcp => "tcp",
-            Transport::Tls => "tls",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Transport> {
-        match text {
-            "udp" => Some(Transport::Udp),
-            "tcp" => Some(Transport::Tcp),
-            "tls" => Some(Transport::Tls),
-            _ => None,
-        }
-    }
-}
+/// A SIP transport as the config names it: DNS location's own vocabulary.
+pub use crate::dns::Transport;
 
 /// A password: printed as `***`, never serialized, compared nowhere.
 #[derive(Clone, Deserialize, PartialEq, Eq)]

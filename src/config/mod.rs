@@ -54,6 +54,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub bridge: BridgeConfig,
     pub nat: NatConfig,
+    pub dns: DnsConfig,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -114,6 +115,31 @@ impl Default for SipConfig {
             tcp_connections_max: 1024,
             tcp_connections_per_source: 32,
         }
+    }
+}
+
+/// `[dns]`: who locates registrars and proxies (RFC 3263: NAPTR, SRV, A/AAAA).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsConfig {
+    /// Resolvers to ask, `IP` or `IP:PORT` (port 53 by default); none:
+    /// the system's, from /etc/resolv.conf. No other resolver is ever asked.
+    pub servers: Vec<String>,
+}
+
+impl DnsConfig {
+    /// `servers`, parsed.
+    pub fn server_addrs(&self) -> Result<Vec<SocketAddr>, ConfigError> {
+        self.servers
+            .iter()
+            .map(|entry| {
+                let ip = entry.parse().map(|ip| SocketAddr::new(ip, 53));
+                ip.or_else(|_| entry.parse()).map_err(|_| ConfigError::Value {
+                    key: "dns.servers",
+                    message: format!("{entry:?}: expected a numeric IP or IP:PORT"),
+                })
+            })
+            .collect()
     }
 }
 
@@ -233,6 +259,7 @@ impl Config {
             return bad("sip.tls_cert_file", "a tls: listening point needs tls_cert_file and tls_key_file");
         }
         config.allowed_peers()?;
+        config.dns.server_addrs()?;
         if config.sip.tcp_connections_max == 0 || config.sip.tcp_connections_per_source == 0 {
             return bad(
                 "sip.tcp_connections_max",
@@ -355,6 +382,9 @@ mod tests {
         assert_eq!(c.control_socket(), PathBuf::from("/tmp/x.sock"));
         assert_eq!((c.audio.source.as_str(), c.audio.sink.as_str()), ("tone:1000", "wav:/tmp/out.wav"));
         assert_eq!(c.recording.dir, PathBuf::from("/tmp/rec"));
+        let dns = Config::parse("[dns]\nservers = [\"192.0.2.53\", \"[2001:db8::53]:5353\"]\n").unwrap();
+        let servers: Vec<String> = dns.dns.server_addrs().unwrap().iter().map(|s| s.to_string()).collect();
+        assert_eq!(servers, ["192.0.2.53:53", "[2001:db8::53]:5353"]);
     }
 
     #[test]
@@ -371,6 +401,8 @@ mod tests {
         assert!(code.to_string().contains("agent.not_ready_code"), "{code}");
         let host = Config::parse("[sip]\nlisten = [\"udp:pbx:5060\"]\n").unwrap_err();
         assert!(host.to_string().contains("numeric IP"), "{host}");
+        let dns = Config::parse("[dns]\nservers = [\"ns.example.test\"]\n").unwrap_err();
+        assert!(dns.to_string().contains("dns.servers"), "{dns}");
         let codec = Config::parse("[media]\ncodecs = [\"g729\"]\n").unwrap_err();
         assert!(codec.to_string().contains("media.codecs") && codec.to_string().contains("g729"), "{codec}");
         let twice = Config::parse("[media]\ncodecs = [\"pcmu\", \"PCMU\"]\n").unwrap_err();

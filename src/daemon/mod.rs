@@ -137,6 +137,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
             server,
             interval: Duration::from_secs(config.nat.stun_interval_s.into()),
         }),
+        dns_servers: config.dns.server_addrs()?,
     };
     let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;
     let control_socket = config.control_socket();

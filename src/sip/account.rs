@@ -1,15 +1,18 @@
 //! An account as the SIP side uses it: its configuration with the URIs
-//! parsed, the transport applied, and the registrar and proxy resolved to
-//! the socket addresses inbound calls may come from.
+//! parsed, the transport applied, and the registrar and proxy located
+//! (RFC 3263) to the addresses REGISTERs go to and inbound calls may come from.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::sip::{Param, Uri};
 use rsipstack::transport::SipAddr;
 
 use super::error::SipError;
+use super::resolver::{self, Resolver};
 use crate::config::{AccountConfig, Transport};
+use crate::dns::{self, Targets};
 
 pub struct Account {
     pub config: AccountConfig,
@@ -18,33 +21,41 @@ pub struct Account {
     pub registrar: Option<Uri>,
     /// Where every request of the account is sent first, when configured.
     pub proxy: Option<SipAddr>,
-    /// The proxy resolved, for rsipstack's registration client.
-    pub proxy_socket: Option<SocketAddr>,
-    /// Where REGISTERs and keep-alives go: the proxy, else the registrar.
-    pub registrar_target: Option<SipAddr>,
-    /// The registrar's and proxy's addresses: trusted sources of INVITEs.
+    /// What REGISTERs and keep-alives are routed by: the proxy's URI, else
+    /// the registrar's; located again as the registration needs it.
+    pub next_hop: Option<Uri>,
+    /// `next_hop` as located at start, in failover order.
+    pub located: Option<Targets>,
+    /// Every located address of the registrar and the proxy: trusted sources of INVITEs.
     pub trusted: Vec<SocketAddr>,
+    pub resolver: Resolver,
 }
 
 impl Account {
-    pub async fn resolve(config: AccountConfig) -> Result<Account, SipError> {
+    pub async fn resolve(config: AccountConfig, resolver: Resolver) -> Result<Account, SipError> {
         let aor = uri(&config.aor)?;
         let registrar = config.registrar.as_deref().map(uri).transpose()?.map(|r| with_transport(r, config.transport));
-        let registrar_addr = registrar.as_ref().map(|r| sip_addr(r, config.transport)).transpose()?;
         let proxy_uri = config.outbound_proxy.as_deref().map(uri).transpose()?;
         let proxy = proxy_uri.as_ref().map(|p| sip_addr(p, config.transport)).transpose()?;
-        let mut trusted = Vec::new();
-        if let Some(target) = &registrar_addr {
-            trusted.extend(lookup(&config, target).await);
-        }
-        let proxy_addrs = match &proxy {
-            Some(target) => lookup(&config, target).await,
-            None => Vec::new(),
+        let registrar_targets = match &registrar {
+            Some(registrar) => locate(&config, &resolver, registrar).await,
+            None => None,
         };
-        let proxy_socket = proxy_addrs.first().copied();
-        trusted.extend(proxy_addrs);
-        let registrar_target = proxy.clone().or(registrar_addr);
-        Ok(Account { config, aor, registrar, proxy, proxy_socket, registrar_target, trusted })
+        let proxy_targets = match &proxy_uri {
+            Some(proxy) => locate(&config, &resolver, proxy).await,
+            None => None,
+        };
+        let trusted = [&registrar_targets, &proxy_targets]
+            .into_iter()
+            .flatten()
+            .flat_map(|targets| targets.all().iter().map(|t| t.address))
+            .collect();
+        let (next_hop, located) = match (&registrar, proxy_uri) {
+            (None, _) => (None, None),
+            (Some(_), Some(proxy)) => (Some(proxy), proxy_targets),
+            (Some(registrar), None) => (Some(registrar.clone()), registrar_targets),
+        };
+        Ok(Account { config, aor, registrar, proxy, next_hop, located, trusted, resolver })
     }
 
     /// The host (and port) of the AOR: where bare numbers are dialled.
@@ -64,7 +75,7 @@ impl Account {
             return Some(proxy.clone());
         }
         (self.config.transport != Transport::Udp).then(|| SipAddr {
-            r#type: Some(rsip_transport(self.config.transport)),
+            r#type: Some(resolver::to_rsip(self.config.transport)),
             addr: callee.host_with_port.clone(),
         })
     }
@@ -83,16 +94,24 @@ impl Account {
     }
 }
 
-/// The socket addresses of `target`; none (with a warning) when it does not
-/// resolve now, since only `allow_from` can then let its calls in.
-async fn lookup(config: &AccountConfig, target: &SipAddr) -> Vec<SocketAddr> {
-    let port = target.addr.port.as_ref().map(|p| p.value()).unwrap_or(default_port(config.transport));
-    let host = target.addr.host.to_string();
-    match tokio::net::lookup_host((host.as_str(), port)).await.map(|addrs| addrs.collect()) {
-        Ok(addrs) => addrs,
+/// How long the start waits for DNS per name: a silent resolver must not
+/// hold the control socket closed; the registration keeps trying.
+const START_LOCATE_LIMIT: Duration = Duration::from_secs(3);
+
+/// Where `uri` is located now; none (with a warning) when it is not, since
+/// only `allow_from` can then let its calls in, and the registration will
+/// try again and report why.
+async fn locate(config: &AccountConfig, resolver: &Resolver, uri: &Uri) -> Option<Targets> {
+    let located = tokio::time::timeout(START_LOCATE_LIMIT, resolver.locate(uri, config.transport));
+    match located.await.unwrap_or_else(|_| Err(dns::ResolveError::Timeout { host: uri.host_with_port.to_string() })) {
+        Ok(targets) => {
+            let list: Vec<String> = targets.all().iter().map(ToString::to_string).collect();
+            tracing::info!(account = %config.id, %uri, targets = ?list, "located");
+            Some(targets)
+        }
         Err(e) => {
-            tracing::warn!(account = %config.id, %host, error = %e, "cannot resolve registrar or proxy");
-            Vec::new()
+            tracing::warn!(account = %config.id, error = %e, "cannot locate registrar or proxy");
+            None
         }
     }
 }
@@ -105,7 +124,7 @@ fn uri(text: &str) -> Result<Uri, SipError> {
 fn with_transport(mut uri: Uri, transport: Transport) -> Uri {
     let has_transport = uri.params.iter().any(|p| matches!(p, Param::Transport(_)));
     if transport != Transport::Udp && !has_transport {
-        uri.params.push(Param::Transport(rsip_transport(transport)));
+        uri.params.push(Param::Transport(resolver::to_rsip(transport)));
     }
     uri
 }
@@ -115,22 +134,6 @@ fn sip_addr(uri: &Uri, transport: Transport) -> Result<SipAddr, SipError> {
     let mut addr =
         SipAddr::try_from(uri).map_err(|e| SipError::BadUri { uri: uri.to_string(), message: e.to_string() })?;
     let named = uri.params.iter().find_map(|p| if let Param::Transport(t) = p { Some(*t) } else { None });
-    addr.r#type = Some(named.unwrap_or(rsip_transport(transport)));
+    addr.r#type = Some(named.unwrap_or(resolver::to_rsip(transport)));
     Ok(addr)
-}
-
-pub fn rsip_transport(transport: Transport) -> rsipstack::sip::Transport {
-    match transport {
-        Transport::Udp => rsipstack::sip::Transport::Udp,
-        Transport::Tcp => rsipstack::sip::Transport::Tcp,
-        Transport::Tls => rsipstack::sip::Transport::Tls,
-    }
-}
-
-fn default_port(transport: Transport) -> u16 {
-    if transport == Transport::Tls {
-        5061
-    } else {
-        5060
-    }
 }

@@ -30,6 +30,7 @@ use super::gate::{Gate, Limits};
 use super::handle::{Inner, Leg, SipAgent, SipEvent};
 use super::headers::{self, timer_headers};
 use super::reach::Reach;
+use super::resolver::Resolver;
 use super::target::parse_target;
 use super::transport::{self, TlsSettings};
 use super::{inbound, replaces};
@@ -57,6 +58,8 @@ pub struct SipConfig {
     pub limits: Limits,
     /// `nat.stun_server`, when set.
     pub stun: Option<StunSettings>,
+    /// `[dns] servers`; none: the system's resolvers.
+    pub dns_servers: Vec<std::net::SocketAddr>,
 }
 
 impl SipAgent {
@@ -66,14 +69,16 @@ impl SipAgent {
         events: mpsc::UnboundedSender<SipEvent>,
         shutdown: CancellationToken,
     ) -> Result<SipAgent, SipError> {
+        let resolver = Resolver::new(&config.dns_servers)?;
         let mut accounts = HashMap::new();
         for config in config.accounts {
-            accounts.insert(config.id.clone(), Account::resolve(config).await?);
+            accounts.insert(config.id.clone(), Account::resolve(config, resolver.clone()).await?);
         }
         let mut trusted = config.allow_from;
         trusted.extend(accounts.values().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
         let gate = Arc::new(Mutex::new(Gate::new(config.limits, trusted.clone())));
-        let transport_layer = TransportLayer::new(shutdown.child_token());
+        let transport_layer =
+            TransportLayer::new_with_domain_resolver(shutdown.child_token(), resolver.for_rsipstack());
         let opened =
             transport::listen(&transport_layer, &config.listens, config.public_address, &config.tls, &gate, &shutdown)
                 .await?;

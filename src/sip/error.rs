@@ -15,6 +15,9 @@ pub enum SipError {
     /// The target is not a SIP URI we can route to.
     #[error("invalid SIP URI {uri:?}: {message}")]
     BadUri { uri: String, message: String },
+    /// The DNS resolver could not be set up (an unreadable /etc/resolv.conf).
+    #[error("DNS resolver: {0}")]
+    Dns(String),
     /// No account has this id.
     #[error("no such account: {0}")]
     UnknownAccount(String),

@@ -19,6 +19,7 @@ mod reach;
 pub mod refer;
 pub mod registrar;
 pub mod replaces;
+mod resolver;
 mod route;
 mod target;
 mod tls_unverified;

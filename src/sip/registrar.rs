@@ -2,7 +2,10 @@
 //! per account that sends the REGISTERs (digest handled by rsipstack),
 //! keep-alives and the final unregister the machine asks for, watches the
 //! TCP/TLS connection the binding lives on, and reports every change as a
-//! [`SipEvent::Registration`].
+//! [`SipEvent::Registration`]. REGISTERs go to the registrar's (or proxy's)
+//! located targets one at a time: when the one in use stops answering, the
+//! next takes over at once; the name is located again when all have failed
+//! or its records' TTL has run out, at the next fresh REGISTER.
 
 #![allow(clippy::result_large_err)]
 
@@ -11,7 +14,7 @@ use std::time::Duration;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::registration::Registration as RegisterClient;
 use rsipstack::sip::headers::CallId;
-use rsipstack::sip::{Method, Response, StatusCodeKind, Uri};
+use rsipstack::sip::{Host, Method, Response, StatusCodeKind, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::make_tag;
 use rsipstack::transaction::transaction::Transaction;
@@ -23,7 +26,9 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::handle::{SipAgent, SipEvent};
-use crate::account::registration::{Action, Outcome, Registration, Step};
+use super::resolver::{self, Resolver};
+use crate::account::registration::{Action, Outcome, RegState, Registration, Step};
+use crate::dns::{Targets, Transport};
 
 /// What the run loop asks of an account's registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +59,12 @@ struct Registrar {
     /// Our user part in From and Contact.
     user: String,
     server: Uri,
-    /// Where REGISTERs and keep-alives are sent.
-    target: SipAddr,
+    /// Routes REGISTERs and keep-alives (the proxy's URI, else `server`),
+    /// located by `resolver` over `transport` into `targets`.
+    next_hop: Uri,
+    resolver: Resolver,
+    transport: Transport,
+    targets: Option<Targets>,
     client: RegisterClient,
     /// The stream our binding lives on (TCP/TLS): cancelled when it dies.
     connection: Option<SipConnection>,
@@ -64,7 +73,7 @@ struct Registrar {
 
 async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedReceiver<RegCommand>) {
     let Ok(config) = agent.account(&account) else { return };
-    let (Some(server), Some(target)) = (config.registrar.clone(), config.registrar_target.clone()) else { return };
+    let (Some(server), Some(next_hop)) = (config.registrar.clone(), config.next_hop.clone()) else { return };
     let keepalive = Duration::from_secs(config.config.keepalive_s);
     let mut machine = Registration::new(config.config.expires_s, Some(keepalive));
     // rsipstack names the AOR's user in To and From only through the
@@ -75,11 +84,21 @@ async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedRece
         realm: None,
         auth_username: None,
     });
-    let mut client = RegisterClient::new(agent.inner.endpoint.clone(), Some(credential));
-    client.outbound_proxy = config.proxy_socket;
+    let client = RegisterClient::new(agent.inner.endpoint.clone(), Some(credential));
     let user = config.user().to_string();
-    let mut registrar =
-        Registrar { agent: agent.clone(), account, user, server, target, client, connection: None, options_seq: 0 };
+    let mut registrar = Registrar {
+        agent: agent.clone(),
+        account,
+        user,
+        server,
+        next_hop,
+        resolver: config.resolver.clone(),
+        transport: config.config.transport,
+        targets: config.located.clone(),
+        client,
+        connection: None,
+        options_seq: 0,
+    };
     let mut open = true;
     while open || machine.next_deadline().is_some() {
         let deadline = machine.next_deadline().map(Instant::from_std);
@@ -117,14 +136,19 @@ impl Registrar {
             let mut next = Vec::new();
             for step in steps {
                 match step {
-                    Step::Report(report) => {
+                    Step::Report(mut report) => {
+                        if report.state != RegState::Unregistered {
+                            report.target = self.targets.as_ref().and_then(Targets::current).cloned();
+                        }
                         tracing::info!(account = %self.account, state = ?report.state, sip_code = ?report.sip_code,
-                            reason = report.reason.as_deref().unwrap_or(""), "registration");
+                            reason = report.reason.as_deref().unwrap_or(""),
+                            target = %report.target.as_ref().map(ToString::to_string).unwrap_or_default(), "registration");
                         let event = SipEvent::Registration { account: self.account.clone(), report };
                         let _ = self.agent.inner.events.send(event);
                     }
                     Step::Send(action) => {
                         let outcome = self.perform(action).await;
+                        let outcome = self.fail_over(outcome);
                         next.extend(machine.on_outcome(outcome, std::time::Instant::now()));
                     }
                 }
@@ -137,7 +161,11 @@ impl Registrar {
         match action {
             Action::Register { expires_s } => self.register(expires_s).await,
             Action::Unregister => {
-                if let Err(e) = self.send_register(0).await {
+                let sent = match self.current_target() {
+                    Ok(target) => self.send_register(&target, 0).await.map(|_| ()).map_err(|e| e.to_string()),
+                    Err(reason) => Err(reason),
+                };
+                if let Err(e) = sent {
                     tracing::info!(account = %self.account, error = %e, "unregister got no answer");
                 }
                 Outcome::Unregistered
@@ -146,8 +174,59 @@ impl Registrar {
         }
     }
 
+    /// The target in use stopped answering: move to the next one, which
+    /// the machine registers with at once. With none left, the failure
+    /// stands (the machine backs off) and the name is located afresh.
+    fn fail_over(&mut self, outcome: Outcome) -> Outcome {
+        let (Outcome::Unreachable { reason } | Outcome::KeepAliveFailed { reason }) = &outcome else { return outcome };
+        let Some(targets) = &mut self.targets else { return outcome };
+        let Some(failed) = targets.current().map(ToString::to_string) else { return outcome };
+        match targets.fail_over() {
+            Some(next) => {
+                let reason = format!("{failed}: {reason}; failing over to {next}");
+                tracing::warn!(account = %self.account, %reason, "registrar failover");
+                self.connection = None;
+                Outcome::FailedOver { reason }
+            }
+            None => outcome,
+        }
+    }
+
+    /// The target for a fresh REGISTER, locating the next hop first when
+    /// the last list is used up or expired.
+    async fn fresh_target(&mut self) -> Result<SipAddr, String> {
+        if self.targets.as_ref().is_none_or(|t| t.is_stale(std::time::Instant::now())) {
+            let mut located = self.resolver.locate(&self.next_hop, self.transport).await.map_err(|e| e.to_string())?;
+            located.stay_on(self.targets.as_ref().and_then(Targets::current));
+            self.targets = Some(located);
+        }
+        self.current_target()
+    }
+
+    /// The target in use, for keep-alives: they never move it. Over TLS
+    /// to the registrar itself it is named by its host, pinned to the
+    /// address in use, so that its certificate is checked against the name.
+    fn current_target(&self) -> Result<SipAddr, String> {
+        let current = self.targets.as_ref().and_then(Targets::current);
+        self.resolver.pin(&self.next_hop, self.transport, current);
+        let current = current.ok_or("no registrar located")?;
+        let by_name = matches!(self.next_hop.host_with_port.host, Host::Domain(_));
+        if self.transport == Transport::Tls && by_name && self.next_hop == self.server {
+            let addr = self.next_hop.host_with_port.clone();
+            return Ok(SipAddr { r#type: Some(resolver::to_rsip(Transport::Tls)), addr });
+        }
+        Ok(resolver::sip_addr(current))
+    }
+
     async fn register(&mut self, expires_s: u32) -> Outcome {
-        match self.send_register(expires_s).await {
+        let target = match self.fresh_target().await {
+            Ok(target) => target,
+            Err(reason) => {
+                self.targets = None;
+                return Outcome::Unreachable { reason };
+            }
+        };
+        match self.send_register(&target, expires_s).await {
             Ok(response) if response.status_code.kind() == StatusCodeKind::Successful => {
                 Outcome::Registered { granted_s: self.client.expires() }
             }
@@ -159,8 +238,8 @@ impl Registrar {
         }
     }
 
-    async fn send_register(&mut self, expires_s: u32) -> rsipstack::Result<Response> {
-        let (local, connection) = self.agent.local_end(&self.target).await?;
+    async fn send_register(&mut self, target: &SipAddr, expires_s: u32) -> rsipstack::Result<Response> {
+        let (local, connection) = self.agent.local_end(target).await?;
         if connection.is_some() {
             self.connection = connection;
         }
@@ -169,6 +248,9 @@ impl Registrar {
         let host_with_port = self.client.public_address.clone().unwrap_or(uri.host_with_port.clone());
         let uri = Uri { host_with_port, ..uri };
         self.client.contact = Some(rsipstack::sip::typed::Contact { display_name: None, uri, params: vec![] });
+        // Sent to the located address; the Request-URI keeps the registrar's
+        // name. A target named by its host is routed by its pin instead.
+        self.client.outbound_proxy = target.get_socketaddr().ok();
         self.client.register(self.server.clone(), Some(expires_s)).await
     }
 
@@ -194,8 +276,9 @@ impl Registrar {
     }
 
     async fn options(&mut self) -> rsipstack::Result<bool> {
+        let target = self.current_target().map_err(rsipstack::Error::DnsResolutionError)?;
         let endpoint = &self.agent.inner.endpoint;
-        let (local, _) = self.agent.local_end(&self.target).await?;
+        let (local, _) = self.agent.local_end(&target).await?;
         let via = endpoint.get_via(Some(local.clone()), None)?;
         let me = self.agent.contact(&self.user, &local);
         let from = rsipstack::sip::typed::From { display_name: None, uri: me, params: vec![] }.with_tag(make_tag());
@@ -206,7 +289,7 @@ impl Registrar {
             endpoint.make_request(Method::Options, self.server.clone(), via, from, to, self.options_seq, call_id);
         let key = TransactionKey::from_request(&request, TransactionRole::Client)?;
         let mut tx = Transaction::new_client(key, request, endpoint.clone(), None);
-        tx.destination = Some(self.target.clone());
+        tx.destination = Some(target);
         tx.send().await?;
         while let Some(message) = tx.receive().await {
             if let rsipstack::sip::SipMessage::Response(response) = message {

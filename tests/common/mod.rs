@@ -40,7 +40,9 @@ pub struct Setup<'a> {
     pub env: &'a [(&'a str, &'a str)],
     /// The open files limit, soft and hard, the process starts under.
     pub open_files: Option<u64>,
-    /// The network namespace (`ip netns` name) it runs in.
+    /// The network namespace (`ip netns` name) it runs in, entered with
+    /// `ip netns exec`, so that /etc/netns/NAME/resolv.conf, if the test
+    /// wrote one, is its /etc/resolv.conf.
     pub netns: Option<&'a str>,
 }
 
@@ -90,20 +92,15 @@ impl Daemon {
 
     fn start_process(dir: &Path, env: &[(String, String)], open_files: Option<u64>, netns: Option<&str>) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_softphoned"));
-        if let Some(netns) = netns {
-            use std::os::fd::IntoRawFd;
-            use std::os::unix::process::CommandExt;
-            let handle = std::fs::File::open(format!("/run/netns/{netns}")).expect("the namespace exists");
-            let fd = handle.into_raw_fd();
-            // SAFETY: only setns, a plain system call, runs between fork and exec.
-            unsafe {
-                command.pre_exec(move || match libc::setns(fd, libc::CLONE_NEWNET) {
-                    0 => Ok(()),
-                    _ => Err(std::io::Error::last_os_error()),
-                });
+        // `ip netns exec` execs the daemon in place: the child is the daemon itself.
+        let mut command = match netns {
+            Some(name) => {
+                let mut ip = Command::new("ip");
+                ip.args(["netns", "exec", name, env!("CARGO_BIN_EXE_softphoned")]);
+                ip
             }
-        }
+            None => Command::new(env!("CARGO_BIN_EXE_softphoned")),
+        };
         if let Some(limit) = open_files {
             use std::os::unix::process::CommandExt;
             let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };

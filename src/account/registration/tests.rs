@@ -120,3 +120,16 @@ fn refresh_timing_keeps_a_margin() {
     assert_eq!(refresh_after(10), secs(5));
     assert_eq!(refresh_after(2), secs(1));
 }
+
+#[test]
+fn failing_over_registers_at_the_next_target_at_once() {
+    let t0 = Instant::now();
+    let mut reg = registered(600, Some(secs(30)), t0);
+    assert_eq!(sends(&reg.poll(t0 + secs(30))), [Action::KeepAlive]);
+    let at = t0 + secs(33);
+    let steps = reg.on_outcome(Outcome::FailedOver { reason: "no answer; moving on".into() }, at);
+    assert_eq!(reports(&steps), [(RegState::Registering, None)]);
+    assert_eq!(sends(&steps), [Action::Register { expires_s: 600 }], "no backoff");
+    let steps = reg.on_outcome(Outcome::Registered { granted_s: 600 }, at);
+    assert_eq!(reports(&steps), [(RegState::Registered, None)], "the new binding is news");
+}

@@ -1,0 +1,317 @@
+//! Locating the registrar by DNS (RFC 3263) and failing over, against real
+//! servers (issue 18): dnsmasq serves NAPTR, SRV and A records of
+//! `pbx.example.test`, two Kamailio registrars stand behind its SRV
+//! records, and the daemon runs beside them, all inside a network namespace
+//! the test builds (192.0.2.0/24 addresses on its loopback; needs root and
+//! `ip`). What counts is what the registrars log: which one got the
+//! REGISTER, and when. The failover time is printed (`--nocapture`).
+
+mod common;
+
+use std::fs;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{require_tools, Daemon, Setup};
+use serde_json::{json, Value};
+
+const DAEMON_IP: &str = "192.0.2.1";
+const PRIMARY_IP: &str = "192.0.2.10";
+const BACKUP_IP: &str = "192.0.2.20";
+const DNS_IP: &str = "192.0.2.53";
+/// An address of the namespace where no resolver listens.
+const SILENT_DNS_IP: &str = "192.0.2.99";
+const ADDRESSES: [&str; 5] = [DAEMON_IP, PRIMARY_IP, BACKUP_IP, DNS_IP, SILENT_DNS_IP];
+const REGISTRAR_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dns/registrar.cfg");
+const WAIT: Duration = Duration::from_secs(10);
+
+/// The zone: NAPTR sends UDP to a SRV name of its own (so a REGISTER at a
+/// target proves the NAPTR was followed), whose priority 1 and 2 are the
+/// two registrars. A TCP NAPTR comes first in order, and must be passed
+/// over by a UDP account.
+const RECORDS: &[&str] = &[
+    "--naptr-record=pbx.example.test,10,10,s,SIP+D2T,,_sip._tcp.pbx.example.test",
+    "--naptr-record=pbx.example.test,20,10,s,SIP+D2U,,_sip._udp.eu.pbx.example.test",
+    "--srv-host=_sip._tcp.pbx.example.test,tcp-only.pbx.example.test,5060,1,10",
+    "--srv-host=_sip._udp.eu.pbx.example.test,sip-b.pbx.example.test,5060,2,10",
+    "--srv-host=_sip._udp.eu.pbx.example.test,sip-a.pbx.example.test,5060,1,10",
+    "--host-record=sip-a.pbx.example.test,192.0.2.10",
+    "--host-record=sip-b.pbx.example.test,192.0.2.20",
+    "--host-record=tcp-only.pbx.example.test,192.0.2.30",
+];
+
+fn ip(args: &[&str]) {
+    let status = Command::new("ip").args(args).status().expect("ip runs");
+    assert!(status.success(), "ip {args:?} failed");
+}
+
+/// A network namespace with the test's addresses on its loopback and
+/// dnsmasq as its system resolver; removed, with everything run in it, on drop.
+struct Lab {
+    name: String,
+    dns: Option<Server>,
+}
+
+impl Lab {
+    fn create(tag: &str) -> Lab {
+        let name = format!("sph-{tag}-{}", std::process::id() % 100_000);
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
+        ip(&["netns", "add", &name]);
+        let lab = Lab { name, dns: None };
+        ip(&["-n", &lab.name, "link", "set", "lo", "up"]);
+        for address in ADDRESSES {
+            ip(&["-n", &lab.name, "addr", "add", &format!("{address}/32"), "dev", "lo"]);
+        }
+        // `ip netns exec` mounts this over /etc/resolv.conf for what runs inside.
+        fs::create_dir_all(lab.etc()).unwrap();
+        fs::write(lab.etc().join("resolv.conf"), format!("nameserver {DNS_IP}\n")).unwrap();
+        lab
+    }
+
+    fn etc(&self) -> PathBuf {
+        PathBuf::from("/etc/netns").join(&self.name)
+    }
+
+    /// `program` to run inside, in a process group of its own.
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new("ip");
+        command.args(["netns", "exec", &self.name, program]).stdin(Stdio::null()).process_group(0);
+        command
+    }
+
+    /// dnsmasq serving [`RECORDS`] and nothing else: names of the zone it
+    /// does not know get NXDOMAIN, and it asks no one upstream.
+    fn serve_dns(&mut self) {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("dnsmasq.log");
+        let child = self
+            .command("dnsmasq")
+            .args(["--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll", "--pid-file="])
+            .args(["--bind-interfaces", &format!("--listen-address={DNS_IP}"), "--port=53"])
+            .args(["--local=/example.test/", "--local-ttl=60", "--log-queries", "--log-facility=-"])
+            .args(RECORDS)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("dnsmasq starts");
+        let dns = Server { child: Some(child), log, _dir: dir };
+        assert!(wait_until(WAIT, || dns.log().contains("started")), "dnsmasq did not start:\n{}", dns.log());
+        self.dns = Some(dns);
+    }
+
+    fn registrar(&self, address: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("kamailio.log");
+        fs::create_dir_all(dir.path().join("run")).unwrap();
+        let kamailio = common::kamailio::find_sbin("kamailio").expect("kamailio installed");
+        let child = self
+            .command(kamailio.to_str().unwrap())
+            .arg("-f")
+            .arg(REGISTRAR_CFG)
+            .args(["-DD", "-E", "-m", "32", "-M", "4", "-A", &format!("SIP_IP={address}"), "-Y"])
+            .arg(dir.path().join("run"))
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("kamailio starts");
+        let registrar = Server { child: Some(child), log, _dir: dir };
+        let ready = wait_until(WAIT, || registrar.log().contains("REGISTRAR READY"));
+        assert!(ready, "registrar {address} did not start:\n{}", registrar.log());
+        registrar
+    }
+
+    async fn daemon(&self, extra: &str) -> Daemon {
+        let listen = format!("udp:{DAEMON_IP}:0");
+        let setup = Setup { listen: &[&listen], extra, netns: Some(&self.name), ..Setup::default() };
+        Daemon::spawn_with("agent1", setup).await
+    }
+
+    fn dns_log(&self) -> String {
+        self.dns.as_ref().map(Server::log).unwrap_or_default()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        self.dns = None;
+        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        let _ = fs::remove_dir_all(self.etc());
+    }
+}
+
+/// A server process of the lab (dnsmasq, a registrar) and its log.
+struct Server {
+    child: Option<Child>,
+    log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    fn log(&self) -> String {
+        fs::read(&self.log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default()
+    }
+
+    fn registers(&self) -> usize {
+        self.log().lines().filter(|l| l.contains("REGISTER ok user=agent1")).count()
+    }
+
+    /// SIGKILL for it and every worker, as a crash or a pulled cable would.
+    fn kill(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        let _ = Command::new("kill").args(["-KILL", "--", &format!("-{}", child.id())]).status();
+        let _ = child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    done()
+}
+
+/// The first account's `registration`, once `accepts` it; panics after
+/// `limit` with the daemon's log.
+async fn registration(daemon: &Daemon, limit: Duration, accepts: impl Fn(&Value) -> bool, why: &str) -> Value {
+    let mut ui = daemon.client().await;
+    let deadline = Instant::now() + limit;
+    loop {
+        let list = ui.call("account.list", json!({})).await.unwrap();
+        let registration = list["accounts"][0]["registration"].clone();
+        if accepts(&registration) {
+            return registration;
+        }
+        assert!(Instant::now() < deadline, "{why}: registration is {registration}\n{}", daemon.log());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+fn account(dns: &str, registrar: &str) -> String {
+    format!(
+        "t1_ms = 20\n{dns}\n[[accounts]]\nid = \"main\"\naor = \"sip:agent1@pbx.example.test\"\n\
+         registrar = \"{registrar}\"\nexpires_s = 300\nkeepalive_s = 1\n\
+         password = \"unused\"\n"
+    )
+}
+
+fn available() -> bool {
+    require_tools(&["ip", "dnsmasq", "kamailio"])
+}
+
+#[tokio::test]
+async fn registers_where_naptr_and_srv_point_and_fails_over_when_that_registrar_dies() {
+    if !available() {
+        return;
+    }
+    let mut lab = Lab::create("dns");
+    lab.serve_dns();
+    let mut primary = lab.registrar(PRIMARY_IP);
+    let backup = lab.registrar(BACKUP_IP);
+    // No [dns] servers: the system's resolver, the namespace's resolv.conf.
+    let daemon = lab.daemon(&account("", "sip:pbx.example.test")).await;
+    let logs = |daemon: &Daemon, lab: &Lab| format!("{}\n--- dnsmasq ---\n{}", daemon.log(), lab.dns_log());
+
+    // (a) NAPTR (the UDP one) -> SRV priority 1 -> A: the primary.
+    let at_primary = |r: &Value| r["state"] == "registered" && r["target"]["address"] == "192.0.2.10:5060";
+    let registered = registration(&daemon, WAIT, at_primary, "never registered at the primary").await;
+    assert_eq!(
+        registered["target"],
+        json!({ "host": "sip-a.pbx.example.test", "address": "192.0.2.10:5060", "transport": "udp" })
+    );
+    assert!(wait_until(WAIT, || primary.registers() >= 1), "the primary saw no REGISTER:\n{}", primary.log());
+    assert!(primary.log().contains(&format!("at={PRIMARY_IP}:5060 src={DAEMON_IP}:")), "{}", primary.log());
+    assert_eq!(backup.registers(), 0, "nothing for the backup while the primary answers");
+    let dns = lab.dns_log();
+    for query in ["query[NAPTR] pbx.example.test", "query[SRV] _sip._udp.eu.pbx.example.test", "sip-a.pbx.example.test"]
+    {
+        assert!(dns.contains(query), "dnsmasq was not asked {query}:\n{dns}");
+    }
+    assert!(!dns.contains("_sip._tcp.pbx.example.test"), "a UDP account asked for the TCP service:\n{dns}");
+
+    // (b) The primary dies: the next keep-alive goes unanswered, and the
+    // backup gets a REGISTER at once.
+    let killed = Instant::now();
+    primary.kill();
+    let moved = wait_until(Duration::from_secs(15), || backup.registers() >= 1);
+    let failover = killed.elapsed();
+    assert!(moved, "the backup never saw a REGISTER:\n{}", logs(&daemon, &lab));
+    println!(
+        "failover: the backup registrar saw the REGISTER {} ms after the primary was killed",
+        failover.as_millis()
+    );
+    let at_backup = |r: &Value| r["state"] == "registered" && r["target"]["address"] == "192.0.2.20:5060";
+    let registered = registration(&daemon, WAIT, at_backup, "never registered at the backup").await;
+    assert_eq!(registered["target"]["host"], "sip-b.pbx.example.test");
+    // Keep-alive every 1 s, a transaction gives up after 64 × T1 = 1.28 s.
+    assert!(failover < Duration::from_secs(4), "failover took {failover:?}");
+    assert!(backup.log().contains(&format!("at={BACKUP_IP}:5060 src={DAEMON_IP}:")), "{}", backup.log());
+}
+
+#[tokio::test]
+async fn a_name_nobody_can_locate_is_a_clear_registration_error_and_the_daemon_goes_on() {
+    if !available() {
+        return;
+    }
+    let mut lab = Lab::create("nx");
+    lab.serve_dns();
+    // NXDOMAIN: dnsmasq knows the zone but not the name.
+    let nxdomain = lab.daemon(&account(&format!("[dns]\nservers = [\"{DNS_IP}\"]"), "sip:nowhere.example.test")).await;
+    // Nothing at all: no resolver at that address.
+    let silent = format!("[dns]\nservers = [\"{SILENT_DNS_IP}\"]");
+    let unanswered = lab.daemon(&account(&silent, "sip:pbx.example.test")).await;
+    for (daemon, words) in [(&nxdomain, "NXDOMAIN"), (&unanswered, "pbx.example.test")] {
+        let failed = |r: &Value| r["state"] == "failed";
+        let report = registration(daemon, Duration::from_secs(30), failed, "no registration error").await;
+        let reason = report["reason"].as_str().unwrap_or_default();
+        assert!(reason.contains("cannot locate") && reason.contains(words), "unclear reason: {report}");
+        assert!(report.get("target").is_none(), "a target without DNS: {report}");
+        println!("registration error: {reason}");
+        let status = daemon.client().await.call("daemon.status", json!({})).await.expect("the daemon keeps running");
+        assert!(status["sip_listen"].is_array());
+    }
+    assert!(lab.dns_log().contains("nowhere.example.test is NXDOMAIN"), "{}", lab.dns_log());
+}
+
+/// A TLS registrar given by name (here `localhost`, which the test CA's
+/// certificate names) is reached at the address located for it, through
+/// the name pinned for rsipstack, so the TLS connection is opened to the
+/// name and the keep-alives and unregister follow it.
+#[tokio::test]
+async fn a_tls_registrar_given_by_name_registers_through_its_located_address() {
+    use common::kamailio::{self, Kamailio, KamailioOptions, PASSWORD};
+    if !kamailio::installed(true) {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "kamailio with tls.so is required under CI=true");
+        return;
+    }
+    let pki_dir = tempfile::tempdir().unwrap();
+    let pki = kamailio::make_test_pki(pki_dir.path());
+    let kam = Kamailio::start(KamailioOptions { tls: Some(pki.clone()), ..Default::default() });
+    let port = kam.tls_addr().port();
+    let extra = format!(
+        "t1_ms = 50\ntls_ca_file = \"{}\"\n[[accounts]]\nid = \"main\"\naor = \"sip:agent1@localhost\"\n\
+         registrar = \"sip:localhost:{port}\"\npassword = \"{PASSWORD}\"\ntransport = \"tls\"\nkeepalive_s = 1\n",
+        pki.ca_cert.display()
+    );
+    let mut daemon = Daemon::spawn("agent1", &extra).await;
+    let address = format!("127.0.0.1:{port}");
+    let at_localhost = |r: &Value| r["state"] == "registered" && r["target"]["address"] == address.as_str();
+    let registered = registration(&daemon, WAIT, at_localhost, "never registered over TLS by name").await;
+    assert_eq!(registered["target"]["host"], "localhost");
+    assert_eq!(registered["target"]["transport"], "tls");
+    let bindings = kam.wait_registered("agent1", WAIT).await;
+    assert!(bindings.iter().any(|b| b.socket.starts_with("tls")), "kamailio got it over TLS: {bindings:?}");
+    daemon.terminate();
+    assert!(kam.registrations("agent1").is_empty(), "unregistered over the same TLS connection on shutdown");
+}
