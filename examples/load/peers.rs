@@ -32,7 +32,7 @@ pub fn tool_installed(tool: &str) -> bool {
 pub fn baresip_missing() -> Option<String> {
     let mut missing: Vec<String> =
         ["baresip", "jackd"].iter().filter(|t| !tool_installed(t)).map(|t| t.to_string()).collect();
-    for module in ["g711", "opus", "jack", "sndfile", "account", "menu", "ctrl_tcp"] {
+    for module in ["g711", "opus", "ausine", "jack", "sndfile", "account", "menu", "ctrl_tcp"] {
         if !Path::new(BARESIP_MODULES).join(format!("{module}.so")).is_file() {
             missing.push(format!("{module}.so"));
         }
@@ -240,10 +240,15 @@ impl Softphoned {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
-    /// One request on a fresh connection; its `result`.
+    /// One request without parameters on a fresh connection; its `result`.
     pub fn rpc(&self, method: &str) -> Result<serde_json::Value, String> {
+        self.request(method, serde_json::json!({}))
+    }
+
+    /// One request on a fresh connection; its `result`.
+    pub fn request(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
         let mut conn = RpcConnection::open(&self.socket)?;
-        conn.call(method).map(|(result, _)| result)
+        conn.call(method, &params).map(|(result, _)| result)
     }
 
     /// Calls in state `connected`, as call.list says.
@@ -263,7 +268,7 @@ impl Softphoned {
             let mut errors = 0;
             let Ok(mut conn) = RpcConnection::open(&socket) else { return (samples, 1) };
             while !flag.load(Ordering::Relaxed) && samples.len() < 10_000 {
-                match conn.call("daemon.status") {
+                match conn.call("daemon.status", &serde_json::json!({})) {
                     Ok((_, took)) => samples.push(took.as_secs_f64() * 1e6),
                     Err(_) => {
                         errors += 1;
@@ -333,10 +338,11 @@ impl RpcConnection {
         Ok(RpcConnection { writer: stream, reader, next_id: 1 })
     }
 
-    fn call(&mut self, method: &str) -> Result<(serde_json::Value, Duration), String> {
+    fn call(&mut self, method: &str, params: &serde_json::Value) -> Result<(serde_json::Value, Duration), String> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{}}}}\n");
+        let request = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let line = format!("{request}\n");
         let sent = Instant::now();
         self.writer.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
         let mut answer = String::new();
@@ -380,9 +386,16 @@ impl Baresip {
         // The source drives baresip's sending: jack's period paces it. No
         // player: baresip still decodes what it receives (as softphoned's
         // `null` sink does), and each JACK client counts against jackd's 64.
+        // With Opus the source is a 440 Hz tone (`ausine`, paced by its own
+        // thread), as softphoned's is: Opus encodes the card's silence for
+        // almost nothing, and the comparison would be about that.
+        let source = match options.codec {
+            Codec::Pcmu => "jack,",
+            Codec::Opus => "ausine,440",
+        };
         let mut config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
-             audio_source jack,\naudio_player jack,\nausrc_format float\nauplay_format float\n\
+             audio_source {source}\naudio_player jack,\nausrc_format float\nauplay_format float\n\
              ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 1\nauplay_channels 1\n\
              module_path {BARESIP_MODULES}\n\
              call_max_calls 255\njack_connect_ports yes\n\
@@ -391,7 +404,7 @@ impl Baresip {
         );
         let mut modules = vec!["g711", "jack"];
         if options.codec == Codec::Opus {
-            modules.push("opus");
+            modules.extend(["opus", "ausine"]);
         }
         if options.record {
             modules.push("sndfile");
