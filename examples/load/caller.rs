@@ -78,8 +78,8 @@ impl Caller {
 pub struct SoftphonedCaller {
     daemon: Softphoned,
     calls: u32,
-    dialled: Vec<String>,
-    hang_up_at: Instant,
+    /// Each call dialled, and when it is hung up: `call_length` after its dial, as sipp does.
+    dialled: Vec<(String, Instant)>,
     errors: Vec<String>,
 }
 
@@ -99,29 +99,33 @@ impl SoftphonedCaller {
         let started = Instant::now();
         let every = Duration::from_secs(1) / sipp::call_rate(calls);
         let target = format!("sip:agent@127.0.0.1:{target_port}");
-        let mut caller =
-            SoftphonedCaller { daemon, calls, dialled: vec![], hang_up_at: started + call_length, errors: vec![] };
+        let mut caller = SoftphonedCaller { daemon, calls, dialled: vec![], errors: vec![] };
         for index in 0..calls {
             let due = started + every * index;
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
             match caller.daemon.request("call.dial", json!({"to": target})) {
-                Ok(answer) => caller.dialled.extend(answer["call"].as_str().map(str::to_string)),
+                Ok(answer) => {
+                    let hang_up_at = Instant::now() + call_length;
+                    caller.dialled.extend(answer["call"].as_str().map(|call| (call.to_string(), hang_up_at)));
+                }
                 Err(e) => caller.errors.push(format!("call.dial {}: {e}", index + 1)),
             }
         }
         Ok(caller)
     }
 
-    /// At the calls' end, count the connected ones, hang all up, wait for
-    /// them to be gone, stop the daemon.
+    /// Hang each call up at its end (counting the connected ones as the
+    /// first ends), wait for them to be gone, stop the daemon.
     fn finish(mut self) -> CallerOutcome {
-        std::thread::sleep(self.hang_up_at.saturating_duration_since(Instant::now()));
-        let connected = self.daemon.connected_calls() as u64;
-        for call in &self.dialled {
+        let mut connected = None;
+        for (call, hang_up_at) in &self.dialled {
+            std::thread::sleep(hang_up_at.saturating_duration_since(Instant::now()));
+            connected = connected.or_else(|| Some(self.daemon.connected_calls() as u64));
             if let Err(e) = self.daemon.request("call.hangup", json!({"call": call})) {
                 self.errors.push(format!("call.hangup {call}: {e}"));
             }
         }
+        let connected = connected.unwrap_or(0);
         let ended = wait_until(HANGUP_TIMEOUT, || {
             self.daemon.rpc("call.list").is_ok_and(|list| list["calls"].as_array().is_some_and(Vec::is_empty))
         });

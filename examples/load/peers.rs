@@ -389,14 +389,16 @@ impl Baresip {
         // With Opus the source is a 440 Hz tone (`ausine`, paced by its own
         // thread), as softphoned's is: Opus encodes the card's silence for
         // almost nothing, and the comparison would be about that.
-        let source = match options.codec {
-            Codec::Pcmu => "jack,",
-            Codec::Opus => "ausine,440",
+        // baresip 1.0's ausine writes 16-bit stereo only (Opus is stereo in
+        // baresip, so no resampler runs on it).
+        let (source, source_format, source_channels) = match options.codec {
+            Codec::Pcmu => ("jack,", "float", 1),
+            Codec::Opus => ("ausine,440", "s16", 2),
         };
         let mut config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
-             audio_source {source}\naudio_player jack,\nausrc_format float\nauplay_format float\n\
-             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 1\nauplay_channels 1\n\
+             audio_source {source}\naudio_player jack,\nausrc_format {source_format}\nauplay_format float\n\
+             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels {source_channels}\nauplay_channels 1\n\
              module_path {BARESIP_MODULES}\n\
              call_max_calls 255\njack_connect_ports yes\n\
              ctrl_tcp_listen 127.0.0.1:{ctrl_port}\nsnd_path {}\n",
