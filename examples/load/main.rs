@@ -167,7 +167,7 @@ fn main() {
     }
     let mut notes: Vec<String> = vec![];
     if options.only != Some(Side::Softphoned) {
-        match peers::baresip_missing() {
+        match peers::baresip_missing(options.codec) {
             None => sides.push(Side::Baresip),
             Some(missing) if options.require_baresip => fatal(&format!("baresip side: {missing}")),
             Some(missing) => {

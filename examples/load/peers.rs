@@ -28,11 +28,12 @@ pub fn tool_installed(tool: &str) -> bool {
     paths.split(':').any(|dir| Path::new(dir).join(tool).is_file())
 }
 
-/// What the baresip side lacks, if anything.
-pub fn baresip_missing() -> Option<String> {
+/// What the baresip side lacks for `codec`, if anything.
+pub fn baresip_missing(codec: Codec) -> Option<String> {
     let mut missing: Vec<String> =
         ["baresip", "jackd"].iter().filter(|t| !tool_installed(t)).map(|t| t.to_string()).collect();
-    for module in ["g711", "opus", "ausine", "jack", "sndfile", "account", "menu", "ctrl_tcp"] {
+    let opus_source = if codec == Codec::Opus { Some("ausine") } else { None };
+    for module in ["g711", "opus", "jack", "sndfile", "account", "menu", "ctrl_tcp"].into_iter().chain(opus_source) {
         if !Path::new(BARESIP_MODULES).join(format!("{module}.so")).is_file() {
             missing.push(format!("{module}.so"));
         }
