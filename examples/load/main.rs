@@ -1,8 +1,9 @@
 //! The load and comparison harness: N concurrent calls from a sipp UAC
-//! (streaming a μ-law tone) to softphoned as UAS, and the same to baresip
-//! 1.0.0 as UAS, in interleaved rounds (softphoned, baresip, softphoned, ...),
-//! all on 127.0.0.1. Per side it measures CPU per call, RSS idle and in
-//! calls, failed calls, the RTP send pacing of the side under test (a
+//! (streaming a μ-law tone; with `--codec opus` a second softphoned, sending
+//! an Opus tone) to softphoned as UAS, and the same to baresip 1.0.0 as UAS,
+//! in interleaved rounds (softphoned, baresip, softphoned, ...), all on
+//! 127.0.0.1. Per side it measures CPU per call, RSS idle and in calls,
+//! failed calls, the RTP send pacing and bitrates of the side under test (a
 //! loopback capture parsed here), and for softphoned the control socket's
 //! round trip; it prints medians and ranges over the rounds and the ratios
 //! softphoned/baresip, and writes target/load/summary.json.
@@ -18,6 +19,7 @@
 //! baresip-core jackd2`). baresip is paced by jackd's dummy driver (a
 //! virtual sound card), never ALSA `null`, which spins.
 
+mod caller;
 mod measure;
 mod pacing;
 mod peers;
@@ -70,7 +72,7 @@ impl Side {
 }
 
 #[derive(Parser, Debug, Clone)]
-#[command(about = "softphoned vs baresip under N concurrent calls from sipp, on 127.0.0.1")]
+#[command(about = "softphoned vs baresip under N concurrent calls (sipp; Opus: softphoned), on 127.0.0.1")]
 pub struct Options {
     /// Concurrent calls per round (capped at 1200; baresip at 250).
     #[arg(long, default_value_t = 20)]
@@ -151,6 +153,8 @@ fn main() {
         }
     }
     let softphoned = options.softphoned.clone().unwrap_or_else(peers::softphoned_binary);
+    // Rounds run in their own folders: a relative path would name nothing there.
+    let softphoned = std::path::absolute(&softphoned).unwrap_or(softphoned);
     if !softphoned.is_file() {
         fatal(&format!(
             "no daemon binary at {} (cargo build --bin softphoned, or --softphoned PATH)",
@@ -163,7 +167,7 @@ fn main() {
     }
     let mut notes: Vec<String> = vec![];
     if options.only != Some(Side::Softphoned) {
-        match peers::baresip_missing() {
+        match peers::baresip_missing(options.codec) {
             None => sides.push(Side::Baresip),
             Some(missing) if options.require_baresip => fatal(&format!("baresip side: {missing}")),
             Some(missing) => {

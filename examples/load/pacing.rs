@@ -92,6 +92,8 @@ pub struct Packet {
     pub sequence: u16,
     pub ssrc: u32,
     pub payload_type: u8,
+    /// The RTP payload's length, from the UDP length (the capture keeps only the headers).
+    pub payload_bytes: u16,
 }
 
 /// Read a classic pcap file (µs or ns timestamps, either byte order) with
@@ -153,6 +155,13 @@ fn rtp_in_frame(frame: &[u8], link_header: usize, time: f64) -> Option<Packet> {
     if rtp.len() < 12 || rtp[0] >> 6 != 2 || (200..=207).contains(&rtp[1]) {
         return None; // not RTP version 2, or RTCP (SR/RR/SDES/BYE/APP...)
     }
+    let udp_length = u16::from_be_bytes([udp[4], udp[5]]);
+    let csrcs = 4 * (rtp[0] & 0x0f) as u16;
+    // A header extension's length is in its own header, when the capture kept it.
+    let extension = match (rtp[0] & 0x10 != 0, rtp.get(12 + csrcs as usize + 2..12 + csrcs as usize + 4)) {
+        (true, Some(words)) => 4 + 4 * u16::from_be_bytes([words[0], words[1]]),
+        _ => 0,
+    };
     Some(Packet {
         time,
         src_port: u16::from_be_bytes([udp[0], udp[1]]),
@@ -160,6 +169,7 @@ fn rtp_in_frame(frame: &[u8], link_header: usize, time: f64) -> Option<Packet> {
         sequence: u16::from_be_bytes([rtp[2], rtp[3]]),
         ssrc: u32::from_be_bytes([rtp[8], rtp[9], rtp[10], rtp[11]]),
         payload_type: rtp[1] & 0x7f,
+        payload_bytes: udp_length.saturating_sub(8 + 12 + csrcs + extension),
     })
 }
 
@@ -175,6 +185,8 @@ pub struct Pacing {
     pub sent_of_expected_percent: f64,
     /// RTP payload types seen (0 PCMU, 96.. dynamic: Opus here).
     pub payload_types: Vec<u8>,
+    /// RTP payload sent per stream, in kbit/s over the window (the codec's bitrate).
+    pub payload_kbps_per_stream: f64,
     /// Gaps measured (consecutive sequence numbers within a stream).
     pub gaps: usize,
     /// |gap - 20 ms|, in milliseconds.
@@ -197,9 +209,11 @@ pub fn pacing(packets: &[Packet], from: &HashSet<u16>, to: &HashSet<u16>, window
     let mut late = 0usize;
     let mut full_streams = 0;
     let mut count = 0;
+    let mut payload_bytes = 0u64;
     let mut payload_types = vec![];
     for stream in streams.values() {
         count += stream.len();
+        payload_bytes += stream.iter().map(|p| p.payload_bytes as u64).sum::<u64>();
         for p in stream.iter() {
             if !payload_types.contains(&p.payload_type) {
                 payload_types.push(p.payload_type);
@@ -234,6 +248,11 @@ pub fn pacing(packets: &[Packet], from: &HashSet<u16>, to: &HashSet<u16>, window
             payload_types.sort_unstable();
             payload_types
         },
+        payload_kbps_per_stream: if streams.is_empty() || window_s <= 0.0 {
+            0.0
+        } else {
+            payload_bytes as f64 * 8.0 / 1000.0 / window_s / streams.len() as f64
+        },
         gaps: deviations.len(),
         deviation_p50_ms: q(0.5),
         deviation_p99_ms: q(0.99),
@@ -248,7 +267,7 @@ mod tests {
     use super::*;
 
     fn packet(time: f64, sequence: u16) -> Packet {
-        Packet { time, src_port: 4000, dst_port: 6000, sequence, ssrc: 7, payload_type: 0 }
+        Packet { time, src_port: 4000, dst_port: 6000, sequence, ssrc: 7, payload_type: 0, payload_bytes: 160 }
     }
 
     #[test]
@@ -260,6 +279,8 @@ mod tests {
         assert_eq!((p.streams, p.packets, p.gaps), (1, 5, 3));
         assert!((p.deviation_max_ms - 10.0).abs() < 1e-6);
         assert!((p.late_percent - 100.0 / 3.0).abs() < 1e-6);
+        // 5 packets of 160 bytes in 0.1 s.
+        assert!((p.payload_kbps_per_stream - 64.0).abs() < 1e-6);
         assert_eq!(pacing(&packets, &to, &from, 0.1).streams, 0);
     }
 }

@@ -28,11 +28,12 @@ pub fn tool_installed(tool: &str) -> bool {
     paths.split(':').any(|dir| Path::new(dir).join(tool).is_file())
 }
 
-/// What the baresip side lacks, if anything.
-pub fn baresip_missing() -> Option<String> {
+/// What the baresip side lacks for `codec`, if anything.
+pub fn baresip_missing(codec: Codec) -> Option<String> {
     let mut missing: Vec<String> =
         ["baresip", "jackd"].iter().filter(|t| !tool_installed(t)).map(|t| t.to_string()).collect();
-    for module in ["g711", "opus", "jack", "sndfile", "account", "menu", "ctrl_tcp"] {
+    let opus_source = if codec == Codec::Opus { Some("ausine") } else { None };
+    for module in ["g711", "opus", "jack", "sndfile", "account", "menu", "ctrl_tcp"].into_iter().chain(opus_source) {
         if !Path::new(BARESIP_MODULES).join(format!("{module}.so")).is_file() {
             missing.push(format!("{module}.so"));
         }
@@ -240,10 +241,15 @@ impl Softphoned {
         std::fs::read_to_string(self.dir.join("daemon.log")).unwrap_or_default()
     }
 
-    /// One request on a fresh connection; its `result`.
+    /// One request without parameters on a fresh connection; its `result`.
     pub fn rpc(&self, method: &str) -> Result<serde_json::Value, String> {
+        self.request(method, serde_json::json!({}))
+    }
+
+    /// One request on a fresh connection; its `result`.
+    pub fn request(&self, method: &str, params: serde_json::Value) -> Result<serde_json::Value, String> {
         let mut conn = RpcConnection::open(&self.socket)?;
-        conn.call(method).map(|(result, _)| result)
+        conn.call(method, &params).map(|(result, _)| result)
     }
 
     /// Calls in state `connected`, as call.list says.
@@ -263,7 +269,7 @@ impl Softphoned {
             let mut errors = 0;
             let Ok(mut conn) = RpcConnection::open(&socket) else { return (samples, 1) };
             while !flag.load(Ordering::Relaxed) && samples.len() < 10_000 {
-                match conn.call("daemon.status") {
+                match conn.call("daemon.status", &serde_json::json!({})) {
                     Ok((_, took)) => samples.push(took.as_secs_f64() * 1e6),
                     Err(_) => {
                         errors += 1;
@@ -333,10 +339,11 @@ impl RpcConnection {
         Ok(RpcConnection { writer: stream, reader, next_id: 1 })
     }
 
-    fn call(&mut self, method: &str) -> Result<(serde_json::Value, Duration), String> {
+    fn call(&mut self, method: &str, params: &serde_json::Value) -> Result<(serde_json::Value, Duration), String> {
         let id = self.next_id;
         self.next_id += 1;
-        let line = format!("{{\"jsonrpc\":\"2.0\",\"id\":{id},\"method\":\"{method}\",\"params\":{{}}}}\n");
+        let request = serde_json::json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params});
+        let line = format!("{request}\n");
         let sent = Instant::now();
         self.writer.write_all(line.as_bytes()).map_err(|e| e.to_string())?;
         let mut answer = String::new();
@@ -380,10 +387,19 @@ impl Baresip {
         // The source drives baresip's sending: jack's period paces it. No
         // player: baresip still decodes what it receives (as softphoned's
         // `null` sink does), and each JACK client counts against jackd's 64.
+        // With Opus the source is a 440 Hz tone (`ausine`, paced by its own
+        // thread), as softphoned's is: Opus encodes the card's silence for
+        // almost nothing, and the comparison would be about that.
+        // baresip 1.0's ausine writes 16-bit stereo only (Opus is stereo in
+        // baresip, so no resampler runs on it).
+        let (source, source_format, source_channels) = match options.codec {
+            Codec::Pcmu => ("jack,", "float", 1),
+            Codec::Opus => ("ausine,440", "s16", 2),
+        };
         let mut config = format!(
             "poll_method epoll\nsip_listen 127.0.0.1:{sip_port}\nnet_interface 127.0.0.1\n\
-             audio_source jack,\naudio_player jack,\nausrc_format float\nauplay_format float\n\
-             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels 1\nauplay_channels 1\n\
+             audio_source {source}\naudio_player jack,\nausrc_format {source_format}\nauplay_format float\n\
+             ausrc_srate 48000\nauplay_srate 48000\nausrc_channels {source_channels}\nauplay_channels 1\n\
              module_path {BARESIP_MODULES}\n\
              call_max_calls 255\njack_connect_ports yes\n\
              ctrl_tcp_listen 127.0.0.1:{ctrl_port}\nsnd_path {}\n",
@@ -391,7 +407,7 @@ impl Baresip {
         );
         let mut modules = vec!["g711", "jack"];
         if options.codec == Codec::Opus {
-            modules.push("opus");
+            modules.extend(["opus", "ausine"]);
         }
         if options.record {
             modules.push("sndfile");

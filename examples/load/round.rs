@@ -1,6 +1,7 @@
 //! One round: start the side under test, measure it idle, bring N calls up
-//! from sipp, measure a steady window (CPU, RSS, pacing, control round
-//! trips), let the calls end, stop it, check its recordings.
+//! from the caller (sipp; for Opus a second softphoned), measure a steady
+//! window (CPU, RSS, pacing, bitrates, control round trips), let the calls
+//! end, stop it, check its recordings.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -8,10 +9,11 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::caller::{Caller, CallerOutcome};
 use crate::measure::{cpu_percent, cpu_sample, quantile, rss_kb, udp_ports, wait_until};
 use crate::pacing::{self, Capture, Pacing};
 use crate::peers::{Baresip, Jackd, Softphoned};
-use crate::sipp::{self, Sipp, SippOutcome};
+use crate::sipp;
 use crate::{Options, Side};
 
 /// How long the side sits idle before its idle RSS is read.
@@ -61,17 +63,20 @@ pub struct RoundResult {
     /// Calls up when the window opened (the side's own count).
     pub established: usize,
     pub window_s: f64,
-    pub sipp: SippOutcome,
+    pub caller: CallerOutcome,
     /// Of one core, the whole process.
     pub cpu_percent: Option<f64>,
     pub cpu_per_call_percent: Option<f64>,
     /// jackd's share over the same window (it paces baresip; not counted in baresip's).
     pub jackd_cpu_percent: Option<f64>,
-    pub sipp_cpu_percent: Option<f64>,
+    /// sipp's, or the Opus caller's.
+    pub caller_cpu_percent: Option<f64>,
     pub rss_idle_kb: Option<u64>,
     pub rss_calls_kb: Option<u64>,
     pub rss_per_call_kb: Option<f64>,
     pub pacing: Option<Pacing>,
+    /// RTP payload per call from the caller to the side, kbit/s (what it decodes).
+    pub received_kbps_per_call: Option<f64>,
     pub control_rtt: Option<Rtt>,
     pub recordings: Option<Recordings>,
     pub errors: Vec<String>,
@@ -84,7 +89,7 @@ impl RoundResult {
             "{}/{} up, failed {:?}, cpu/call {}%, rss {:?}->{:?} kB, late {}%, p99 dev {} ms{}",
             self.established,
             self.calls,
-            self.sipp.failed,
+            self.caller.failed,
             f(self.cpu_per_call_percent),
             self.rss_idle_kb,
             self.rss_calls_kb,
@@ -140,7 +145,6 @@ pub fn run(setup: &Setup) -> RoundResult {
 fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> {
     let dir: PathBuf = setup.work.join(format!("round{}-{}", setup.index + 1, setup.side.name()));
     std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    sipp::prepare(&dir, setup.options.codec)?;
     let mut sut = match setup.side {
         Side::Softphoned => Sut::Softphoned(Softphoned::start(
             setup.softphoned,
@@ -163,8 +167,8 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     let ramp = Duration::from_secs((setup.calls / sipp::call_rate(setup.calls)) as u64 + 1);
     let up_budget = ramp + Duration::from_secs(if setup.options.smoke { 3 } else { 6 });
     let call_length = up_budget + SETTLE + window + Duration::from_secs(1);
-    let sipp_started = Instant::now();
-    let sipp = Sipp::start(&dir, sut.sip_port(), setup.calls, call_length)?;
+    let caller_started = Instant::now();
+    let caller = Caller::start(&dir, setup.options, setup.softphoned, sut.sip_port(), setup.calls, call_length)?;
     let all_up = wait_until(up_budget, || sut.established() >= setup.calls as usize);
     std::thread::sleep(SETTLE);
     result.established = sut.established();
@@ -173,7 +177,7 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     }
 
     let from: HashSet<u16> = udp_ports(pid).into_iter().filter(|p| *p != sut.sip_port()).collect();
-    let to = udp_ports(sipp.pid());
+    let to = udp_ports(caller.pid());
     // Both directions of every call, twice over, and a margin.
     let max_packets = 2 * setup.calls as u64 * 50 * (setup.options.seconds + 2) * 2 + 1000;
     let capture = Capture::start(&dir, "rtp", max_packets)?;
@@ -182,18 +186,18 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
         Sut::Baresip(_) => None,
     };
     let jack_pid = setup.jack.filter(|_| setup.side == Side::Baresip || setup.options.card).map(Jackd::pid);
-    let start = (cpu_sample(pid), jack_pid.and_then(cpu_sample), cpu_sample(sipp.pid()));
+    let start = (cpu_sample(pid), jack_pid.and_then(cpu_sample), cpu_sample(caller.pid()));
     let window_started = Instant::now();
     let mut rss_samples = vec![];
     while window_started.elapsed() < window {
         std::thread::sleep(Duration::from_millis(500).min(window.saturating_sub(window_started.elapsed())));
         rss_samples.extend(rss_kb(pid));
     }
-    let end = (cpu_sample(pid), jack_pid.and_then(cpu_sample), cpu_sample(sipp.pid()));
+    let end = (cpu_sample(pid), jack_pid.and_then(cpu_sample), cpu_sample(caller.pid()));
     let measured_s = window_started.elapsed().as_secs_f64();
     result.window_s = measured_s;
     let (pcap, dropped) = capture.stop();
-    if sipp_started.elapsed() > call_length {
+    if caller_started.elapsed() > call_length {
         result.errors.push("the window outlasted the first calls: figures mix in hang-ups".into());
     }
 
@@ -201,7 +205,7 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     result.cpu_percent = pair(start.0, end.0);
     result.cpu_per_call_percent = result.cpu_percent.map(|c| c / setup.calls as f64);
     result.jackd_cpu_percent = pair(start.1, end.1);
-    result.sipp_cpu_percent = pair(start.2, end.2);
+    result.caller_cpu_percent = pair(start.2, end.2);
     result.rss_calls_kb = rss_samples.iter().copied().max();
     result.rss_per_call_kb = result
         .rss_idle_kb
@@ -214,9 +218,9 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
             Some(Rtt { samples: samples.len(), errors, p50_us: q(0.5), p99_us: q(0.99), max_us: q(1.0) });
     }
 
-    result.sipp = sipp.finish(call_length + Duration::from_secs(30));
-    if result.sipp.exit_code != Some(0) {
-        result.errors.push(format!("sipp exited {:?}: {}", result.sipp.exit_code, Sipp::errors(&dir)));
+    result.caller = caller.finish(call_length + Duration::from_secs(30));
+    if result.caller.exit_code != Some(0) {
+        result.errors.push(format!("the caller exited {:?}: {}", result.caller.exit_code, result.caller.errors));
     }
     match &mut sut {
         Sut::Softphoned(daemon) => {
@@ -244,6 +248,7 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
         }
     }
     let packets = pacing::read_pcap(&pcap)?;
+    result.received_kbps_per_call = Some(pacing::pacing(&packets, &to, &from, measured_s).payload_kbps_per_stream);
     let mut measured = pacing::pacing(&packets, &from, &to, measured_s);
     measured.capture_dropped = dropped;
     if measured.full_streams < result.established {

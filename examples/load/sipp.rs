@@ -1,25 +1,17 @@
-//! The load: one sipp UAC placing N calls at a bounded rate, all up at once
-//! (`-l N`), each streaming a μ-law tone (`rtp_stream`, looped) and hanging
-//! up after a fixed length; judged by its exit code and its statistics file.
+//! The PCMU load: one sipp UAC placing N calls at a bounded rate, all up at
+//! once (`-l N`), each streaming a μ-law tone (`rtp_stream`, looped) and
+//! hanging up after a fixed length; judged by its exit code and its
+//! statistics file.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::Duration;
 
+use crate::caller::CallerOutcome;
 use crate::measure::{free_udp_port, stop_child, wait_child, wait_until};
-use crate::Codec;
 
 const SCENARIO: &str = include_str!("uac_load.xml");
 const TONE_FILE: &str = "tone1k.ulaw";
-
-/// What sipp said about the round's calls.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct SippOutcome {
-    /// sipp's exit code: 0 all calls succeeded, 1 some failed, None: killed at the deadline.
-    pub exit_code: Option<i32>,
-    pub successful: Option<u64>,
-    pub failed: Option<u64>,
-}
 
 pub struct Sipp {
     child: Child,
@@ -32,15 +24,8 @@ pub fn call_rate(calls: u32) -> u32 {
 }
 
 /// Write the scenario and the tone file (30 s of 1 kHz, raw μ-law, made by sox) into `dir`.
-pub fn prepare(dir: &Path, codec: Codec) -> Result<(), String> {
-    // rtp_stream sends PCMU only: with Opus the side under test encodes and
-    // sends Opus, and receives PCMU (offered second, so it may decode it).
-    let (pts, rtpmaps) = match codec {
-        Codec::Pcmu => ("0", "      a=rtpmap:0 PCMU/8000"),
-        Codec::Opus => ("96 0", "      a=rtpmap:96 opus/48000/2\n      a=rtpmap:0 PCMU/8000"),
-    };
-    let scenario = SCENARIO.replace("@PTS@", pts).replace("@RTPMAPS@", rtpmaps);
-    std::fs::write(dir.join("uac_load.xml"), scenario).map_err(|e| e.to_string())?;
+pub fn prepare(dir: &Path) -> Result<(), String> {
+    std::fs::write(dir.join("uac_load.xml"), SCENARIO).map_err(|e| e.to_string())?;
     if dir.join(TONE_FILE).is_file() {
         return Ok(());
     }
@@ -96,18 +81,19 @@ impl Sipp {
     }
 
     /// Wait up to `timeout` for sipp to finish (killing it past that), then read its statistics.
-    pub fn finish(mut self, timeout: Duration) -> SippOutcome {
+    pub fn finish(mut self, timeout: Duration) -> CallerOutcome {
         let exit_code = wait_child(&mut self.child, timeout);
         if exit_code.is_none() {
             stop_child(&mut self.child, libc::SIGKILL, Duration::from_secs(1));
         }
         let (successful, failed) = read_stats(&self.dir.join("stats.csv"));
-        SippOutcome { exit_code, successful, failed }
+        let errors = if exit_code == Some(0) { String::new() } else { self.errors() };
+        CallerOutcome { exit_code, successful, failed, errors }
     }
 
     /// sipp's error log, for a round that failed.
-    pub fn errors(dir: &Path) -> String {
-        let text = std::fs::read_to_string(dir.join("errors.log")).unwrap_or_default();
+    fn errors(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("errors.log")).unwrap_or_default();
         text.lines().take(20).collect::<Vec<_>>().join("\n")
     }
 }

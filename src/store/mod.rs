@@ -24,14 +24,14 @@ mod tests;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{self, SyncSender, TrySendError};
+use std::sync::mpsc::TrySendError;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use writer::{Counters, Op};
+use writer::{Counters, Op, QueueSender};
 
 /// How many operations may wait for the store's thread before [`Store::save`]
 /// drops snapshots: minutes of ordinary traffic, a few MB at worst.
@@ -98,7 +98,7 @@ pub enum StoreError {
 /// The handle the run loop holds. Dropping it writes everything still queued,
 /// then joins the thread: a clean shutdown loses nothing.
 pub struct Store {
-    ops: SyncSender<Op>,
+    ops: QueueSender,
     counters: Arc<Counters>,
     /// Set while snapshots are being dropped, so a full queue logs once per
     /// burst rather than once per snapshot.
@@ -122,7 +122,7 @@ impl Store {
     /// logged, and a fresh database is created in its place.
     pub fn open(path: &Path) -> Result<(Store, Vec<Record>), StoreError> {
         let (connection, open_records) = database::open(path)?;
-        let (ops, queue) = mpsc::sync_channel(QUEUE_CAPACITY);
+        let (ops, queue) = writer::queue(QUEUE_CAPACITY);
         let counters = Arc::new(Counters::default());
         let thread_counters = Arc::clone(&counters);
         let thread = std::thread::Builder::new()
@@ -181,8 +181,8 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        // A blocking send: the close waits behind every queued write.
-        let _ = self.ops.send(Op::Close);
+        // The close waits behind every queued write.
+        self.ops.send_close();
         if let Some(thread) = self.thread.take() {
             if thread.join().is_err() {
                 tracing::error!("the history store thread panicked; snapshots still queued are lost");
