@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::netns::Netns;
 use common::{require_tools, Daemon, Setup};
 use serde_json::{json, Value};
 
@@ -42,28 +43,20 @@ const RECORDS: &[&str] = &[
     "--host-record=tcp-only.pbx.example.test,192.0.2.30",
 ];
 
-fn ip(args: &[&str]) {
-    let status = Command::new("ip").args(args).status().expect("ip runs");
-    assert!(status.success(), "ip {args:?} failed");
-}
-
 /// A network namespace with the test's addresses on its loopback and
 /// dnsmasq as its system resolver; removed, with everything run in it, on drop.
 struct Lab {
-    name: String,
     dns: Option<Server>,
+    netns: Netns,
 }
 
 impl Lab {
     fn create(tag: &str) -> Lab {
-        let name = format!("sph-{tag}-{}", std::process::id() % 100_000);
-        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
-        ip(&["netns", "add", &name]);
-        let lab = Lab { name, dns: None };
-        ip(&["-n", &lab.name, "link", "set", "lo", "up"]);
+        let netns = Netns::new(tag);
         for address in ADDRESSES {
-            ip(&["-n", &lab.name, "addr", "add", &format!("{address}/32"), "dev", "lo"]);
+            netns.ip(&["addr", "add", &format!("{address}/32"), "dev", "lo"]);
         }
+        let lab = Lab { dns: None, netns };
         // `ip netns exec` mounts this over /etc/resolv.conf for what runs inside.
         fs::create_dir_all(lab.etc()).unwrap();
         fs::write(lab.etc().join("resolv.conf"), format!("nameserver {DNS_IP}\n")).unwrap();
@@ -71,13 +64,13 @@ impl Lab {
     }
 
     fn etc(&self) -> PathBuf {
-        PathBuf::from("/etc/netns").join(&self.name)
+        PathBuf::from("/etc/netns").join(&self.netns.name)
     }
 
     /// `program` to run inside, in a process group of its own.
     fn command(&self, program: &str) -> Command {
-        let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.name, program]).stdin(Stdio::null()).process_group(0);
+        let mut command = self.netns.command(program);
+        command.stdin(Stdio::null()).process_group(0);
         command
     }
 
@@ -124,7 +117,7 @@ impl Lab {
 
     async fn daemon(&self, extra: &str) -> Daemon {
         let listen = format!("udp:{DAEMON_IP}:0");
-        let setup = Setup { listen: &[&listen], extra, netns: Some(&self.name), ..Setup::default() };
+        let setup = Setup { listen: &[&listen], extra, netns: Some(&self.netns.name), ..Setup::default() };
         Daemon::spawn_with("agent1", setup).await
     }
 
@@ -135,8 +128,7 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
-        self.dns = None;
-        let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
+        // dnsmasq goes first (the field order), the namespace last.
         let _ = fs::remove_dir_all(self.etc());
     }
 }
@@ -201,8 +193,7 @@ async fn registration(daemon: &Daemon, limit: Duration, accepts: impl Fn(&Value)
 fn account(dns: &str, registrar: &str) -> String {
     format!(
         "t1_ms = 20\n{dns}\n[[accounts]]\nid = \"main\"\naor = \"sip:agent1@pbx.example.test\"\n\
-         registrar = \"{registrar}\"\nexpires_s = 300\nkeepalive_s = 1\n\
-         password = \"unused\"\n"
+         registrar = \"{registrar}\"\nexpires_s = 300\nkeepalive_s = 1\n"
     )
 }
 
@@ -242,6 +233,7 @@ async fn registers_where_naptr_and_srv_point_and_fails_over_when_that_registrar_
 
     // (b) The primary dies: the next keep-alive goes unanswered, and the
     // backup gets a REGISTER at once.
+    let mut events = daemon.client().await;
     let killed = Instant::now();
     primary.kill();
     let moved = wait_until(Duration::from_secs(15), || backup.registers() >= 1);
@@ -251,6 +243,14 @@ async fn registers_where_naptr_and_srv_point_and_fails_over_when_that_registrar_
         "failover: the backup registrar saw the REGISTER {} ms after the primary was killed",
         failover.as_millis()
     );
+    let moving = events
+        .wait_event(WAIT, |e| e["method"] == "registration.state" && e["params"]["state"] == "registering")
+        .await
+        .expect("a registration.state on the way to the backup");
+    let reason = moving["params"]["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("failing over to udp:192.0.2.20:5060"), "{moving}");
+    assert_eq!(moving["params"]["target"]["address"], "192.0.2.20:5060", "{moving}");
+    println!("registration.state on the way: {reason}");
     let at_backup = |r: &Value| r["state"] == "registered" && r["target"]["address"] == "192.0.2.20:5060";
     let registered = registration(&daemon, WAIT, at_backup, "never registered at the backup").await;
     assert_eq!(registered["target"]["host"], "sip-b.pbx.example.test");
