@@ -230,6 +230,28 @@ async fn an_agent_behind_a_home_nat_registers_stays_reachable_and_talks_both_way
         after(&at_pbx),
         after(&at_home)
     );
+
+    // Mid-registration the NAT forgets us and maps us anew elsewhere: the
+    // next keep-alive's answer (or STUN) shows it, the agent registers from
+    // the new mapping at once, and the PBX's next call reaches it there.
+    let registered_from = site.registers().len();
+    site.router.remap_randomly("wan0");
+    site.router.forget_mappings();
+    let forgotten = std::time::Instant::now();
+    let new_source = loop {
+        let registers = site.registers();
+        if let Some((source, _)) = registers.get(registered_from..).and_then(|new| new.last()) {
+            break source.clone();
+        }
+        assert!(forgotten.elapsed() < WAIT, "no REGISTER from the new mapping:\n{}", agent.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!("a new mapping noticed and registered from {new_source} in {:?}", forgotten.elapsed());
+    assert_ne!(new_source, format!("{PUBLIC}:{AGENT_PORT}"), "the NAT really mapped us elsewhere");
+    let talk = Talk::listen(&site);
+    let log = caller("uac_call_tone.xml", &[&format!("{PBX}:5060"), "-s", "alice", "-d", "3000"]).expect_success().await;
+    talk.check(audio_port_after(&log, "SIP/2.0 200 OK"), 2.0);
+    assert!(site.kamailio.log().contains(&format!("goes to sip:{new_source}")), "{}", site.kamailio.log());
     drop(agent);
 }
 

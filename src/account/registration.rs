@@ -60,6 +60,12 @@ pub enum Outcome {
     FailedOver {
         reason: String,
     },
+    /// The keep-alive was answered, but the registrar saw it come from
+    /// another address than the binding's: the NAT mapped us anew, and
+    /// the binding points at a mapping that is gone (RFC 5626 §4.4.2).
+    FlowChanged {
+        reason: String,
+    },
 }
 
 /// A change worth a `registration.state` event.
@@ -227,7 +233,7 @@ impl Registration {
                 self.state = RegState::Registering;
                 steps.push(Step::Report(self.report(None, Some("connection to the registrar lost".into()), None)));
             }
-            Outcome::FailedOver { reason } if self.wanted => {
+            Outcome::FailedOver { reason } | Outcome::FlowChanged { reason } if self.wanted => {
                 self.register_at = Some(now);
                 self.keepalive_at = None;
                 self.state = RegState::Registering;

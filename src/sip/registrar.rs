@@ -269,13 +269,32 @@ impl Registrar {
             None => {}
         }
         match self.options().await {
-            Ok(true) => Outcome::KeepAliveOk,
-            Ok(false) => failed("registrar did not answer the keep-alive OPTIONS".into()),
+            Ok(Some(response)) => self.check_mapping(&response),
+            Ok(None) => failed("registrar did not answer the keep-alive OPTIONS".into()),
             Err(e) => failed(format!("keep-alive OPTIONS failed: {e}")),
         }
     }
 
-    async fn options(&mut self) -> rsipstack::Result<bool> {
+    /// The address the registrar saw the keep-alive come from (its Via's
+    /// `received` and `rport`) against the one our binding was made from:
+    /// a NAT that forgot us maps the next packet elsewhere, and calls for
+    /// the old binding go nowhere until we register from the new one.
+    fn check_mapping(&mut self, response: &Response) -> Outcome {
+        let seen = response.via_header().ok().and_then(|via| SipConnection::parse_target_from_via(via).ok());
+        let (Some((_, seen)), Some(bound)) = (seen, self.client.public_address.clone()) else {
+            return Outcome::KeepAliveOk;
+        };
+        if seen == bound {
+            return Outcome::KeepAliveOk;
+        }
+        let reason = format!("the NAT maps us at {seen} now, not {bound}: re-registering from there");
+        tracing::warn!(account = %self.account, %reason, "flow changed");
+        self.client.public_address = Some(seen);
+        Outcome::FlowChanged { reason }
+    }
+
+    /// A keep-alive OPTIONS; its final answer (`None`: none came).
+    async fn options(&mut self) -> rsipstack::Result<Option<Response>> {
         let target = self.current_target().map_err(rsipstack::Error::DnsResolutionError)?;
         let endpoint = &self.agent.inner.endpoint;
         let (local, _) = self.agent.local_end(&target).await?;
@@ -295,11 +314,11 @@ impl Registrar {
             if let rsipstack::sip::SipMessage::Response(response) = message {
                 // rsipstack hands a timed-out transaction a 408 of its own.
                 if response.status_code.kind() != StatusCodeKind::Provisional {
-                    return Ok(response.status_code.code() != 408);
+                    return Ok((response.status_code.code() != 408).then_some(response));
                 }
             }
         }
-        Ok(false)
+        Ok(None)
     }
 }
 

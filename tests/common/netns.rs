@@ -66,6 +66,13 @@ impl Netns {
         }
     }
 
+    /// From now on, give every new flow a random port (`fully-random`), as
+    /// a carrier-grade NAT does: a mapping forgotten comes back elsewhere.
+    pub fn remap_randomly(&self, wan: &str) {
+        self.run("nft", &["flush chain ip nat post"]);
+        self.run("nft", &[&format!("add rule ip nat post oifname \"{wan}\" masquerade fully-random")]);
+    }
+
     /// The router forgets every mapping (`conntrack -F`).
     pub fn forget_mappings(&self) {
         // conntrack says how many it deleted on stderr; failure is an error.
