@@ -24,7 +24,7 @@ const CUSTOMER_HZ: f64 = 400.0;
 /// What `jack_simple_client` plays on its first port.
 const SINE_CLIENT_HZ: f64 = 240.0;
 
-fn env_refs(env: &[(&'static str, String)]) -> Vec<(&'static str, &str)> {
+fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
 }
 

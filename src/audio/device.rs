@@ -268,6 +268,10 @@ mod jack_client {
     use super::streams::Callback;
     use super::{Counters, DeviceError};
 
+    pub(super) fn list() -> super::DeviceList {
+        super::DeviceList::default()
+    }
+
     /// Never made: opening always fails.
     pub(super) enum JackClient {}
 
@@ -278,10 +282,6 @@ mod jack_client {
             Err(DeviceError::NoHost(
                 "JACK: this softphoned was built without JACK support (cargo feature `jack`)".into(),
             ))
-        }
-
-        pub(super) fn list() -> super::DeviceList {
-            super::DeviceList::default()
         }
 
         pub(super) fn label(peer: &str) -> String {
