@@ -8,6 +8,7 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::jack::{client_env, Jackd, JACK_RATE, JACK_TOOLS};
@@ -37,6 +38,19 @@ async fn call_and_answer(ui: &mut Client, customer_ui: &mut Client, agent: &Daem
     (call, mine)
 }
 
+/// The customer: says [`CUSTOMER_HZ`], and what it hears goes to a WAV file in `dir`.
+async fn customer_hearing_into(dir: &Path) -> (Daemon, PathBuf) {
+    let heard = dir.join("customer-heard.wav");
+    let config = format!("[audio]\nsource = \"tone:{CUSTOMER_HZ}\"\nsink = \"wav:{}\"", heard.display());
+    (Daemon::spawn("customer", &config).await, heard)
+}
+
+/// How many half-seconds of `samples` (at the media rate) clearly carry a tone of `hz`.
+fn half_seconds_of(samples: &[i16], hz: f64) -> usize {
+    let window = PCM_RATE as usize / 2;
+    samples.chunks_exact(window).filter(|w| dominant_frequency(w, PCM_RATE) == Some(hz) && rms(w) > 1000.0).count()
+}
+
 async fn audio_status(ui: &mut Client) -> Value {
     ui.call("daemon.status", json!({})).await.unwrap()["audio"].clone()
 }
@@ -59,12 +73,7 @@ async fn a_call_goes_through_the_jack_card_both_ways_and_the_client_leaves_after
     let env = jack.env();
     let agent = Daemon::spawn_with_env("agent", "[audio]\nsource = \"jack\"\nsink = \"jack\"", &env_refs(&env)).await;
     let heard = tempfile::tempdir().unwrap();
-    let heard_path = heard.path().join("customer-heard.wav");
-    let customer = Daemon::spawn(
-        "customer",
-        &format!("[audio]\nsource = \"tone:{CUSTOMER_HZ}\"\nsink = \"wav:{}\"", heard_path.display()),
-    )
-    .await;
+    let (customer, heard_path) = customer_hearing_into(heard.path()).await;
     let mut ui = agent.client().await;
     let mut customer_ui = customer.client().await;
     let audio = audio_status(&mut ui).await;
@@ -121,11 +130,7 @@ async fn a_call_goes_through_the_jack_card_both_ways_and_the_client_leaves_after
     let mut customer = customer;
     customer.terminate();
     let samples = wav_samples(&heard_path);
-    let window = PCM_RATE as usize / 2;
-    let sine_windows = samples
-        .chunks_exact(window)
-        .filter(|w| dominant_frequency(w, PCM_RATE) == Some(SINE_CLIENT_HZ) && rms(w) > 1000.0)
-        .count();
+    let sine_windows = half_seconds_of(&samples, SINE_CLIENT_HZ);
     println!("customer heard {sine_windows} half-seconds of the {SINE_CLIENT_HZ} Hz sine (fed {fed_for:?})");
     assert!(sine_windows >= 2, "the customer never heard what the JACK graph fed the microphone");
 }
@@ -140,12 +145,7 @@ async fn jack_without_a_server_falls_back_to_null_says_why_and_calls_go_on() {
     let agent =
         Daemon::spawn_with_env("agent", "[audio]\nsource = \"tone:1000\"\nsink = \"jack\"", &env_refs(&env)).await;
     let heard = tempfile::tempdir().unwrap();
-    let heard_path = heard.path().join("customer-heard.wav");
-    let customer = Daemon::spawn(
-        "customer",
-        &format!("[audio]\nsource = \"tone:{CUSTOMER_HZ}\"\nsink = \"wav:{}\"", heard_path.display()),
-    )
-    .await;
+    let (customer, heard_path) = customer_hearing_into(heard.path()).await;
     let mut ui = agent.client().await;
     let mut customer_ui = customer.client().await;
     let sink = audio_status(&mut ui).await["sink"].clone();
@@ -163,10 +163,6 @@ async fn jack_without_a_server_falls_back_to_null_says_why_and_calls_go_on() {
     let mut customer = customer;
     customer.terminate();
     let samples = wav_samples(&heard_path);
-    let toned = samples
-        .chunks_exact(PCM_RATE as usize / 2)
-        .filter(|w| dominant_frequency(w, PCM_RATE) == Some(1000.0) && rms(w) > 1000.0)
-        .count();
-    assert!(toned >= 1, "the customer never heard the agent's tone");
+    assert!(half_seconds_of(&samples, 1000.0) >= 1, "the customer never heard the agent's tone");
     assert!(ui.call("daemon.status", json!({})).await.is_ok(), "the daemon runs on");
 }
