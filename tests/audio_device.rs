@@ -131,16 +131,14 @@ fn child_software_card() {
     assert!(devices.outputs.iter().any(|d| d.name == "softphoned_speaker" && !d.is_default), "{devices:?}");
 
     let names = std::env::var(SCENARIO_DEVICES).ok();
-    let (input, output) = match names.as_deref().map(|n| n.split_once(',').expect("INPUT,OUTPUT")) {
-        Some((input, output)) => (DeviceChoice::Named(input.into()), DeviceChoice::Named(output.into())),
-        None => (DeviceChoice::Default, DeviceChoice::Default),
+    let (input, output) =
+        names.as_deref().map(|n| n.split_once(',').expect("INPUT,OUTPUT")).unwrap_or(("default", "default"));
+    let choice = |name: &str| match name {
+        "default" => DeviceChoice::Default,
+        name => DeviceChoice::Named(name.into()),
     };
-    let audio = open_device(Some(&input), Some(&output)).expect("open the software card");
-    let name = |choice: &DeviceChoice| match choice {
-        DeviceChoice::Named(name) => name.clone(),
-        DeviceChoice::Default => "default".into(),
-    };
-    assert_eq!((audio.input_name, audio.output_name), (Some(name(&input)), Some(name(&output))));
+    let audio = open_device(Some(&choice(input)), Some(&choice(output))).expect("open the software card");
+    assert_eq!((audio.input_name.as_deref(), audio.output_name.as_deref()), (Some(input), Some(output)));
     let health = audio.health.clone();
     let (mut source, mut sink) = (audio.source.expect("capture asked for"), audio.sink.expect("playback asked for"));
     speaker.forget_earlier_sessions();

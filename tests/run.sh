@@ -4,7 +4,7 @@
 # run; they are never skipped silently.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash tests/deps.sh build-essential pkg-config cmake libasound2-dev \
+bash tests/deps.sh build-essential pkg-config cmake libasound2-dev libjack-jackd2-dev \
   sip-tester sox libsox-fmt-all tcpdump tshark socat kamailio kamailio-tls-modules openssl \
   baresip-core jackd2 linphone-cli iproute2 chromium coturn nftables conntrack dnsmasq
 export PATH="$PATH:/usr/sbin:/sbin"

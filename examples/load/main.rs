@@ -57,6 +57,21 @@ impl Codec {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CardVia {
+    Jack,
+    Alsa,
+}
+
+impl CardVia {
+    pub fn name(self) -> &'static str {
+        match self {
+            CardVia::Jack => "jack",
+            CardVia::Alsa => "alsa",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Side {
     Softphoned,
     Baresip,
@@ -94,10 +109,15 @@ pub struct Options {
     /// Only these sides (default: both).
     #[arg(long, value_enum)]
     pub only: Option<Side>,
-    /// softphoned plays to an ALSA PCM backed by the same jackd as baresip
-    /// (the ALSA jack plugin, libasound2-plugins), instead of `null`.
+    /// softphoned's microphone and speaker are the same jackd that paces
+    /// baresip (a virtual sound card), instead of a tone and `null`.
     #[arg(long)]
     pub card: bool,
+    /// How softphoned reaches that jackd with `--card`: its own JACK client
+    /// (`audio.* = "jack"`), or an ALSA PCM through the ALSA jack plugin
+    /// (libasound2-plugins), to compare the two.
+    #[arg(long, value_enum, default_value_t = CardVia::Jack)]
+    pub card_via: CardVia,
     /// The daemon binary (default: softphoned beside this example's folder,
     /// built first with the same profile when run through cargo).
     #[arg(long)]
@@ -177,13 +197,15 @@ fn main() {
         }
     }
     if options.card && options.only != Some(Side::Baresip) {
-        if let Some(missing) = peers::card_missing() {
+        if let Some(missing) = peers::card_missing(options.card_via) {
             fatal(&format!("--card: {missing}"));
         }
     }
     let work = tempfile::Builder::new().prefix("softphoned-load-").tempdir().unwrap_or_else(|e| fatal(&e.to_string()));
     let jack = if sides.contains(&Side::Baresip) || options.card {
-        let period = if options.card { 480 } else { 960 };
+        // softphoned's ALSA streams ask for 10 ms periods, and the jack
+        // plugin offers only jackd's period and up; JACK clients take jackd's.
+        let period = if options.card && options.card_via == CardVia::Alsa { 480 } else { 960 };
         Some(peers::Jackd::start(work.path(), period).unwrap_or_else(|e| fatal(&format!("jackd: {e}"))))
     } else {
         None
@@ -195,7 +217,11 @@ fn main() {
         options.rounds,
         options.codec.name(),
         if options.record { ", recording" } else { "" },
-        if options.card { ", softphoned on the jack card" } else { "" },
+        if options.card {
+            format!(", softphoned on the jack card via {}", options.card_via.name())
+        } else {
+            String::new()
+        },
         sides.iter().map(|s| s.name()).collect::<Vec<_>>()
     );
     let mut results: Vec<round::RoundResult> = vec![];

@@ -14,13 +14,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::measure::{free_tcp_port, free_udp_port, stop_child, wait_until};
-use crate::{Codec, Options};
+use crate::{CardVia, Codec, Options};
 
 const START_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_GRACE: Duration = Duration::from_secs(5);
 const RPC_TIMEOUT: Duration = Duration::from_secs(3);
 const BARESIP_MODULES: &str = "/usr/lib/baresip/modules";
-/// The ALSA PCM (through the ALSA jack plugin) softphoned plays to with `--card`.
+/// The ALSA PCM (through the ALSA jack plugin) softphoned plays to with `--card --card-via alsa`.
 const CARD_PCM: &str = "load_jack";
 
 pub fn tool_installed(tool: &str) -> bool {
@@ -41,13 +41,14 @@ pub fn baresip_missing(codec: Codec) -> Option<String> {
     (!missing.is_empty()).then(|| format!("missing {} (bash tests/deps.sh baresip-core jackd2)", missing.join(", ")))
 }
 
-/// What `--card` lacks: jackd and the ALSA jack plugin.
-pub fn card_missing() -> Option<String> {
+/// What `--card` lacks: jackd, and through ALSA the ALSA jack plugin.
+pub fn card_missing(via: CardVia) -> Option<String> {
     let plugin = ["/usr/lib/x86_64-linux-gnu/alsa-lib", "/usr/lib/aarch64-linux-gnu/alsa-lib", "/usr/lib/alsa-lib"]
         .iter()
         .any(|dir| Path::new(dir).join("libasound_module_pcm_jack.so").is_file());
-    match (tool_installed("jackd"), plugin) {
-        (true, true) => None,
+    match (tool_installed("jackd"), via, plugin) {
+        (true, CardVia::Jack, _) | (true, CardVia::Alsa, true) => None,
+        (_, CardVia::Jack, _) => Some("needs jackd (bash tests/deps.sh jackd2)".into()),
         _ => Some("needs jackd and the ALSA jack plugin (bash tests/deps.sh jackd2 libasound2-plugins)".into()),
     }
 }
@@ -170,14 +171,13 @@ impl Softphoned {
             Codec::Pcmu => "pcmu",
             Codec::Opus => "opus",
         };
-        // The card opens capture and playback together (capture = ALSA's
-        // default unless named): with `--card` both are jackd's, and the
-        // daemon sends the dummy card's silence, as baresip does.
-        let (source, sink) = if options.card {
-            (format!("device:{CARD_PCM}"), format!("device:{CARD_PCM}"))
-        } else {
-            ("tone:440".into(), "null".into())
+        // With `--card` both directions are jackd's, and the daemon sends
+        // the dummy card's silence, as baresip does.
+        let card = match options.card_via {
+            CardVia::Jack => "jack".to_string(),
+            CardVia::Alsa => format!("device:{CARD_PCM}"),
         };
+        let (source, sink) = if options.card { (card.clone(), card) } else { ("tone:440".into(), "null".into()) };
         let config = format!(
             "[sip]\nlisten = [\"udp:127.0.0.1:{sip_port}\"]\nuser = \"agent\"\n\
              allow_from = [\"127.0.0.1\"]\nsession_expires_s = 0\n\
@@ -205,9 +205,12 @@ impl Softphoned {
             .stdout(Stdio::null())
             .stderr(log);
         if let (true, Some(jack)) = (options.card, jack) {
-            let alsa = dir.join("alsa.conf");
-            std::fs::write(&alsa, card_alsa_config()).map_err(|e| e.to_string())?;
-            command.env("ALSA_CONFIG_PATH", alsa).envs(jack.env());
+            command.envs(jack.env());
+            if options.card_via == CardVia::Alsa {
+                let alsa = dir.join("alsa.conf");
+                std::fs::write(&alsa, card_alsa_config()).map_err(|e| e.to_string())?;
+                command.env("ALSA_CONFIG_PATH", alsa);
+            }
         }
         let child = command.spawn().map_err(|e| format!("spawn {}: {e}", binary.display()))?;
         let mut daemon = Softphoned { child, dir: dir.into(), socket, sip_port, recordings };
@@ -223,7 +226,7 @@ impl Softphoned {
             if audio["sink"]["kind"] != "device" || audio["source"]["kind"] != "device" {
                 let text = audio.to_string();
                 daemon.stop();
-                return Err(format!("--card: softphoned could not open {CARD_PCM}: {text}"));
+                return Err(format!("--card: softphoned could not open {source}: {text}"));
             }
         }
         Ok(daemon)

@@ -20,6 +20,8 @@ pub struct Summary {
     pub codec: &'static str,
     pub record: bool,
     pub card: bool,
+    /// How softphoned reached the card (`jack` or `alsa`), with `card`.
+    pub card_via: &'static str,
     pub smoke: bool,
     pub elapsed_s: f64,
     pub sides: Vec<&'static str>,
@@ -96,6 +98,7 @@ pub fn summarize(options: &Options, rounds: &[RoundResult], notes: Vec<String>, 
         codec: options.codec.name(),
         record: options.record,
         card: options.card,
+        card_via: options.card_via.name(),
         smoke: options.smoke,
         elapsed_s: elapsed.as_secs_f64(),
         sides,
@@ -137,7 +140,7 @@ pub fn table(summary: &Summary) -> String {
         summary.rounds,
         summary.codec,
         if summary.record { ", recording" } else { "" },
-        if summary.card { ", softphoned on the jack card" } else { "" },
+        if summary.card { format!(", softphoned on the jack card via {}", summary.card_via) } else { String::new() },
     );
     let rows: Vec<[String; 4]> = summary
         .figures

@@ -86,6 +86,27 @@ pub struct Report {
     /// located (or the configured IP), its transport and host name.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub target: Option<Target>,
+    /// How the binding's flow is kept and checked, while registered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flow: Option<Flow>,
+}
+
+/// The flow a binding lives on (RFC 5626): how it is kept alive and its
+/// answer checked, and where the registrar sees us.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, schemars::JsonSchema)]
+pub struct Flow {
+    /// `stun` (UDP, the registrar supports outbound: a STUN Binding whose
+    /// mapping is compared), `options` (UDP: an OPTIONS whose Via is), or
+    /// `crlf+options` (TCP/TLS: a CRLF ping, and an OPTIONS on the
+    /// connection that must be answered within 10 s).
+    pub keepalive: String,
+    /// The registrar answered `Require: outbound`: it keys the binding by
+    /// this flow (RFC 5626).
+    pub outbound: bool,
+    /// Where the registrar sees us (its Via's `received`/`rport`): the
+    /// NAT's mapping, when behind one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seen_at: Option<String>,
 }
 
 impl Report {
@@ -98,6 +119,7 @@ impl Report {
             expires_s: None,
             retry_in_ms: None,
             target: None,
+            flow: None,
         }
     }
 }
@@ -289,6 +311,7 @@ impl Registration {
             expires_s: self.granted_s.filter(|_| self.state == RegState::Registered),
             retry_in_ms: retry_in.map(|d| d.as_millis() as u64),
             target: None,
+            flow: None,
         }
     }
 }

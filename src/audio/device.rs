@@ -15,6 +15,8 @@
 //! device even on a machine without one, so [`open_device`] builds and plays
 //! the streams and waits for their first callbacks before it says yes.
 
+#[cfg(feature = "jack")]
+mod jack_client;
 mod realtime;
 mod streams;
 mod tick;
@@ -51,16 +53,20 @@ pub struct DeviceList {
     pub outputs: Vec<DeviceEntry>,
 }
 
-/// The devices the system offers. Empty lists when there is no audio system;
-/// it never fails. Blocking (ALSA probes cards): call it off the run loop.
+/// The devices the system offers: ALSA's, then a running JACK server's
+/// (`jack:CLIENT`). Empty lists when there is no audio system; it never
+/// fails. Blocking (ALSA probes cards): call it off the run loop.
 pub fn list_devices() -> DeviceList {
-    streams::list()
+    let (mut list, jack) = (streams::list(), jack_client::list());
+    list.inputs.extend(jack.inputs);
+    list.outputs.extend(jack.outputs);
+    list
 }
 
 /// Why the sound card could not be used.
 #[derive(Debug, thiserror::Error)]
 pub enum DeviceError {
-    /// No audio host (ALSA, ...) could be initialised at all.
+    /// No audio host (ALSA, JACK) could be initialised at all.
     #[error("no audio system is available: {0}")]
     NoHost(String),
     /// The requested device name is not among the devices the host offers.
@@ -91,15 +97,9 @@ pub enum DeviceChoice {
     Default,
     /// A device by its identifier, as [`list_devices`] names it.
     Named(String),
-}
-
-impl DeviceChoice {
-    fn name(&self) -> Option<&str> {
-        match self {
-            DeviceChoice::Default => None,
-            DeviceChoice::Named(name) => Some(name),
-        }
-    }
+    /// A port of our JACK client connected to the ports of this JACK client
+    /// (`system`: the server's hardware).
+    Jack(String),
 }
 
 /// The opened sound card: hand `source` and `sink` to the media engine. The
@@ -256,5 +256,48 @@ struct Counters {
 impl Counters {
     fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+/// A build without the `jack` feature (which needs JACK's pkg-config file to
+/// build): the same interface, and `jack` devices fail to open saying why.
+#[cfg(not(feature = "jack"))]
+mod jack_client {
+    use std::sync::Arc;
+
+    use super::streams::Callback;
+    use super::{Counters, DeviceError};
+
+    pub(super) fn list() -> super::DeviceList {
+        super::DeviceList::default()
+    }
+
+    /// Never made: opening always fails.
+    pub(super) enum JackClient {}
+
+    pub(super) enum RunningJackClient {}
+
+    impl JackClient {
+        pub(super) fn open(_: &Arc<Counters>) -> Result<JackClient, DeviceError> {
+            Err(DeviceError::NoHost(
+                "JACK: this softphoned was built without JACK support (cargo feature `jack`)".into(),
+            ))
+        }
+
+        pub(super) fn label(peer: &str) -> String {
+            format!("jack:{peer}")
+        }
+
+        pub(super) fn rate(&self) -> u32 {
+            match *self {}
+        }
+
+        pub(super) fn add(&mut self, _: &str, _: Callback) -> Result<(), DeviceError> {
+            match *self {}
+        }
+
+        pub(super) fn activate(self) -> Result<RunningJackClient, DeviceError> {
+            match self {}
+        }
     }
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 use crate::media::FRAME_SAMPLES;
 
 pub use denoise::Denoiser;
-pub use setup::{open, AudioSetup, AudioStatus, CardState, CardStatus};
+pub use setup::{device_spec, open, AudioSetup, AudioStatus, CardState, CardStatus};
 pub use tone::ToneSource;
 pub use wav::{WavSink, WavSource};
 
@@ -85,7 +85,7 @@ pub fn open_source(spec: &str) -> Result<(Box<dyn AudioSource>, BackendInfo), Au
     let bad = || AudioError::Spec {
         role: "source",
         spec: spec.into(),
-        expected: "device, device:NAME, tone:HZ, wav:PATH or null",
+        expected: "device, device:NAME, jack, jack:CLIENT, tone:HZ, wav:PATH or null",
     };
     let (kind, arg) = kind_of(spec);
     let source: Box<dyn AudioSource> = match kind {
@@ -112,7 +112,7 @@ pub fn open_sink(spec: &str) -> Result<(Box<dyn AudioSink>, BackendInfo), AudioE
             return Err(AudioError::Spec {
                 role: "sink",
                 spec: spec.into(),
-                expected: "device, device:NAME, wav:PATH or null",
+                expected: "device, device:NAME, jack, jack:CLIENT, wav:PATH or null",
             })
         }
     };

@@ -1,13 +1,17 @@
 //! The agent's audio as `audio.source`/`audio.sink` name it: the sound card
-//! (`device`, `device:NAME`, opened only for the roles that name it, and
-//! only when a call needs it), or a stand-in (`tone:HZ`, `wav:PATH`,
-//! `null`); and how `daemon.status` reports them.
+//! (ALSA's `device`, `device:NAME`, or a JACK server's `jack`,
+//! `jack:CLIENT`; opened only for the roles that name it, and only when a
+//! call needs it), or a stand-in (`tone:HZ`, `wav:PATH`, `null`); and how
+//! `daemon.status` reports them.
 
 use serde::Serialize;
 
 use super::card::Card;
 use super::device::DeviceChoice;
 use super::{open_sink, open_source, AudioError, AudioSink, AudioSource, BackendInfo};
+
+/// The JACK client whose ports are the server's hardware: what `jack` alone connects to.
+const JACK_HARDWARE: &str = "system";
 
 /// What one role asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +25,8 @@ impl Wanted {
         match spec.split_once(':') {
             _ if spec == "device" => Wanted::Device(DeviceChoice::Default),
             Some(("device", name)) if !name.is_empty() => Wanted::Device(DeviceChoice::Named(name.into())),
+            _ if spec == "jack" => Wanted::Device(DeviceChoice::Jack(JACK_HARDWARE.into())),
+            Some(("jack", peer)) if !peer.is_empty() => Wanted::Device(DeviceChoice::Jack(peer.into())),
             _ => Wanted::Other(spec.into()),
         }
     }
@@ -30,6 +36,16 @@ impl Wanted {
             Wanted::Device(choice) => Some(choice.clone()),
             Wanted::Other(_) => None,
         }
+    }
+}
+
+/// The `audio.source`/`audio.sink` spec of a device as `audio.devices`
+/// names it: JACK's are listed as specs already (`jack:CLIENT`, never bare
+/// `jack`, which ALSA's jack plugin may name a PCM), ALSA's get `device:`.
+pub fn device_spec(name: &str) -> String {
+    match name.strip_prefix("jack:") {
+        Some(peer) if !peer.is_empty() => name.into(),
+        _ => format!("device:{name}"),
     }
 }
 
@@ -119,5 +135,22 @@ impl BackendInfo {
     /// A role that wanted the card, which is not to be had: null, and why.
     pub fn fallback(spec: &str, why: &str) -> Self {
         BackendInfo { kind: "null".into(), spec: spec.into(), device: None, fallback: Some(why.into()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jack_names_a_jack_client_and_device_stays_alsa() {
+        let jack = |peer: &str| Wanted::Device(DeviceChoice::Jack(peer.into()));
+        assert_eq!(Wanted::parse("jack"), jack(JACK_HARDWARE));
+        assert_eq!(Wanted::parse("jack:pulse_sink"), jack("pulse_sink"));
+        assert_eq!(Wanted::parse("device:jack"), Wanted::Device(DeviceChoice::Named("jack".into())));
+        assert_eq!(Wanted::parse("jack:"), Wanted::Other("jack:".into()));
+        assert_eq!(device_spec("jack:system"), "jack:system");
+        assert_eq!(device_spec("jack"), "device:jack", "an ALSA PCM named jack");
+        assert_eq!(device_spec("hw:CARD=PCH,DEV=0"), "device:hw:CARD=PCH,DEV=0");
     }
 }

@@ -167,7 +167,7 @@ impl Daemon {
         }
         let current = &self.audio.specs;
         let spec =
-            |name: Option<String>, current: &String| name.map(|n| format!("device:{n}")).unwrap_or(current.clone());
+            |name: Option<String>, current: &String| name.map(|n| audio::device_spec(&n)).unwrap_or(current.clone());
         let specs = (spec(params.input, &current.0), spec(params.output, &current.1));
         Job::Select(specs).spawn(&self.audio.done);
         Ok(())

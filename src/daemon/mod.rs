@@ -10,6 +10,7 @@ mod audio;
 mod bridge;
 mod budget;
 mod dispatch;
+mod instance;
 mod outputs;
 
 use std::net::SocketAddr;
@@ -137,6 +138,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
             server,
             interval: Duration::from_secs(config.nat.stun_interval_s.into()),
         }),
+        instance: Some(instance::instance_id(&config.store.path)),
         dns_servers: config.dns.server_addrs()?,
     };
     let sip = SipAgent::start(sip_config, sip_tx, sip_shutdown.clone()).await?;

@@ -58,6 +58,8 @@ pub struct SipConfig {
     pub limits: Limits,
     /// `nat.stun_server`, when set.
     pub stun: Option<StunSettings>,
+    /// This device's RFC 5626 instance id (`urn:uuid:...`), kept across restarts.
+    pub instance: Option<String>,
     /// `[dns] servers`; none: the system's resolvers.
     pub dns_servers: Vec<std::net::SocketAddr>,
 }
@@ -121,6 +123,7 @@ impl SipAgent {
             min_se_s: config.min_se_s,
             refer_allowed_hosts: config.refer_allowed_hosts,
             reach,
+            instance: config.instance,
             id_prefix: rand::random::<u32>() & 0xffff,
             next_id: AtomicU64::new(1),
         });

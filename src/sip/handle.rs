@@ -106,6 +106,8 @@ pub(super) struct Inner {
     pub(super) min_se_s: u32,
     pub(super) refer_allowed_hosts: Vec<String>,
     pub(super) reach: Reach,
+    /// RFC 5626 `+sip.instance`, when the daemon has one.
+    pub(super) instance: Option<String>,
     pub(super) id_prefix: u32,
     pub(super) next_id: AtomicU64,
 }

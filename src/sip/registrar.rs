@@ -14,6 +14,7 @@ use std::time::Duration;
 use rsipstack::dialog::authenticate::Credential;
 use rsipstack::dialog::registration::Registration as RegisterClient;
 use rsipstack::sip::headers::CallId;
+use rsipstack::sip::message::HeadersExt;
 use rsipstack::sip::{Host, Method, Response, StatusCodeKind, Uri};
 use rsipstack::transaction::key::{TransactionKey, TransactionRole};
 use rsipstack::transaction::make_tag;
@@ -26,9 +27,13 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::handle::{SipAgent, SipEvent};
+use super::headers;
 use super::resolver::{self, Resolver};
-use crate::account::registration::{Action, Outcome, RegState, Registration, Step};
+use crate::account::registration::{Action, Flow, Outcome, RegState, Registration, Step};
 use crate::dns::{Targets, Transport};
+use crate::nat::stun::Outcome as StunOutcome;
+use rsipstack::sip::uri::{OtherParam, OtherParamValue};
+use rsipstack::sip::{Header, Param};
 
 /// What the run loop asks of an account's registration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,7 +74,14 @@ struct Registrar {
     /// The stream our binding lives on (TCP/TLS): cancelled when it dies.
     connection: Option<SipConnection>,
     options_seq: u32,
+    /// The registrar answered `Require: outbound` (RFC 5626): UDP flows are
+    /// kept with STUN, whose mapping is checked against `flow_mapping`.
+    outbound: bool,
+    flow_mapping: Option<std::net::SocketAddr>,
 }
+
+/// RFC 5626 §4.4.1: a keep-alive unanswered this long means the flow failed.
+const PONG_WAIT: Duration = Duration::from_secs(10);
 
 async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedReceiver<RegCommand>) {
     let Ok(config) = agent.account(&account) else { return };
@@ -98,6 +110,8 @@ async fn run(agent: SipAgent, account: String, mut commands: mpsc::UnboundedRece
         client,
         connection: None,
         options_seq: 0,
+        outbound: false,
+        flow_mapping: None,
     };
     let mut open = true;
     while open || machine.next_deadline().is_some() {
@@ -139,6 +153,9 @@ impl Registrar {
                     Step::Report(mut report) => {
                         if report.state != RegState::Unregistered {
                             report.target = self.targets.as_ref().and_then(Targets::current).cloned();
+                        }
+                        if report.state == RegState::Registered {
+                            report.flow = Some(self.flow());
                         }
                         tracing::info!(account = %self.account, state = ?report.state, sip_code = ?report.sip_code,
                             reason = report.reason.as_deref().unwrap_or(""),
@@ -228,6 +245,13 @@ impl Registrar {
         };
         match self.send_register(&target, expires_s).await {
             Ok(response) if response.status_code.kind() == StatusCodeKind::Successful => {
+                self.outbound = headers::values(&response.headers, "Require", None)
+                    .iter()
+                    .flat_map(|v| v.split(','))
+                    .any(|option| option.trim().eq_ignore_ascii_case("outbound"));
+                // Where the registrar saw the REGISTER come from: the first
+                // STUN keep-alive must find the same.
+                self.flow_mapping = self.client.public_address.as_ref().and_then(|h| h.to_string().parse().ok());
                 Outcome::Registered { granted_s: self.client.expires() }
             }
             Ok(response) => {
@@ -247,15 +271,28 @@ impl Registrar {
         // Keep the address the registrar saw us at (rport/received), if any.
         let host_with_port = self.client.public_address.clone().unwrap_or(uri.host_with_port.clone());
         let uri = Uri { host_with_port, ..uri };
-        self.client.contact = Some(rsipstack::sip::typed::Contact { display_name: None, uri, params: vec![] });
+        // RFC 5626 §4.2: this device's instance and its one flow, so a
+        // registrar that supports outbound replaces our binding rather
+        // than adding another when we register from a new mapping.
+        let mut params = vec![Param::Other(OtherParam::new("reg-id"), Some(OtherParamValue::new("1")))];
+        if let Some(instance) = &self.agent.inner.instance {
+            let value = OtherParamValue::new(format!("\"<{instance}>\""));
+            params.insert(0, Param::Other(OtherParam::new("+sip.instance"), Some(value)));
+        }
+        self.client.contact = Some(rsipstack::sip::typed::Contact { display_name: None, uri, params });
+        self.client.extra_headers = vec![Header::Other("Supported".into(), "outbound, path".into())];
         // Sent to the located address; the Request-URI keeps the registrar's
         // name. A target named by its host is routed by its pin instead.
         self.client.outbound_proxy = target.get_socketaddr().ok();
         self.client.register(self.server.clone(), Some(expires_s)).await
     }
 
-    /// CRLF on a stream (RFC 5626 §3.5.1); OPTIONS on UDP, where any
-    /// answer at all proves the registrar is there.
+    /// Keep the flow alive and check that it still is (RFC 5626 §4.4):
+    /// over UDP to a registrar that supports outbound, a STUN Binding whose
+    /// mapping must not change; over UDP otherwise, an OPTIONS whose Via
+    /// says the same; on a stream, a CRLF ping (rsipstack swallows the
+    /// pong, so it cannot be checked), then an OPTIONS on the connection.
+    /// No answer within 10 s is a failed flow.
     async fn keep_alive(&mut self) -> Outcome {
         let failed = |reason: String| Outcome::KeepAliveFailed { reason };
         let sent = match &self.connection {
@@ -263,16 +300,57 @@ impl Registrar {
             Some(SipConnection::Tls(c)) => Some(c.send_raw(KEEPALIVE_REQUEST).await),
             _ => None,
         };
-        match sent {
-            Some(Ok(())) => return Outcome::KeepAliveOk,
-            Some(Err(e)) => return failed(format!("keep-alive could not be sent: {e}")),
-            None => {}
+        if let Some(Err(e)) = sent {
+            return failed(format!("keep-alive could not be sent: {e}"));
         }
-        match self.options().await {
-            Ok(Some(response)) => self.check_mapping(&response),
-            Ok(None) => failed("registrar did not answer the keep-alive OPTIONS".into()),
-            Err(e) => failed(format!("keep-alive OPTIONS failed: {e}")),
+        if sent.is_none() && self.outbound {
+            if let Some(outcome) = self.stun_keep_alive().await {
+                return outcome;
+            }
         }
+        match tokio::time::timeout(PONG_WAIT, self.options()).await {
+            Ok(Ok(Some(response))) => self.check_mapping(&response),
+            Ok(Ok(None)) => failed("registrar did not answer the keep-alive OPTIONS".into()),
+            Ok(Err(e)) => failed(format!("keep-alive OPTIONS failed: {e}")),
+            Err(_) => failed(format!("registrar did not answer the keep-alive OPTIONS within {PONG_WAIT:?}")),
+        }
+    }
+
+    /// A STUN Binding to the registrar on the SIP socket (RFC 5626 §4.4.2).
+    /// `None`: the registrar does not speak STUN there; OPTIONS will do.
+    async fn stun_keep_alive(&mut self) -> Option<Outcome> {
+        let target = self.current_target().ok()?.get_socketaddr().ok()?;
+        match self.agent.inner.reach.stun_binding(target, PONG_WAIT).await {
+            StunOutcome::Mapped(mapped) => Some(match self.flow_mapping.replace(mapped) {
+                Some(before) if before != mapped => {
+                    let reason = format!("the NAT maps us at {mapped} now, not {before}: re-registering from there");
+                    tracing::warn!(account = %self.account, %reason, "flow changed");
+                    self.client.public_address = Some(mapped.into());
+                    Outcome::FlowChanged { reason }
+                }
+                _ => Outcome::KeepAliveOk,
+            }),
+            StunOutcome::TimedOut => Some(Outcome::KeepAliveFailed {
+                reason: format!("no answer to the STUN keep-alive within {PONG_WAIT:?}"),
+            }),
+            StunOutcome::Refused(why) => {
+                tracing::info!(account = %self.account, why, "registrar refused STUN keep-alives: OPTIONS instead");
+                self.outbound = false;
+                None
+            }
+        }
+    }
+
+    /// What `registration.state` says of the flow.
+    fn flow(&self) -> Flow {
+        let keepalive = match (&self.connection, self.outbound) {
+            (Some(_), _) => "crlf+options",
+            (None, true) => "stun",
+            (None, false) => "options",
+        };
+        let seen_at =
+            self.flow_mapping.map(|m| m.to_string()).or(self.client.public_address.as_ref().map(ToString::to_string));
+        Flow { keepalive: keepalive.into(), outbound: self.outbound, seen_at }
     }
 
     /// The address the registrar saw the keep-alive come from (its Via's

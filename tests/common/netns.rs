@@ -17,7 +17,10 @@ impl Netns {
     /// A new, empty namespace with its loopback up; `tag` makes the name
     /// readable, the process id unique.
     pub fn new(tag: &str) -> Netns {
-        let name = format!("sph-{tag}-{}", std::process::id());
+        // Tests of one binary run at once in one process: a count tells them apart.
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let count = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("sph-{tag}-{}-{count}", std::process::id());
         let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         ip(&["netns", "add", &name]);
         let netns = Netns { name };

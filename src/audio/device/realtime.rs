@@ -132,6 +132,12 @@ impl Playout {
     }
 }
 
+/// The real-time half of one direction, whichever host runs it.
+pub(super) enum Callback {
+    Capture(Capture),
+    Playout(Playout),
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::atomic::AtomicU64;

@@ -12,7 +12,8 @@ use cpal::{
     SupportedStreamConfig, SupportedStreamConfigRange,
 };
 
-use super::realtime::{Capture, FirstCallback, Playout};
+use super::jack_client::{JackClient, RunningJackClient};
+use super::realtime::{Callback, Capture, FirstCallback, Playout};
 use super::tick::{device_frame, PLAYOUT_PRIME_FRAMES};
 use super::{Counters, DeviceChoice, DeviceEntry, DeviceError, DeviceList};
 use crate::media::PCM_RATE;
@@ -79,60 +80,126 @@ pub(super) fn run(
     drop(streams);
 }
 
-/// A stream that was built and played, and the proof it runs still to come.
-struct Started {
-    _stream: cpal::Stream,
-    role: Role,
+/// What the device thread keeps alive: the cpal streams and the JACK
+/// client of the directions asked for.
+pub(super) struct Running {
+    _streams: Vec<cpal::Stream>,
+    _jack: Option<RunningJackClient>,
+}
+
+/// Where one direction's audio is exchanged.
+enum Endpoint {
+    /// A cpal (ALSA) device, in the format chosen for it.
+    Cpal(cpal::Device, (StreamConfig, SampleFormat)),
+    /// A port of our JACK client, connected to this peer client's ports.
+    Jack(String),
+}
+
+/// One direction's endpoint, its reported name, and its rate and channels.
+struct Prepared {
+    endpoint: Endpoint,
     name: String,
-    first: FirstCallback,
+    rate: u32,
+    channels: u16,
+}
+
+/// The audio systems opened so far (each only once a direction needs it),
+/// and the streams started on them.
+struct Backends {
+    host: Option<cpal::Host>,
+    jack: Option<JackClient>,
+    streams: Vec<cpal::Stream>,
+    counters: Arc<Counters>,
+}
+
+impl Backends {
+    fn host(&mut self) -> Result<&cpal::Host, DeviceError> {
+        if self.host.is_none() {
+            self.host = Some(host()?);
+        }
+        Ok(self.host.as_ref().expect("just set"))
+    }
+
+    fn jack(&mut self) -> Result<&mut JackClient, DeviceError> {
+        if self.jack.is_none() {
+            self.jack = Some(JackClient::open(&self.counters)?);
+        }
+        Ok(self.jack.as_mut().expect("just set"))
+    }
+
+    /// Find the device and the format to run it in: a cpal device's own, or
+    /// the JACK server's rate on a mono port.
+    fn prepare(&mut self, role: Role, choice: &DeviceChoice) -> Result<Prepared, DeviceError> {
+        match choice {
+            DeviceChoice::Jack(peer) => Ok(Prepared {
+                rate: self.jack()?.rate(),
+                endpoint: Endpoint::Jack(peer.clone()),
+                name: JackClient::label(peer),
+                channels: 1,
+            }),
+            DeviceChoice::Default | DeviceChoice::Named(_) => {
+                let name = match choice {
+                    DeviceChoice::Named(name) => Some(name.as_str()),
+                    _ => None,
+                };
+                let device = find(self.host()?, role, name)?;
+                let name = id_of(&device);
+                let config = choose_config(role, &device).map_err(failed(role, &name))?;
+                let (rate, channels) = (config.0.sample_rate, config.0.channels);
+                Ok(Prepared { endpoint: Endpoint::Cpal(device, config), name, rate, channels })
+            }
+        }
+    }
+
+    /// Start a cpal stream at once; a JACK port runs once the client is activated.
+    fn attach(&mut self, role: Role, endpoint: Endpoint, name: &str, callback: Callback) -> Result<(), DeviceError> {
+        match endpoint {
+            Endpoint::Jack(peer) => self.jack()?.add(&peer, callback),
+            Endpoint::Cpal(device, config) => {
+                let stream = build(&device, config, callback, &self.counters).map_err(failed(role, name))?;
+                stream.play().map_err(failed(role, name))?;
+                tracing::info!(role = role.name(), device = %name, format = ?config, "sound card stream running");
+                self.streams.push(stream);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// Build and play only the directions asked for: a daemon that plays a
 /// tone into the card needs no microphone, and must not fail for want of one.
-fn start(request: &Request, counters: &Arc<Counters>) -> Result<(Vec<Started>, Opened), DeviceError> {
-    let host = host()?;
-    let mut started = Vec::with_capacity(2);
+/// The JACK directions share one client, activated once both are in it.
+fn start(request: &Request, counters: &Arc<Counters>) -> Result<(Running, Opened), DeviceError> {
+    let mut backends = Backends { host: None, jack: None, streams: Vec::with_capacity(2), counters: counters.clone() };
+    let mut proofs = Vec::with_capacity(2);
     let capture = match &request.input {
         Some(choice) => {
-            let (device, name, config) = prepare(&host, Role::Input, choice)?;
+            let Prepared { endpoint, name, rate, channels } = backends.prepare(Role::Input, choice)?;
             let first = FirstCallback::new(std::thread::current());
-            let (ring_in, ring) = rtrb::RingBuffer::new(RING_SECONDS * config.0.sample_rate as usize);
-            let state = Capture::new(ring_in, config.0.channels, counters.clone(), first.clone());
-            started.push(launch(
-                &device,
-                Role::Input,
-                name.clone(),
-                config,
-                Callback::Capture(state),
-                first,
-                counters,
-            )?);
-            Some(Half { ring, name, rate: config.0.sample_rate })
+            let (ring_in, ring) = rtrb::RingBuffer::new(RING_SECONDS * rate as usize);
+            let state = Capture::new(ring_in, channels, counters.clone(), first.clone());
+            backends.attach(Role::Input, endpoint, &name, Callback::Capture(state))?;
+            proofs.push((Role::Input, name.clone(), first));
+            Some(Half { ring, name, rate })
         }
         None => None,
     };
     let playout = match &request.output {
         Some(choice) => {
-            let (device, name, config) = prepare(&host, Role::Output, choice)?;
+            let Prepared { endpoint, name, rate, channels } = backends.prepare(Role::Output, choice)?;
             let first = FirstCallback::new(std::thread::current());
-            let (ring, ring_out) = rtrb::RingBuffer::new(RING_SECONDS * config.0.sample_rate as usize);
-            let prime = PLAYOUT_PRIME_FRAMES * device_frame(config.0.sample_rate);
-            let state = Playout::new(ring_out, config.0.channels, prime, counters.clone(), first.clone());
-            started.push(launch(
-                &device,
-                Role::Output,
-                name.clone(),
-                config,
-                Callback::Playout(state),
-                first,
-                counters,
-            )?);
-            Some(Half { ring, name, rate: config.0.sample_rate })
+            let (ring, ring_out) = rtrb::RingBuffer::new(RING_SECONDS * rate as usize);
+            let prime = PLAYOUT_PRIME_FRAMES * device_frame(rate);
+            let state = Playout::new(ring_out, channels, prime, counters.clone(), first.clone());
+            backends.attach(Role::Output, endpoint, &name, Callback::Playout(state))?;
+            proofs.push((Role::Output, name.clone(), first));
+            Some(Half { ring, name, rate })
         }
         None => None,
     };
+    let jack = backends.jack.take().map(JackClient::activate).transpose()?;
     let deadline = Instant::now() + FIRST_CALLBACK_TIMEOUT;
-    for Started { role, name, first, .. } in &started {
+    for (role, name, first) in &proofs {
         // Each callback unparks this thread once; parking may also wake spuriously.
         while !first.seen() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -146,34 +213,7 @@ fn start(request: &Request, counters: &Arc<Counters>) -> Result<(Vec<Started>, O
             std::thread::park_timeout(left);
         }
     }
-    Ok((started, Opened { capture, playout }))
-}
-
-/// Find the device and the format to run it in.
-fn prepare(
-    host: &cpal::Host,
-    role: Role,
-    choice: &DeviceChoice,
-) -> Result<(cpal::Device, String, (StreamConfig, SampleFormat)), DeviceError> {
-    let device = find(host, role, choice.name())?;
-    let name = id_of(&device);
-    let config = choose_config(role, &device).map_err(failed(role, &name))?;
-    Ok((device, name, config))
-}
-
-fn launch(
-    device: &cpal::Device,
-    role: Role,
-    name: String,
-    config: (StreamConfig, SampleFormat),
-    callback: Callback,
-    first: FirstCallback,
-    counters: &Arc<Counters>,
-) -> Result<Started, DeviceError> {
-    let stream = build(device, config, callback, counters).map_err(failed(role, &name))?;
-    stream.play().map_err(failed(role, &name))?;
-    tracing::info!(role = role.name(), device = %name, format = ?config, "sound card stream running");
-    Ok(Started { _stream: stream, role, name, first })
+    Ok((Running { _streams: backends.streams, _jack: jack }, Opened { capture, playout }))
 }
 
 fn failed(role: Role, device: &str) -> impl FnOnce(cpal::Error) -> DeviceError + '_ {
@@ -291,11 +331,6 @@ fn choose_config(role: Role, device: &cpal::Device) -> Result<(StreamConfig, Sam
         SupportedBufferSize::Unknown => BufferSize::Default,
     };
     Ok((StreamConfig { buffer_size, ..supported.config() }, supported.sample_format()))
-}
-
-enum Callback {
-    Capture(Capture),
-    Playout(Playout),
 }
 
 /// Build the stream with callbacks monomorphised for the device's sample format.

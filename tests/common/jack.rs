@@ -1,0 +1,110 @@
+//! A JACK server for the tests: `jackd -d dummy` (a virtual sound card
+//! paced by the clock, 48 kHz, 20 ms periods) under a name of its own, so
+//! tests running at once and a JACK server of the machine never meet; and
+//! the jackd2 example clients that look at its graph from outside.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// jackd's sample rate, as started here.
+pub const JACK_RATE: u32 = 48000;
+
+/// The tools these tests drive, all from Debian's jackd2.
+pub const JACK_TOOLS: [&str; 5] = ["jackd", "jack_lsp", "jack_rec", "jack_connect", "jack_simple_client"];
+
+/// A running `jackd`, killed when dropped.
+pub struct Jackd {
+    child: Child,
+    pub name: String,
+}
+
+impl Jackd {
+    pub fn start() -> Jackd {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let name = format!("softphoned-test-{}-{}", std::process::id(), STARTED.fetch_add(1, Ordering::Relaxed));
+        let child = Command::new("jackd")
+            .args(["--no-realtime", "-n", &name, "-d", "dummy", "-r", &JACK_RATE.to_string(), "-p", "960"])
+            .env("JACK_NO_AUDIO_RESERVATION", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn jackd");
+        let jack = Jackd { child, name };
+        let started = Instant::now();
+        while !jack.lsp().contains("system:playback_1") {
+            assert!(started.elapsed() < Duration::from_secs(15), "jackd {} did not come up", jack.name);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        jack
+    }
+
+    /// The environment of a client of this server (a daemon, a tool).
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        client_env(&self.name)
+    }
+
+    /// `jack_lsp -c`: every port, each followed by its connections indented.
+    pub fn lsp(&self) -> String {
+        let output = self.tool("jack_lsp").arg("-c").stderr(Stdio::null()).output().expect("run jack_lsp");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+
+    /// The ports `port` is connected to, as `jack_lsp -c` lists them.
+    pub fn connections(&self, port: &str) -> Vec<String> {
+        let lsp = self.lsp();
+        let mut lines = lsp.lines().skip_while(|line| *line != port).skip(1);
+        std::iter::from_fn(|| lines.next().and_then(|l| l.strip_prefix("   ")).map(String::from)).collect()
+    }
+
+    pub fn connect(&self, from: &str, to: &str) {
+        let status = self.tool("jack_connect").args([from, to]).status().expect("run jack_connect");
+        assert!(status.success(), "jack_connect {from} {to}");
+    }
+
+    /// `jack_simple_client`: a 240 Hz sine on `jack_simple_client:output1`
+    /// (720 Hz on output2), connected to the hardware playback ports.
+    pub fn sine_client(&self) -> Child {
+        let child = self.tool("jack_simple_client").stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        let child = child.expect("spawn jack_simple_client");
+        let started = Instant::now();
+        while !self.lsp().contains("jack_simple_client:output1") {
+            assert!(started.elapsed() < Duration::from_secs(10), "jack_simple_client did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// Record `port` for `seconds` into a 16-bit WAV at `path` (`jack_rec`).
+    pub fn record(&self, port: &str, seconds: u32, path: &Path) {
+        let output = self
+            .tool("jack_rec")
+            .args(["-f", path.to_str().unwrap(), "-d", &seconds.to_string(), "-b", "16", port])
+            .output()
+            .expect("run jack_rec");
+        assert!(output.status.success(), "jack_rec {port}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+
+    fn tool(&self, name: &str) -> Command {
+        let mut command = Command::new(name);
+        command.envs(self.env());
+        command
+    }
+}
+
+/// The environment of a JACK client of the server `name`, which is never started for it.
+pub fn client_env(name: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("JACK_DEFAULT_SERVER", name.to_string()),
+        ("JACK_NO_START_SERVER", "1".into()),
+        ("JACK_NO_AUDIO_RESERVATION", "1".into()),
+    ]
+}
+
+impl Drop for Jackd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
