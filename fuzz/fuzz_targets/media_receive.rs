@@ -141,6 +141,7 @@ fuzz_target!(|input: &[u8]| {
         rtcp_interval: Duration::from_millis(500),
         dtmf_tone_ms: 100,
         dtmf_gap_ms: 60,
+        rtp_keepalive: Duration::from_secs(15),
         media_timeout: Duration::from_secs(1),
         quality_interval: Duration::from_millis(200),
     };

@@ -48,6 +48,7 @@ fn start_media(params: StreamParams) {
         cname: "fuzz".into(),
         dtmf_tone_ms: 100,
         dtmf_gap_ms: 60,
+        rtp_keepalive: Duration::from_secs(15),
     };
     let _ = MediaStream::new(params, &config, Instant::now());
 }

@@ -29,6 +29,9 @@ pub struct MediaConfig {
     /// RFC 4733 tone length and the pause between digits.
     pub dtmf_tone_ms: u32,
     pub dtmf_gap_ms: u32,
+    /// While we send no audio (the peer holds us), an empty RTP packet
+    /// this often keeps the NAT's mapping of our RTP port (RFC 6263); 0 = never.
+    pub rtp_keepalive_ms: u64,
     /// Opus in-band FEC (and `useinbandfec=1` in our fmtp).
     pub opus_fec: bool,
     /// A WAV file played to the party we hold; silence when absent.
@@ -49,6 +52,7 @@ impl Default for MediaConfig {
             quality_interval_ms: 5_000,
             dtmf_tone_ms: 100,
             dtmf_gap_ms: 60,
+            rtp_keepalive_ms: 15_000,
             opus_fec: true,
             hold_music: None,
             noise_suppression: false,

@@ -48,6 +48,7 @@ pub struct StreamConfig {
     pub cname: String,
     pub dtmf_tone_ms: u32,
     pub dtmf_gap_ms: u32,
+    pub rtp_keepalive: Duration,
 }
 
 /// What `call.stats` and `call.quality` report about a stream.
@@ -95,6 +96,9 @@ pub struct MediaStream {
     /// The plain packet before SRTP, and the unprotected one after it.
     clear: Vec<u8>,
     last_received: Option<Instant>,
+    /// When we last sent RTP (audio or a keep-alive).
+    last_sent: Option<Instant>,
+    keepalive: Duration,
     packets_discarded: u64,
     playout_underruns: u64,
     /// Frames played since the peer's audio began, and of them those with
@@ -137,6 +141,8 @@ impl MediaStream {
             payload: [0; MAX_PAYLOAD],
             clear: Vec::with_capacity(MAX_PAYLOAD),
             last_received: None,
+            last_sent: None,
+            keepalive: config.rtp_keepalive,
             packets_discarded: 0,
             playout_underruns: 0,
             expected_frames: 0,
@@ -183,8 +189,9 @@ impl MediaStream {
     /// else `frame` encoded. False when we must not send.
     pub fn send_frame(&mut self, frame: &Frame, now: Instant, out: &mut Vec<u8>) -> bool {
         if !self.negotiated.direction.sends() {
-            return false;
+            return self.keep_alive(now, out);
         }
+        self.last_sent = Some(now);
         let step = self.negotiated.codec.timestamp_step();
         let event = self
             .negotiated
@@ -208,6 +215,20 @@ impl MediaStream {
             }
         };
         self.rtcp.on_rtp_sent(self.sender.timestamp().wrapping_sub(step), payload_len, now);
+        self.seal(out, SrtpSession::protect_rtp)
+    }
+
+    /// While we must not send audio, an RTP packet without payload (RFC
+    /// 6263 §4.6: same SSRC, next sequence number, clock held) every
+    /// keep-alive interval, so a NAT keeps our port's mapping and the
+    /// peer's audio still reaches us. False when none is due.
+    fn keep_alive(&mut self, now: Instant, out: &mut Vec<u8>) -> bool {
+        let due = self.last_sent.is_none_or(|at| now.saturating_duration_since(at) >= self.keepalive);
+        if self.keepalive.is_zero() || !due {
+            return false;
+        }
+        self.last_sent = Some(now);
+        self.sender.write_packet(&[], 0, &mut self.clear);
         self.seal(out, SrtpSession::protect_rtp)
     }
 

@@ -37,6 +37,7 @@ fn config(ssrc: u32) -> StreamConfig {
         cname: "test".into(),
         dtmf_tone_ms: 100,
         dtmf_gap_ms: 60,
+        rtp_keepalive: Duration::from_secs(15),
     }
 }
 
@@ -132,5 +133,17 @@ fn a_held_direction_stops_sending() {
     assert!(alice.can_update_to(&recv_only));
     alice.update(recv_only);
     let mut packet = Vec::new();
-    assert!(!alice.send_frame(&[0; FRAME_SAMPLES], now, &mut packet), "the peer holds us: we must not send");
+    // RFC 6263 §4.6: an empty packet at once and then every 15 s keeps the
+    // NAT's mapping of our port; no audio in between.
+    assert!(alice.send_frame(&[1000; FRAME_SAMPLES], now, &mut packet), "a keep-alive at once");
+    assert_eq!(packet.len(), 12, "an RTP header and no payload");
+    let mut sent_at = Vec::new();
+    for tick in 1..=1600u64 {
+        let at = now + Duration::from_millis(20 * tick);
+        if alice.send_frame(&[1000; FRAME_SAMPLES], at, &mut packet) {
+            assert_eq!(packet.len(), 12);
+            sent_at.push(20 * tick);
+        }
+    }
+    assert_eq!(sent_at, [15_000, 30_000], "the peer holds us: only keep-alives");
 }

@@ -133,6 +133,7 @@ impl MediaThread {
                 rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
                 dtmf_tone_ms: config.dtmf_tone_ms,
                 dtmf_gap_ms: config.dtmf_gap_ms,
+                rtp_keepalive: Duration::from_millis(config.rtp_keepalive_ms),
                 media_timeout: Duration::from_millis(config.media_timeout_ms),
                 quality_interval: Duration::from_millis(config.quality_interval_ms),
             }),

@@ -40,6 +40,8 @@ pub struct EngineConfig {
     pub rtcp_interval: Duration,
     pub dtmf_tone_ms: u32,
     pub dtmf_gap_ms: u32,
+    /// RFC 6263 keep-alive interval while a leg sends no audio; zero = never.
+    pub rtp_keepalive: Duration,
     /// No RTP for longer than this, while we expect it, times the leg out; zero = never.
     pub media_timeout: Duration,
     /// How often each leg reports its quality; zero = never.
@@ -55,6 +57,7 @@ impl Default for EngineConfig {
             rtcp_interval: Duration::from_secs(5),
             dtmf_tone_ms: 100,
             dtmf_gap_ms: 60,
+            rtp_keepalive: Duration::from_secs(15),
             media_timeout: Duration::from_secs(30),
             quality_interval: Duration::from_secs(5),
         }
@@ -372,5 +375,6 @@ fn stream_config(config: &EngineConfig, seeds: Seeds, cname: &str) -> StreamConf
         cname: cname.to_owned(),
         dtmf_tone_ms: config.dtmf_tone_ms,
         dtmf_gap_ms: config.dtmf_gap_ms,
+        rtp_keepalive: config.rtp_keepalive,
     }
 }

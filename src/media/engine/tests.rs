@@ -21,6 +21,7 @@ fn config() -> EngineConfig {
         rtcp_interval: Duration::from_secs(1),
         dtmf_tone_ms: 100,
         dtmf_gap_ms: 60,
+        rtp_keepalive: Duration::from_secs(15),
         media_timeout: Duration::from_secs(2),
         quality_interval: Duration::from_secs(1),
     }
