@@ -135,7 +135,7 @@ impl Site {
 
 fn wait_bound(netns: &Netns, port: u16, what: &str) {
     for _ in 0..500 {
-        if !netns.run("ss", &["-Hlun", &format!("sport = :{port}")]).trim().is_empty() {
+        if netns.udp_bound(port) {
             return;
         }
         std::thread::sleep(Duration::from_millis(20));

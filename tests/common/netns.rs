@@ -49,6 +49,11 @@ impl Netns {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// Whether a UDP socket inside is bound to `port` (`ss`).
+    pub fn udp_bound(&self, port: u16) -> bool {
+        !self.run("ss", &["-Hlun", &format!("sport = :{port}")]).trim().is_empty()
+    }
+
     /// Route everything else through `gateway`.
     pub fn default_route(&self, gateway: &str) {
         self.ip(&["route", "add", "default", "via", gateway]);

@@ -64,7 +64,7 @@ impl Sipp {
     ) -> Sipp {
         let mut sipp = Self::spawn(netns.command("sipp"), ip, dir, scenario, port, media_port, extra);
         for _ in 0..750 {
-            if !netns.run("ss", &["-Hlun", &format!("sport = :{port}")]).trim().is_empty() {
+            if netns.udp_bound(port) {
                 return sipp;
             }
             if let Ok(Some(status)) = sipp.child.try_wait() {
