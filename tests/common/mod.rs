@@ -9,6 +9,7 @@ use std::time::Duration;
 pub mod alsa;
 pub mod baresip;
 pub mod capture;
+pub mod home;
 pub mod jack;
 pub mod kamailio;
 pub mod linphone;
