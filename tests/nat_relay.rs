@@ -21,7 +21,7 @@ async fn through_a_nat_that_maps_at_random_rtpengine_carries_the_audio_both_ways
     }
     let site = Site::build(Pbx::Relay);
     site.router.remap_randomly("wan0");
-    let agent = site.agent(true, "").await;
+    let agent = site.agent(Some(5), "").await;
     let mut ui = agent.client().await;
     registered(&mut ui).await;
 

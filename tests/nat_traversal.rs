@@ -11,16 +11,17 @@
 //! The PBX has no route to the home network: only the NAT's mappings
 //! carry anything back. Judged on the PBX side (Kamailio's log, sipp's
 //! message log, the RTP captured on its interface) and at the agent's own
-//! interface (the RTP that crossed the NAT back).
+//! interface (the RTP that crossed the NAT back). The site itself is
+//! `common::home`; `nat_relay` has the same one with a media relay.
 
 mod common;
 
 use std::time::Duration;
 
-use common::capture::RtpSeen;
+use common::capture::{largest_gap_ms, RtpSeen};
 use common::home::{
-    audio_port_after, check_talk, epoch_now, registered, Background, Pbx, Site, Talk, AGENT_PORT, NAT_UDP_TIMEOUT_S,
-    PBX, PUBLIC, WAIT,
+    audio_port_after, check_talk, epoch_now, level, registered, Background, Pbx, Site, Talk, AGENT_PORT,
+    NAT_UDP_TIMEOUT_S, PBX, PUBLIC, WAIT,
 };
 use common::require_tools;
 use serde_json::{json, Value};
@@ -31,7 +32,7 @@ async fn an_agent_behind_a_home_nat_registers_stays_reachable_and_talks_both_way
         return;
     }
     let site = Site::build(Pbx::Plain);
-    let agent = site.agent(true, "").await;
+    let agent = site.agent(Some(5), "").await;
     let mut ui = agent.client().await;
 
     // Registered, with the address STUN (coturn) reported in its Contact.
@@ -134,7 +135,7 @@ async fn with_an_outbound_registrar_the_flow_is_kept_by_stun_and_a_new_mapping_r
     tcpdump.args(["-i", "wan1", "-n", "-l", &filter]);
     let stun_seen = Background::start(tcpdump, &site.work.path().join("stun.txt"));
     // No nat.stun_server: only the flow's own keep-alives can notice a new mapping.
-    let agent = site.agent(false, "").await;
+    let agent = site.agent(None, "").await;
     let mut ui = agent.client().await;
     let registration = registered(&mut ui).await;
     assert_eq!(registration["flow"]["keepalive"], "stun", "{registration}");
@@ -176,5 +177,68 @@ async fn with_an_outbound_registrar_the_flow_is_kept_by_stun_and_a_new_mapping_r
     // SDP names its private address, so only the customer hears (see above).
     caller.expect_success().await;
     talk.check_customer_hears(2.0);
+    drop(agent);
+}
+
+/// The customer holds the agent (`sendonly`, and sends nothing: no music on
+/// hold) for 2.5 NAT timeouts, then resumes. Meanwhile only the agent's
+/// empty RTP keep-alives (RFC 6263, every second here) cross the NAT, and
+/// they keep its mapping of the agent's RTP port: the customer's audio
+/// reaches the agent again at once. From the call's start on the router
+/// maps every new flow at random, so a mapping lost would come back
+/// elsewhere than the agent's SDP says and the customer would never be
+/// heard again (as `media.rtp_keepalive_ms = 1000` shows).
+#[tokio::test(flavor = "multi_thread")]
+async fn through_a_long_hold_our_rtp_keep_alives_keep_the_nat_mapping() {
+    if !require_tools(&["kamailio", "turnserver", "sipp", "tcpdump", "tshark", "nft", "sox"]) {
+        return;
+    }
+    let site = Site::build(Pbx::Plain);
+    // STUN asked once, at start: asked again after the router turns random,
+    // it would report a new mapping for the SIP socket.
+    let agent = site.agent(Some(3600), "[media]\nrtp_keepalive_ms = 1000\n").await;
+    let mut ui = agent.client().await;
+    registered(&mut ui).await;
+    let talk = Talk::listen(&site);
+    let hold_ms = 2500 * u64::from(NAT_UDP_TIMEOUT_S);
+    let customer = site.call_alice("uac_hold_tone.xml", &["-d", &hold_ms.to_string()]);
+    common::wait_media_counter(&mut ui, "packets_received", 25).await;
+    site.router.remap_randomly("wan0");
+    let log = customer.expect_success().await;
+    let (at_pbx, at_home) = talk.stop(audio_port_after(&log, "SIP/2.0 200 OK"));
+
+    // At the PBX: the agent's audio, then keep-alives through the hold.
+    let keepalives: Vec<f64> = at_pbx.iter().filter(|p| p.payload.is_empty()).map(|p| p.time).collect();
+    let hold_s = hold_ms as f64 / 1000.0;
+    assert!(keepalives.len() as f64 >= hold_s / 2.0, "keep-alives while held: {}", keepalives.len());
+    // Half the NAT's timeout: no mapping of the agent's port was forgotten.
+    let quiet_ms = largest_gap_ms(&at_pbx);
+    let limit_ms = 500.0 * f64::from(NAT_UDP_TIMEOUT_S);
+    assert!(quiet_ms < limit_ms, "the agent's port was quiet {quiet_ms:.0} ms: a NAT forgets it after {limit_ms:.0}");
+
+    // Back home: the customer's tone, a silence as long as the hold, then
+    // the tone again from the first packet sent after the resume on.
+    let mut heard: Vec<&RtpSeen> = at_home.iter().collect();
+    heard.sort_by(|a, b| a.time.total_cmp(&b.time));
+    let end = |p: &[RtpSeen]| p.iter().map(|p| p.time).fold(f64::MIN, f64::max);
+    let silent_at_end = end(&at_pbx) - end(&at_home);
+    assert!(silent_at_end < 0.5, "the customer's audio stopped reaching the agent {silent_at_end:.1} s before the end");
+    let (gap_at, gap_s) = (1..heard.len())
+        .map(|i| (i, heard[i].time - heard[i - 1].time))
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .expect("the customer's audio reached the agent");
+    assert!(gap_s > f64::from(NAT_UDP_TIMEOUT_S), "the customer sent nothing while holding: {gap_s:.1} s");
+    let (before, after) = heard.split_at(gap_at);
+    let resumed = after.len();
+    assert!(resumed >= 120, "3 s of the customer's audio after the resume reached the agent: {resumed} packets");
+    let next = before.last().unwrap().sequence.wrapping_add(1) & 0xffff;
+    assert_eq!(after[0].sequence, next, "the first packet the customer sent after the resume arrived");
+    assert!(level(&at_home, 1000.0, 2.0) > 1000.0, "the agent hears the customer's 1 kHz after the hold");
+    println!(
+        "held {gap_s:.1} s ({} s NAT timeout): {} keep-alives, the agent's port quiet at most {quiet_ms:.0} ms; \
+         after the resume {resumed} packets of the customer reached the agent, none lost",
+        NAT_UDP_TIMEOUT_S,
+        keepalives.len()
+    );
     drop(agent);
 }

@@ -143,11 +143,13 @@ impl Site {
         Site { home, router, pbx, kamailio, _stun: stun, relay, work }
     }
 
-    /// The agent; `stun`: with coturn as `nat.stun_server`; `more`: TOML
-    /// tables appended to its config.
-    pub async fn agent(&self, stun: bool, more: &str) -> Daemon {
-        let nat =
-            if stun { format!("[nat]\nstun_server = \"{PBX}:3478\"\nstun_interval_s = 5\n") } else { String::new() };
+    /// The agent; `stun_interval_s`: with coturn as `nat.stun_server`,
+    /// asked that often; `more`: TOML tables appended to its config.
+    pub async fn agent(&self, stun_interval_s: Option<u32>, more: &str) -> Daemon {
+        let nat = match stun_interval_s {
+            Some(every) => format!("[nat]\nstun_server = \"{PBX}:3478\"\nstun_interval_s = {every}\n"),
+            None => String::new(),
+        };
         let extra = format!(
             "{nat}\
              [audio]\nsource = \"tone:440\"\nsink = \"null\"\n\

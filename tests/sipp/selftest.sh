@@ -113,6 +113,9 @@ fi
 # 1b. Tone UAS hangs up itself after 2 s.
 pair tone_bye 0 0 uas_tone_bye.xml -d 2000 -- uac_call_wait_bye.xml
 
+# 1c. The caller holds (sendonly, tone stopped) for 1 s and resumes.
+pair hold_tone 0 0 uas_slow_reinvite.xml -- uac_hold_tone.xml -d 1000
+
 # 1c. Plain caller (no RTP) against the tone UAS.
 pair call 0 0 uas_tone.xml -- uac_call.xml -d 1000
 
