@@ -15,6 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
+use common::sipp::Sipp;
 use common::{require_tools, Daemon, Setup};
 use serde_json::{json, Value};
 
@@ -24,7 +25,9 @@ const BACKUP_IP: &str = "192.0.2.20";
 const DNS_IP: &str = "192.0.2.53";
 /// An address of the namespace where no resolver listens.
 const SILENT_DNS_IP: &str = "192.0.2.99";
-const ADDRESSES: [&str; 5] = [DAEMON_IP, PRIMARY_IP, BACKUP_IP, DNS_IP, SILENT_DNS_IP];
+/// A customer (sipp) and a STUN server (coturn), known by name only.
+const PEER_IP: &str = "192.0.2.40";
+const ADDRESSES: [&str; 6] = [DAEMON_IP, PRIMARY_IP, BACKUP_IP, DNS_IP, SILENT_DNS_IP, PEER_IP];
 const REGISTRAR_CFG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/dns/registrar.cfg");
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -41,6 +44,8 @@ const RECORDS: &[&str] = &[
     "--host-record=sip-a.pbx.example.test,192.0.2.10",
     "--host-record=sip-b.pbx.example.test,192.0.2.20",
     "--host-record=tcp-only.pbx.example.test,192.0.2.30",
+    "--host-record=stun.pbx.example.test,192.0.2.40",
+    "--host-record=customer.pbx.example.test,192.0.2.40",
 ];
 
 /// A network namespace with the test's addresses on its loopback and
@@ -61,6 +66,12 @@ impl Lab {
         fs::create_dir_all(lab.etc()).unwrap();
         fs::write(lab.etc().join("resolv.conf"), format!("nameserver {DNS_IP}\n")).unwrap();
         lab
+    }
+
+    /// The system's resolver (resolv.conf) becomes an address where no
+    /// resolver listens: only `[dns] servers` can locate anything.
+    fn silence_system_resolver(&self) {
+        fs::write(self.etc().join("resolv.conf"), format!("nameserver {SILENT_DNS_IP}\n")).unwrap();
     }
 
     fn etc(&self) -> PathBuf {
@@ -115,9 +126,29 @@ impl Lab {
         registrar
     }
 
+    /// coturn answering STUN on the peer's address.
+    fn stun(&self) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("coturn.log");
+        let child = self
+            .command("turnserver")
+            .args(["-n", "--stun-only", "--no-cli", "--no-tls", "--no-dtls", "--log-file=stdout", "--simple-log"])
+            .args(["-L", PEER_IP, "-p", "3478"])
+            .stdout(fs::File::create(&log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("turnserver starts");
+        let stun = Server { child: Some(child), log, _dir: dir };
+        assert!(wait_until(WAIT, || self.netns.udp_bound(3478)), "coturn did not start:\n{}", stun.log());
+        stun
+    }
+
     async fn daemon(&self, extra: &str) -> Daemon {
-        let listen = format!("udp:{DAEMON_IP}:0");
-        let setup = Setup { listen: &[&listen], extra, netns: Some(&self.netns.name), ..Setup::default() };
+        self.daemon_on(&format!("udp:{DAEMON_IP}:0"), extra).await
+    }
+
+    async fn daemon_on(&self, listen: &str, extra: &str) -> Daemon {
+        let setup = Setup { listen: &[listen], extra, netns: Some(&self.netns.name), ..Setup::default() };
         Daemon::spawn_with("agent1", setup).await
     }
 
@@ -314,4 +345,48 @@ async fn a_tls_registrar_given_by_name_registers_through_its_located_address() {
     assert!(bindings.iter().any(|b| b.socket.starts_with("tls")), "kamailio got it over TLS: {bindings:?}");
     daemon.terminate();
     assert!(kam.registrations("agent1").is_empty(), "unregistered over the same TLS connection on shutdown");
+}
+
+/// The STUN server and the peers we call, given by name, are located
+/// through `[dns] servers` as the registrar is, never through the system's
+/// resolver (here an address where none listens): STUN's answer is there
+/// once the daemon is up,
+/// and a wildcard listener's INVITE to a named customer advertises the
+/// route toward the address located for it (on this one host, the
+/// customer's own), not the unspecified address.
+#[tokio::test]
+async fn the_stun_server_and_called_peers_are_located_through_the_configured_dns_servers() {
+    if !available() || !require_tools(&["turnserver", "sipp", "sox"]) {
+        return;
+    }
+    let mut lab = Lab::create("names");
+    lab.serve_dns();
+    lab.silence_system_resolver();
+    let dns = format!("[dns]\nservers = [\"{DNS_IP}\"]\n");
+
+    let stun = lab.stun();
+    let behind = lab.daemon(&format!("{dns}[nat]\nstun_server = \"stun.pbx.example.test:3478\"\n")).await;
+    let status = behind.client().await.call("daemon.status", json!({})).await.unwrap();
+    let mapped = format!("{DAEMON_IP}:{}", behind.sip_port);
+    assert_eq!(status["public_address"], mapped.as_str(), "STUN answered by name:\n{}", behind.log());
+    assert!(lab.dns_log().contains("query[A] stun.pbx.example.test"), "{}", lab.dns_log());
+    drop((behind, stun));
+
+    let work = tempfile::tempdir().unwrap();
+    common::sipp::write_tone_file(work.path());
+    let customer = Sipp::start_in(&lab.netns, PEER_IP, work.path(), "uas_tone.xml", (5080, 40000), &[]);
+    let agent = lab.daemon_on("udp:0.0.0.0:0", &dns).await;
+    let mut ui = agent.client().await;
+    let dialed = Instant::now();
+    let call = common::dial(&mut ui, "sip:customer@customer.pbx.example.test:5080").await;
+    common::wait_call_counter(&mut ui, &call, "packets_received", 25).await;
+    let talking = dialed.elapsed();
+    ui.call("call.hangup", json!({ "call": call })).await.unwrap();
+    let log = customer.expect_success().await;
+    let invite = &log[log.find("INVITE sip:customer").expect("the INVITE in sipp's log")..];
+    let invite = &invite[..invite.find("\n\n\n").unwrap_or(invite.len())];
+    assert!(invite.contains(&format!("c=IN IP4 {PEER_IP}")), "the SDP names the route's source:\n{invite}");
+    assert!(invite.contains(&format!("@{PEER_IP}:")), "so does the Contact:\n{invite}");
+    assert!(talking < Duration::from_secs(3), "the call did not wait on a lookup: {talking:?}");
+    println!("a named peer called from a wildcard listener: audio back {} ms after the dial", talking.as_millis());
 }

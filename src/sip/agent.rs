@@ -87,7 +87,7 @@ impl SipAgent {
         let (listens, stream_fronts) = (opened.listens, opened.fronts);
         let first = listens[0];
         // The RTP sockets are bound where the first listening point is.
-        let reach = Reach::new(config.public_address, first.addr.ip(), opened.udp);
+        let reach = Reach::new(config.public_address, first.addr.ip(), opened.udp, resolver);
         let option = EndpointOption {
             t1: config.t1,
             t1x64: config.t1 * 64,
@@ -243,7 +243,7 @@ impl SipAgent {
             503u16
         })?;
         let contact = self.contact(account.map_or(self.inner.user.as_str(), Account::user), &local);
-        let media_address = self.inner.reach.media_address_toward(Reach::peer_ip(&target).await);
+        let media_address = self.inner.reach.media_address_toward(self.inner.reach.peer_ip(&target).await);
         let offer = match media_address {
             Some(ip) => crate::sdp::with_address(&offer, ip),
             None => offer,

@@ -28,7 +28,7 @@ impl SipAgent {
     /// run loop re-registers.
     pub(super) async fn start_discovery(&self, settings: StunSettings, shutdown: tokio_util::sync::CancellationToken) {
         let (host, port) = settings.server;
-        if let Some(server) = resolve_stun(&host, port).await {
+        if let Some(server) = self.stun_server(&host, port).await {
             self.discover_and_report(server, FIRST_DISCOVERY_WAIT).await;
         }
         let agent = self.clone();
@@ -38,11 +38,20 @@ impl SipAgent {
                     _ = tokio::time::sleep(settings.interval) => {}
                     _ = shutdown.cancelled() => return,
                 }
-                if let Some(server) = resolve_stun(&host, port).await {
+                if let Some(server) = agent.stun_server(&host, port).await {
                     agent.discover_and_report(server, DISCOVERY_DEADLINE).await;
                 }
             }
         });
+    }
+
+    /// The STUN server's address now (a name may move), through `[dns] servers`.
+    async fn stun_server(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        let found = self.inner.reach.stun_server(host, port).await;
+        if found.is_none() {
+            tracing::warn!(server = %host, port, "nat.stun_server does not resolve");
+        }
+        found
     }
 
     async fn discover_and_report(&self, server: SocketAddr, budget: Duration) {
@@ -57,17 +66,6 @@ impl SipAgent {
             }
             (Outcome::Refused(why), _) => tracing::warn!(%server, why, "STUN server refused the binding"),
             (Outcome::TimedOut, _) => tracing::warn!(%server, ?budget, "STUN server did not answer"),
-        }
-    }
-}
-
-/// The STUN server's address now (a name may move).
-async fn resolve_stun(host: &str, port: u16) -> Option<SocketAddr> {
-    match tokio::net::lookup_host((host, port)).await.map(|mut found| found.next()) {
-        Ok(Some(server)) => Some(server),
-        Ok(None) | Err(_) => {
-            tracing::warn!(server = %host, port, "nat.stun_server does not resolve");
-            None
         }
     }
 }

@@ -187,7 +187,7 @@ impl SipAgent {
             return Ok((connection.get_addr().clone(), Some(connection)));
         }
         let udp = transport::contact_for(&self.inner.listens, Transport::Udp).unwrap_or(self.inner.listens[0].addr);
-        let udp = self.inner.reach.advertised_sip(udp, Reach::peer_ip(target).await);
+        let udp = self.inner.reach.advertised_sip(udp, self.inner.reach.peer_ip(target).await);
         Ok((SipAddr { r#type: Some(rsipstack::sip::Transport::Udp), addr: udp.into() }, None))
     }
 

@@ -13,7 +13,9 @@
 //!    interfaces advertises the one each peer can reach.
 //!
 //! A public address of one IP family is never given to a peer of the other.
-//! It also runs the STUN Binding transactions (`crate::nat::stun`) on the
+//! Peers' names and the STUN server's are resolved through `[dns] servers`
+//! (`resolver`), as the SIP itself is. It also runs the STUN Binding
+//! transactions (`crate::nat::stun`) on the
 //! SIP socket, where their answers arrive among the SIP (see `front`);
 //! `discovery` asks them periodically.
 
@@ -21,9 +23,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rsipstack::sip::Host;
+use rsipstack::transport::transport_layer::DomainResolver;
 use rsipstack::transport::SipAddr;
 
 use super::front::ValidatingUdp;
+use super::resolver::Resolver;
 use super::route::route_source;
 use crate::nat::stun::{Binding, Outcome};
 
@@ -36,11 +41,18 @@ pub(super) struct Reach {
     media_bind: IpAddr,
     /// The SIP socket STUN goes out on.
     udp: Option<Arc<ValidatingUdp>>,
+    /// Names (peers', the STUN server's) are asked of `[dns] servers`.
+    resolver: Resolver,
 }
 
 impl Reach {
-    pub(super) fn new(configured: Option<IpAddr>, media_bind: IpAddr, udp: Option<Arc<ValidatingUdp>>) -> Reach {
-        Reach { configured, learned: Mutex::new(None), media_bind, udp }
+    pub(super) fn new(
+        configured: Option<IpAddr>,
+        media_bind: IpAddr,
+        udp: Option<Arc<ValidatingUdp>>,
+        resolver: Resolver,
+    ) -> Reach {
+        Reach { configured, learned: Mutex::new(None), media_bind, udp, resolver }
     }
 
     fn learned(&self) -> Option<SocketAddr> {
@@ -85,16 +97,26 @@ impl Reach {
         (ip != self.media_bind).then_some(ip)
     }
 
-    /// The IP a SIP target's host names (resolved when it is a name).
-    pub(super) async fn peer_ip(target: &SipAddr) -> Option<IpAddr> {
-        let text = target.addr.host.to_string();
-        let host = text.trim_start_matches('[').trim_end_matches(']').to_string();
-        if let Ok(ip) = host.parse() {
+    /// The IP a SIP target's host names: where rsipstack will send to
+    /// (RFC 3263 through `[dns] servers`, a registration's pinned target
+    /// first), so the route we advertise by is the one the request takes.
+    pub(super) async fn peer_ip(&self, target: &SipAddr) -> Option<IpAddr> {
+        if let Host::IpAddr(ip) = target.addr.host {
             return Some(ip);
         }
-        let port = target.addr.port.as_ref().map_or(5060, |p| p.value());
-        let mut found = tokio::net::lookup_host((host.as_str(), port)).await.ok()?;
-        found.next().map(|a| a.ip())
+        match self.resolver.resolve(target).await {
+            Ok(located) => self.resolver.addresses(&located.addr.host.to_string()).await.first().copied(),
+            Err(e) => {
+                tracing::debug!(%target, error = %e, "peer not located");
+                None
+            }
+        }
+    }
+
+    /// The STUN server `host`:`port` now (a name may move), through the
+    /// same resolver as SIP.
+    pub(super) async fn stun_server(&self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.resolver.addresses(host).await.first().map(|ip| SocketAddr::new(*ip, port))
     }
 
     /// Where peers reach our SIP, when not at a listening address (see
@@ -152,18 +174,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_wildcard_advertises_the_route_source_toward_the_peer() {
-        let reach = Reach::new(None, "0.0.0.0".parse().unwrap(), None);
+        let reach = Reach::new(None, "0.0.0.0".parse().unwrap(), None, Resolver::new(&[]).unwrap());
         let target = SipAddr::try_from(&rsipstack::sip::Uri::try_from("sip:bob@127.0.0.1:5080").unwrap()).unwrap();
-        let peer = Reach::peer_ip(&target).await;
+        let peer = reach.peer_ip(&target).await;
         assert_eq!(peer, Some("127.0.0.1".parse().unwrap()));
         assert_eq!(reach.media_address_toward(peer), Some("127.0.0.1".parse().unwrap()));
         let bound: SocketAddr = "0.0.0.0:5062".parse().unwrap();
         assert_eq!(reach.advertised_sip(bound, peer), "127.0.0.1:5062".parse().unwrap());
     }
 
-    #[test]
-    fn a_public_address_wins_for_peers_of_its_family_only() {
-        let reach = Reach::new(Some("203.0.113.1".parse().unwrap()), "192.0.2.10".parse().unwrap(), None);
+    #[tokio::test]
+    async fn a_public_address_wins_for_peers_of_its_family_only() {
+        let resolver = Resolver::new(&[]).unwrap();
+        let reach = Reach::new(Some("203.0.113.1".parse().unwrap()), "192.0.2.10".parse().unwrap(), None, resolver);
         assert_eq!(
             reach.media_address_toward(Some("198.51.100.1".parse().unwrap())),
             Some("203.0.113.1".parse().unwrap())

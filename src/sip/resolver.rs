@@ -11,7 +11,7 @@
 #![allow(clippy::result_large_err)]
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -87,6 +87,23 @@ impl Resolver {
     /// over `transport` unless the URI names its own.
     pub async fn locate(&self, uri: &Uri, transport: Transport) -> Result<Targets, ResolveError> {
         self.run(request_for(uri, transport)).await
+    }
+
+    /// The addresses `host` names (A/AAAA; an IP literal is itself), asked
+    /// of the same servers as every SIP name: for the STUN server and the
+    /// peers whose route we pick our advertised address by.
+    pub async fn addresses(&self, host: &str) -> Vec<IpAddr> {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if let Ok(ip) = host.parse() {
+            return vec![ip];
+        }
+        match self.ask(&Query::Addresses(host.to_string())).await {
+            Answer::Addresses { addresses, .. } => addresses,
+            answer => {
+                tracing::warn!(host, ?answer, "no address for the name");
+                Vec::new()
+            }
+        }
     }
 
     async fn run(&self, request: Request) -> Result<Targets, ResolveError> {
