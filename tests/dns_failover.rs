@@ -15,7 +15,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::netns::Netns;
-use common::sipp::Sipp;
+use common::sipp::{logged_message, Sipp};
 use common::{require_tools, Daemon, Setup};
 use serde_json::{json, Value};
 
@@ -383,8 +383,7 @@ async fn the_stun_server_and_called_peers_are_located_through_the_configured_dns
     let talking = dialed.elapsed();
     ui.call("call.hangup", json!({ "call": call })).await.unwrap();
     let log = customer.expect_success().await;
-    let invite = &log[log.find("INVITE sip:customer").expect("the INVITE in sipp's log")..];
-    let invite = &invite[..invite.find("\n\n\n").unwrap_or(invite.len())];
+    let invite = logged_message(&log, "INVITE sip:customer");
     assert!(invite.contains(&format!("c=IN IP4 {PEER_IP}")), "the SDP names the route's source:\n{invite}");
     assert!(invite.contains(&format!("@{PEER_IP}:")), "so does the Contact:\n{invite}");
     assert!(talking < Duration::from_secs(3), "the call did not wait on a lookup: {talking:?}");

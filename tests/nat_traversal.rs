@@ -24,6 +24,7 @@ use common::home::{
     NAT_UDP_TIMEOUT_S, PBX, PUBLIC, WAIT,
 };
 use common::require_tools;
+use common::sipp::logged_message;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -77,8 +78,7 @@ async fn an_agent_behind_a_home_nat_registers_stays_reachable_and_talks_both_way
     tokio::time::sleep(Duration::from_secs(2)).await;
     ui.call("call.hangup", json!({ "call": call })).await.unwrap();
     let log = customer.expect_success().await;
-    let invite = &log[log.find("INVITE sip:customer").expect("the INVITE in sipp's log")..];
-    let invite = &invite[..invite.find("\n\n\n").unwrap_or(invite.len())];
+    let invite = logged_message(&log, "INVITE sip:customer");
     assert!(invite.contains(&format!("c=IN IP4 {PUBLIC}")), "the offer names the public address:\n{invite}");
     assert!(invite.contains(&format!("@{PUBLIC}:{AGENT_PORT}>")), "the Contact names the public address:\n{invite}");
     let (at_pbx, at_home) = talk.stop(audio_port_after(invite, "INVITE sip:customer"));

@@ -37,6 +37,13 @@ pub fn tone_peer() -> (tempfile::TempDir, Sipp, u16, u16) {
     (work, sipp, port, media)
 }
 
+/// The first message in sipp's message `log` that begins with `start`
+/// (e.g. `"INVITE sip:customer"`), up to the blank lines that end it.
+pub fn logged_message<'a>(log: &'a str, start: &str) -> &'a str {
+    let message = &log[log.find(start).unwrap_or_else(|| panic!("no {start:?} in sipp's log:\n{log}"))..];
+    &message[..message.find("\n\n\n").unwrap_or(message.len())]
+}
+
 pub struct Sipp {
     child: Child,
     name: String,
