@@ -25,6 +25,8 @@ const BACKUP_IP: &str = "192.0.2.20";
 const DNS_IP: &str = "192.0.2.53";
 /// An address of the namespace where no resolver listens.
 const SILENT_DNS_IP: &str = "192.0.2.99";
+/// A registrar name whose address the test changes (dnsmasq's hosts file).
+const MOVING: &str = "moving.pbx.example.test";
 /// A customer (sipp) and a STUN server (coturn), known by name only.
 const PEER_IP: &str = "192.0.2.40";
 const ADDRESSES: [&str; 6] = [DAEMON_IP, PRIMARY_IP, BACKUP_IP, DNS_IP, SILENT_DNS_IP, PEER_IP];
@@ -74,6 +76,15 @@ impl Lab {
         fs::write(self.etc().join("resolv.conf"), format!("nameserver {SILENT_DNS_IP}\n")).unwrap();
     }
 
+    /// [`MOVING`] names `ip` from now on (dnsmasq reads its hosts file
+    /// again on SIGHUP).
+    fn move_name(&self, ip: &str) {
+        fs::write(self.etc().join("moving.hosts"), format!("{ip} {MOVING}\n")).unwrap();
+        let dns = self.dns.as_ref().and_then(|d| d.child.as_ref()).expect("dnsmasq runs");
+        Command::new("kill").args(["-HUP", &dns.id().to_string()]).status().unwrap();
+        assert!(wait_until(WAIT, || self.dns_log().contains("read ")), "dnsmasq did not reload");
+    }
+
     fn etc(&self) -> PathBuf {
         PathBuf::from("/etc/netns").join(&self.netns.name)
     }
@@ -88,13 +99,22 @@ impl Lab {
     /// dnsmasq serving [`RECORDS`] and nothing else: names of the zone it
     /// does not know get NXDOMAIN, and it asks no one upstream.
     fn serve_dns(&mut self) {
+        self.serve_dns_for(60);
+    }
+
+    /// [`Self::serve_dns`] with answers good for `ttl_s`, and
+    /// [`MOVING`] at the primary until [`Self::move_name`].
+    fn serve_dns_for(&mut self, ttl_s: u32) {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("dnsmasq.log");
+        let hosts = self.etc().join("moving.hosts");
+        fs::write(&hosts, format!("{PRIMARY_IP} {MOVING}\n")).unwrap();
         let child = self
             .command("dnsmasq")
             .args(["--no-daemon", "--conf-file=/dev/null", "--no-resolv", "--no-hosts", "--no-poll", "--pid-file="])
             .args(["--bind-interfaces", &format!("--listen-address={DNS_IP}"), "--port=53"])
-            .args(["--local=/example.test/", "--local-ttl=60", "--log-queries", "--log-facility=-"])
+            .args(["--local=/example.test/", &format!("--local-ttl={ttl_s}"), "--log-queries", "--log-facility=-"])
+            .arg(format!("--addn-hosts={}", hosts.display()))
             .args(RECORDS)
             .stdout(Stdio::null())
             .stderr(fs::File::create(&log).unwrap())
@@ -388,4 +408,43 @@ async fn the_stun_server_and_called_peers_are_located_through_the_configured_dns
     assert!(invite.contains(&format!("@{PEER_IP}:")), "so does the Contact:\n{invite}");
     assert!(talking < Duration::from_secs(3), "the call did not wait on a lookup: {talking:?}");
     println!("a named peer called from a wildcard listener: audio back {} ms after the dial", talking.as_millis());
+}
+
+/// A registrar found at a new address by a later lookup (its only address
+/// died, the name now names another) is trusted from then on: its INVITE
+/// rings the agent, where one from an address never located is refused.
+#[tokio::test]
+async fn a_registrar_located_anew_may_call_the_agent() {
+    if !available() || !require_tools(&["sipp"]) {
+        return;
+    }
+    let mut lab = Lab::create("trust");
+    lab.serve_dns_for(1);
+    let mut primary = lab.registrar(PRIMARY_IP);
+    let mut backup = lab.registrar(BACKUP_IP);
+    let dns = format!("[dns]\nservers = [\"{DNS_IP}\"]");
+    let daemon = lab.daemon(&account(&dns, &format!("sip:{MOVING}"))).await;
+    let at = |ip: &'static str| {
+        move |r: &Value| r["state"] == "registered" && r["target"]["address"] == format!("{ip}:5060")
+    };
+    registration(&daemon, WAIT, at(PRIMARY_IP), "never registered at the primary").await;
+
+    lab.move_name(BACKUP_IP);
+    let moved = Instant::now();
+    primary.kill();
+    registration(&daemon, Duration::from_secs(15), at(BACKUP_IP), "never registered where the name moved").await;
+    println!("the name moved: registered at its new address {} ms later", moved.elapsed().as_millis());
+
+    // The registrar's address calls (sipp in its place, from its SIP port).
+    backup.kill();
+    let work = tempfile::tempdir().unwrap();
+    let agent = format!("{DAEMON_IP}:{}", daemon.sip_port);
+    let call_from = |ip: &str, scenario: &str| {
+        let args = [agent.as_str(), "-s", "agent1", "-d", "200"];
+        Sipp::start_in(&lab.netns, ip, work.path(), scenario, (5060, 40000), &args)
+    };
+    // It rings (uac_cancel.xml needs the 180), where a stranger hears 403.
+    call_from(BACKUP_IP, "uac_cancel.xml").expect_success().await;
+    let refused = call_from(PEER_IP, "uac_call_rejected.xml").expect_success().await;
+    assert!(refused.contains("SIP/2.0 403"), "a stranger is refused:\n{refused}");
 }

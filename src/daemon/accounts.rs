@@ -153,7 +153,7 @@ pub(super) fn desk_config(config: &Config, sip: &SipAgent) -> DeskConfig {
 /// Who may call, and how calls are answered, from the config and the
 /// accounts' resolved registrars and proxies.
 fn inbound_policy(config: &Config, sip: &SipAgent) -> InboundPolicy {
-    let allowed = sip.trusted().to_vec();
+    let allowed = sip.trusted();
     let millis = |ms: Option<u64>| ms.map(Duration::from_millis);
     let agent = &config.agent;
     InboundPolicy {

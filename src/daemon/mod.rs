@@ -300,6 +300,7 @@ impl Daemon {
             SipEvent::Incoming { call, source, inbound } => Input::Incoming { call, source, inbound },
             SipEvent::Signal { call, signal } => Input::Signal { call, signal },
             SipEvent::Registration { account, report } => return self.on_registration(account, report),
+            SipEvent::Trusted { peers } => Input::Trust(peers),
             SipEvent::PublicAddress { changed, .. } => return self.on_public_address_change(changed),
         };
         self.feed(input, clock());

@@ -126,6 +126,10 @@ impl Desk {
                 self.work.extend(parked);
                 Ok(Reply::Done)
             }
+            Input::Trust(peers) => {
+                self.config.inbound.allowed = peers;
+                Ok(Reply::Done)
+            }
             Input::Timeout => {
                 self.deadlines_moved = true;
                 let calls = self.phone.poll(now.at);

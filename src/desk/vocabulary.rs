@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
-use crate::call::admission::AgentState;
+use crate::call::admission::{AgentState, AllowedPeer};
 use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::{CallId, Countdown, Inbound, Signal, SipAction};
 use crate::callback::{Callback, CallbackError, CallbackId, CountdownReport, Offer};
@@ -33,6 +33,10 @@ pub enum Input {
     Recorder(RecorderReport),
     /// A line the shell opened ahead of need (see [`Line`]).
     Line(Line),
+    /// Who may call us now (`sip.allow_from` and every address our
+    /// registrars and proxies were located at): a later DNS lookup found
+    /// one more.
+    Trust(Vec<AllowedPeer>),
     /// The instant [`super::Desk::poll_timeout`] named has come.
     Timeout,
     /// At start: the open records a previous run stored.

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 
 use super::account::Account;
 use super::error::SipError;
+use super::gate::Gate;
 use super::reach::Reach;
 use super::{headers, transport};
 use crate::account::registration::Report;
@@ -45,6 +46,9 @@ pub enum SipEvent {
     Signal { call: CallId, signal: Signal },
     /// An account's registration changed.
     Registration { account: String, report: Report },
+    /// Who may call us changed: a registrar or proxy was located at a new
+    /// address (see [`SipAgent::trust`]); `peers` is the whole list now.
+    Trusted { peers: Vec<AllowedPeer> },
     /// STUN told the SIP socket's public mapping; `changed`: it differs
     /// from the one known before (the NAT rebound us: re-register).
     PublicAddress { mapping: SocketAddr, changed: bool },
@@ -100,8 +104,11 @@ pub(super) struct Inner {
     pub(super) listens: Vec<Listen>,
     pub(super) user: String,
     pub(super) accounts: HashMap<String, Account>,
-    /// `sip.allow_from` and the accounts' registrars and proxies.
-    pub(super) trusted: Vec<AllowedPeer>,
+    /// `sip.allow_from` and every address the accounts' registrars and
+    /// proxies were located at, at start or later (see [`SipAgent::trust`]).
+    pub(super) trusted: Mutex<Vec<AllowedPeer>>,
+    /// What each source may send; it trusts the same peers.
+    pub(super) gate: Arc<Mutex<Gate>>,
     pub(super) session_expires_s: u32,
     pub(super) min_se_s: u32,
     pub(super) refer_allowed_hosts: Vec<String>,
@@ -121,8 +128,28 @@ impl SipAgent {
     /// The accounts, in no particular order.
     /// Who may send us INVITEs and is never rate-limited: `sip.allow_from`
     /// and the accounts' registrars and proxies.
-    pub fn trusted(&self) -> &[AllowedPeer] {
-        &self.inner.trusted
+    pub fn trusted(&self) -> Vec<AllowedPeer> {
+        self.inner.trusted.lock().expect("trusted peers").clone()
+    }
+
+    /// A registrar or proxy was located (again) at `addresses`: calls and
+    /// requests from there are trusted from now on, as those located at
+    /// start are, so a failover target a later lookup found can call us.
+    /// New ones are announced as [`SipEvent::Trusted`].
+    pub(super) fn trust(&self, addresses: impl IntoIterator<Item = SocketAddr>) {
+        let mut trusted = self.inner.trusted.lock().expect("trusted peers");
+        let mut gate = self.inner.gate.lock().expect("gate");
+        let before = trusted.len();
+        for peer in addresses.into_iter().map(AllowedPeer::Socket) {
+            if !trusted.contains(&peer) {
+                tracing::info!(?peer, "trusted from now on: a registrar or proxy was located there");
+                trusted.push(peer);
+                gate.trust(peer);
+            }
+        }
+        if trusted.len() > before {
+            let _ = self.inner.events.send(SipEvent::Trusted { peers: trusted.clone() });
+        }
     }
 
     pub fn accounts(&self) -> impl Iterator<Item = &Account> {

@@ -125,6 +125,25 @@ fn a_restricted_desk_refuses_strangers_with_403_before_anything_else() {
 }
 
 #[test]
+fn a_registrar_located_later_is_trusted_from_then_on() {
+    let mut config = config();
+    config.inbound.restricted = true;
+    let primary = AllowedPeer::Socket("192.0.2.10:5060".parse().unwrap());
+    config.inbound.allowed = vec![primary];
+    let mut bench = Bench::new(config);
+    let mark = bench.outputs.len();
+    ring_from(&mut bench, "in1", "192.0.2.20:5060", inbound("sip:pbx@192.0.2.20"), 0);
+    refused(&bench, mark, "in1", 403, 0);
+
+    // A fresh lookup located the backup registrar there too.
+    let backup = AllowedPeer::Socket("192.0.2.20:5060".parse().unwrap());
+    bench.handle(Input::Trust(vec![primary, backup]), bench.at(100)).unwrap();
+    let mark = bench.outputs.len();
+    ring_from(&mut bench, "in2", "192.0.2.20:5060", inbound("sip:pbx@192.0.2.20"), 200);
+    assert_eq!(sip_since(&bench, mark), vec![(200, "in2".to_string(), SipAction::Ringing)]);
+}
+
+#[test]
 fn with_no_line_left_a_dial_fails_and_an_inbound_call_hears_503() {
     let mut bench = Bench::new(config());
     // Straight to the desk: the bench would refill the lines after each input.

@@ -66,6 +66,16 @@ fn trusted_peers_and_responses_are_never_limited() {
 }
 
 #[test]
+fn a_peer_trusted_later_is_no_longer_limited() {
+    let start = Instant::now();
+    let backup = addr("192.0.2.20:5060");
+    let mut gate = Gate::new(limits(), vec![]);
+    assert!((0..100).any(|_| gate.on_message(backup, None, OPTIONS, start) != Admit::Pass));
+    gate.trust(AllowedPeer::Socket(backup));
+    assert!((0..500).all(|_| gate.on_message(backup, None, OPTIONS, start) == Admit::Pass));
+}
+
+#[test]
 fn scanners_are_never_answered_even_under_their_rate() {
     let start = Instant::now();
     let mut gate = Gate::new(limits(), vec![]);
