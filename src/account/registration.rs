@@ -109,6 +109,21 @@ pub struct Flow {
     pub seen_at: Option<String>,
 }
 
+/// The accounts to register again when STUN reports our public mapping
+/// (`changed`: it differs from the one known before): every one that holds
+/// or seeks a binding, since its Contact names the old address and calls
+/// would go there; an unregistered one (stopped by the agent, or never
+/// started) stays so.
+pub fn renew_on_new_mapping<'a, K>(
+    reports: impl IntoIterator<Item = (&'a K, &'a Report)>,
+    changed: bool,
+) -> Vec<&'a K> {
+    if !changed {
+        return Vec::new();
+    }
+    reports.into_iter().filter(|(_, report)| report.state != RegState::Unregistered).map(|(key, _)| key).collect()
+}
+
 impl Report {
     /// Where every account starts.
     pub fn unregistered() -> Report {

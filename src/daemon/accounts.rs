@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 
 use super::Daemon;
-use crate::account::registration::Report;
+use crate::account::registration::{renew_on_new_mapping, Report};
 use crate::call::admission::{AnswerPolicy, InboundPolicy};
 use crate::config::{Config, SrtpPolicy};
 use crate::control::api::{self, AccountInfo};
@@ -98,13 +98,8 @@ impl Daemon {
     /// STUN found the NAT maps us elsewhere now: every binding the agent
     /// wants points at a dead mapping, so re-register them at once.
     pub(super) fn on_public_address_change(&mut self, changed: bool) {
-        if !changed {
-            return;
-        }
-        for (account, report) in &self.accounts.reports {
-            if report.state != crate::account::registration::RegState::Unregistered {
-                let _ = self.accounts.command(account, RegCommand::Register);
-            }
+        for account in renew_on_new_mapping(&self.accounts.reports, changed) {
+            let _ = self.accounts.command(account, RegCommand::Register);
         }
     }
 }

@@ -133,3 +133,18 @@ fn failing_over_registers_at_the_next_target_at_once() {
     let steps = reg.on_outcome(Outcome::Registered { granted_s: 600 }, at);
     assert_eq!(reports(&steps), [(RegState::Registered, None)], "the new binding is news");
 }
+
+#[test]
+fn a_new_public_mapping_renews_every_binding_held_or_sought_and_nothing_else() {
+    let with = |state| Report { state, ..Report::unregistered() };
+    let reports: std::collections::BTreeMap<&str, Report> = [
+        ("registered", with(RegState::Registered)),
+        ("registering", with(RegState::Registering)),
+        ("failed", with(RegState::Failed)),
+        ("stopped", with(RegState::Unregistered)),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(renew_on_new_mapping(&reports, true), vec![&"failed", &"registered", &"registering"]);
+    assert!(renew_on_new_mapping(&reports, false).is_empty(), "the same mapping asks for nothing");
+}
