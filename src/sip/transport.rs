@@ -125,8 +125,13 @@ fn udp_socket(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
 /// by us (a peer that sent nothing thinks it is still open): a deep queue.
 const ACCEPT_QUEUE: u32 = 4096;
 
+/// A TCP (or TLS) listening socket; an IPv6 wildcard takes IPv6 only, as
+/// [`udp_socket`]'s does, so every transport treats `[::]` alike.
 fn tcp_listener(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    if addr.is_ipv6() && addr.ip().is_unspecified() {
+        nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::Ipv6V6Only, &true)?;
+    }
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(ACCEPT_QUEUE)
@@ -175,4 +180,25 @@ fn read_pem(path: &Path, key: &'static str) -> Result<Vec<u8>, SipError> {
 /// The `transport=` value and local address to put in a Contact.
 pub fn contact_for(listens: &[Listen], transport: Transport) -> Option<SocketAddr> {
     listens.iter().find(|l| l.transport == transport).map(|l| l.addr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `[::]:P` takes IPv6 only over TCP as over UDP: IPv4 on the same
+    /// port is a listening point of its own.
+    #[tokio::test]
+    async fn an_ipv6_wildcard_listens_to_ipv6_only_on_tcp_and_udp() {
+        let tcp = tcp_listener("[::]:0".parse().unwrap()).unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        assert!(tokio::net::TcpStream::connect(("::1", port)).await.is_ok(), "IPv6 connects");
+        assert!(tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err(), "IPv4 is not taken");
+        let v4 = tcp_listener(SocketAddr::from(([0, 0, 0, 0], port))).expect("0.0.0.0 binds beside [::]");
+        drop(v4);
+
+        let udp = udp_socket("[::]:0".parse().unwrap()).unwrap();
+        let port = udp.local_addr().unwrap().port();
+        udp_socket(SocketAddr::from(([0, 0, 0, 0], port))).expect("0.0.0.0 binds beside [::]");
+    }
 }
