@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use smallvec::SmallVec;
 
-use super::socket::{ArrivalClock, MediaSocket, PortPair};
+use super::socket::{ArrivalClock, PortPair};
 use super::{Gains, MediaAudio, MediaOut};
 use crate::audio::{AudioSink, AudioSource, Denoiser};
 use crate::call::CallId;
@@ -36,7 +36,8 @@ use crate::recorder::{FrameBatch, Recorder};
 /// One frame of audio.
 const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
 /// RTCP comes every few seconds (and rtcp-mux on the RTP port): its own
-/// port is read every fifth tick, which halves the reads per call.
+/// port is read every fifth tick, which halves the reads per call, and
+/// after the tick's sends, so that those reads never shift when RTP leaves.
 const RTCP_READ_EVERY: u64 = 5;
 /// The recorder gets the frames every fifth tick (100 ms): each hand-over
 /// wakes its thread, and on a virtual machine a wake-up costs more than
@@ -306,7 +307,7 @@ impl MediaThread {
         let clock = ArrivalClock::now();
         let lanes = if self.engine.legs() >= SPREAD_FROM { self.threads } else { 1 };
         let MediaThread { engine, io, sink, recorded, lane_recorded, out, gains, capture, music, .. } = self;
-        let shared = Shared { io, clock: &clock, read_rtcp: self.ticks % RTCP_READ_EVERY == 0, out };
+        let shared = Shared { io, clock: &clock, out };
         let mut speaker = Some(Speaker { sink: &mut **sink, gain: gains.output, played: [0; FRAME_SAMPLES] });
         let mut wires: SmallVec<[Wire; MAX_THREADS]> = std::iter::once(&mut *recorded)
             .chain(lane_recorded.iter_mut())
@@ -318,6 +319,13 @@ impl MediaThread {
         drop(wires);
         for lane in lane_recorded.iter_mut() {
             recorded.append(lane);
+        }
+        if self.ticks % RTCP_READ_EVERY == 0 {
+            for (&leg, leg_io) in io.iter() {
+                leg_io.ports.rtcp.drain(&clock, |from, at, datagram| {
+                    engine.receive(leg, Port::Rtcp, from, datagram, at);
+                });
+            }
         }
         if self.ticks % RECORD_EVERY == 0 {
             self.hand_over_recorded();
@@ -348,8 +356,6 @@ fn ntp_now() -> u64 {
 struct Shared<'a> {
     io: &'a HashMap<LegId, LegIo>,
     clock: &'a ArrivalClock,
-    /// RTCP ports are read this tick.
-    read_rtcp: bool,
     out: &'a mpsc::UnboundedSender<MediaOut>,
 }
 
@@ -379,19 +385,13 @@ impl Wire<'_> {
 
 impl TickSink for Wire<'_> {
     fn drain(&mut self, leg: LegId, deliver: &mut Deliver) {
-        let Shared { io, clock, read_rtcp, out } = self.shared;
+        let Shared { io, clock, out } = self.shared;
         let Some(leg_io) = io.get(&leg) else { return };
-        let mut read = |socket: &MediaSocket, port: Port| {
-            socket.drain(clock, |from, at, datagram| {
-                if let Some(digit) = deliver(port, from, datagram, at) {
-                    let _ = out.send(MediaOut::Report(MediaReport::Dtmf { call: leg_io.call.clone(), digit }));
-                }
-            })
-        };
-        read(&leg_io.ports.rtp, Port::Rtp);
-        if *read_rtcp {
-            read(&leg_io.ports.rtcp, Port::Rtcp);
-        }
+        leg_io.ports.rtp.drain(clock, |from, at, datagram| {
+            if let Some(digit) = deliver(Port::Rtp, from, datagram, at) {
+                let _ = out.send(MediaOut::Report(MediaReport::Dtmf { call: leg_io.call.clone(), digit }));
+            }
+        });
     }
 
     fn play(&mut self, frame: &Frame) {
