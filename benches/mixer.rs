@@ -23,9 +23,10 @@ fn frame(mixer: &mut Mixer, legs: &[(Frame, LegMix)], mic: &Frame, music: &Frame
     for (heard, leg) in legs {
         mixer.add_heard(heard, *leg);
     }
-    let mut checksum = i64::from(mixer.agent_frame()[0]);
+    let mut out = [0; FRAME_SAMPLES];
+    let mut checksum = i64::from(mixer.agent_frame(&mut out)[0]);
     for (heard, leg) in legs {
-        checksum += i64::from(mixer.outgoing(*leg, mic, music, heard)[7]);
+        checksum += i64::from(mixer.outgoing(*leg, mic, music, heard, &mut out)[7]);
     }
     checksum
 }

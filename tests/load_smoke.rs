@@ -104,6 +104,8 @@ fn the_load_harness_smoke_run_measures_both_sides() {
         assert!((200.0..=400.0).contains(&packets), "{side}: {packets} RTP packets{context}");
         let cpu = number(&summary, "cpu_per_call", side);
         assert!(cpu > 0.0 && cpu < 100.0, "{side}: cpu per call {cpu}{context}");
+        let idle_cpu = number(&summary, "cpu_idle", side);
+        assert!((0.0..100.0).contains(&idle_cpu), "{side}: idle cpu {idle_cpu}{context}");
         let (idle, calls) = (number(&summary, "rss_idle", side), number(&summary, "rss_in_calls", side));
         assert!(idle > 500.0 && idle < 1_000_000.0, "{side}: idle RSS {idle} kB{context}");
         assert!(calls > 500.0 && calls < 1_000_000.0, "{side}: RSS in calls {calls} kB{context}");

@@ -43,6 +43,18 @@ pub fn cpu_percent(from: CpuSample, to: CpuSample) -> f64 {
     100.0 * (to.cpu_seconds - from.cpu_seconds) / wall
 }
 
+/// CPU time of all of a process's threads, in nanoseconds (the first field
+/// of each `/proc/PID/task/*/schedstat`): precise enough for an idle
+/// process, where utime and stime move in whole 10 ms ticks.
+pub fn cpu_ns(pid: u32) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let runtime = |task: std::fs::DirEntry| -> Option<u64> {
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        schedstat.split_whitespace().next()?.parse().ok()
+    };
+    Some(tasks.flatten().filter_map(runtime).sum())
+}
+
 /// Resident memory that is the process's own: VmRSS minus RssShmem, in kB.
 pub fn rss_kb(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;

@@ -52,6 +52,7 @@ const FIGURES: &[(&str, &str, bool, Extract)] = &[
     ("cpu_process", "% core", true, |r| r.cpu_percent),
     ("cpu_jackd", "% core", true, |r| r.jackd_cpu_percent),
     ("cpu_caller", "% core", true, |r| r.caller_cpu_percent),
+    ("cpu_idle", "% core", true, |r| r.cpu_idle_percent),
     ("rss_idle", "kB", true, |r| r.rss_idle_kb.map(|v| v as f64)),
     ("rss_in_calls", "kB", true, |r| r.rss_calls_kb.map(|v| v as f64)),
     ("rss_per_call", "kB", true, |r| r.rss_per_call_kb),

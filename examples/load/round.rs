@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::caller::{Caller, CallerOutcome};
-use crate::measure::{cpu_percent, cpu_sample, quantile, rss_kb, udp_ports, wait_until};
+use crate::measure::{cpu_ns, cpu_percent, cpu_sample, quantile, rss_kb, udp_ports, wait_until};
 use crate::pacing::{self, Capture, Pacing};
 use crate::peers::{Baresip, Jackd, Softphoned};
 use crate::sipp;
@@ -18,6 +18,8 @@ use crate::{Options, Side};
 
 /// How long the side sits idle before its idle RSS is read.
 const IDLE: Duration = Duration::from_secs(1);
+/// Then how long its idle CPU is measured (1 s in the smoke mode).
+const IDLE_CPU: Duration = Duration::from_secs(5);
 /// After the last call is up, before the window opens.
 const SETTLE: Duration = Duration::from_secs(1);
 /// Round trips of daemon.status during the window, one every this.
@@ -72,6 +74,8 @@ pub struct RoundResult {
     /// sipp's, or the Opus caller's.
     pub caller_cpu_percent: Option<f64>,
     pub rss_idle_kb: Option<u64>,
+    /// Of one core, the whole process with no call.
+    pub cpu_idle_percent: Option<f64>,
     pub rss_calls_kb: Option<u64>,
     pub rss_per_call_kb: Option<f64>,
     pub pacing: Option<Pacing>,
@@ -161,6 +165,13 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     let pid = sut.pid();
     std::thread::sleep(IDLE);
     result.rss_idle_kb = rss_kb(pid);
+    let idle_window = if setup.options.smoke { Duration::from_secs(1) } else { IDLE_CPU };
+    let idle_from = (Instant::now(), cpu_ns(pid));
+    std::thread::sleep(idle_window);
+    result.cpu_idle_percent = idle_from
+        .1
+        .zip(cpu_ns(pid))
+        .map(|(from, to)| 100.0 * to.saturating_sub(from) as f64 / 1e9 / idle_from.0.elapsed().as_secs_f64());
 
     // Calls last long enough for the ramp, the settling and the window, and end by themselves.
     let window = Duration::from_secs(setup.options.seconds);

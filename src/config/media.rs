@@ -1,7 +1,7 @@
 //! `[media]`: which codecs and SRTP policy calls use (accounts may
 //! override both), how the jitter buffer may adapt, when silence on the
 //! wire ends a call, how often quality is reported, DTMF timing, hold
-//! music and noise suppression.
+//! music, noise suppression and how many threads carry the media.
 
 use std::path::PathBuf;
 
@@ -38,6 +38,9 @@ pub struct MediaConfig {
     pub hold_music: Option<PathBuf>,
     /// RNNoise suppression on the microphone.
     pub noise_suppression: bool,
+    /// Threads a busy media tick is spread over (from 32 calls on); 0 =
+    /// one per core. At most 8.
+    pub threads: usize,
 }
 
 impl Default for MediaConfig {
@@ -56,6 +59,7 @@ impl Default for MediaConfig {
             opus_fec: true,
             hold_music: None,
             noise_suppression: false,
+            threads: 0,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! the agent; and the calls of the local conference also hear one another,
 //! each everyone but itself. The sums are kept wide (i32) and clipped once,
 //! so three loud parties saturate instead of wrapping, and nothing is
-//! allocated: the media tick calls this for every frame.
+//! allocated: the media tick calls this for every frame. A tick spread over
+//! threads keeps one mixer per lane and adds the lanes' sums together
+//! before anything is sent.
 
 use super::codec::{Frame, FRAME_SAMPLES};
 
@@ -18,17 +20,15 @@ pub struct LegMix {
     pub conference: bool,
 }
 
-/// One frame's mixing state; reused for every frame.
+/// One frame's sums; reused for every frame.
 pub struct Mixer {
     agent: [i32; FRAME_SAMPLES],
     conference: [i32; FRAME_SAMPLES],
-    /// The clipped result handed out last.
-    out: Frame,
 }
 
 impl Default for Mixer {
     fn default() -> Self {
-        Mixer { agent: [0; FRAME_SAMPLES], conference: [0; FRAME_SAMPLES], out: [0; FRAME_SAMPLES] }
+        Mixer { agent: [0; FRAME_SAMPLES], conference: [0; FRAME_SAMPLES] }
     }
 }
 
@@ -48,32 +48,50 @@ impl Mixer {
         }
     }
 
-    /// What the agent hears this frame. Call after every `add_heard`.
-    pub fn agent_frame(&mut self) -> &Frame {
-        clip(&self.agent, &mut self.out);
-        &self.out
+    /// Add another mixer's sums of this frame (a lane's, in a tick spread
+    /// over threads) to these.
+    pub fn add_sums(&mut self, lane: &Mixer) {
+        for (sum, other) in self.agent.iter_mut().zip(&lane.agent) {
+            *sum += other;
+        }
+        for (sum, other) in self.conference.iter_mut().zip(&lane.conference) {
+            *sum += other;
+        }
+    }
+
+    /// What the agent hears this frame, in `out`. Call after every `add_heard`.
+    pub fn agent_frame<'a>(&self, out: &'a mut Frame) -> &'a Frame {
+        clip(&self.agent, out);
+        out
     }
 
     /// What to send to one call this frame, given what that call itself
-    /// was heard saying (`heard`, as passed to `add_heard`). Call after every
-    /// `add_heard`.
-    pub fn outgoing<'a>(&'a mut self, leg: LegMix, mic: &'a Frame, music: &'a Frame, heard: &Frame) -> &'a Frame {
+    /// was heard saying (`heard`, as passed to `add_heard`); `out` holds
+    /// it when it is a mix. Call after every `add_heard`.
+    pub fn outgoing<'a>(
+        &self,
+        leg: LegMix,
+        mic: &'a Frame,
+        music: &'a Frame,
+        heard: &Frame,
+        out: &'a mut Frame,
+    ) -> &'a Frame {
         if leg.held {
             return music;
         }
         if !leg.conference {
             if leg.muted {
-                self.out.fill(0);
-                return &self.out;
+                out.fill(0);
+                return out;
             }
             return mic;
         }
-        for (i, out) in self.out.iter_mut().enumerate() {
+        for (i, out) in out.iter_mut().enumerate() {
             let mic = if leg.muted { 0 } else { i32::from(mic[i]) };
             let others = self.conference[i] - i32::from(heard[i]);
             *out = (mic + others).clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16;
         }
-        &self.out
+        out
     }
 }
 
@@ -119,13 +137,13 @@ mod tests {
         for heard in &parties {
             mixer.add_heard(heard, CONF);
         }
-        let agent = *mixer.agent_frame();
+        let agent = *mixer.agent_frame(&mut [0; FRAME_SAMPLES]);
         for hz in [700.0, 1100.0, 1500.0] {
             assert!(level(&agent, hz) > 0.8, "the agent hears {hz} Hz");
         }
         assert!(level(&agent, 400.0) < 0.05, "the agent does not hear itself");
         for (own, heard) in [700.0, 1100.0, 1500.0].into_iter().zip(&parties) {
-            let sent = *mixer.outgoing(CONF, &mic, &music, heard);
+            let sent = *mixer.outgoing(CONF, &mic, &music, heard, &mut [0; FRAME_SAMPLES]);
             assert!(level(&sent, own) < 0.05, "a party never hears itself ({own} Hz)");
             assert!(level(&sent, 400.0) > 0.8, "every party hears the agent");
             for other in [700.0, 1100.0, 1500.0].into_iter().filter(|hz| *hz != own) {
@@ -144,13 +162,13 @@ mod tests {
         mixer.add_heard(&a, CONF);
         mixer.add_heard(&b, held);
         let muted = LegMix { muted: true, ..CONF };
-        let to_a = *mixer.outgoing(muted, &mic, &music, &a);
+        let to_a = *mixer.outgoing(muted, &mic, &music, &a, &mut [0; FRAME_SAMPLES]);
         assert!(level(&to_a, 400.0) < 0.05, "muted: the agent is not heard");
         assert!(level(&to_a, 1100.0) < 0.05, "a held party is out of the conference");
-        assert_eq!(*mixer.outgoing(held, &mic, &music, &b), music);
+        assert_eq!(*mixer.outgoing(held, &mic, &music, &b, &mut [0; FRAME_SAMPLES]), music);
         let lone = LegMix { muted: true, ..LegMix::default() };
-        assert_eq!(*mixer.outgoing(lone, &mic, &music, &a), [0; FRAME_SAMPLES]);
-        assert_eq!(*mixer.outgoing(LegMix::default(), &mic, &music, &a), mic);
+        assert_eq!(*mixer.outgoing(lone, &mic, &music, &a, &mut [0; FRAME_SAMPLES]), [0; FRAME_SAMPLES]);
+        assert_eq!(*mixer.outgoing(LegMix::default(), &mic, &music, &a, &mut [0; FRAME_SAMPLES]), mic);
     }
 
     #[test]
@@ -161,8 +179,8 @@ mod tests {
         for _ in 0..3 {
             mixer.add_heard(&loud, CONF);
         }
-        assert!(mixer.agent_frame().iter().all(|s| *s == i16::MAX));
-        let sent = *mixer.outgoing(CONF, &loud, &[0; FRAME_SAMPLES], &loud);
+        assert!(mixer.agent_frame(&mut [0; FRAME_SAMPLES]).iter().all(|s| *s == i16::MAX));
+        let sent = *mixer.outgoing(CONF, &loud, &[0; FRAME_SAMPLES], &loud, &mut [0; FRAME_SAMPLES]);
         assert!(sent.iter().all(|s| *s == i16::MAX));
     }
 }

@@ -15,8 +15,8 @@ mod thread;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::mpsc::Sender;
-use std::thread::JoinHandle;
+use std::sync::mpsc::{Receiver, Sender};
+use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -29,7 +29,7 @@ use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
 use crate::recorder::Recorder;
 use socket::PortPair;
-use thread::{Command, MediaThread};
+use thread::{Command, MediaThread, MAX_THREADS};
 
 /// What the media thread tells the run loop.
 pub enum MediaOut {
@@ -63,7 +63,8 @@ pub struct MediaAudio {
 /// The run loop's side of the media thread. Every method returns at once.
 pub struct MediaIo {
     commands: Sender<Command>,
-    thread: Option<JoinHandle<()>>,
+    /// The media threads, and word from the one running the loop that it ended.
+    pool: Option<(rayon::ThreadPool, Mutex<Receiver<()>>)>,
     bind_ip: IpAddr,
     /// Port pairs bound ahead of need (the desk's lines), by RTP address:
     /// binding takes ~150 µs, which a countdown's dial should not wait for.
@@ -80,10 +81,28 @@ impl MediaIo {
         recorder: Recorder,
     ) -> std::io::Result<(MediaIo, mpsc::UnboundedReceiver<MediaOut>)> {
         let (out, reports) = mpsc::unbounded_channel();
-        let media = MediaThread::new(audio, &config, recorder, out);
+        let threads = media_threads(config.threads);
+        let media = MediaThread::new(audio, &config, recorder, out, threads);
         let (commands, queue) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new().name("media".into()).spawn(move || media.run(queue))?;
-        let io = MediaIo { commands, thread: Some(thread), bind_ip, spares: HashMap::new(), gains: Gains::default() };
+        // The thread is one of the pool's, so that its tick's lanes go to the others.
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|_| "media".into())
+            .panic_handler(|_| tracing::error!("a media thread panicked: calls have no audio from now on"))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let (ended, thread_end) = std::sync::mpsc::channel();
+        pool.spawn(move || {
+            media.run(queue);
+            let _ = ended.send(());
+        });
+        let io = MediaIo {
+            commands,
+            pool: Some((pool, Mutex::new(thread_end))),
+            bind_ip,
+            spares: HashMap::new(),
+            gains: Gains::default(),
+        };
         Ok((io, reports))
     }
 
@@ -184,8 +203,18 @@ impl Drop for MediaIo {
         // Closing the queue ends the thread after what is queued.
         let (closed, _) = std::sync::mpsc::channel();
         drop(std::mem::replace(&mut self.commands, closed));
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        if let Some((_pool, thread_end)) = self.pool.take() {
+            // Disconnected too when the thread panicked.
+            let _ = thread_end.into_inner().map(|thread_end| thread_end.recv());
         }
     }
+}
+
+/// `media.threads`, or one per core when 0, within 1..=MAX_THREADS.
+fn media_threads(configured: usize) -> usize {
+    let wanted = match configured {
+        0 => std::thread::available_parallelism().map_or(1, usize::from),
+        n => n,
+    };
+    wanted.clamp(1, MAX_THREADS)
 }

@@ -5,6 +5,7 @@
 //! packet really arrived, which jitter (RFC 3550 A.8) and the jitter
 //! buffer need.
 
+use std::cell::RefCell;
 use std::io::{self, IoSliceMut};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::AsRawFd;
@@ -41,11 +42,23 @@ impl MediaSocket {
     pub fn send_to(&self, packet: &[u8], to: SocketAddr) -> io::Result<usize> {
         self.udp.send_to(packet, to)
     }
+
+    /// Read every datagram waiting here, oldest first, handing each to
+    /// `each` with its sender and arrival time. Never blocks.
+    pub fn drain(&self, clock: &ArrivalClock, each: impl FnMut(SocketAddr, Instant, &[u8])) {
+        READER.with_borrow_mut(|reader| reader.drain(self, clock, each));
+    }
 }
 
-/// The media thread's receive buffers, shared by all ports (one is read
-/// at a time). Not `Send`: made on the thread that reads.
-pub struct Reader {
+thread_local! {
+    /// The receive buffers of each thread that reads ports (the lanes of a
+    /// tick may run on several), shared by every port it reads.
+    static READER: RefCell<Reader> = RefCell::new(Reader::default());
+}
+
+/// Receive buffers for one port at a time. Not `Send`: made on the thread
+/// that reads.
+struct Reader {
     headers: MultiHeaders<SockaddrStorage>,
     buffers: Box<[[u8; MAX_DATAGRAM]; BATCH]>,
 }
@@ -58,14 +71,7 @@ impl Default for Reader {
 }
 
 impl Reader {
-    /// Read every datagram waiting on `socket`, oldest first, handing each
-    /// to `each` with its sender and arrival time. Never blocks.
-    pub fn drain(
-        &mut self,
-        socket: &MediaSocket,
-        clock: &ArrivalClock,
-        mut each: impl FnMut(SocketAddr, Instant, &[u8]),
-    ) {
+    fn drain(&mut self, socket: &MediaSocket, clock: &ArrivalClock, mut each: impl FnMut(SocketAddr, Instant, &[u8])) {
         let fd = socket.udp.as_raw_fd();
         loop {
             let mut slices = self.buffers.each_mut().map(|buffer| [IoSliceMut::new(buffer)]);
@@ -184,7 +190,6 @@ mod tests {
     #[test]
     fn drain_reads_every_waiting_datagram_with_its_sender_and_a_past_arrival_time() {
         let pair = PortPair::bind(IpAddr::from([127, 0, 0, 1])).unwrap();
-        let mut reader = Reader::default();
         let rtp = pair.rtp_addr().unwrap();
         assert_eq!(rtp.port() % 2, 0);
         let peer = UdpSocket::bind("127.0.0.1:0").unwrap();
@@ -195,7 +200,7 @@ mod tests {
         std::thread::sleep(Duration::from_millis(30));
         let clock = ArrivalClock::now();
         let mut seen = Vec::new();
-        reader.drain(&pair.rtp, &clock, |from, at, data| seen.push((from, at, data.to_vec())));
+        pair.rtp.drain(&clock, |from, at, data| seen.push((from, at, data.to_vec())));
         assert_eq!(seen.len(), BATCH * 2 + 1, "all of them, across batches");
         for (n, (from, at, data)) in seen.iter().enumerate() {
             assert_eq!(*from, peer.local_addr().unwrap());
@@ -208,7 +213,7 @@ mod tests {
             );
         }
         let mut again = 0;
-        reader.drain(&pair.rtp, &clock, |_, _, _| again += 1);
+        pair.rtp.drain(&clock, |_, _, _| again += 1);
         assert_eq!(again, 0, "nothing left, and no blocking");
     }
 }

@@ -6,7 +6,10 @@
 //! engine and sends what it produced; between ticks it waits on its
 //! command queue with the tick's deadline as the timeout, so commands are
 //! carried out at once and ticks on time. With no media flowing it only
-//! waits: an idle daemon costs nothing here.
+//! waits: an idle daemon costs nothing here. With many calls the tick is
+//! spread over the media threads (`media.threads`, one per core): the
+//! thread runs in a small rayon pool whose other threads take lanes of the
+//! tick, so a thousand calls are read, mixed and sent by every core.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,14 +18,16 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::socket::{ArrivalClock, MediaSocket, PortPair, Reader};
+use smallvec::SmallVec;
+
+use super::socket::{ArrivalClock, PortPair};
 use super::{Gains, MediaAudio, MediaOut};
 use crate::audio::{AudioSink, AudioSource, Denoiser};
 use crate::call::CallId;
 use crate::config::MediaConfig;
 use crate::desk::{MediaReport, RecorderCommand};
 use crate::media::codec::{Frame, FRAME_SAMPLES, PCM_RATE};
-use crate::media::engine::{Engine, EngineConfig, LegId, Port, Seeds, TickSink};
+use crate::media::engine::{Deliver, Engine, EngineConfig, Fork, LegId, Port, Seeds, TickSink};
 use crate::media::level::{apply_gain, LevelMeter};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
@@ -31,7 +36,8 @@ use crate::recorder::{FrameBatch, Recorder};
 /// One frame of audio.
 const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
 /// RTCP comes every few seconds (and rtcp-mux on the RTP port): its own
-/// port is read every fifth tick, which halves the reads per call.
+/// port is read every fifth tick, which halves the reads per call, and
+/// after the tick's sends, so that those reads never shift when RTP leaves.
 const RTCP_READ_EVERY: u64 = 5;
 /// The recorder gets the frames every fifth tick (100 ms): each hand-over
 /// wakes its thread, and on a virtual machine a wake-up costs more than
@@ -44,6 +50,12 @@ const MAX_BEHIND: Duration = Duration::from_millis(200);
 /// The thread's timer slack: Linux's default 50 µs would add to every
 /// tick's wake-up; 10 µs keeps send pacing tight.
 const TIMER_SLACK_NS: libc::c_ulong = 10_000;
+/// The tick is spread over the media threads from this many calls on:
+/// below it one thread does a tick in well under a millisecond, and
+/// waking another would cost more than it saves.
+const SPREAD_FROM: usize = 32;
+/// The most media threads; each has a lane of the tick.
+pub(super) const MAX_THREADS: usize = 8;
 
 /// What the run loop asks of the media thread.
 pub(super) enum Command {
@@ -111,6 +123,11 @@ pub(super) struct MediaThread {
     recorder: Recorder,
     /// This tick's recorded frames, handed to the recorder after it.
     recorded: FrameBatch,
+    /// The other lanes' recorded frames, appended to `recorded` after each
+    /// tick so that a call's frames reach the recorder in order.
+    lane_recorded: Vec<FrameBatch>,
+    /// Lanes a busy tick is spread over: the media threads.
+    threads: usize,
     gains: Gains,
     meter: LevelMeter,
     out: mpsc::UnboundedSender<MediaOut>,
@@ -125,6 +142,7 @@ impl MediaThread {
         config: &MediaConfig,
         recorder: Recorder,
         out: mpsc::UnboundedSender<MediaOut>,
+        threads: usize,
     ) -> MediaThread {
         MediaThread {
             engine: Engine::new(EngineConfig {
@@ -144,6 +162,8 @@ impl MediaThread {
             hold_music: audio.hold_music,
             denoiser: config.noise_suppression.then(Box::<Denoiser>::default),
             recorded: recorder.batch(),
+            lane_recorded: (1..threads).map(|_| FrameBatch::default()).collect(),
+            threads,
             recorder,
             gains: Gains::default(),
             meter: LevelMeter::default(),
@@ -158,7 +178,6 @@ impl MediaThread {
         // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer and only
         // changes this thread's timer slack.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS) };
-        let mut reader = Reader::default();
         let mut next_tick: Option<Instant> = None;
         loop {
             let wait = next_tick.map_or(Duration::MAX, |at| at.saturating_duration_since(Instant::now()));
@@ -176,7 +195,7 @@ impl MediaThread {
             if now < due {
                 continue;
             }
-            self.tick(now, &mut reader);
+            self.tick(now);
             // A tick late by a little is caught up at once, so the RTP clock keeps real time.
             next_tick = Some(if now - due > MAX_BEHIND { now + TICK } else { due + TICK });
         }
@@ -274,9 +293,8 @@ impl MediaThread {
     }
 
     /// One 20 ms step for every call: read, capture, send, play, report.
-    fn tick(&mut self, now: Instant, reader: &mut Reader) {
+    fn tick(&mut self, now: Instant) {
         self.ticks += 1;
-        self.receive(reader);
         self.source.read_frame(&mut self.capture);
         if let Some(denoiser) = &mut self.denoiser {
             denoiser.process(&mut self.capture);
@@ -286,16 +304,29 @@ impl MediaThread {
             Some(music) => music.read_frame(&mut self.music),
             None => self.music.fill(0),
         }
-        let mut wire = Wire {
-            io: &self.io,
-            sink: &mut *self.sink,
-            recorded: &mut self.recorded,
-            out: &self.out,
-            output_gain: self.gains.output,
-            played: [0; FRAME_SAMPLES],
-        };
-        self.engine.tick(now, ntp_now(), &self.capture, &self.music, &mut wire);
-        let played = wire.played;
+        let clock = ArrivalClock::now();
+        let lanes = if self.engine.legs() >= SPREAD_FROM { self.threads } else { 1 };
+        let MediaThread { engine, io, sink, recorded, lane_recorded, out, gains, capture, music, .. } = self;
+        let shared = Shared { io, clock: &clock, out };
+        let mut speaker = Some(Speaker { sink: &mut **sink, gain: gains.output, played: [0; FRAME_SAMPLES] });
+        let mut wires: SmallVec<[Wire; MAX_THREADS]> = std::iter::once(&mut *recorded)
+            .chain(lane_recorded.iter_mut())
+            .take(lanes)
+            .map(|recorded| Wire { shared: &shared, speaker: speaker.take(), recorded })
+            .collect();
+        engine.tick_in_lanes(now, ntp_now(), capture, music, &mut wires, &Spread);
+        let played = wires[0].speaker.as_ref().map_or([0; FRAME_SAMPLES], |speaker| speaker.played);
+        drop(wires);
+        for lane in lane_recorded.iter_mut() {
+            recorded.append(lane);
+        }
+        if self.ticks % RTCP_READ_EVERY == 0 {
+            for (&leg, leg_io) in io.iter() {
+                leg_io.ports.rtcp.drain(&clock, |from, at, datagram| {
+                    engine.receive(leg, Port::Rtcp, from, datagram, at);
+                });
+            }
+        }
         if self.ticks % RECORD_EVERY == 0 {
             self.hand_over_recorded();
         }
@@ -303,25 +334,15 @@ impl MediaThread {
             let _ = self.out.send(MediaOut::Levels(levels));
         }
     }
+}
 
-    /// Everything that came on the calls' ports since the last tick.
-    fn receive(&mut self, reader: &mut Reader) {
-        let clock = ArrivalClock::now();
-        let read_rtcp = self.ticks % RTCP_READ_EVERY == 0;
-        let MediaThread { engine, io, out, .. } = self;
-        for (&leg, leg_io) in io.iter() {
-            let mut read = |socket: &MediaSocket, port: Port| {
-                reader.drain(socket, &clock, |from, at, datagram| {
-                    if let Some(digit) = engine.receive(leg, port, from, datagram, at) {
-                        let _ = out.send(MediaOut::Report(MediaReport::Dtmf { call: leg_io.call.clone(), digit }));
-                    }
-                })
-            };
-            read(&leg_io.ports.rtp, Port::Rtp);
-            if read_rtcp {
-                read(&leg_io.ports.rtcp, Port::Rtcp);
-            }
-        }
+/// The tick's lanes on the media threads: rayon's `join` runs the second
+/// part on another thread of the pool when one is free to take it.
+struct Spread;
+
+impl Fork for Spread {
+    fn join<A: FnOnce() + Send, B: FnOnce() + Send>(&self, a: A, b: B) {
+        rayon::join(a, b);
     }
 }
 
@@ -331,35 +352,58 @@ fn ntp_now() -> u64 {
     crate::media::rtcp::ntp_from_unix(since_epoch.as_secs(), since_epoch.subsec_nanos())
 }
 
-/// Where the engine's tick goes: the ports, the speaker, the recorder and
-/// the run loop.
-struct Wire<'a> {
+/// What every lane of a tick reads.
+struct Shared<'a> {
     io: &'a HashMap<LegId, LegIo>,
-    sink: &'a mut dyn AudioSink,
-    recorded: &'a mut FrameBatch,
+    clock: &'a ArrivalClock,
     out: &'a mpsc::UnboundedSender<MediaOut>,
-    output_gain: f32,
-    /// What the speaker played this tick, after the gain.
+}
+
+/// The agent's speaker, which only the first lane plays to.
+struct Speaker<'a> {
+    sink: &'a mut dyn AudioSink,
+    gain: f32,
+    /// What it played this tick, after the gain.
     played: Frame,
+}
+
+/// Where one lane of the engine's tick goes: the ports, the speaker, the
+/// recorder and the run loop.
+struct Wire<'a> {
+    shared: &'a Shared<'a>,
+    speaker: Option<Speaker<'a>>,
+    recorded: &'a mut FrameBatch,
 }
 
 impl Wire<'_> {
     fn report(&self, leg: LegId, report: impl FnOnce(CallId) -> MediaReport) {
-        if let Some(io) = self.io.get(&leg) {
-            let _ = self.out.send(MediaOut::Report(report(io.call.clone())));
+        if let Some(io) = self.shared.io.get(&leg) {
+            let _ = self.shared.out.send(MediaOut::Report(report(io.call.clone())));
         }
     }
 }
 
 impl TickSink for Wire<'_> {
+    fn drain(&mut self, leg: LegId, deliver: &mut Deliver) {
+        let Shared { io, clock, out } = self.shared;
+        let Some(leg_io) = io.get(&leg) else { return };
+        leg_io.ports.rtp.drain(clock, |from, at, datagram| {
+            if let Some(digit) = deliver(Port::Rtp, from, datagram, at) {
+                let _ = out.send(MediaOut::Report(MediaReport::Dtmf { call: leg_io.call.clone(), digit }));
+            }
+        });
+    }
+
     fn play(&mut self, frame: &Frame) {
-        self.played = *frame;
-        apply_gain(&mut self.played, self.output_gain);
-        self.sink.write_frame(&self.played);
+        if let Some(speaker) = &mut self.speaker {
+            speaker.played = *frame;
+            apply_gain(&mut speaker.played, speaker.gain);
+            speaker.sink.write_frame(&speaker.played);
+        }
     }
 
     fn send(&mut self, leg: LegId, port: Port, to: SocketAddr, packet: &[u8]) {
-        let Some(io) = self.io.get(&leg) else { return };
+        let Some(io) = self.shared.io.get(&leg) else { return };
         let socket = match port {
             Port::Rtp => &io.ports.rtp,
             Port::Rtcp => &io.ports.rtcp,
@@ -371,7 +415,7 @@ impl TickSink for Wire<'_> {
     }
 
     fn record(&mut self, leg: LegId, sent: &[i16], heard: &[i16]) {
-        if let Some(io) = self.io.get(&leg) {
+        if let Some(io) = self.shared.io.get(&leg) {
             self.recorded.push(&io.call, sent, heard);
         }
     }

@@ -73,6 +73,19 @@ impl FrameBatch {
         self.len == 0
     }
 
+    /// Move `other`'s frames after these, leaving it empty: the buffers are
+    /// swapped, not copied, so a steady tick still allocates nothing.
+    pub fn append(&mut self, other: &mut FrameBatch) {
+        for frame in &mut other.frames[..other.len] {
+            if self.len == self.frames.len() {
+                self.frames.push(RecordedFrame::default());
+            }
+            std::mem::swap(&mut self.frames[self.len], frame);
+            self.len += 1;
+        }
+        other.len = 0;
+    }
+
     fn iter(&self) -> impl Iterator<Item = &RecordedFrame> {
         self.frames[..self.len].iter()
     }

@@ -11,6 +11,12 @@
 //! Nothing here allocates per packet or per tick once a leg's stream runs:
 //! legs live in a slab addressed by a `Copy` [`LegId`], so the receive path
 //! carries no call name and looks nothing up by hashing a string.
+//!
+//! A tick can be split into lanes, each a contiguous run of the slab with
+//! its own scratch and its own sink, which the shell's [`Fork`] may run on
+//! several threads at once: every lane reads and plays out its legs, the
+//! lanes' mixes are added up and played, then every lane sends its legs'
+//! frames. The engine never starts a thread itself.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -89,10 +95,20 @@ pub enum Port {
     Rtcp,
 }
 
-/// Where a tick's results go. The engine calls these in a fixed order:
-/// `play` once, then per leg `record`, `send` (RTP, then RTCP when due),
-/// `timeout`, `quality`.
+/// Takes one datagram that came for a leg: the port, its source, its bytes
+/// and when it arrived; returns the key an RFC 4733 event's first packet
+/// carried.
+pub type Deliver<'a> = dyn FnMut(Port, SocketAddr, &[u8], Instant) -> Option<char> + 'a;
+
+/// Where a tick's results go, and where it takes what arrived. The engine
+/// calls these in a fixed order: per leg `drain`, then `play` once (on the
+/// first lane's sink), then per leg `record`, `send` (RTP, then RTCP when
+/// due), `timeout`, `quality`.
 pub trait TickSink {
+    /// Hand `deliver` every datagram that came for `leg` since the last
+    /// tick, oldest first. A shell that pushes datagrams through
+    /// [`Engine::receive`] has nothing to hand over here.
+    fn drain(&mut self, _leg: LegId, _deliver: &mut Deliver) {}
     /// What the agent hears this frame: every leg's playout mixed.
     fn play(&mut self, frame: &Frame);
     /// A packet for a leg's peer.
@@ -104,6 +120,21 @@ pub trait TickSink {
     fn timeout(&mut self, leg: LegId);
     /// Time for the leg's periodic quality report.
     fn quality(&mut self, leg: LegId, stats: &MediaStats);
+}
+
+/// Runs two parts of a tick, at once when the shell has the threads for it.
+pub trait Fork: Sync {
+    fn join<A: FnOnce() + Send, B: FnOnce() + Send>(&self, a: A, b: B);
+}
+
+/// One part after the other, on the calling thread: a tick in one lane.
+pub struct InTurn;
+
+impl Fork for InTurn {
+    fn join<A: FnOnce() + Send, B: FnOnce() + Send>(&self, a: A, b: B) {
+        a();
+        b();
+    }
 }
 
 /// One call's part of the media.
@@ -135,11 +166,42 @@ pub struct Engine {
     slots: Vec<Slot>,
     /// Empty slots, reused before the slab grows.
     free: Vec<u32>,
+    /// Each lane's scratch; as many as the widest tick asked for.
+    lanes: Vec<Lane>,
+    /// Every lane's mix added up: what the agent hears, what a conference member is sent.
+    mix: Mixer,
+    played: Frame,
+}
+
+/// What one lane of a tick works in, so lanes share nothing they write.
+struct Lane {
     mixer: Mixer,
+    /// A leg's outgoing frame when it is a mix.
+    outgoing: Frame,
     /// The two sides of a recorded frame at 8 kHz, for narrowband calls.
     narrow: ([i16; FRAME_SAMPLES / 2], [i16; FRAME_SAMPLES / 2]),
     /// The packet being handed to the sink; reused by every leg.
     packet: Vec<u8>,
+}
+
+impl Lane {
+    fn new() -> Lane {
+        Lane {
+            mixer: Mixer::default(),
+            outgoing: [0; FRAME_SAMPLES],
+            narrow: ([0; FRAME_SAMPLES / 2], [0; FRAME_SAMPLES / 2]),
+            packet: Vec::with_capacity(MAX_PACKET),
+        }
+    }
+}
+
+/// The tick's inputs every lane reads.
+struct TickInput<'a> {
+    config: &'a EngineConfig,
+    now: Instant,
+    ntp_now: u64,
+    capture: &'a Frame,
+    music: &'a Frame,
 }
 
 impl Engine {
@@ -148,9 +210,9 @@ impl Engine {
             config,
             slots: Vec::new(),
             free: Vec::new(),
-            mixer: Mixer::default(),
-            narrow: ([0; FRAME_SAMPLES / 2], [0; FRAME_SAMPLES / 2]),
-            packet: Vec::with_capacity(MAX_PACKET),
+            lanes: vec![Lane::new()],
+            mix: Mixer::default(),
+            played: [0; FRAME_SAMPLES],
         }
     }
 
@@ -254,13 +316,7 @@ impl Engine {
     /// returns the key it carried, if it was the first packet of an RFC
     /// 4733 event.
     pub fn receive(&mut self, id: LegId, port: Port, from: SocketAddr, datagram: &[u8], now: Instant) -> Option<char> {
-        let stream = self.leg_mut(id)?.stream.as_mut()?;
-        if is_rtcp(port, datagram) {
-            stream.receive_rtcp(datagram, from, now);
-            None
-        } else {
-            stream.receive_rtp(datagram, from, now)
-        }
+        receive_on(self.leg_mut(id)?.stream.as_mut()?, port, from, datagram, now)
     }
 
     /// Whether any leg has media: without one, a tick does nothing (not even
@@ -269,62 +325,63 @@ impl Engine {
         self.slots.iter().any(|slot| slot.leg.as_ref().is_some_and(|leg| leg.stream.is_some()))
     }
 
+    /// How many legs are open, with media or not.
+    pub fn legs(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+
     /// One 20 ms step for every leg: play the mix to the agent, send each
     /// leg its frame (`capture` is the agent's microphone, `music` what a
     /// held party hears), record, send RTCP when due, report. `ntp_now` is
     /// the wallclock for RTCP sender reports.
-    pub fn tick(&mut self, now: Instant, ntp_now: u64, capture: &Frame, music: &Frame, sink: &mut impl TickSink) {
-        if !self.is_active() {
+    pub fn tick(
+        &mut self,
+        now: Instant,
+        ntp_now: u64,
+        capture: &Frame,
+        music: &Frame,
+        sink: &mut (impl TickSink + Send),
+    ) {
+        self.tick_in_lanes(now, ntp_now, capture, music, std::slice::from_mut(sink), &InTurn);
+    }
+
+    /// [`tick`](Self::tick) in as many lanes as there are `sinks`, which
+    /// `fork` may run at once. Each lane takes an equal run of the slab; a
+    /// leg's frames go to its lane's sink, and the agent's frame to the
+    /// first. Two parts with a join between them: a conference member's
+    /// frame is heard by the others in this same tick, whichever lane they
+    /// are in, so the split adds no delay.
+    pub fn tick_in_lanes<S: TickSink + Send>(
+        &mut self,
+        now: Instant,
+        ntp_now: u64,
+        capture: &Frame,
+        music: &Frame,
+        sinks: &mut [S],
+        fork: &impl Fork,
+    ) {
+        if !self.is_active() || sinks.is_empty() {
             return;
         }
-        let Engine { config, slots, mixer, narrow, packet, .. } = self;
-        // Every playout first: a conference member's frame is sent to the
-        // others in this same tick, so the mixer adds no delay of its own.
-        mixer.start_frame();
-        for leg in slots.iter_mut().filter_map(|slot| slot.leg.as_mut()) {
-            let Some(stream) = leg.stream.as_mut() else { continue };
-            leg.heard.fill(0);
-            stream.mix_playout(now, &mut leg.heard);
-            mixer.add_heard(&leg.heard, leg_mix(leg.muted, leg.conference, stream));
+        if self.lanes.len() < sinks.len() {
+            self.lanes.resize_with(sinks.len(), Lane::new);
         }
-        sink.play(mixer.agent_frame());
-        for (slot, entry) in slots.iter_mut().enumerate() {
-            let Some(leg) = entry.leg.as_mut() else { continue };
-            let Some(stream) = leg.stream.as_mut() else { continue };
-            let id = LegId { slot: slot as u32, generation: entry.generation };
-            let mix = leg_mix(leg.muted, leg.conference, stream);
-            let frame = mixer.outgoing(mix, capture, music, &leg.heard);
-            // The agent's side is what this leg was sent (the mix, in a conference).
-            match leg.record_rate {
-                Some(PCM_RATE) => sink.record(id, frame, &leg.heard),
-                Some(_) => {
-                    halve(frame, &mut narrow.0);
-                    halve(&leg.heard, &mut narrow.1);
-                    sink.record(id, &narrow.0, &narrow.1);
-                }
-                None => {}
-            }
-            let remote = stream.negotiated().remote;
-            if stream.send_frame(frame, now, packet) {
-                sink.send(id, Port::Rtp, remote, packet);
-            }
-            if stream.poll_rtcp(now, ntp_now, packet) {
-                let rtcp_to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
-                sink.send(id, Port::Rtcp, rtcp_to, packet);
-            }
-            if stream.direction().receives() && !leg.timed_out && !config.media_timeout.is_zero() {
-                let last = stream.last_received().unwrap_or(leg.expecting_since).max(leg.expecting_since);
-                if now.saturating_duration_since(last) > config.media_timeout {
-                    leg.timed_out = true;
-                    sink.timeout(id);
-                }
-            }
-            if !config.quality_interval.is_zero() && leg.next_quality <= now {
-                leg.next_quality = now + config.quality_interval;
-                stream.close_quality_window();
-                sink.quality(id, &stream.stats());
-            }
+        let Engine { config, slots, lanes, mix, played, .. } = self;
+        let lanes = &mut lanes[..sinks.len()];
+        let per_lane = slots.len().div_ceil(sinks.len()).max(1);
+        let input = TickInput { config, now, ntp_now, capture, music };
+        across_lanes(fork, slots, 0, per_lane, lanes, sinks, &|legs, first, lane, sink| {
+            play_out(legs, first, lane, sink, input.now)
+        });
+        mix.start_frame();
+        for lane in lanes.iter() {
+            mix.add_sums(&lane.mixer);
         }
+        sinks[0].play(mix.agent_frame(played));
+        let mix = &*mix;
+        across_lanes(fork, slots, 0, per_lane, lanes, sinks, &|legs, first, lane, sink| {
+            send_out(legs, first, lane, sink, mix, &input)
+        });
     }
 
     pub fn stats(&self, id: LegId) -> Option<MediaStats> {
@@ -334,6 +391,111 @@ impl Engine {
 
     fn leg_mut(&mut self, id: LegId) -> Option<&mut Leg> {
         leg_in(&mut self.slots, id)
+    }
+}
+
+/// Run `work` on each lane's run of the slab (`slots` starts at slot
+/// `first`), halving the lanes at each `fork` so they may run at once.
+fn across_lanes<S, F, W>(
+    fork: &F,
+    slots: &mut [Slot],
+    first: usize,
+    per_lane: usize,
+    lanes: &mut [Lane],
+    sinks: &mut [S],
+    work: &W,
+) where
+    S: TickSink + Send,
+    F: Fork,
+    W: Fn(&mut [Slot], usize, &mut Lane, &mut S) + Sync,
+{
+    if let ([lane], [sink]) = (&mut *lanes, &mut *sinks) {
+        return work(slots, first, lane, sink);
+    }
+    let half = lanes.len() / 2;
+    let cut = (half * per_lane).min(slots.len());
+    let (slots_a, slots_b) = slots.split_at_mut(cut);
+    let (lanes_a, lanes_b) = lanes.split_at_mut(half);
+    let (sinks_a, sinks_b) = sinks.split_at_mut(half);
+    fork.join(
+        || across_lanes(fork, slots_a, first, per_lane, lanes_a, sinks_a, work),
+        || across_lanes(fork, slots_b, first + cut, per_lane, lanes_b, sinks_b, work),
+    );
+}
+
+/// A lane's first part: what came for each leg, and its playout into the
+/// lane's mix. A leg without media still has its ports emptied.
+fn play_out(legs: &mut [Slot], first: usize, lane: &mut Lane, sink: &mut impl TickSink, now: Instant) {
+    lane.mixer.start_frame();
+    for (slot, entry) in legs.iter_mut().enumerate() {
+        let Some(leg) = entry.leg.as_mut() else { continue };
+        let id = LegId { slot: (first + slot) as u32, generation: entry.generation };
+        sink.drain(id, &mut |port, from, datagram, at| receive_on(leg.stream.as_mut()?, port, from, datagram, at));
+        let Some(stream) = leg.stream.as_mut() else { continue };
+        leg.heard.fill(0);
+        stream.mix_playout(now, &mut leg.heard);
+        lane.mixer.add_heard(&leg.heard, leg_mix(leg.muted, leg.conference, stream));
+    }
+}
+
+/// A lane's second part, once every lane's playout is in `mix`: each leg's
+/// frame recorded and sent, RTCP when due, the media timeout, quality.
+fn send_out(
+    legs: &mut [Slot],
+    first: usize,
+    lane: &mut Lane,
+    sink: &mut impl TickSink,
+    mix: &Mixer,
+    input: &TickInput,
+) {
+    let TickInput { config, now, ntp_now, capture, music } = *input;
+    let Lane { outgoing, narrow, packet, .. } = lane;
+    for (slot, entry) in legs.iter_mut().enumerate() {
+        let Some(leg) = entry.leg.as_mut() else { continue };
+        let Some(stream) = leg.stream.as_mut() else { continue };
+        let id = LegId { slot: (first + slot) as u32, generation: entry.generation };
+        let frame = mix.outgoing(leg_mix(leg.muted, leg.conference, stream), capture, music, &leg.heard, outgoing);
+        // The agent's side is what this leg was sent (the mix, in a conference).
+        match leg.record_rate {
+            Some(PCM_RATE) => sink.record(id, frame, &leg.heard),
+            Some(_) => {
+                halve(frame, &mut narrow.0);
+                halve(&leg.heard, &mut narrow.1);
+                sink.record(id, &narrow.0, &narrow.1);
+            }
+            None => {}
+        }
+        let remote = stream.negotiated().remote;
+        if stream.send_frame(frame, now, packet) {
+            sink.send(id, Port::Rtp, remote, packet);
+        }
+        if stream.poll_rtcp(now, ntp_now, packet) {
+            let rtcp_to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
+            sink.send(id, Port::Rtcp, rtcp_to, packet);
+        }
+        if stream.direction().receives() && !leg.timed_out && !config.media_timeout.is_zero() {
+            let last = stream.last_received().unwrap_or(leg.expecting_since).max(leg.expecting_since);
+            if now.saturating_duration_since(last) > config.media_timeout {
+                leg.timed_out = true;
+                sink.timeout(id);
+            }
+        }
+        if !config.quality_interval.is_zero() && leg.next_quality <= now {
+            leg.next_quality = now + config.quality_interval;
+            stream.close_quality_window();
+            sink.quality(id, &stream.stats());
+        }
+    }
+}
+
+/// A datagram at a leg's `port`: RTCP (its own port, or RFC 5761 muxed) or
+/// RTP, whose first packet of an RFC 4733 event gives the key.
+fn receive_on(stream: &mut MediaStream, port: Port, from: SocketAddr, datagram: &[u8], now: Instant) -> Option<char> {
+    if is_rtcp(port, datagram) {
+        stream.receive_rtcp(datagram, from, now);
+        None
+    } else {
+        stream.receive_rtp(datagram, from, now)
     }
 }
 

@@ -54,9 +54,20 @@ struct Kept {
     quality: Vec<LegId>,
     /// (loss %, MOS) of each quality report.
     reported: Vec<(f64, f64)>,
+    /// Datagrams waiting for the next tick's `drain`: leg, source, bytes, arrival.
+    inbox: Vec<(LegId, SocketAddr, Vec<u8>, Instant)>,
+    /// Legs drained by this sink.
+    drained: Vec<LegId>,
 }
 
 impl TickSink for Kept {
+    fn drain(&mut self, leg: LegId, deliver: &mut Deliver) {
+        self.drained.push(leg);
+        for (_, from, packet, at) in self.inbox.iter().filter(|(to, ..)| *to == leg) {
+            deliver(Port::Rtp, *from, packet, *at);
+        }
+        self.inbox.retain(|(to, ..)| *to != leg);
+    }
     fn play(&mut self, _frame: &Frame) {
         self.played += 1;
     }
@@ -345,4 +356,66 @@ fn an_outage_shows_in_the_quality_report_while_it_lasts() {
     assert!(mos[3] < 2.0 && mos[2] > 4.0, "MOS falls with it: {mos:?}");
     assert_eq!(loss[5], 0.0, "and recovers: {loss:?}");
     assert!(kept.timeouts.is_empty(), "1.5 s is no media timeout");
+}
+
+/// Every part on a thread of its own, as the shell's pool may run them.
+struct Threads;
+
+impl Fork for Threads {
+    fn join<A: FnOnce() + Send, B: FnOnce() + Send>(&self, a: A, b: B) {
+        std::thread::scope(|scope| {
+            scope.spawn(b);
+            a();
+        });
+    }
+}
+
+#[test]
+fn a_tick_in_lanes_on_threads_keeps_each_leg_in_its_lane_and_the_conference_whole() {
+    let t0 = Instant::now();
+    let mut engine = Engine::new(config());
+    let legs: Vec<LegId> = (0..8).map(|n| engine.open(format!("{n}"), t0)).collect();
+    for (n, leg) in legs.iter().enumerate() {
+        engine.start(*leg, pcmu(MediaDirection::SendRecv, 4000 + 2 * n as u16), seeds(n as u32), t0).unwrap();
+    }
+    // The first and the last leg: one in each lane, both in the conference.
+    let (first, last) = (legs[0], legs[7]);
+    engine.set_conference(first, true);
+    engine.set_conference(last, true);
+    let mut peers: Vec<(Engine, Frame, Kept)> = [(4000u16, 700.0), (4014, 1100.0)]
+        .into_iter()
+        .map(|(port, hz)| {
+            let mut peer = Engine::new(config());
+            let leg = peer.open("peer".into(), t0);
+            peer.start(leg, pcmu(MediaDirection::SendRecv, port), seeds(9), t0).unwrap();
+            (peer, tone(hz), Kept::default())
+        })
+        .collect();
+    let mic = tone(400.0);
+    let mut lanes = [Kept::default(), Kept::default()];
+    for n in 0..50 {
+        let now = t0 + TICK * n;
+        for ((peer, voice, from_peer), (ours, lane)) in peers.iter_mut().zip([(first, 0), (last, 1)]) {
+            peer.tick(now, 0, voice, voice, from_peer);
+            let from = SocketAddr::from(([127, 0, 0, 1], 4000 + 2 * ours.slot as u16));
+            for (_, port, _, packet) in from_peer.sent.drain(..) {
+                if port == Port::Rtp {
+                    lanes[lane].inbox.push((ours, from, packet, now));
+                }
+            }
+        }
+        engine.tick_in_lanes(now, 0, &mic, &mic, &mut lanes, &Threads);
+    }
+    let [lane_a, lane_b] = &lanes;
+    assert_eq!((lane_a.played, lane_b.played), (50, 0), "the agent's frame is played once, by the first lane");
+    assert!(lane_a.drained.iter().all(|leg| legs[..4].contains(leg)), "the first lane reads the first half");
+    assert!(lane_b.drained.iter().all(|leg| legs[4..].contains(leg)), "the second lane the rest");
+    assert!(lane_a.sent.iter().all(|(leg, ..)| legs[..4].contains(leg)));
+    assert!(lane_b.sent.iter().all(|(leg, ..)| legs[4..].contains(leg)));
+    let level = |audio: &[i16], hz| crate::audio::analysis::tone_amplitude(&audio[audio.len() / 2..], 8000, hz);
+    let (to_first, to_last) = (lane_a.audio_to(first), lane_b.audio_to(last));
+    assert!(level(&to_first, 1100.0) > 1000.0, "the first hears the last's peer across lanes");
+    assert!(level(&to_last, 700.0) > 1000.0, "and the last the first's");
+    assert!(level(&to_first, 400.0) > 1000.0 && level(&to_last, 400.0) > 1000.0, "both hear the agent");
+    assert!(level(&to_first, 700.0) < 300.0, "nobody hears itself");
 }
