@@ -27,8 +27,11 @@ UAC_MP=6010 # sipp binds -mp and -mp+2: keep instances 4 apart
 # makes -timeout a hard bound (exit 255); without it sipp waits for a
 # call in progress forever.
 common() { # tag
+  # -key hdr: the caller scenarios place [hdr] (a header the tests vary)
+  # in their INVITE, as tests/common/sipp.rs gives it.
   COMMON=(-i 127.0.0.1 -mi 127.0.0.1 -ci 127.0.0.1
     -m 1 -nostdin -timeout 60 -timeout_error
+    -key hdr "X-Softphoned-Test: plain"
     -recv_timeout 10000
     -trace_msg -message_file "$1.msg"
     -trace_err -error_file "$1.err"
