@@ -11,6 +11,7 @@ mod bridge;
 mod budget;
 mod dispatch;
 mod instance;
+mod memory;
 mod outputs;
 
 use std::net::SocketAddr;
@@ -248,6 +249,9 @@ impl Daemon {
         let Inputs { mut control, mut sip, mut media, mut audio, mut recorder } = inputs;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        // The code start-up ran is released once it has settled, and again
+        // after each burst of signalling (see `memory`).
+        let mut release_code_at = Some(Instant::now() + memory::SETTLE);
         loop {
             let deadline = self.desk.poll_timeout();
             if deadline != self.alarm_set {
@@ -264,8 +268,16 @@ impl Daemon {
                 Some(opened) = audio.recv() => self.on_audio_opened(opened, clock().at),
                 _ = crate::timing::sleep_until(deadline.map(Instant::from_std)) => self.timeout(),
                 _ = self.alarm.rung() => self.timeout(),
+                _ = crate::timing::sleep_until(release_code_at) => {
+                    release_code_at = None;
+                    let bytes = memory::release_code();
+                    tracing::debug!(bytes, "code pages released");
+                }
                 Some(out) = media.recv() => self.on_media(out),
-                Some(event) = sip.recv() => self.on_sip(event),
+                Some(event) = sip.recv() => {
+                    self.on_sip(event);
+                    release_code_at = Some(Instant::now() + memory::SETTLE);
+                }
                 Some(report) = recorder.recv() => {
                     self.feed(Input::Recorder(report), clock());
                 }
