@@ -103,6 +103,10 @@ pub struct Options {
     /// Recording on for both sides; softphoned's WAVs are checked afterwards.
     #[arg(long)]
     pub record: bool,
+    /// softphoned's `media.threads`: how many threads a tick of 32 calls or
+    /// more is spread over (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub media_threads: usize,
     /// 2 calls, 3 s, one round per side (what tests/load_smoke.rs runs).
     #[arg(long)]
     pub smoke: bool,

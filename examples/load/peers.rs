@@ -183,12 +183,13 @@ impl Softphoned {
              allow_from = [\"127.0.0.1\"]\nsession_expires_s = 0\n\
              [agent]\nauto_answer_after_ms = 0\n\
              [calls]\nmax = {max}\nhold_on_answer = false\n\
-             [media]\ncodecs = [\"{codec}\"]\nmedia_timeout_ms = 0\n\
+             [media]\ncodecs = [\"{codec}\"]\nmedia_timeout_ms = 0\nthreads = {threads}\n\
              [audio]\nsource = \"{source}\"\nsink = \"{sink}\"\n\
              [recording]\nmode = \"{mode}\"\ndir = \"{recordings}\"\n\
              [control]\nsocket = \"{socket}\"\n\
              [store]\npath = \"{store}\"\n",
             max = calls + 4,
+            threads = options.media_threads,
             mode = if options.record { "always" } else { "never" },
             recordings = recordings.display(),
             socket = socket.display(),

@@ -41,6 +41,9 @@ pub struct MediaConfig {
     /// Threads a busy media tick is spread over (from 32 calls on); 0 =
     /// one per core. At most 8.
     pub threads: usize,
+    /// A tick is spread when one thread would spend more than this on it
+    /// (of the 20 ms period); 0 = whenever there are 32 calls or more.
+    pub spread_above_ms: u64,
 }
 
 impl Default for MediaConfig {
@@ -60,6 +63,7 @@ impl Default for MediaConfig {
             hold_music: None,
             noise_suppression: false,
             threads: 0,
+            spread_above_ms: 10,
         }
     }
 }
