@@ -10,6 +10,7 @@
 //! lines), passes commands and asks for figures; what the thread sees
 //! comes back as [`MediaOut`] on a channel the run loop listens to.
 
+mod pacer;
 mod socket;
 mod thread;
 
@@ -90,6 +91,14 @@ impl MediaIo {
     fn send(&self, command: Command) {
         // The thread only ends when this handle drops its sender.
         let _ = self.commands.send(command);
+        self.wake();
+    }
+
+    /// The thread sleeps parked between ticks: it looks at its queue when woken.
+    fn wake(&self) {
+        if let Some(thread) = &self.thread {
+            thread.thread().unpark();
+        }
     }
 
     /// Set the microphone and/or speaker gain (each within 0.0..=2.0).
@@ -184,6 +193,7 @@ impl Drop for MediaIo {
         // Closing the queue ends the thread after what is queued.
         let (closed, _) = std::sync::mpsc::channel();
         drop(std::mem::replace(&mut self.commands, closed));
+        self.wake();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
