@@ -64,7 +64,8 @@ impl Jackd {
     pub fn freeze(&self, frozen: bool) {
         let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
         // SAFETY: kill(2) on our own child's pid only sends it a signal.
-        assert_eq!(unsafe { libc::kill(self.child.id() as libc::pid_t, signal) }, 0, "signal jackd");
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert!(sent == 0 || std::thread::panicking(), "signal jackd");
     }
 
     /// The environment of a client of this server (a daemon, a tool).
@@ -130,7 +131,18 @@ pub fn client_env(name: &str) -> Vec<(&'static str, String)> {
 }
 
 impl Drop for Jackd {
+    /// SIGTERM first: jackd then leaves the machine's JACK server registry,
+    /// which a killed one never does, and the registry has room for only
+    /// eight servers (it reclaims a dead one's place only for its name).
     fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid only sends it a signal; a
+        // frozen one must run to handle SIGTERM.
+        unsafe { (libc::kill(pid, libc::SIGCONT), libc::kill(pid, libc::SIGTERM)) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
