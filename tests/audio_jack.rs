@@ -3,8 +3,10 @@
 //! daemon's client appears when a call needs it, connected to the hardware
 //! ports, what its playback port plays is the customer (recorded there by
 //! `jack_rec`), a sine fed into its capture port reaches the customer, and
-//! the client leaves the graph after the idle grace. Without a server,
-//! `jack` falls back to null, says why, and calls go on.
+//! the client leaves the graph after the idle grace. The card's clock paces
+//! what the customer receives (a card running fast sends fast), and a
+//! frozen card hands the pacing to the daemon's own timer. Without a
+//! server, `jack` falls back to null, says why, and calls go on.
 
 mod common;
 
@@ -24,6 +26,10 @@ const WAIT: Duration = Duration::from_secs(10);
 const CUSTOMER_HZ: f64 = 400.0;
 /// What `jack_simple_client` plays on its first port.
 const SINE_CLIENT_HZ: f64 = 240.0;
+/// A card 25 % fast: its 20 ms periods come 62.5 a second.
+const FAST_CARD: f64 = 1.25;
+/// How long the customer's packets are counted, each time.
+const COUNT_FOR: Duration = Duration::from_secs(4);
 
 fn env_refs<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
@@ -49,6 +55,18 @@ async fn customer_hearing_into(dir: &Path) -> (Daemon, PathBuf) {
 fn half_seconds_of(samples: &[i16], hz: f64) -> usize {
     let window = PCM_RATE as usize / 2;
     samples.chunks_exact(window).filter(|w| dominant_frequency(w, PCM_RATE) == Some(hz) && rms(w) > 1000.0).count()
+}
+
+/// RTP packets a second the customer receives on `call`, over [`COUNT_FOR`].
+async fn packets_per_second(customer_ui: &mut Client, call: &str) -> f64 {
+    let mut received = async || {
+        let stats = customer_ui.call("call.stats", json!({"call": call})).await.unwrap();
+        (Instant::now(), stats["call"]["media"]["packets_received"].as_u64().expect("media counters"))
+    };
+    let (started, before) = received().await;
+    tokio::time::sleep(COUNT_FOR).await;
+    let (ended, after) = received().await;
+    (after - before) as f64 / (ended - started).as_secs_f64()
 }
 
 async fn audio_status(ui: &mut Client) -> Value {
@@ -165,4 +183,37 @@ async fn jack_without_a_server_falls_back_to_null_says_why_and_calls_go_on() {
     let samples = wav_samples(&heard_path);
     assert!(half_seconds_of(&samples, 1000.0) >= 1, "the customer never heard the agent's tone");
     assert!(ui.call("daemon.status", json!({})).await.is_ok(), "the daemon runs on");
+}
+
+#[tokio::test]
+async fn the_card_clock_paces_the_rtp_and_a_frozen_card_hands_over_to_the_timer() {
+    if !require_tools(&JACK_TOOLS) || !require_tools(&["faketime"]) {
+        return;
+    }
+    let jack = Jackd::start_off_clock(FAST_CARD);
+    let env = jack.env();
+    let agent = Daemon::spawn_with_env("agent", "[audio]\nsource = \"jack\"\nsink = \"jack\"", &env_refs(&env)).await;
+    let customer =
+        Daemon::spawn("customer", &format!("[audio]\nsource = \"tone:{CUSTOMER_HZ}\"\nsink = \"null\"")).await;
+    let mut ui = agent.client().await;
+    let mut customer_ui = customer.client().await;
+    let (call, _) = call_and_answer(&mut ui, &mut customer_ui, &agent).await;
+    let opened = Instant::now();
+    while audio_status(&mut ui).await["card"]["state"] != "open" {
+        assert!(opened.elapsed() < WAIT, "the card did not open for the call");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The card's frames pace the agent's sending: 62.5 packets a second, not the timer's 50.
+    let card_paced = packets_per_second(&mut customer_ui, &call).await;
+    // A stalled card: its callbacks stop, the timer takes over within a frame or two.
+    jack.freeze(true);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let timer_paced = packets_per_second(&mut customer_ui, &call).await;
+    jack.freeze(false);
+    println!("customer received {card_paced:.1} packets/s on the fast card, {timer_paced:.1} with it frozen");
+    assert!((56.0..68.0).contains(&card_paced), "not paced by the card (62.5/s): {card_paced:.1}/s");
+    assert!((44.0..56.0).contains(&timer_paced), "not paced by the timer (50/s): {timer_paced:.1}/s");
+    customer_ui.call("call.hangup", json!({"call": call})).await.unwrap();
 }

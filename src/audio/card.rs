@@ -6,7 +6,9 @@
 //! the card, for as long as the configuration names it. They are slots: the
 //! daemon plugs the opened device halves in and takes them out again, and
 //! an empty slot is silence. So opening and closing never touches the
-//! engine's other backends (a tone, a WAV file being written).
+//! engine's other backends (a tone, a WAV file being written). The card's
+//! [`CardClock`] lives as long as the slots, through every open, and
+//! paces the media tick while the card runs.
 //!
 //! [`Demand`] is the pure rule of when the card should be open.
 
@@ -15,7 +17,8 @@ use std::hash::Hash;
 use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use super::device::{open_device, DeviceAudio, DeviceChoice, DeviceError, DeviceHealth, DeviceSink, DeviceSource};
+use super::clock::CardClock;
+use super::device::{open_clocked, DeviceAudio, DeviceChoice, DeviceError, DeviceHealth, DeviceSink, DeviceSource};
 use super::{AudioSink, AudioSource};
 use crate::media::FRAME_SAMPLES;
 
@@ -43,7 +46,7 @@ fn lock<T>(slot: &Slot<T>) -> MutexGuard<'_, Option<T>> {
 }
 
 /// The microphone, when it is the card's: silence while the card is closed.
-pub struct CardSource(Slot<DeviceSource>);
+pub struct CardSource(Slot<DeviceSource>, CardClock);
 
 impl AudioSource for CardSource {
     fn read_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
@@ -52,16 +55,24 @@ impl AudioSource for CardSource {
             _ => frame.fill(0),
         }
     }
+
+    fn clock(&self) -> Option<&CardClock> {
+        Some(&self.1)
+    }
 }
 
 /// The speaker, when it is the card's: discards while the card is closed.
-pub struct CardSink(Slot<DeviceSink>);
+pub struct CardSink(Slot<DeviceSink>, CardClock);
 
 impl AudioSink for CardSink {
     fn write_frame(&mut self, frame: &[i16; FRAME_SAMPLES]) {
         if let Some(Some(device)) = try_lock(&self.0).as_deref_mut() {
             device.write_frame(frame);
         }
+    }
+
+    fn clock(&self) -> Option<&CardClock> {
+        Some(&self.1)
     }
 }
 
@@ -71,6 +82,7 @@ impl AudioSink for CardSink {
 pub struct Card {
     input: Option<(DeviceChoice, Slot<DeviceSource>)>,
     output: Option<(DeviceChoice, Slot<DeviceSink>)>,
+    clock: CardClock,
 }
 
 /// What [`Card::plug`] put in use.
@@ -93,11 +105,11 @@ impl Card {
         input: Option<DeviceChoice>,
         output: Option<DeviceChoice>,
     ) -> (Card, Option<CardSource>, Option<CardSink>) {
-        let input = input.map(|choice| (choice, Slot::default()));
-        let output = output.map(|choice| (choice, Slot::default()));
-        let source = input.as_ref().map(|(_, slot)| CardSource(slot.clone()));
-        let sink = output.as_ref().map(|(_, slot)| CardSink(slot.clone()));
-        (Card { input, output }, source, sink)
+        let (input, output) = (input.map(|c| (c, Slot::default())), output.map(|c| (c, Slot::default())));
+        let clock = CardClock::default();
+        let source = input.as_ref().map(|(_, slot)| CardSource(slot.clone(), clock.clone()));
+        let sink = output.as_ref().map(|(_, slot)| CardSink(slot.clone(), clock.clone()));
+        (Card { input, output, clock }, source, sink)
     }
 
     pub fn has_input(&self) -> bool {
@@ -108,10 +120,11 @@ impl Card {
         self.output.is_some()
     }
 
-    /// Open the devices of the card's roles, and only those. Blocks up to a
-    /// few seconds: call it off the run loop.
+    /// Open the devices of the card's roles, and only those, pulsing the
+    /// card's clock. Blocks up to a few seconds: call it off the run loop.
     pub fn open(&self) -> Result<DeviceAudio, DeviceError> {
-        open_device(self.input.as_ref().map(|(c, _)| c), self.output.as_ref().map(|(c, _)| c))
+        let (input, output) = (self.input.as_ref().map(|(c, _)| c), self.output.as_ref().map(|(c, _)| c));
+        open_clocked(input, output, Some(&self.clock))
     }
 
     /// Put opened devices in the slots; the next tick uses them. Anything the

@@ -9,7 +9,9 @@
 //!   and move them through preallocated lock-free rings;
 //! - the tick-side halves ([`tick`]), which resample between the device rate
 //!   and [`PCM_RATE`](crate::media::PCM_RATE) (the stream is asked for that
-//!   rate first, so usually they need not) and never block.
+//!   rate first, so usually they need not; a 48 kHz card, JACK's usual,
+//!   goes through the cheap whole-factor filter of [`polyphase`]) and never
+//!   block.
 //!
 //! Opening is the only honest test of a sound card: cpal reports a default
 //! device even on a machine without one, so [`open_device`] builds and plays
@@ -17,6 +19,7 @@
 
 #[cfg(feature = "jack")]
 mod jack_client;
+mod polyphase;
 mod realtime;
 mod streams;
 mod tick;
@@ -28,6 +31,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::clock::CardClock;
 pub use tick::{DeviceSink, DeviceSource};
 
 /// The longest [`open_device`] waits for the device thread to report. ALSA
@@ -118,8 +122,18 @@ pub struct DeviceAudio {
 /// wanted and no stream is built for it) and start their streams. Blocks up
 /// to a few seconds: call it off the run loop.
 pub fn open_device(input: Option<&DeviceChoice>, output: Option<&DeviceChoice>) -> Result<DeviceAudio, DeviceError> {
+    open_clocked(input, output, None)
+}
+
+/// [`open_device`], the callback of the capture stream (of the playback
+/// stream without one) pulsing `clock` at each frame.
+pub(super) fn open_clocked(
+    input: Option<&DeviceChoice>,
+    output: Option<&DeviceChoice>,
+    clock: Option<&CardClock>,
+) -> Result<DeviceAudio, DeviceError> {
     let health = DeviceHealth::default();
-    let request = streams::Request { input: input.cloned(), output: output.cloned() };
+    let request = streams::Request { input: input.cloned(), output: output.cloned(), clock: clock.cloned() };
     let (ready_tx, ready_rx) = mpsc::sync_channel(1);
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let counters = health.0.clone();

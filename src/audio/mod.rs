@@ -5,6 +5,7 @@
 
 pub mod analysis;
 pub mod card;
+pub mod clock;
 mod denoise;
 pub mod device;
 mod setup;
@@ -39,11 +40,22 @@ pub enum AudioError {
 /// Produces the agent's microphone audio, one frame at a time.
 pub trait AudioSource: Send {
     fn read_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]);
+
+    /// The clock of the sound card behind this source, which then paces
+    /// the media tick; `None` (a tone, a file): the tick keeps its own time.
+    fn clock(&self) -> Option<&clock::CardClock> {
+        None
+    }
 }
 
 /// Consumes what the agent hears. It must not block.
 pub trait AudioSink: Send {
     fn write_frame(&mut self, frame: &[i16; FRAME_SAMPLES]);
+
+    /// As [`AudioSource::clock`].
+    fn clock(&self) -> Option<&clock::CardClock> {
+        None
+    }
 }
 
 /// What the daemon reports about a backend in `daemon.status`: it never

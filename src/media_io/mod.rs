@@ -10,6 +10,7 @@
 //! lines), passes commands and asks for figures; what the thread sees
 //! comes back as [`MediaOut`] on a channel the run loop listens to.
 
+mod pacer;
 mod socket;
 mod thread;
 
@@ -65,6 +66,8 @@ pub struct MediaIo {
     commands: Sender<Command>,
     /// The media threads, and word from the one running the loop that it ended.
     pool: Option<(rayon::ThreadPool, Mutex<Receiver<()>>)>,
+    /// The pool's thread that runs the media loop: it sleeps parked between ticks.
+    media_thread: std::thread::Thread,
     bind_ip: IpAddr,
     /// Port pairs bound ahead of need (the desk's lines), by RTP address:
     /// binding takes ~150 µs, which a countdown's dial should not wait for.
@@ -92,12 +95,16 @@ impl MediaIo {
             .build()
             .map_err(std::io::Error::other)?;
         let (ended, thread_end) = std::sync::mpsc::channel();
+        let (started, media_thread) = std::sync::mpsc::channel();
         pool.spawn(move || {
+            let _ = started.send(std::thread::current());
             media.run(queue);
             let _ = ended.send(());
         });
+        let media_thread = media_thread.recv().map_err(|_| std::io::Error::other("the media thread did not start"))?;
         let io = MediaIo {
             commands,
+            media_thread,
             pool: Some((pool, Mutex::new(thread_end))),
             bind_ip,
             spares: HashMap::new(),
@@ -109,6 +116,12 @@ impl MediaIo {
     fn send(&self, command: Command) {
         // The thread only ends when this handle drops its sender.
         let _ = self.commands.send(command);
+        self.wake();
+    }
+
+    /// The thread sleeps parked between ticks: it looks at its queue when woken.
+    fn wake(&self) {
+        self.media_thread.unpark();
     }
 
     /// Set the microphone and/or speaker gain (each within 0.0..=2.0).
@@ -203,6 +216,7 @@ impl Drop for MediaIo {
         // Closing the queue ends the thread after what is queued.
         let (closed, _) = std::sync::mpsc::channel();
         drop(std::mem::replace(&mut self.commands, closed));
+        self.wake();
         if let Some((_pool, thread_end)) = self.pool.take() {
             // Disconnected too when the thread panicked.
             let _ = thread_end.into_inner().map(|thread_end| thread_end.recv());

@@ -3,38 +3,40 @@
 //! on its own, away from the tokio run loop, so a busy control socket, a
 //! large broadcast, SQLite or logging never delays a frame. Each tick it
 //! reads every port once (batched, with kernel arrival times), steps the
-//! engine and sends what it produced; between ticks it waits on its
-//! command queue with the tick's deadline as the timeout, so commands are
-//! carried out at once and ticks on time. With no media flowing it only
-//! waits: an idle daemon costs nothing here. With many calls the tick is
+//! engine and sends what it produced. Between ticks it sleeps until the
+//! [`Pacer`] says to tick, or until woken: by a command (the run loop's
+//! handle wakes it after queueing one, so commands are carried out at
+//! once) or by the sound card's next frame, when the card is the clock
+//! (see [`pacer`](super::pacer)). With no media flowing it only waits: an
+//! idle daemon costs nothing here. A tick too big for one thread is
 //! spread over the media threads (`media.threads`, one per core): the
 //! thread runs in a small rayon pool whose other threads take lanes of the
 //! tick, so a thousand calls are read, mixed and sent by every core.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, TryRecvError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
 
 use smallvec::SmallVec;
 
+use super::pacer::{Pacer, Step};
 use super::socket::{ArrivalClock, PortPair};
 use super::{Gains, MediaAudio, MediaOut};
+use crate::audio::clock::CardClock;
 use crate::audio::{AudioSink, AudioSource, Denoiser};
 use crate::call::CallId;
 use crate::config::MediaConfig;
 use crate::desk::{MediaReport, RecorderCommand};
-use crate::media::codec::{Frame, FRAME_SAMPLES, PCM_RATE};
+use crate::media::codec::{Frame, FRAME_SAMPLES};
 use crate::media::engine::{Deliver, Engine, EngineConfig, Fork, LegId, Port, Seeds, TickSink};
 use crate::media::level::{apply_gain, LevelMeter};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
 use crate::recorder::{FrameBatch, Recorder};
 
-/// One frame of audio.
-const TICK: Duration = Duration::from_millis((FRAME_SAMPLES as u64 * 1000) / PCM_RATE as u64);
 /// RTCP comes every few seconds (and rtcp-mux on the RTP port): its own
 /// port is read every fifth tick, which halves the reads per call, and
 /// after the tick's sends, so that those reads never shift when RTP leaves.
@@ -44,9 +46,6 @@ const RTCP_READ_EVERY: u64 = 5;
 /// writing a call's 20 ms. Pauses and ends hand over what is held first;
 /// a crash loses at most the last second anyway.
 const RECORD_EVERY: u64 = 5;
-/// Behind by more than this (the machine was suspended, the thread starved),
-/// the tick starts afresh instead of bursting to catch up.
-const MAX_BEHIND: Duration = Duration::from_millis(200);
 /// The thread's timer slack: Linux's default 50 µs would add to every
 /// tick's wake-up; 10 µs keeps send pacing tight.
 const TIMER_SLACK_NS: libc::c_ulong = 10_000;
@@ -119,6 +118,8 @@ pub(super) struct MediaThread {
     io: HashMap<LegId, LegIo>,
     source: Box<dyn AudioSource>,
     sink: Box<dyn AudioSink>,
+    /// The clock of the card that `source` or `sink` is: it paces the ticks.
+    clock: Option<CardClock>,
     /// Played to a party we hold; silence without one.
     hold_music: Option<Box<dyn AudioSource>>,
     /// RNNoise on the microphone, when `media.noise_suppression` is on.
@@ -161,6 +162,7 @@ impl MediaThread {
             }),
             legs: HashMap::new(),
             io: HashMap::new(),
+            clock: card_clock(&*audio.source, &*audio.sink),
             source: audio.source,
             sink: audio.sink,
             hold_music: audio.hold_music,
@@ -183,26 +185,33 @@ impl MediaThread {
         // SAFETY: prctl(PR_SET_TIMERSLACK) takes a plain integer and only
         // changes this thread's timer slack.
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, TIMER_SLACK_NS) };
-        let mut next_tick: Option<Instant> = None;
+        let mut pacer = Pacer::default();
+        // Parking, not a blocking receive: the card's callback can wake a
+        // parked thread without allocating or locking (its `unpark`), and
+        // the handle unparks after each command. A wake-up that comes while
+        // the thread works is kept, so the next park returns at once.
         loop {
-            let wait = next_tick.map_or(Duration::MAX, |at| at.saturating_duration_since(Instant::now()));
-            match commands.recv_timeout(wait) {
-                Ok(command) => self.handle(command),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
+            loop {
+                match commands.try_recv() {
+                    Ok(command) => self.handle(command),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
             }
-            if !self.engine.is_active() {
-                next_tick = None;
+            let active = self.engine.is_active();
+            if let Some(clock) = &self.clock {
+                clock.listen(active);
+            }
+            if !active {
+                pacer.stop();
+                std::thread::park();
                 continue;
             }
             let now = Instant::now();
-            let due = *next_tick.get_or_insert(now);
-            if now < due {
-                continue;
+            match pacer.poll(now, self.clock.as_ref().map(CardClock::frames)) {
+                Step::Tick => self.tick(now),
+                Step::Wait(until) => std::thread::park_timeout(until.saturating_duration_since(now)),
             }
-            self.tick(now);
-            // A tick late by a little is caught up at once, so the RTP clock keeps real time.
-            next_tick = Some(if now - due > MAX_BEHIND { now + TICK } else { due + TICK });
         }
     }
 
@@ -243,6 +252,10 @@ impl MediaThread {
             Command::Recorder(command) => self.recorder_command(command),
             Command::Gains(gains) => self.gains = gains,
             Command::Audio { source, sink } => {
+                if let Some(old) = &self.clock {
+                    old.listen(false);
+                }
+                self.clock = card_clock(&*source, &*sink);
                 self.source = source;
                 self.sink = sink;
             }
@@ -394,6 +407,11 @@ impl Fork for Spread {
     fn join<A: FnOnce() + Send, B: FnOnce() + Send>(&self, a: A, b: B) {
         rayon::join(a, b);
     }
+}
+
+/// The clock of the card among the microphone and the speaker, if any.
+fn card_clock(source: &dyn AudioSource, sink: &dyn AudioSink) -> Option<CardClock> {
+    source.clock().or_else(|| sink.clock()).cloned()
 }
 
 /// The wall clock as a 64-bit NTP timestamp, for RTCP sender reports.

@@ -1,7 +1,8 @@
 //! A JACK server for the tests: `jackd -d dummy` (a virtual sound card
 //! paced by the clock, 48 kHz, 20 ms periods) under a name of its own, so
-//! tests running at once and a JACK server of the machine never meet; and
-//! the jackd2 example clients that look at its graph from outside.
+//! tests running at once and a JACK server of the machine never meet (or,
+//! under `faketime`, a card whose clock runs fast); and the jackd2 example
+//! clients that look at its graph from outside.
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -14,6 +15,9 @@ pub const JACK_RATE: u32 = 48000;
 /// The tools these tests drive, all from Debian's jackd2.
 pub const JACK_TOOLS: [&str; 5] = ["jackd", "jack_lsp", "jack_rec", "jack_connect", "jack_simple_client"];
 
+/// Where Debian's `faketime` package puts the library it preloads.
+const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+
 /// A running `jackd`, killed when dropped.
 pub struct Jackd {
     child: Child,
@@ -22,9 +26,24 @@ pub struct Jackd {
 
 impl Jackd {
     pub fn start() -> Jackd {
+        Jackd::start_with(Command::new("jackd"))
+    }
+
+    /// A card whose clock runs `speed` times real time: jackd with
+    /// libfaketime (package `faketime`) preloaded, since the dummy driver
+    /// times its periods by the clock it reads (its `-w` only changes the
+    /// period's length). Preloaded rather than through the `faketime`
+    /// command, which would stand between us and jackd's pid.
+    pub fn start_off_clock(speed: f64) -> Jackd {
+        let mut jackd = Command::new("jackd");
+        jackd.env("LD_PRELOAD", LIBFAKETIME).env("FAKETIME", format!("+0 x{speed}"));
+        Jackd::start_with(jackd)
+    }
+
+    fn start_with(mut jackd: Command) -> Jackd {
         static STARTED: AtomicUsize = AtomicUsize::new(0);
         let name = format!("softphoned-test-{}-{}", std::process::id(), STARTED.fetch_add(1, Ordering::Relaxed));
-        let child = Command::new("jackd")
+        let child = jackd
             .args(["--no-realtime", "-n", &name, "-d", "dummy", "-r", &JACK_RATE.to_string(), "-p", "960"])
             .env("JACK_NO_AUDIO_RESERVATION", "1")
             .stdout(Stdio::null())
@@ -38,6 +57,15 @@ impl Jackd {
             std::thread::sleep(Duration::from_millis(100));
         }
         jack
+    }
+
+    /// Freeze the server (SIGSTOP), or let it run on (SIGCONT): a card that
+    /// stalls, its callbacks no longer called.
+    pub fn freeze(&self, frozen: bool) {
+        let signal = if frozen { libc::SIGSTOP } else { libc::SIGCONT };
+        // SAFETY: kill(2) on our own child's pid only sends it a signal.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert!(sent == 0 || std::thread::panicking(), "signal jackd");
     }
 
     /// The environment of a client of this server (a daemon, a tool).
@@ -103,7 +131,18 @@ pub fn client_env(name: &str) -> Vec<(&'static str, String)> {
 }
 
 impl Drop for Jackd {
+    /// SIGTERM first: jackd then leaves the machine's JACK server registry,
+    /// which a killed one never does, and the registry has room for only
+    /// eight servers (it reclaims a dead one's place only for its name).
     fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        // SAFETY: kill(2) on our own child's pid only sends it a signal; a
+        // frozen one must run to handle SIGTERM.
+        unsafe { (libc::kill(pid, libc::SIGCONT), libc::kill(pid, libc::SIGTERM)) };
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

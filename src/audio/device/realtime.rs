@@ -1,8 +1,9 @@
 //! What runs inside the cpal data callbacks, on the audio system's real-time
 //! thread: sample-format and channel conversion between the device buffer and
-//! a mono `f32` ring at the device rate. Nothing here allocates, locks, logs,
-//! blocks or drops a heap object; missing audio becomes silence and every
-//! loss is counted in an atomic.
+//! a mono `f32` ring at the device rate, and the pulse of the card's clock
+//! (one direction carries it: capture, or playback without capture). Nothing
+//! here allocates, locks, logs, blocks or drops a heap object; missing audio
+//! becomes silence and every loss is counted in an atomic.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use std::thread::Thread;
 use cpal::{FromSample, Sample};
 
 use super::Counters;
+use crate::audio::clock::Pulse;
 
 /// Tells the device thread, once, that a stream's callback has run: proof
 /// that the device really delivers or consumes audio.
@@ -43,6 +45,8 @@ pub(super) struct Capture {
     channels: usize,
     counters: Arc<Counters>,
     started: FirstCallback,
+    /// After the ring is written, so a woken tick finds the frame there.
+    pulse: Option<Pulse>,
 }
 
 impl Capture {
@@ -51,8 +55,9 @@ impl Capture {
         channels: u16,
         counters: Arc<Counters>,
         started: FirstCallback,
+        pulse: Option<Pulse>,
     ) -> Self {
-        Capture { ring, channels: channels.max(1) as usize, counters, started }
+        Capture { ring, channels: channels.max(1) as usize, counters, started, pulse }
     }
 
     /// Averages the channels of each frame (a stereo headset may carry the
@@ -71,6 +76,9 @@ impl Capture {
         }
         if let Ok(chunk) = self.ring.write_chunk_uninit(stored) {
             chunk.fill_from_iter(data.chunks_exact(self.channels).map(mix_down));
+        }
+        if let Some(pulse) = &mut self.pulse {
+            pulse.advance(frames);
         }
     }
 }
@@ -93,6 +101,8 @@ pub(super) struct Playout {
     waiting: bool,
     counters: Arc<Counters>,
     started: FirstCallback,
+    /// After the ring is read: the tick then writes what the next period plays.
+    pulse: Option<Pulse>,
 }
 
 impl Playout {
@@ -102,8 +112,9 @@ impl Playout {
         prime: usize,
         counters: Arc<Counters>,
         started: FirstCallback,
+        pulse: Option<Pulse>,
     ) -> Self {
-        Playout { ring, channels: channels.max(1) as usize, prime, waiting: true, counters, started }
+        Playout { ring, channels: channels.max(1) as usize, prime, waiting: true, counters, started, pulse }
     }
 
     pub(super) fn fill<T: Sample + FromSample<f32>>(&mut self, data: &mut [T]) {
@@ -129,6 +140,9 @@ impl Playout {
             self.waiting = true;
             Counters::add(&self.counters.playout_underruns, 1);
         }
+        if let Some(pulse) = &mut self.pulse {
+            pulse.advance(frames);
+        }
     }
 }
 
@@ -152,14 +166,14 @@ mod tests {
         let (producer, consumer) = rtrb::RingBuffer::new(capacity);
         let counters = Arc::new(Counters::default());
         let started = FirstCallback::new(std::thread::current());
-        (Capture::new(producer, channels, counters.clone(), started), consumer, counters)
+        (Capture::new(producer, channels, counters.clone(), started, None), consumer, counters)
     }
 
     fn playout(channels: u16, prime: usize) -> (Playout, rtrb::Producer<f32>, Arc<Counters>) {
         let (producer, consumer) = rtrb::RingBuffer::new(64);
         let counters = Arc::new(Counters::default());
         let started = FirstCallback::new(std::thread::current());
-        (Playout::new(consumer, channels, prime, counters.clone(), started), producer, counters)
+        (Playout::new(consumer, channels, prime, counters.clone(), started, None), producer, counters)
     }
 
     fn drain(ring: &mut rtrb::Consumer<f32>) -> Vec<f32> {

@@ -16,6 +16,7 @@ use super::jack_client::{JackClient, RunningJackClient};
 use super::realtime::{Callback, Capture, FirstCallback, Playout};
 use super::tick::{device_frame, PLAYOUT_PRIME_FRAMES};
 use super::{Counters, DeviceChoice, DeviceEntry, DeviceError, DeviceList};
+use crate::audio::clock::CardClock;
 use crate::media::PCM_RATE;
 
 /// How long a started stream may take to run its first callback. A real card
@@ -39,6 +40,8 @@ pub(super) struct Request {
     pub input: Option<DeviceChoice>,
     /// The playback device, if the speaker is the card's.
     pub output: Option<DeviceChoice>,
+    /// The card's clock, pulsed by the first direction.
+    pub clock: Option<CardClock>,
 }
 
 /// One running direction, as the device thread hands it back.
@@ -172,12 +175,14 @@ impl Backends {
 fn start(request: &Request, counters: &Arc<Counters>) -> Result<(Running, Opened), DeviceError> {
     let mut backends = Backends { host: None, jack: None, streams: Vec::with_capacity(2), counters: counters.clone() };
     let mut proofs = Vec::with_capacity(2);
+    let mut clock = request.clock.clone();
     let capture = match &request.input {
         Some(choice) => {
             let Prepared { endpoint, name, rate, channels } = backends.prepare(Role::Input, choice)?;
             let first = FirstCallback::new(std::thread::current());
             let (ring_in, ring) = rtrb::RingBuffer::new(RING_SECONDS * rate as usize);
-            let state = Capture::new(ring_in, channels, counters.clone(), first.clone());
+            let pulse = clock.take().map(|clock| clock.pulse(device_frame(rate)));
+            let state = Capture::new(ring_in, channels, counters.clone(), first.clone(), pulse);
             backends.attach(Role::Input, endpoint, &name, Callback::Capture(state))?;
             proofs.push((Role::Input, name.clone(), first));
             Some(Half { ring, name, rate })
@@ -190,7 +195,8 @@ fn start(request: &Request, counters: &Arc<Counters>) -> Result<(Running, Opened
             let first = FirstCallback::new(std::thread::current());
             let (ring, ring_out) = rtrb::RingBuffer::new(RING_SECONDS * rate as usize);
             let prime = PLAYOUT_PRIME_FRAMES * device_frame(rate);
-            let state = Playout::new(ring_out, channels, prime, counters.clone(), first.clone());
+            let pulse = clock.take().map(|clock| clock.pulse(device_frame(rate)));
+            let state = Playout::new(ring_out, channels, prime, counters.clone(), first.clone(), pulse);
             backends.attach(Role::Output, endpoint, &name, Callback::Playout(state))?;
             proofs.push((Role::Output, name.clone(), first));
             Some(Half { ring, name, rate })

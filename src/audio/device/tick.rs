@@ -1,8 +1,10 @@
 //! The media-tick side of the sound card: one frame at
-//! [`PCM_RATE`] in or out per tick, resampled with rubato to and from the
-//! device rate when the card runs at another. Runs on the tick, never blocks and never allocates after
-//! construction; keeps latency bounded when the card's clock and the tick's
-//! drift apart by dropping (counted) audio rather than letting it pile up.
+//! [`PCM_RATE`] in or out per tick, resampled to and from the device rate
+//! when the card runs at another (by a whole factor with [`Polyphase`],
+//! any other ratio with rubato). Runs on the tick, never blocks and never
+//! allocates after construction; keeps latency bounded when the card's
+//! clock and the tick's drift apart (a card that does not pace the tick)
+//! by dropping (counted) audio rather than letting it pile up.
 
 use std::sync::Arc;
 
@@ -10,6 +12,7 @@ use cpal::Sample;
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Async, FixedAsync, Resampler, ResamplerConstructionError, SincInterpolationParameters, WindowFunction};
 
+use super::polyphase::Polyphase;
 use super::{Counters, StreamsThread};
 use crate::audio::{AudioSink, AudioSource};
 use crate::media::{FRAME_SAMPLES, PCM_RATE};
@@ -31,26 +34,91 @@ const MAX_BACKLOG_FRAMES: usize = 4;
 /// What capture trims a too-long backlog down to, leaving room for jitter.
 const TRIMMED_BACKLOG_FRAMES: usize = 2;
 
-/// A windowed sinc filter is needed because capture decimates (e.g. 48 kHz
-/// to 16 kHz) and must not alias; 64 taps keep it cheap for one device.
-/// `None` when the card runs at the media rate: then samples pass through
-/// untouched, which costs nothing and delays nothing.
-fn resampler(device_rate: u32, fixed: FixedAsync) -> Result<Option<Async<f32>>, ResamplerConstructionError> {
-    if device_rate == PCM_RATE {
-        return Ok(None);
+/// Between the device rate and the media rate, one direction.
+enum Converter {
+    /// The card runs at the media rate: samples pass through untouched,
+    /// which costs nothing and delays nothing.
+    Same,
+    /// A whole factor apart (48 kHz): a fixed polyphase filter.
+    Whole(Polyphase),
+    /// Any other ratio (44.1 kHz): rubato's asynchronous sinc resampler. A
+    /// windowed sinc filter is needed because capture decimates and must
+    /// not alias; 64 taps keep it cheap for one device.
+    Sinc(Box<Async<f32>>),
+}
+
+impl Converter {
+    /// Capture (`FixedAsync::Output`: a frame out) or playback (`Input`: a frame in).
+    fn new(device_rate: u32, fixed: FixedAsync) -> Result<Converter, ResamplerConstructionError> {
+        if device_rate == PCM_RATE {
+            return Ok(Converter::Same);
+        }
+        if device_rate % PCM_RATE == 0 {
+            let factor = (device_rate / PCM_RATE) as usize;
+            return Ok(Converter::Whole(match fixed {
+                FixedAsync::Output => Polyphase::down(factor),
+                FixedAsync::Input => Polyphase::up(factor),
+            }));
+        }
+        let ratio = match fixed {
+            FixedAsync::Output => PCM_RATE as f64 / device_rate as f64,
+            FixedAsync::Input => device_rate as f64 / PCM_RATE as f64,
+        };
+        let parameters = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
+        Async::new_sinc(ratio, 1.0, &parameters, FRAME_SAMPLES, 1, fixed).map(|r| Converter::Sinc(Box::new(r)))
     }
-    let ratio = match fixed {
-        FixedAsync::Output => PCM_RATE as f64 / device_rate as f64,
-        FixedAsync::Input => device_rate as f64 / PCM_RATE as f64,
-    };
-    let parameters = SincInterpolationParameters::new(64, WindowFunction::BlackmanHarris2);
-    Async::new_sinc(ratio, 1.0, &parameters, FRAME_SAMPLES, 1, fixed).map(Some)
+
+    /// Device samples the next frame of capture takes.
+    fn input_next(&self) -> usize {
+        match self {
+            Converter::Same => FRAME_SAMPLES,
+            Converter::Whole(filter) => FRAME_SAMPLES * filter.factor(),
+            Converter::Sinc(resampler) => resampler.input_frames_next(),
+        }
+    }
+
+    fn input_max(&self) -> usize {
+        match self {
+            Converter::Sinc(resampler) => resampler.input_frames_max(),
+            _ => self.input_next(),
+        }
+    }
+
+    /// Most samples one call writes.
+    fn output_max(&self) -> usize {
+        match self {
+            Converter::Same => FRAME_SAMPLES,
+            Converter::Whole(filter) => FRAME_SAMPLES * filter.factor(),
+            Converter::Sinc(resampler) => resampler.output_frames_max(),
+        }
+    }
+
+    /// Mono resampling between preallocated buffers (a copy at equal
+    /// rates); returns the samples written.
+    fn process(&mut self, input: &[f32], output: &mut [f32]) -> usize {
+        let resampler = match self {
+            Converter::Same => {
+                output[..input.len()].copy_from_slice(input);
+                return input.len();
+            }
+            Converter::Whole(filter) => return filter.process(input, output),
+            Converter::Sinc(resampler) => resampler,
+        };
+        let frames_out = output.len();
+        let (Ok(input), Ok(mut output)) =
+            (InterleavedSlice::new(input, 1, input.len()), InterleavedSlice::new_mut(output, 1, frames_out))
+        else {
+            return 0;
+        };
+        // Sizes come from the resampler itself, so this cannot fail; silence if it ever did.
+        resampler.process_into_buffer(&input, &mut output, None).map_or(0, |(_, written)| written)
+    }
 }
 
 /// The microphone as the media engine sees it.
 pub struct DeviceSource {
     ring: rtrb::Consumer<f32>,
-    resampler: Option<Async<f32>>,
+    resampler: Converter,
     input: Vec<f32>,
     output: Vec<f32>,
     max_backlog: usize,
@@ -66,10 +134,10 @@ impl DeviceSource {
         counters: Arc<Counters>,
         streams: Arc<StreamsThread>,
     ) -> Result<Self, ResamplerConstructionError> {
-        let resampler = resampler(device_rate, FixedAsync::Output)?;
+        let resampler = Converter::new(device_rate, FixedAsync::Output)?;
         Ok(DeviceSource {
-            input: vec![0.0; resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.input_frames_max())],
-            output: vec![0.0; resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.output_frames_max())],
+            input: vec![0.0; resampler.input_max()],
+            output: vec![0.0; resampler.output_max()],
             resampler,
             ring,
             max_backlog: MAX_BACKLOG_FRAMES * device_frame(device_rate),
@@ -82,7 +150,7 @@ impl DeviceSource {
 
 impl AudioSource for DeviceSource {
     fn read_frame(&mut self, frame: &mut [i16; FRAME_SAMPLES]) {
-        let needed = self.resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.input_frames_next());
+        let needed = self.resampler.input_next();
         let available = self.ring.slots();
         if available > needed + self.max_backlog {
             let skipped = available - needed - self.trimmed_backlog;
@@ -102,7 +170,7 @@ impl AudioSource for DeviceSource {
         self.input[..head.len()].copy_from_slice(head);
         self.input[head.len()..needed].copy_from_slice(tail);
         chunk.commit_all();
-        let produced = resample(&mut self.resampler, &self.input[..needed], &mut self.output);
+        let produced = self.resampler.process(&self.input[..needed], &mut self.output);
         for (out, sample) in frame.iter_mut().zip(self.output[..produced].iter().chain(std::iter::repeat(&0.0))) {
             *out = i16::from_sample(*sample);
         }
@@ -112,7 +180,7 @@ impl AudioSource for DeviceSource {
 /// The speaker as the media engine sees it.
 pub struct DeviceSink {
     ring: rtrb::Producer<f32>,
-    resampler: Option<Async<f32>>,
+    resampler: Converter,
     input: Vec<f32>,
     output: Vec<f32>,
     max_backlog: usize,
@@ -127,10 +195,10 @@ impl DeviceSink {
         counters: Arc<Counters>,
         streams: Arc<StreamsThread>,
     ) -> Result<Self, ResamplerConstructionError> {
-        let resampler = resampler(device_rate, FixedAsync::Input)?;
+        let resampler = Converter::new(device_rate, FixedAsync::Input)?;
         Ok(DeviceSink {
             input: vec![0.0; FRAME_SAMPLES],
-            output: vec![0.0; resampler.as_ref().map_or(FRAME_SAMPLES, |r| r.output_frames_max())],
+            output: vec![0.0; resampler.output_max()],
             resampler,
             ring,
             max_backlog: MAX_BACKLOG_FRAMES * device_frame(device_rate),
@@ -146,7 +214,7 @@ impl AudioSink for DeviceSink {
             *input = f32::from_sample(*sample);
         }
         // Resample even a frame that will be dropped, so the filter's history stays continuous.
-        let produced = resample(&mut self.resampler, &self.input, &mut self.output);
+        let produced = self.resampler.process(&self.input, &mut self.output);
         let queued = self.ring.buffer().capacity() - self.ring.slots();
         match self.ring.write_chunk_uninit(produced) {
             Ok(chunk) if queued + produced <= self.max_backlog => {
@@ -155,23 +223,6 @@ impl AudioSink for DeviceSink {
             _ => Counters::add(&self.counters.playout_dropped_frames, 1),
         }
     }
-}
-
-/// Mono resampling between preallocated buffers (a copy at equal rates);
-/// returns the samples written.
-fn resample(resampler: &mut Option<Async<f32>>, input: &[f32], output: &mut [f32]) -> usize {
-    let Some(resampler) = resampler else {
-        output[..input.len()].copy_from_slice(input);
-        return input.len();
-    };
-    let frames_out = output.len();
-    let (Ok(input), Ok(mut output)) =
-        (InterleavedSlice::new(input, 1, input.len()), InterleavedSlice::new_mut(output, 1, frames_out))
-    else {
-        return 0;
-    };
-    // Sizes come from the resampler itself, so this cannot fail; silence if it ever did.
-    resampler.process_into_buffer(&input, &mut output, None).map_or(0, |(_, written)| written)
 }
 
 #[cfg(test)]
@@ -206,7 +257,7 @@ mod tests {
 
     #[test]
     fn source_turns_device_rate_audio_into_media_frames() {
-        for rate in [48000, 44100, 22050, PCM_RATE] {
+        for rate in [48000, 44100, 32000, 22050, PCM_RATE] {
             let (mut source, mut card, counters) = source(rate);
             let (mut captured, mut frame, mut written) = (vec![], [0i16; FRAME_SAMPLES], 0);
             for _ in 0..50 {
@@ -245,7 +296,7 @@ mod tests {
 
     #[test]
     fn sink_turns_media_frames_into_device_rate_audio() {
-        for rate in [48000, 44100, PCM_RATE] {
+        for rate in [48000, 44100, 32000, PCM_RATE] {
             let (mut sink, mut card, counters) = sink(rate);
             let (mut tone, mut frame, mut played) = (ToneSource::new(1000.0), [0i16; FRAME_SAMPLES], vec![]);
             for _ in 0..30 {
