@@ -22,8 +22,11 @@ const IDLE: Duration = Duration::from_secs(1);
 const IDLE_CPU: Duration = Duration::from_secs(5);
 /// After the last call is up, before the window opens.
 const SETTLE: Duration = Duration::from_secs(1);
-/// Round trips of daemon.status during the window, one every this.
+/// Round trips of daemon.status after the window, calls still up, one
+/// every this, for this long: not during the window, whose CPU figure
+/// would then include serving them (baresip is not probed).
 const PROBE_EVERY: Duration = Duration::from_millis(50);
+const PROBE_FOR: Duration = Duration::from_secs(2);
 
 pub struct Setup<'a> {
     pub side: Side,
@@ -177,7 +180,7 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     let window = Duration::from_secs(setup.options.seconds);
     let ramp = Duration::from_secs((setup.calls / sipp::call_rate(setup.calls)) as u64 + 1);
     let up_budget = ramp + Duration::from_secs(if setup.options.smoke { 3 } else { 6 });
-    let call_length = up_budget + SETTLE + window + Duration::from_secs(1);
+    let call_length = up_budget + SETTLE + window + PROBE_FOR + Duration::from_secs(1);
     let caller_started = Instant::now();
     let caller = Caller::start(&dir, setup.options, setup.softphoned, sut.sip_port(), setup.calls, call_length)?;
     let all_up = wait_until(up_budget, || sut.established() >= setup.calls as usize);
@@ -192,10 +195,6 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     // Both directions of every call, twice over, and a margin.
     let max_packets = 2 * setup.calls as u64 * 50 * (setup.options.seconds + 2) * 2 + 1000;
     let capture = Capture::start(&dir, "rtp", max_packets)?;
-    let probe = match &sut {
-        Sut::Softphoned(d) => Some(d.probe_control(PROBE_EVERY)),
-        Sut::Baresip(_) => None,
-    };
     let jack_pid = setup.jack.filter(|_| setup.side == Side::Baresip || setup.options.card).map(Jackd::pid);
     let start = (cpu_sample(pid), jack_pid.and_then(cpu_sample), cpu_sample(caller.pid()));
     let window_started = Instant::now();
@@ -208,6 +207,14 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     let measured_s = window_started.elapsed().as_secs_f64();
     result.window_s = measured_s;
     let (pcap, dropped) = capture.stop();
+    if let Sut::Softphoned(daemon) = &sut {
+        let probe = daemon.probe_control(PROBE_EVERY);
+        std::thread::sleep(PROBE_FOR);
+        let (samples, errors) = probe.finish();
+        let q = |p| quantile(&samples, p).unwrap_or(f64::NAN);
+        result.control_rtt =
+            Some(Rtt { samples: samples.len(), errors, p50_us: q(0.5), p99_us: q(0.99), max_us: q(1.0) });
+    }
     if caller_started.elapsed() > call_length {
         result.errors.push("the window outlasted the first calls: figures mix in hang-ups".into());
     }
@@ -222,12 +229,6 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
         .rss_idle_kb
         .zip(result.rss_calls_kb)
         .map(|(idle, calls)| (calls as f64 - idle as f64) / setup.calls as f64);
-    if let Some(probe) = probe {
-        let (samples, errors) = probe.finish();
-        let q = |p| quantile(&samples, p).unwrap_or(f64::NAN);
-        result.control_rtt =
-            Some(Rtt { samples: samples.len(), errors, p50_us: q(0.5), p99_us: q(0.99), max_us: q(1.0) });
-    }
 
     result.caller = caller.finish(call_length + Duration::from_secs(30));
     if result.caller.exit_code != Some(0) {
