@@ -12,6 +12,7 @@ mod budget;
 mod dispatch;
 mod instance;
 mod outputs;
+mod systemd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -179,6 +180,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         events,
         bridge,
         config,
+        systemd: systemd::Systemd::new(),
     };
     if let Some(opened) = first_open {
         daemon.on_audio_opened(opened, now.at);
@@ -241,6 +243,8 @@ struct Daemon {
     events: broadcast::Sender<Notification>,
     /// The browser bridge, when `[bridge]` enables it.
     bridge: Option<Arc<crate::control::bridge::Shared>>,
+    /// The watchdog ping and `STATUS=`.
+    systemd: systemd::Systemd,
 }
 
 impl Daemon {
@@ -248,6 +252,7 @@ impl Daemon {
         let Inputs { mut control, mut sip, mut media, mut audio, mut recorder } = inputs;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.report_health();
         loop {
             let deadline = self.desk.poll_timeout();
             if deadline != self.alarm_set {
@@ -270,7 +275,10 @@ impl Daemon {
                     self.feed(Input::Recorder(report), clock());
                 }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
+                // Here, in the loop, and nowhere else: a loop that stalls stops pinging.
+                _ = self.systemd.watchdog_due() => self.systemd.ping(),
             }
+            self.report_health();
         }
         let goodbyes = self.feed(Input::Shutdown, clock());
         if tokio::time::timeout(SHUTDOWN_GRACE, wait_all(goodbyes)).await.is_err() {
