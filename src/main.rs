@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use softphoned::config::{LogConfig, LogFormat};
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -14,6 +14,9 @@ struct Args {
     /// TOML configuration file; defaults serve when absent.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Write the man page and shell completions into DIR and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_docs: Option<PathBuf>,
 }
 
 // Two runtime workers whatever the cores: the runtime carries SIP and the
@@ -24,6 +27,9 @@ struct Args {
 #[tokio::main(worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if let Some(dir) = &args.generate_docs {
+        return Ok(softphoned::cli_docs::generate(Args::command(), dir)?);
+    }
     // Before the log exists, since [log] says how to write it; a bad
     // config is said on stderr by the error main returns.
     let config = softphoned::config::Config::load(args.config.as_deref())?;

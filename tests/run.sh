@@ -6,9 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tests/deps.sh build-essential pkg-config cmake libasound2-dev libjack-jackd2-dev \
   sip-tester sox libsox-fmt-all tcpdump tshark socat kamailio kamailio-tls-modules openssl \
-  baresip-core jackd2 linphone-cli iproute2 chromium coturn nftables conntrack dnsmasq systemd
+  baresip-core jackd2 linphone-cli iproute2 chromium coturn nftables conntrack dnsmasq systemd man-db
 export PATH="$PATH:/usr/sbin:/sbin"
-for tool in sipp sox tshark tcpdump kamailio kamcmd openssl baresip jackd linphone-daemon ip chromium turnserver nft conntrack dnsmasq systemd-analyze; do
+for tool in sipp sox tshark tcpdump kamailio kamcmd openssl baresip jackd linphone-daemon ip chromium turnserver nft conntrack dnsmasq systemd-analyze man; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is still missing after install" >&2; exit 1; }
 done
 for module in g711 g722 opus srtp sndfile aufile jack account menu ctrl_tcp; do
