@@ -1,8 +1,9 @@
 //! systemd's notify protocol as the daemon speaks it: a fake
 //! `NOTIFY_SOCKET` (a datagram socket of the test's own) hears `READY=1`,
-//! `WATCHDOG=1` at half of `WATCHDOG_USEC`, `STATUS=` when a call comes and
-//! goes, and no ping while the run loop is blocked (`debug.stall`, a test
-//! hook). And the unit file passes `systemd-analyze verify`.
+//! `WATCHDOG=1` at half of `WATCHDOG_USEC`, `STATUS=` when the account
+//! registers and when a call comes and goes, and no ping while the run loop
+//! is blocked (`debug.stall`, a test hook). And the unit file passes
+//! `systemd-analyze verify`.
 
 mod common;
 
@@ -12,7 +13,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::sipp::tone_peer;
+use common::sipp::{free_port_pair, tone_peer, Sipp};
 use common::{dial, require_tool, require_tools, Daemon, Setup};
 use serde_json::json;
 use softphoned::control::client::is_call_state;
@@ -77,10 +78,20 @@ async fn the_run_loop_pings_the_watchdog_and_reports_calls() {
         ("WATCHDOG_USEC", "200000"),
         ("SOFTPHONED_TEST_HOOKS", "1"),
     ];
-    let agent = Daemon::spawn_with("agent", Setup { env: &env, watchdog_pid: true, ..Setup::default() }).await;
+    // One account, whose registrar (sipp) answers its REGISTER once.
+    let work = tempfile::tempdir().unwrap();
+    let registrar_port = free_port_pair();
+    let registrar = Sipp::start(work.path(), "uas_registrar.xml", registrar_port, free_port_pair(), &[]);
+    let account = format!(
+        "[[accounts]]\nid = \"main\"\naor = \"sip:agent@127.0.0.1\"\n\
+         registrar = \"sip:127.0.0.1:{registrar_port}\"\nexpires_s = 300\nkeepalive_s = 0\n"
+    );
+    let setup = Setup { extra: &account, env: &env, watchdog_pid: true, ..Setup::default() };
+    let agent = Daemon::spawn_with("agent", setup).await;
     let mut ui = agent.client().await;
     heard.wait_for("READY=1").await;
-    heard.wait_for("STATUS=0 calls; 0/0 accounts registered").await;
+    heard.wait_for("STATUS=0 calls; 1/1 accounts registered").await;
+    registrar.expect_success().await;
 
     // The cadence, counted over 2 s (20 expected), with room for a loaded machine.
     let start = Instant::now();
@@ -103,15 +114,20 @@ async fn the_run_loop_pings_the_watchdog_and_reports_calls() {
     // STATUS= follows the calls, once per change.
     let (_work, peer, port, _media) = tone_peer();
     let call = dial(&mut ui, &format!("sip:tone@127.0.0.1:{port}")).await;
-    heard.wait_for("STATUS=1 call; 0/0 accounts registered").await;
+    heard.wait_for("STATUS=1 call; 1/1 accounts registered").await;
     ui.wait_event(Duration::from_secs(10), |e| is_call_state(e, &call, "connected")).await.unwrap();
     ui.call("call.hangup", json!({ "call": call })).await.unwrap();
-    heard.wait_for("STATUS=0 calls; 0/0 accounts registered").await;
+    heard.wait_for("STATUS=0 calls; 1/1 accounts registered").await;
     peer.expect_success().await;
     let statuses = heard.statuses();
     assert_eq!(
         statuses,
-        ["0 calls; 0/0 accounts registered", "1 call; 0/0 accounts registered", "0 calls; 0/0 accounts registered"],
+        [
+            "0 calls; 0/1 accounts registered",
+            "0 calls; 1/1 accounts registered",
+            "1 call; 1/1 accounts registered",
+            "0 calls; 1/1 accounts registered"
+        ],
         "STATUS= is sent when it changes, not every turn"
     );
 }
