@@ -53,7 +53,7 @@ pub struct Setup<'a> {
     pub netns: Option<&'a str>,
     /// Start it as systemd does a service with `WatchdogSec=`: with
     /// `WATCHDOG_PID` set to its own pid (which sd-notify checks), by way
-    /// of `sh -c 'WATCHDOG_PID=$$ exec ...'`.
+    /// of `sh -c 'WATCHDOG_PID=$$ exec ...'` (not inside a `netns`).
     pub watchdog_pid: bool,
 }
 
