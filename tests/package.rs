@@ -50,6 +50,11 @@ fn the_deb_installs_the_binaries_man_pages_completions_and_unit() {
     let deb_arg = deb.to_str().unwrap();
     run("bash", &[script.to_str().unwrap(), "dev", "--no-build", "--fast", "--output", deb_arg]);
 
+    // The binaries' packed relocations need glibc 2.36's loader: a system
+    // with an older one must refuse the package, not install a daemon that cannot start.
+    let depends = stdout("dpkg-deb", &["--field", deb_arg, "Depends"]);
+    assert!(depends.contains("libc6 (>= 2.36)"), "{depends}");
+
     let installed = Installed;
     run("dpkg", &["-i", deb_arg]);
     let version = stdout("/usr/bin/softphoned", &["--version"]);
