@@ -12,6 +12,7 @@
 //! - [`audio`]: where the agent's audio comes from and goes to.
 //! - [`control`]: the JSON-RPC control socket and its protocol types.
 //! - [`config`]: the TOML configuration.
+//! - [`cli_docs`]: man pages and shell completions from the binaries' clap definitions.
 //!
 //! Dependencies point one way, down the floors of `DESIGN.md`: `media`
 //! knows no SDP, `sdp` builds on `media`, `call` on `sdp`, the `sip`
@@ -21,6 +22,7 @@ pub mod account;
 pub mod audio;
 pub mod call;
 pub mod callback;
+pub mod cli_docs;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use softphoned::config::{LogConfig, LogFormat};
 use tokio::signal::unix::{signal, SignalKind};
 
 #[derive(Parser)]
@@ -13,6 +14,9 @@ struct Args {
     /// TOML configuration file; defaults serve when absent.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Write the man page and shell completions into DIR and exit (for packaging).
+    #[arg(long, hide = true, value_name = "DIR")]
+    generate_docs: Option<PathBuf>,
 }
 
 // Two runtime workers whatever the cores: the runtime carries SIP and the
@@ -22,20 +26,20 @@ struct Args {
 // 300 kB on an 8-core laptop.
 #[tokio::main(worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rsipstack=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let args = Args::parse();
+    if let Some(dir) = &args.generate_docs {
+        return Ok(softphoned::cli_docs::generate(Args::command(), dir)?);
+    }
+    // Before the log exists, since [log] says how to write it; a bad
+    // config is said on stderr by the error main returns.
+    let config = softphoned::config::Config::load(args.config.as_deref())?;
+    init_log(&config.log);
     // The default soft limit (1024) is what anyone opening TCP connections
     // to the SIP port exhausts first: take what the hard limit allows.
     match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(limit) => tracing::info!(limit, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
-    let config = softphoned::config::Config::load(args.config.as_deref())?;
     let daemon = softphoned::daemon::start(config).await.context("softphoned could not start")?;
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
@@ -49,4 +53,14 @@ async fn main() -> anyhow::Result<()> {
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     daemon.stop().await;
     Ok(())
+}
+
+/// Logs go to stderr (journald under systemd), as text or JSON lines.
+fn init_log(log: &LogConfig) {
+    let builder = tracing_subscriber::fmt().with_env_filter(log.filter()).with_writer(std::io::stderr);
+    match log.format {
+        LogFormat::Text => builder.init(),
+        // Fields beside the message, not nested under "fields": a collector indexes `call` at once.
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

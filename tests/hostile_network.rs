@@ -205,6 +205,7 @@ async fn five_thousand_tcp_connections_leave_calls_and_control_working() {
             env: &[("RUST_LOG", "info,rsipstack=warn")],
             open_files: Some(1024),
             netns: None,
+            watchdog_pid: false,
         },
     )
     .await;

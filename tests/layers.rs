@@ -61,6 +61,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("timing", 5),
     ("media_io", 5),
     ("daemon", 6),
+    ("cli_docs", 6),
 ];
 
 /// Floors 1 to this one are pure.

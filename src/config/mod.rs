@@ -5,6 +5,7 @@ mod account;
 mod bridge;
 mod callback;
 mod calls;
+mod log;
 mod media;
 mod nat;
 
@@ -22,6 +23,7 @@ pub use account::{AccountConfig, Secret, Transport};
 pub use bridge::BridgeConfig;
 pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
+pub use log::{LogConfig, LogFormat};
 pub use media::{parse_codecs, MediaConfig};
 pub use nat::NatConfig;
 
@@ -55,6 +57,7 @@ pub struct Config {
     pub bridge: BridgeConfig,
     pub nat: NatConfig,
     pub dns: DnsConfig,
+    pub log: LogConfig,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -282,6 +285,7 @@ impl Config {
         config.calls.check()?;
         config.bridge.check()?;
         config.nat.check()?;
+        config.log.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

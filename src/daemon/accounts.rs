@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::time::timeout;
 
 use super::Daemon;
-use crate::account::registration::{renew_on_new_mapping, Report};
+use crate::account::registration::{renew_on_new_mapping, RegState, Report};
 use crate::call::admission::{AnswerPolicy, InboundPolicy};
 use crate::config::{Config, SrtpPolicy};
 use crate::control::api::{self, AccountInfo};
@@ -48,6 +48,16 @@ impl Accounts {
         task.commands
             .send(command)
             .map_err(|_| RpcError::new(code::UNAVAILABLE, format!("account {account:?} is shutting down")))
+    }
+
+    /// How many accounts register (those with a registrar).
+    pub(super) fn len(&self) -> usize {
+        self.tasks.len()
+    }
+
+    /// How many of them last reported a state `wanted` accepts.
+    pub(super) fn count(&self, wanted: impl Fn(RegState) -> bool) -> usize {
+        self.tasks.keys().filter(|id| self.reports.get(*id).is_some_and(|r| wanted(r.state))).count()
     }
 
     /// Unregister everything (each task sends Expires: 0) and wait, briefly.

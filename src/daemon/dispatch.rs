@@ -72,6 +72,7 @@ impl Daemon {
                 return answer(reply_to, reply(CallbackListResult { callbacks: self.desk.callbacks() }))
             }
             Request::HistoryList(p) => return self.history(p, reply_to),
+            Request::DebugStall(p) => return answer(reply_to, self.stall(p.ms).and_then(|_| reply(Empty {}))),
             request @ (Request::BridgePair(_)
             | Request::BridgeList(_)
             | Request::BridgeRevoke(_)
@@ -146,6 +147,23 @@ impl Daemon {
         let decided = self.desk.handle(Input::Command(command), now);
         self.carry_out(now);
         answer(reply_to, decided.map_err(desk_error).and_then(result_of))
+    }
+
+    /// `debug.stall`: block this thread, and so the run loop, as a hang would
+    /// (the watchdog test proves systemd hears no ping meanwhile).
+    fn stall(&self, ms: u64) -> Result<(), RpcError> {
+        if !self.systemd.test_hooks {
+            return Err(RpcError::new(
+                code::UNAVAILABLE,
+                "debug.stall is a test hook: start with SOFTPHONED_TEST_HOOKS=1",
+            ));
+        }
+        if ms > super::systemd::MAX_STALL_MS {
+            return Err(RpcError::invalid_params(format!("ms goes up to {}", super::systemd::MAX_STALL_MS)));
+        }
+        tracing::warn!(ms, "debug.stall: blocking the run loop");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+        Ok(())
     }
 
     fn status(&self) -> StatusResult {

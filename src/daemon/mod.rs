@@ -13,6 +13,7 @@ mod dispatch;
 mod instance;
 mod memory;
 mod outputs;
+mod systemd;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -180,6 +181,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         events,
         bridge,
         config,
+        systemd: systemd::Systemd::new(),
     };
     if let Some(opened) = first_open {
         daemon.on_audio_opened(opened, now.at);
@@ -242,6 +244,8 @@ struct Daemon {
     events: broadcast::Sender<Notification>,
     /// The browser bridge, when `[bridge]` enables it.
     bridge: Option<Arc<crate::control::bridge::Shared>>,
+    /// The watchdog ping and `STATUS=`.
+    systemd: systemd::Systemd,
 }
 
 impl Daemon {
@@ -252,6 +256,7 @@ impl Daemon {
         // The code start-up ran is released once it has settled, and again
         // after each burst of signalling (see `memory`).
         let mut release_code_at = Some(Instant::now() + memory::SETTLE);
+        self.report_health();
         loop {
             let deadline = self.desk.poll_timeout();
             if deadline != self.alarm_set {
@@ -282,7 +287,10 @@ impl Daemon {
                     self.feed(Input::Recorder(report), clock());
                 }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
+                // Here, in the loop, and nowhere else: a loop that stalls stops pinging.
+                _ = self.systemd.watchdog_due() => self.systemd.ping(),
             }
+            self.report_health();
         }
         let goodbyes = self.feed(Input::Shutdown, clock());
         if tokio::time::timeout(SHUTDOWN_GRACE, wait_all(goodbyes)).await.is_err() {

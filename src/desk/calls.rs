@@ -180,7 +180,7 @@ impl Desk {
             Effect::Countdown(countdown) => self.emit(Output::Event(Event::CallCountdown { call: id, countdown })),
             Effect::Dial(to) => self.follow_referral(&id, call.account.clone(), &to),
             Effect::StateChanged => {
-                tracing::info!(call = %id, state = ?call.state, reason = ?call.reason, sip_code = ?call.sip_code, "call state");
+                tracing::info!(call = %id, state = ?call.state, reason = ?call.reason, sip_code = call.sip_code, "call state");
                 self.emit(Output::Event(Event::CallState(Box::new(call.clone()))));
                 self.follow_recording(&call);
                 self.log_call(&call);

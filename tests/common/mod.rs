@@ -29,8 +29,14 @@ pub struct Daemon {
     /// Every listening point, as `daemon.status` names them (`udp:IP:PORT`).
     pub sip_listen: Vec<String>,
     env: Vec<(String, String)>,
+    launch: Launch,
+}
+
+/// How the process is started again on a restart: [`Setup`]'s process options.
+struct Launch {
     open_files: Option<u64>,
     netns: Option<String>,
+    watchdog_pid: bool,
 }
 
 /// How a [`Daemon`] is started, past its name.
@@ -46,11 +52,15 @@ pub struct Setup<'a> {
     /// `ip netns exec`, so that /etc/netns/NAME/resolv.conf, if the test
     /// wrote one, is its /etc/resolv.conf.
     pub netns: Option<&'a str>,
+    /// Start it as systemd does a service with `WatchdogSec=`: with
+    /// `WATCHDOG_PID` set to its own pid (which sd-notify checks), by way
+    /// of `sh -c 'WATCHDOG_PID=$$ exec ...'` (not inside a `netns`).
+    pub watchdog_pid: bool,
 }
 
 impl Default for Setup<'_> {
     fn default() -> Self {
-        Setup { listen: &["udp:127.0.0.1:0"], extra: "", env: &[], open_files: None, netns: None }
+        Setup { listen: &["udp:127.0.0.1:0"], extra: "", env: &[], open_files: None, netns: None, watchdog_pid: false }
     }
 }
 
@@ -67,7 +77,7 @@ impl Daemon {
     }
 
     pub async fn spawn_with(name: &str, setup: Setup<'_>) -> Daemon {
-        let Setup { listen, extra, env, open_files, netns } = setup;
+        let Setup { listen, extra, env, open_files, netns, watchdog_pid } = setup;
         let netns = netns.map(str::to_string);
         let listen: Vec<String> = listen.iter().map(|l| format!("\"{l}\"")).collect();
         let dir = tempfile::tempdir().unwrap();
@@ -86,24 +96,31 @@ impl Daemon {
         )
         .unwrap();
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let child = Self::start_process(dir.path(), &env, open_files, netns.as_deref());
-        let mut daemon = Daemon { child, dir, socket, sip_port: 0, sip_listen: Vec::new(), env, open_files, netns };
+        let launch = Launch { open_files, netns, watchdog_pid };
+        let child = Self::start_process(dir.path(), &env, &launch);
+        let mut daemon = Daemon { child, dir, socket, sip_port: 0, sip_listen: Vec::new(), env, launch };
         daemon.wait_started().await;
         daemon
     }
 
-    fn start_process(dir: &Path, env: &[(String, String)], open_files: Option<u64>, netns: Option<&str>) -> Child {
+    fn start_process(dir: &Path, env: &[(String, String)], launch: &Launch) -> Child {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("daemon.log")).unwrap();
-        // `ip netns exec` execs the daemon in place: the child is the daemon itself.
-        let mut command = match netns {
-            Some(name) => {
+        let daemon = env!("CARGO_BIN_EXE_softphoned");
+        // `ip netns exec` and `exec` in sh run the daemon in place: the child is the daemon itself.
+        let mut command = match (&launch.netns, launch.watchdog_pid) {
+            (Some(name), _) => {
                 let mut ip = Command::new("ip");
-                ip.args(["netns", "exec", name, env!("CARGO_BIN_EXE_softphoned")]);
+                ip.args(["netns", "exec", name, daemon]);
                 ip
             }
-            None => Command::new(env!("CARGO_BIN_EXE_softphoned")),
+            (None, true) => {
+                let mut sh = Command::new("sh");
+                sh.args(["-c", "WATCHDOG_PID=$$ exec \"$0\" \"$@\"", daemon]);
+                sh
+            }
+            (None, false) => Command::new(daemon),
         };
-        if let Some(limit) = open_files {
+        if let Some(limit) = launch.open_files {
             use std::os::unix::process::CommandExt;
             let limit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
             // SAFETY: only setrlimit, which is async-signal-safe, runs between fork and exec.
@@ -139,7 +156,7 @@ impl Daemon {
     pub async fn kill_and_restart(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();
-        self.child = Self::start_process(self.dir.path(), &self.env, self.open_files, self.netns.as_deref());
+        self.child = Self::start_process(self.dir.path(), &self.env, &self.launch);
         self.wait_started().await;
     }
 

@@ -4,13 +4,13 @@ mod callback;
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use serde_json::{json, Value};
 use softphoned::control::api::method;
 use softphoned::control::client::Client;
 
 #[derive(Parser)]
-#[command(version, about = "Drive softphoned through its control socket")]
+#[command(name = "softphonectl", version, about = "Drive softphoned through its control socket")]
 struct Args {
     /// The control socket (default: $XDG_RUNTIME_DIR/softphoned/control.sock).
     #[arg(long, short)]
@@ -114,6 +114,9 @@ enum Cmd {
     },
     /// Call any method with JSON params.
     Raw { method: String, params: Option<String> },
+    /// Write the man page and shell completions into DIR (for packaging).
+    #[command(hide = true)]
+    GenerateDocs { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -139,6 +142,9 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Cmd::GenerateDocs { dir } = &args.command {
+        return Ok(softphoned::cli_docs::generate(Args::command(), dir)?);
+    }
     let socket = args.socket.unwrap_or_else(softphoned::config::default_control_socket);
     let mut client = Client::connect(&socket)
         .await
@@ -173,6 +179,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Unregister { account } => (method::ACCOUNT_UNREGISTER, json!({ "account": account })),
         Cmd::Agent { state } => (method::AGENT_SET_STATE, json!({ "state": state })),
         Cmd::Callback { command } => command.request(),
+        Cmd::GenerateDocs { .. } => unreachable!("answered before connecting"),
         Cmd::History(args) => args.request(),
         Cmd::Bridge { command: BridgeCmd::Pair { origin } } => (method::BRIDGE_PAIR, json!({ "origin": origin })),
         Cmd::Bridge { command: BridgeCmd::List } => (method::BRIDGE_LIST, json!({})),

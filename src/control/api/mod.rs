@@ -115,6 +115,13 @@ pub struct FlagParams {
     pub on: Option<bool>,
 }
 
+/// `debug.stall`: how long the run loop blocks.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StallParams {
+    pub ms: u64,
+}
+
 #[derive(Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AccountParams {

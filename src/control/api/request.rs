@@ -222,6 +222,9 @@ methods! {
         "Unix socket only: forget a pairing; pages using it are closed (1008).";
     BRIDGE_AUTH "bridge.auth" => BridgeAuth(BridgeAuthParams) -> BridgeAuthResult,
         "Bridge only, and its first frame: the token paired with the page's origin. Nothing else is answered before it.";
+    DEBUG_STALL "debug.stall" => DebugStall(StallParams) -> Empty,
+        "Test hook, Unix socket only: block the daemon's run loop for ms milliseconds (at most 10000), as a hung loop would; refused unless the daemon was started with SOFTPHONED_TEST_HOOKS=1.",
+        example {"ms": 1000} => {};
 }
 
 #[cfg(test)]

@@ -40,7 +40,8 @@ use pairings::Pairings;
 
 /// Methods a page may never call: pairing is for the agent's own machine,
 /// over the Unix socket.
-pub const SOCKET_ONLY: &[&str] = &[method::BRIDGE_PAIR, method::BRIDGE_LIST, method::BRIDGE_REVOKE];
+pub const SOCKET_ONLY: &[&str] =
+    &[method::BRIDGE_PAIR, method::BRIDGE_LIST, method::BRIDGE_REVOKE, method::DEBUG_STALL];
 
 /// How long a page has to present its token.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);
