@@ -250,9 +250,13 @@ async fn one_client_over_the_cap_is_told_so_and_the_others_keep_working() {
 }
 
 /// The daemon's resident memory, in kB.
+/// The daemon's own resident memory (heap, stacks: RssAnon), what clients
+/// cost. Not VmRSS: that also counts the code pages serving them faults in,
+/// which the daemon unmaps again only once signalling settles
+/// (`daemon/memory.rs`), and which are the page cache's, not theirs.
 fn resident_kb(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("RssAnon:")).unwrap();
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 

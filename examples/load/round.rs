@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::caller::{Caller, CallerOutcome};
-use crate::measure::{cpu_ns, cpu_percent, cpu_sample, quantile, rss_kb, udp_ports, wait_until};
+use crate::measure::{cpu_percent, cpu_sample, quantile, rss_kb, udp_ports, wait_until};
 use crate::pacing::{self, Capture, Pacing};
 use crate::peers::{Baresip, Jackd, Softphoned};
 use crate::sipp;
@@ -169,12 +169,9 @@ fn measure_round(setup: &Setup, result: &mut RoundResult) -> Result<(), String> 
     std::thread::sleep(IDLE);
     result.rss_idle_kb = rss_kb(pid);
     let idle_window = if setup.options.smoke { Duration::from_secs(1) } else { IDLE_CPU };
-    let idle_from = (Instant::now(), cpu_ns(pid));
+    let idle_from = cpu_sample(pid);
     std::thread::sleep(idle_window);
-    result.cpu_idle_percent = idle_from
-        .1
-        .zip(cpu_ns(pid))
-        .map(|(from, to)| 100.0 * to.saturating_sub(from) as f64 / 1e9 / idle_from.0.elapsed().as_secs_f64());
+    result.cpu_idle_percent = idle_from.zip(cpu_sample(pid)).map(|(from, to)| cpu_percent(from, to));
 
     // Calls last long enough for the ramp, the settling and the window, and end by themselves.
     let window = Duration::from_secs(setup.options.seconds);
