@@ -5,39 +5,39 @@ use std::collections::HashSet;
 use std::process::Child;
 use std::time::{Duration, Instant};
 
-/// A process's CPU time (all threads) at a wall-clock instant.
-#[derive(Clone, Copy, Debug)]
+/// The CPU time of each of a process's threads at a wall-clock instant, in
+/// nanoseconds: the first field of `/proc/PID/task/TID/schedstat`. utime
+/// and stime move in whole 10 ms ticks, 0.05 % of a core over a 20 s
+/// window, as much as one call costs a side with a card, and an idle
+/// process would read as nothing at all.
+#[derive(Clone, Debug)]
 pub struct CpuSample {
     pub at: Instant,
-    pub cpu_seconds: f64,
+    threads: Vec<(u32, u64)>,
 }
 
-/// The process's CPU time now (see [`cpu_ns`]).
 pub fn cpu_sample(pid: u32) -> Option<CpuSample> {
-    Some(CpuSample { at: Instant::now(), cpu_seconds: cpu_ns(pid)? as f64 / 1e9 })
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+    let runtime = |task: std::fs::DirEntry| -> Option<(u32, u64)> {
+        let tid = task.file_name().to_str()?.parse().ok()?;
+        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        Some((tid, schedstat.split_whitespace().next()?.parse().ok()?))
+    };
+    Some(CpuSample { at: Instant::now(), threads: tasks.flatten().filter_map(runtime).collect() })
 }
 
-/// Percent of one core used between two samples.
+/// Percent of one core used between two samples: what each thread alive
+/// at the second ran since the first (all of it for a thread started
+/// since). A thread that ended in between takes its time with it, so the
+/// figure errs low by that, never below zero.
 pub fn cpu_percent(from: CpuSample, to: CpuSample) -> f64 {
     let wall = to.at.duration_since(from.at).as_secs_f64();
     if wall <= 0.0 {
         return 0.0;
     }
-    100.0 * (to.cpu_seconds - from.cpu_seconds) / wall
-}
-
-/// CPU time of all of a process's threads, in nanoseconds (the first field
-/// of each `/proc/PID/task/*/schedstat`): utime and stime move in whole
-/// 10 ms ticks, 0.05 % of a core over a 20 s window, as much as one call
-/// costs a side with a card; an idle process would read as nothing at all.
-/// A thread that ended within the window takes its time with it.
-fn cpu_ns(pid: u32) -> Option<u64> {
-    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let runtime = |task: std::fs::DirEntry| -> Option<u64> {
-        let schedstat = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-        schedstat.split_whitespace().next()?.parse().ok()
-    };
-    Some(tasks.flatten().filter_map(runtime).sum())
+    let before = |tid: u32| from.threads.iter().find(|(t, _)| *t == tid).map_or(0, |(_, ns)| *ns);
+    let ran: u64 = to.threads.iter().map(|&(tid, ns)| ns.saturating_sub(before(tid))).sum();
+    100.0 * ran as f64 / 1e9 / wall
 }
 
 /// Resident memory that is the process's own: VmRSS minus RssShmem, in kB.
