@@ -8,6 +8,7 @@ mod calls;
 mod log;
 mod media;
 mod nat;
+mod reload;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -26,6 +27,7 @@ pub use calls::{CallsConfig, TransferConfig};
 pub use log::{LogConfig, LogFormat};
 pub use media::{parse_codecs, MediaConfig};
 pub use nat::NatConfig;
+pub use reload::ReloadPlan;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -41,7 +43,7 @@ pub enum ConfigError {
     Value { key: &'static str, message: String },
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,
@@ -59,9 +61,12 @@ pub struct Config {
     pub dns: DnsConfig,
     pub log: LogConfig,
     pub accounts: Vec<AccountConfig>,
+    /// The file this was read from: a reload reads it again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
     /// Listening points, `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`. A
@@ -122,7 +127,7 @@ impl Default for SipConfig {
 }
 
 /// `[dns]`: who locates registrars and proxies (RFC 3263: NAPTR, SRV, A/AAAA).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Resolvers to ask, `IP` or `IP:PORT` (port 53 by default); none:
@@ -153,7 +158,7 @@ pub struct Listen {
     pub addr: SocketAddr,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// The agent state at start.
@@ -183,14 +188,14 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// The Unix socket path; default `$XDG_RUNTIME_DIR/softphoned/control.sock`.
     pub socket: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioConfig {
     /// `tone:HZ`, `wav:PATH` or `null`.
@@ -205,7 +210,7 @@ impl Default for AudioConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     /// Where recordings are written, in YYYY/MM/DD folders.
@@ -239,10 +244,11 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else { return Ok(Config::default()) };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config = Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.into(), message },
             other => other,
         })?;
+        config.source = Some(path.into());
         Ok(config)
     }
 
