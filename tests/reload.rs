@@ -196,4 +196,12 @@ async fn a_reload_names_what_waits_for_a_restart() {
     assert_eq!(again["accounts_added"], json!([]), "{again}");
     let status = ui.call("daemon.status", json!({})).await.unwrap();
     assert_eq!(status["sip_listen"].as_array().unwrap().len(), 1, "{status}");
+
+    // A recording folder that cannot be made is refused, not found out at the next call.
+    std::fs::write(daemon.path("a-file"), b"").unwrap();
+    rewrite(&daemon, "t1_ms = 70\n[recording]\ndir = \"a-file/recordings\"\n");
+    let error = ui.call("daemon.reload", json!({})).await.unwrap_err();
+    assert!(error.to_string().contains("recording.dir"), "{error}");
+    let status = ui.call("daemon.status", json!({})).await.unwrap();
+    assert!(!status["recording_dir"].as_str().unwrap().contains("a-file"), "{status}");
 }

@@ -95,9 +95,20 @@ impl Daemon {
 
 /// Read, check and measure the file; locate the accounts it adds or changes.
 async fn prepare(path: std::path::PathBuf, running: Config, sip: SipAgent) -> Result<Prepared, String> {
-    let loaded = tokio::task::spawn_blocking(move || Config::load(Some(&path)));
-    let mut new = loaded.await.map_err(|e| format!("the config could not be read: {e}"))?.map_err(|e| e.to_string())?;
-    super::absolute_recording_dir(&mut new);
+    let dir = running.recording.dir.clone();
+    // At start an unusable folder is only logged (calls go on without
+    // recordings); here the running one still works, so a new one that
+    // does not is refused.
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut new = Config::load(Some(&path)).map_err(|e| e.to_string())?;
+        super::absolute_recording_dir(&mut new);
+        if new.recording.dir != dir {
+            super::usable_dir(&new.recording.dir)
+                .map_err(|e| format!("invalid value for recording.dir: {}: {e}", new.recording.dir.display()))?;
+        }
+        Ok::<_, String>(new)
+    });
+    let new = loaded.await.map_err(|e| format!("the config could not be read: {e}"))??;
     let plan = ReloadPlan::new(&running, new);
     let mut accounts = Vec::new();
     for id in plan.added.iter().chain(&plan.changed) {
