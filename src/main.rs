@@ -40,13 +40,15 @@ async fn main() -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(limit, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
+    // Taken before the start, which can last seconds (a sound card, DNS):
+    // a SIGHUP meanwhile would otherwise end the process, by default.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let daemon = softphoned::daemon::start(config).await.context("softphoned could not start")?;
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not notify systemd");
     }
-    let mut terminate = signal(SignalKind::terminate())?;
-    let mut hangup = signal(SignalKind::hangup())?;
     loop {
         tokio::select! {
             _ = terminate.recv() => break tracing::info!("SIGTERM: stopping"),
