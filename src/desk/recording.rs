@@ -107,7 +107,8 @@ impl Desk {
         Ok(path)
     }
 
-    /// `DIR/YYYY/MM/DD/YYYYMMDD-HHMMSS-CALL-REMOTE[-CALLBACK].wav` (or `.opus`), in UTC.
+    /// `DIR/YYYY/MM/DD/YYYYMMDD-HHMMSS-CALL-REMOTE[-CALLBACK].wav` (or
+    /// `.opus`; `.age` after it when encrypted), in UTC.
     fn recording_path(&self, summary: &CallSummary, callback: Option<&str>, now: Timestamp) -> PathBuf {
         let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
         let remote_user =
@@ -117,7 +118,11 @@ impl Desk {
             name = format!("{name}-{}", safe(callback));
         }
         let policy = &self.config.recording;
-        policy.dir.join(utc.strftime("%Y/%m/%d").to_string()).join(format!("{name}.{}", policy.format.extension()))
+        let mut file = format!("{name}.{}", policy.format.extension());
+        if policy.encrypted {
+            file.push_str(".age");
+        }
+        policy.dir.join(utc.strftime("%Y/%m/%d").to_string()).join(file)
     }
 
     fn stop_recording(&mut self, call: &str, end: Map<String, serde_json::Value>) {
