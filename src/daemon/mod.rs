@@ -162,9 +162,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         tracing::error!(dir = %config.recording.dir.display(), error = %e, "recording.dir is not usable: recordings will fail");
     }
     let recorder_settings = crate::recorder::RecorderSettings {
-        dir: config.recording.dir.clone(),
         encrypt_to: config.recording.recipients()?,
         retention_days: config.recording.retention_days,
+        ..crate::recorder::RecorderSettings::new(config.recording.dir.clone())
     };
     let (recorder, recorder_reports) =
         crate::recorder::Recorder::start(recorder_settings).map_err(DaemonError::Thread)?;

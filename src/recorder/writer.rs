@@ -11,7 +11,7 @@
 //! files are open, and the media path never waits on the sweep's disk work.
 
 use std::collections::{HashMap, HashSet};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -19,24 +19,21 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::file::{self, RecordingFile};
+use super::at_rest::{self, recover, seal, write_sidecar};
+use super::file::RecordingFile;
 use super::ogg_opus::OggOpusFile;
 use super::sealed;
-use super::sweep;
 use crate::call::CallId;
 use crate::desk::RecorderReport;
-use crate::recording::{metadata, sidecar_of, RecordingFormat};
+use crate::recording::RecordingFormat;
 
 /// Jobs queued at most: a batch is one tick of every recorded call, so
 /// this is about 10 s of audio before ticks are dropped.
 const QUEUE: usize = 512;
 /// Written batches kept for reuse: a few cover a writer a little behind.
 const SPARE_BATCHES: usize = 4;
-/// How often the retention sweep runs (and once at start).
-const SWEEP_EVERY: Duration = Duration::from_secs(24 * 3600);
 
 /// What the recorder thread is started with (`[recording]`).
 #[derive(Clone)]
@@ -47,12 +44,15 @@ pub struct RecorderSettings {
     pub encrypt_to: Vec<age::x25519::Recipient>,
     /// `recording.retention_days`.
     pub retention_days: Option<u32>,
+    /// How often the retention sweep runs (and once at start): daily; tests shrink it.
+    pub sweep_every: Duration,
 }
 
 impl RecorderSettings {
     /// Plain recordings under `dir`, kept forever.
     pub fn new(dir: PathBuf) -> RecorderSettings {
-        RecorderSettings { dir, encrypt_to: Vec::new(), retention_days: None }
+        let sweep_every = Duration::from_secs(24 * 3600);
+        RecorderSettings { dir, encrypt_to: Vec::new(), retention_days: None, sweep_every }
     }
 }
 
@@ -283,8 +283,8 @@ fn run(
     loop {
         if let Some(days) = settings.retention_days.filter(|_| Instant::now() >= next_sweep) {
             let writing: HashSet<PathBuf> = open.values().map(|o| o.file.path().to_path_buf()).collect();
-            sweep::sweep(&settings.dir, days, &writing, SystemTime::now());
-            next_sweep = Instant::now() + SWEEP_EVERY;
+            at_rest::sweep(&settings.dir, days, &writing, SystemTime::now());
+            next_sweep = Instant::now() + settings.sweep_every;
         }
         // Without retention, no deadline: recv_timeout waits as recv does.
         let wait =
@@ -367,88 +367,11 @@ fn run(
     }
 }
 
-/// Write the sidecar of a finished recording: its metadata and the sha256
-/// of the file as it is stored, which for an encrypted one is the age
-/// ciphertext (`sha256_of` says which).
-fn seal(recording: &Path, mut metadata: Map<String, Value>) -> io::Result<()> {
-    metadata.insert("sha256".into(), sha256(recording)?.into());
-    let of = if sealed::is_sealed(recording) { "ciphertext" } else { "plaintext" };
-    metadata.insert("sha256_of".into(), of.into());
-    metadata.insert("file".into(), recording.file_name().map(|n| n.to_string_lossy().into_owned()).into());
-    write_sidecar(recording, &metadata)
-}
-
-/// Replace the sidecar of `wav` as a whole: written beside it, synced, then
-/// renamed over the old one, so a crash leaves the old or the new, never half.
-fn write_sidecar(wav: &Path, metadata: &Map<String, Value>) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let text = serde_json::to_vec_pretty(metadata).map_err(io::Error::other)?;
-    let sidecar = sidecar_of(wav);
-    let fresh = sidecar.with_extension("json.new");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&fresh)?;
-    file.write_all(&text)?;
-    file.sync_all()?;
-    std::fs::rename(&fresh, &sidecar)
-}
-
-/// What a sidecar says, if it can be read.
-fn read_sidecar(wav: &Path) -> Option<Map<String, Value>> {
-    match serde_json::from_slice(&std::fs::read(sidecar_of(wav)).ok()?).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
-}
-
-fn sha256(path: &Path) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = [0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Seal every recording under `dir` that a crash or kill left open (no
-/// sidecar, or the provisional one written at its start), keeping what the
-/// provisional sidecar said and saying it was recovered. A plain WAV is
-/// repaired first; an encrypted one can't be, and needs no repair: its
-/// complete chunks are what `softphonectl recording decrypt` gives back.
-fn recover(dir: &Path) {
-    for path in sweep::list(dir).into_iter().map(|file| file.path) {
-        let wav = path.extension().is_some_and(|e| e == "wav");
-        if !wav && !sealed::is_sealed(&path) {
-            continue;
-        }
-        let known = read_sidecar(&path);
-        let left_open = !sidecar_of(&path).exists() || known.as_ref().is_some_and(|m| m.contains_key("provisional"));
-        if !left_open {
-            continue;
-        }
-        let mut sidecar = known.unwrap_or_default();
-        sidecar.remove("provisional");
-        let note = if wav {
-            "left open by a crash; repaired at start"
-        } else {
-            "left open by a crash; decrypting recovers every complete 64 KiB chunk"
-        };
-        sidecar.extend(metadata(json!({ "recovered": true, "note": note })));
-        let repaired = if wav { file::repair(&path).map(drop) } else { Ok(()) };
-        match repaired.and_then(|_| seal(&path, sidecar)) {
-            Ok(()) => tracing::warn!(path = %path.display(), "recording left by a crash recovered"),
-            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot recover a crashed recording"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::at_rest::sha256;
     use super::*;
+    use crate::recording::{metadata, sidecar_of};
 
     fn events_until(reports: &mut mpsc::UnboundedReceiver<RecorderReport>) -> RecorderReport {
         reports.blocking_recv().expect("the recorder reports")
@@ -590,5 +513,43 @@ mod tests {
         assert_eq!(sidecar["recovered"], true, "{sidecar}");
         assert_eq!(sidecar["remote"], "sip:customer@example.test", "the parties survive the crash");
         assert!(sidecar.get("provisional").is_none() && sidecar["sha256"].is_string(), "{sidecar}");
+    }
+
+    /// Make `path` look last written `days` days ago.
+    fn age_file(path: &Path, days: u64) {
+        let then = SystemTime::now() - Duration::from_secs(days * 24 * 3600);
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(then).unwrap();
+    }
+
+    fn wait_until(done: impl Fn() -> bool) -> bool {
+        (0..400).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            done()
+        })
+    }
+
+    #[test]
+    fn retention_never_deletes_the_file_being_written_and_deletes_it_once_closed_and_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RecorderSettings {
+            retention_days: Some(30),
+            sweep_every: Duration::from_millis(20),
+            ..RecorderSettings::new(dir.path().to_path_buf())
+        };
+        let (recorder, mut reports) = Recorder::start(settings).unwrap();
+        let path = dir.path().join("2026/01/02/20260102-101010-c1-alice.wav");
+        recorder.begin(&"c1".into(), path.clone(), 8000, RecordingFormat::Wav, Map::new());
+        tick(&recorder, "c1", &[1; 160], &[1; 160]);
+        assert!(wait_until(|| path.exists()));
+        age_file(&path, 40);
+        // Sweeps come and go while it is open: it stays.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(path.exists(), "a recording being written is never swept");
+        tick(&recorder, "c1", &[1; 160], &[1; 160]);
+        recorder.end(&"c1".into(), Map::new());
+        assert!(matches!(events_until(&mut reports), RecorderReport::Saved { .. }));
+        assert!(path.exists() && sidecar_of(&path).exists(), "closed, but young");
+        age_file(&path, 40);
+        assert!(wait_until(|| !path.exists() && !sidecar_of(&path).exists()), "closed and old: swept with its sidecar");
     }
 }

@@ -1,0 +1,169 @@
+//! The recorder's files at rest, off the media path on its thread: the
+//! metadata sidecar beside each recording (`crate::recording::sidecar_of`:
+//! replaced whole, sealed at the end with the sha256 of the file as
+//! stored); at start, the recovery of recordings a crash left open; and the
+//! retention sweep's deletions (what to delete is
+//! `crate::recording::retention`'s pure decision).
+//!
+//! The walk of `recording.dir` never follows a symbolic link (to a folder
+//! or a file), so nothing outside it is ever listed, hence ever deleted.
+
+use std::collections::HashSet;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
+
+use super::{file, sealed};
+use crate::recording::retention::{expired, Listed};
+use crate::recording::{metadata, sidecar_of};
+
+/// Write the sidecar of a finished recording: its metadata and the sha256
+/// of the file as it is stored, which for an encrypted one is the age
+/// ciphertext (`sha256_of` says which).
+pub(super) fn seal(recording: &Path, mut metadata: Map<String, Value>) -> io::Result<()> {
+    metadata.insert("sha256".into(), sha256(recording)?.into());
+    let of = if sealed::is_sealed(recording) { "ciphertext" } else { "plaintext" };
+    metadata.insert("sha256_of".into(), of.into());
+    metadata.insert("file".into(), recording.file_name().map(|n| n.to_string_lossy().into_owned()).into());
+    write_sidecar(recording, &metadata)
+}
+
+/// Replace the sidecar of `wav` as a whole: written beside it, synced, then
+/// renamed over the old one, so a crash leaves the old or the new, never half.
+pub(super) fn write_sidecar(wav: &Path, metadata: &Map<String, Value>) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let text = serde_json::to_vec_pretty(metadata).map_err(io::Error::other)?;
+    let sidecar = sidecar_of(wav);
+    let fresh = sidecar.with_extension("json.new");
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&fresh)?;
+    file.write_all(&text)?;
+    file.sync_all()?;
+    std::fs::rename(&fresh, &sidecar)
+}
+
+/// What a sidecar says, if it can be read.
+fn read_sidecar(wav: &Path) -> Option<Map<String, Value>> {
+    match serde_json::from_slice(&std::fs::read(sidecar_of(wav)).ok()?).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+pub(super) fn sha256(path: &Path) -> io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buffer = [0u8; 64 * 1024];
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Seal every recording under `dir` that a crash or kill left open (no
+/// sidecar, or the provisional one written at its start), keeping what the
+/// provisional sidecar said and saying it was recovered. A plain WAV is
+/// repaired first; an encrypted one can't be, and needs no repair: its
+/// complete chunks are what `softphonectl recording decrypt` gives back.
+pub(super) fn recover(dir: &Path) {
+    for path in list(dir).into_iter().map(|file| file.path) {
+        let wav = path.extension().is_some_and(|e| e == "wav");
+        if !wav && !sealed::is_sealed(&path) {
+            continue;
+        }
+        let known = read_sidecar(&path);
+        let left_open = !sidecar_of(&path).exists() || known.as_ref().is_some_and(|m| m.contains_key("provisional"));
+        if !left_open {
+            continue;
+        }
+        let mut sidecar = known.unwrap_or_default();
+        sidecar.remove("provisional");
+        let note = if wav {
+            "left open by a crash; repaired at start"
+        } else {
+            "left open by a crash; decrypting recovers every complete 64 KiB chunk"
+        };
+        sidecar.extend(metadata(json!({ "recovered": true, "note": note })));
+        let repaired = if wav { file::repair(&path).map(drop) } else { Ok(()) };
+        match repaired.and_then(|_| seal(&path, sidecar)) {
+            Ok(()) => tracing::warn!(path = %path.display(), "recording left by a crash recovered"),
+            Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot recover a crashed recording"),
+        }
+    }
+}
+
+/// Every regular file under `dir`, folders entered without following links.
+pub(super) fn list(dir: &Path) -> Vec<Listed> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    // Bounded: a recording tree is a few levels of dates.
+    while let Some(folder) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
+        for entry in entries.flatten() {
+            // The entry's own type: a link is a link, whatever it points to.
+            let Ok(kind) = entry.file_type() else { continue };
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                let Ok(modified) = entry.metadata().and_then(|m| m.modified()) else { continue };
+                files.push(Listed { path: entry.path(), modified });
+            }
+        }
+    }
+    files
+}
+
+/// Delete what has outlived `days` under `dir`, never a file in `open`.
+/// Returns how many files went.
+pub(super) fn sweep(dir: &Path, days: u32, open: &HashSet<PathBuf>, now: SystemTime) -> usize {
+    let doomed = expired(&list(dir), open, now, days);
+    let mut deleted = 0;
+    for path in doomed {
+        match std::fs::remove_file(&path) {
+            Ok(()) => deleted += 1,
+            Err(e) => tracing::warn!(path = %path.display(), error = %e, "retention: cannot delete"),
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(dir = %dir.display(), days, deleted, "retention: old recordings deleted");
+    }
+    deleted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_sweep_deletes_old_recordings_inside_the_folder_and_never_follows_a_link_out() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("rec");
+        let outside = root.path().join("elsewhere");
+        std::fs::create_dir_all(dir.join("2026/01/02")).unwrap();
+        std::fs::create_dir_all(&outside).unwrap();
+        let old = dir.join("2026/01/02/20260102-101010-c1-alice.wav");
+        let kept = outside.join("20260102-101010-c2-bob.wav");
+        for path in [&old, &sidecar(&old), &kept] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        std::os::unix::fs::symlink(&outside, dir.join("2026/01/03")).unwrap();
+        std::os::unix::fs::symlink(&kept, dir.join("2026/01/02/20260102-101011-c3-link.wav")).unwrap();
+        let later = SystemTime::now() + Duration::from_secs(100 * 24 * 3600);
+        assert_eq!(sweep(&dir, 30, &HashSet::new(), later), 2);
+        assert!(!old.exists() && !sidecar(&old).exists());
+        assert!(kept.exists(), "a link out of the folder is not followed");
+        assert!(dir.join("2026/01/02/20260102-101011-c3-link.wav").symlink_metadata().is_ok(), "nor deleted");
+    }
+
+    fn sidecar(path: &Path) -> PathBuf {
+        crate::recording::sidecar_of(path)
+    }
+}
