@@ -7,41 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::sipp::{free_port_pair, write_tone_file, Sipp};
-use common::{dial, require_tool, wait_call_counter, Daemon};
+use common::recorded::{call_the_tone_peer, channels, first_file, WAIT};
+use common::require_tool;
+use common::wait_call_counter;
 use serde_json::{json, Value};
 use softphoned::audio::analysis::{dominant_frequency, tone_amplitude};
-use softphoned::control::client::{is_call_state, Client};
+use softphoned::control::client::is_call_state;
 
-const WAIT: Duration = Duration::from_secs(10);
 /// Every answered call recorded, under the daemon's own folder.
 const ALWAYS: &str = "dir = \"recordings\"\nmode = \"always\"";
-
-/// Left and right channels of a stereo WAV, and its rate.
-fn channels(path: &std::path::Path) -> (Vec<i16>, Vec<i16>, u32) {
-    let mut reader = hound::WavReader::open(path).unwrap();
-    let spec = reader.spec();
-    assert_eq!((spec.channels, spec.bits_per_sample), (2, 16));
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let left = samples.iter().step_by(2).copied().collect();
-    let right = samples.iter().skip(1).step_by(2).copied().collect();
-    (left, right, spec.sample_rate)
-}
-
-/// The daemon (sending 440 Hz, with `recording` as its `[recording]`
-/// table) calls a sipp peer that answers with 1 kHz; returns once the call
-/// is connected.
-async fn call_the_tone_peer(work: &std::path::Path, recording: &str) -> (Sipp, Daemon, Client, String) {
-    write_tone_file(work);
-    let peer_port = free_port_pair();
-    let peer = Sipp::start(work, "uas_tone.xml", peer_port, free_port_pair(), &[]);
-    let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:440\"\n[recording]\n{recording}")).await;
-    let mut ui = daemon.client().await;
-    ui.call("events.subscribe", json!({})).await.unwrap();
-    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
-    (peer, daemon, ui, call)
-}
 
 #[tokio::test]
 async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own_length() {
@@ -235,21 +209,6 @@ async fn a_full_disk_fails_the_recording_and_not_the_call() {
     let (_, right, rate) = channels(&wav);
     assert!(right.len() >= rate as usize / 2, "{} samples kept", right.len());
     assert_eq!(dominant_frequency(&right[..rate as usize / 2], rate), Some(1000.0));
-}
-
-/// The first file with extension `ext` anywhere under `dir`.
-fn first_file(dir: &std::path::Path, ext: &str) -> Option<std::path::PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        for path in std::fs::read_dir(&folder).into_iter().flatten().flatten().map(|e| e.path()) {
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == ext) {
-                return Some(path);
-            }
-        }
-    }
-    None
 }
 
 #[tokio::test]
