@@ -10,4 +10,5 @@ pub mod sealed;
 mod writer;
 
 pub use crate::recording::sidecar_of;
+pub use at_rest::{decrypt, Decrypted};
 pub use writer::{FrameBatch, Recorder, RecorderSettings};

@@ -165,7 +165,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         return Ok(softphoned::cli_docs::generate(Args::command(), dir)?);
     }
     if let Cmd::Recording { command: RecordingCmd::Decrypt { identity, input, output } } = &args.command {
-        let decrypted = softphoned::recorder::sealed::decrypt(identity, input, output)?;
+        let decrypted = softphoned::recorder::decrypt(identity, input, output)?;
         match decrypted.cut {
             None => eprintln!("decrypted {} bytes", decrypted.bytes),
             Some(why) => eprintln!(
