@@ -26,7 +26,7 @@ pub fn channels(path: &Path) -> (Vec<i16>, Vec<i16>, u32) {
 
 /// Left and right channels of a stereo Ogg/Opus file at 8 kHz.
 pub fn opus_channels(path: &Path) -> (Vec<i16>, Vec<i16>) {
-    let mut reader = ogg::PacketReader::new(std::fs::File::open(&path).unwrap());
+    let mut reader = ogg::PacketReader::new(std::fs::File::open(path).unwrap());
     let head = reader.read_packet().unwrap().unwrap();
     assert!(head.data.starts_with(b"OpusHead") && head.data[9] == 2, "stereo Opus");
     reader.read_packet().unwrap();
