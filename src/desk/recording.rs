@@ -14,7 +14,7 @@ use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
 use crate::media::codec::Codec;
 use crate::media::PCM_RATE;
-use crate::recording::{metadata, RecordingMode, RecordingState, RecordingStatus};
+use crate::recording::{metadata, RecordingMode, RecordingState, RecordingStatus, ENCRYPTED_EXTENSION};
 
 /// A call being recorded.
 pub(super) struct Recording {
@@ -120,7 +120,7 @@ impl Desk {
         let policy = &self.config.recording;
         let mut file = format!("{name}.{}", policy.format.extension());
         if policy.encrypted {
-            file.push_str(".age");
+            file = format!("{file}.{ENCRYPTED_EXTENSION}");
         }
         policy.dir.join(utc.strftime("%Y/%m/%d").to_string()).join(file)
     }

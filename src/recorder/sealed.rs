@@ -25,12 +25,11 @@ use std::path::Path;
 use age::stream::StreamWriter;
 use age::x25519::Recipient;
 
-/// The suffix of an encrypted recording (`….wav.age`, `….opus.age`).
-pub const SUFFIX: &str = "age";
+use crate::recording::ENCRYPTED_EXTENSION;
 
 /// Whether `path` names an encrypted recording.
 pub fn is_sealed(path: &Path) -> bool {
-    path.extension().is_some_and(|e| e == SUFFIX)
+    path.extension().is_some_and(|e| e == ENCRYPTED_EXTENSION)
 }
 
 /// Create a recording file: new (never replacing one), mode 0640.

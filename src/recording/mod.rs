@@ -36,6 +36,10 @@ pub fn metadata(fields: serde_json::Value) -> serde_json::Map<String, serde_json
     }
 }
 
+/// The extension added after the format's to an encrypted recording's name
+/// (`….wav.age`, `….opus.age`): an age file.
+pub const ENCRYPTED_EXTENSION: &str = "age";
+
 /// The metadata sidecar beside a recording: `NAME.json` for `NAME.wav`,
 /// `NAME.wav.json` for the encrypted `NAME.wav.age`.
 pub fn sidecar_of(recording: &Path) -> PathBuf {

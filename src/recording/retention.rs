@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::{sidecar_of, RecordingFormat};
+use super::{sidecar_of, RecordingFormat, ENCRYPTED_EXTENSION};
 
 /// A regular file a sweep found (symbolic links are never listed).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub fn expired(listing: &[Listed], open: &HashSet<PathBuf>, now: SystemTime, day
 /// it when encrypted. Anything else in the folder is not ours to delete.
 pub fn is_recording(path: &Path) -> bool {
     let Some(name) = path.file_name().and_then(|n| n.to_str()) else { return false };
-    let name = name.strip_suffix(".age").unwrap_or(name);
+    let name = name.strip_suffix(ENCRYPTED_EXTENSION).and_then(|n| n.strip_suffix('.')).unwrap_or(name);
     let stamp = name.as_bytes();
     let dated = stamp.len() > 16
         && stamp[..8].iter().chain(&stamp[9..15]).all(u8::is_ascii_digit)
