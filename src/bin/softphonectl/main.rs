@@ -133,7 +133,9 @@ enum RecordingCmd {
         /// An age identity file (as age-keygen writes it) holding a recipient's key.
         #[arg(long, short)]
         identity: PathBuf,
+        /// The recording as stored.
         input: PathBuf,
+        /// Where its plaintext goes (must not exist yet).
         output: PathBuf,
     },
 }
