@@ -9,7 +9,9 @@
 //! kernel as soon as it is full (one `write`, no buffer of ours after it),
 //! so a kill -9 leaves every full chunk in the file and loses only the one
 //! being filled: at most 64 KiB of plaintext, 2 s of 8 kHz stereo WAV, 1 s
-//! at 16 kHz, about 16 s of 32 kbit/s Ogg/Opus. age's reader hands out each
+//! at 16 kHz, 16-25 s of Ogg/Opus (2.6-4 kB/s: padding its pages out to a
+//! chunk every few seconds would cost most of what Opus saves, so it is
+//! not done). age's reader hands out each
 //! chunk as it authenticates it and fails only where the last one is
 //! missing, so recovery keeps everything it read before that error.
 //!
