@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::recording::{RecordingFormat, RecordingMode};
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     /// Where recordings are written, in YYYY/MM/DD folders.
@@ -66,7 +66,7 @@ impl RecordingConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Config;
+    use super::super::{Config, ReloadPlan};
 
     #[test]
     fn recipients_and_retention_are_read_and_bad_ones_name_the_key() {
@@ -80,5 +80,16 @@ mod tests {
         assert!(bad.to_string().contains("recording.encrypt_to") && bad.to_string().contains("age1nope"), "{bad}");
         let zero = Config::parse("[recording]\nretention_days = 0\n").unwrap_err();
         assert!(zero.to_string().contains("recording.retention_days"), "{zero}");
+    }
+
+    #[test]
+    fn recipients_and_retention_wait_for_a_restart_on_reload() {
+        let key = age::x25519::Identity::generate().to_public().to_string();
+        let running = Config::parse("[recording]\nmode = \"always\"\n").unwrap();
+        let new = format!("[recording]\nmode = \"never\"\nencrypt_to = [\"{key}\"]\nretention_days = 7\n");
+        let plan = ReloadPlan::new(&running, Config::parse(&new).unwrap());
+        assert_eq!(plan.restart_required, ["recording.encrypt_to", "recording.retention_days"]);
+        assert!(plan.config.recording.encrypt_to.is_empty() && plan.config.recording.retention_days.is_none());
+        assert_eq!(plan.config.recording.mode, crate::recording::RecordingMode::Never, "the mode applies live");
     }
 }

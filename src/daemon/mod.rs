@@ -13,6 +13,7 @@ mod dispatch;
 mod instance;
 mod memory;
 mod outputs;
+mod reload;
 mod systemd;
 
 use std::net::SocketAddr;
@@ -74,11 +75,26 @@ pub struct RunningDaemon {
     pub control_socket: PathBuf,
     /// The first listening point's address.
     pub sip_addr: SocketAddr,
+    /// The run loop's requests, as the control socket hands them in.
+    requests: mpsc::Sender<ControlRequest>,
     shutdown: CancellationToken,
     run_loop: JoinHandle<()>,
 }
 
 impl RunningDaemon {
+    /// Read the config file again (SIGHUP), as `daemon.reload` does: what
+    /// changed, or why the running config stays in force.
+    pub async fn reload(&self) -> Result<crate::control::api::ReloadResult, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = crate::control::api::Request::DaemonReload(crate::control::api::NoParams {});
+        self.requests
+            .send(ControlRequest { request, reply })
+            .await
+            .map_err(|_| "the daemon is stopping".to_string())?;
+        let result = answer.await.map_err(|_| "the daemon is stopping".to_string())?.map_err(|e| e.message)?;
+        serde_json::from_value(result).map_err(|e| e.to_string())
+    }
+
     /// Hang up every call, stop, and remove the control socket.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -151,12 +167,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let bridge = bridge::start(&config, control_tx.clone(), events.clone(), shutdown.clone()).await?;
-    tokio::spawn(server::serve(listener, budget.control_clients, control_tx, events.clone(), shutdown.clone()));
-    // Events and history name recordings by absolute path, wherever the daemon runs.
+    tokio::spawn(server::serve(listener, budget.control_clients, control_tx.clone(), events.clone(), shutdown.clone()));
     let mut config = config;
-    if let Ok(dir) = std::path::absolute(&config.recording.dir) {
-        config.recording.dir = dir;
-    }
+    absolute_recording_dir(&mut config);
     if let Err(e) = usable_dir(&config.recording.dir) {
         // Calls go on without it; ops see at once why recordings will fail.
         tracing::error!(dir = %config.recording.dir.display(), error = %e, "recording.dir is not usable: recordings will fail");
@@ -172,6 +185,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (media, media_rx) =
         MediaIo::start(audio, listens[0].addr.ip(), config.media.clone(), recorder).map_err(DaemonError::Thread)?;
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
+    let (reloads, reloads_rx) = mpsc::unbounded_channel();
     let now = clock();
     let mut daemon = Daemon {
         started: Instant::from_std(now.at),
@@ -187,6 +201,8 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         bridge,
         config,
         systemd: systemd::Systemd::new(),
+        reloading: false,
+        reloads,
     };
     if let Some(opened) = first_open {
         daemon.on_audio_opened(opened, now.at);
@@ -205,13 +221,14 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
                     media: media_rx,
                     audio: audio_rx,
                     recorder: recorder_reports,
+                    reloads: reloads_rx,
                 },
                 shutdown_loop,
             )
             .await;
         sip_shutdown.cancel();
     });
-    Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
+    Ok(RunningDaemon { control_socket, sip_addr, requests: control_tx, shutdown, run_loop })
 }
 
 /// The present, read once per turn of the loop: tokio's clock (which
@@ -227,6 +244,7 @@ struct Inputs {
     media: mpsc::UnboundedReceiver<MediaOut>,
     audio: mpsc::UnboundedReceiver<audio::Opened>,
     recorder: mpsc::UnboundedReceiver<crate::desk::RecorderReport>,
+    reloads: mpsc::UnboundedReceiver<reload::Reloaded>,
 }
 
 struct Daemon {
@@ -251,11 +269,14 @@ struct Daemon {
     bridge: Option<Arc<crate::control::bridge::Shared>>,
     /// The watchdog ping and `STATUS=`.
     systemd: systemd::Systemd,
+    /// A reload is being read and located (one at a time).
+    reloading: bool,
+    reloads: mpsc::UnboundedSender<reload::Reloaded>,
 }
 
 impl Daemon {
     async fn run(mut self, inputs: Inputs, shutdown: CancellationToken) {
-        let Inputs { mut control, mut sip, mut media, mut audio, mut recorder } = inputs;
+        let Inputs { mut control, mut sip, mut media, mut audio, mut recorder, mut reloads } = inputs;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The code start-up ran is released once it has settled, and again
@@ -292,6 +313,7 @@ impl Daemon {
                     self.feed(Input::Recorder(report), clock());
                 }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
+                Some(reloaded) = reloads.recv() => self.on_reloaded(reloaded),
                 // Here, in the loop, and nowhere else: a loop that stalls stops pinging.
                 _ = self.systemd.watchdog_due() => self.systemd.ping(),
             }
@@ -362,6 +384,13 @@ impl Daemon {
     fn publish(&self, notification: Notification) {
         // No subscriber is not an error.
         let _ = self.events.send(notification);
+    }
+}
+
+/// Events and history name recordings by absolute path, wherever the daemon runs.
+fn absolute_recording_dir(config: &mut Config) {
+    if let Ok(dir) = std::path::absolute(&config.recording.dir) {
+        config.recording.dir = dir;
     }
 }
 
