@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use age::secrecy::ExposeSecret;
 use common::capture::{largest_gap_ms, Capture};
 use common::kamailio::{self, Kamailio, KamailioOptions, PASSWORD};
 use common::sipp::{logged_message, tone_peer};
@@ -31,10 +32,10 @@ fn account(id: &str, user: &str, kam: &Kamailio) -> String {
 
 /// The daemon's config: `[sip]` keys first (the harness's `[sip]` goes on
 /// with them), then media, recording and the accounts.
-fn config(t1_ms: u32, codecs: &str, accounts: &[String]) -> String {
+fn config(t1_ms: u32, codecs: &str, recording: &str, accounts: &[String]) -> String {
     format!(
         "t1_ms = {t1_ms}\n[audio]\nsource = \"tone:1000\"\n[media]\ncodecs = {codecs}\n\
-         [recording]\nmode = \"always\"\ndir = \"rec\"\n{}",
+         [recording]\nmode = \"always\"\ndir = \"rec\"\n{recording}\n{}",
         accounts.concat()
     )
 }
@@ -111,7 +112,7 @@ async fn sighup_changes_accounts_and_codecs_while_a_recorded_call_goes_on() {
     let kam = Kamailio::start(KamailioOptions::default());
     let (one, two, three) =
         (account("one", "agent1", &kam), account("two", "agent2", &kam), account("three", "bob", &kam));
-    let before = config(50, "[\"pcmu\", \"pcma\"]", &[one.clone(), two]);
+    let before = config(50, "[\"pcmu\", \"pcma\"]", "", &[one.clone(), two]);
     let daemon = Daemon::spawn("agent", &before).await;
     let mut ui = daemon.client().await;
     assert_eq!(kam.wait_registered("agent1", WAIT).await.len(), 1, "{}", daemon.log());
@@ -125,8 +126,11 @@ async fn sighup_changes_accounts_and_codecs_while_a_recorded_call_goes_on() {
     // A second of audio before the reload, another after the broken one.
     let sent_before = wait_call_counter(&mut ui, &call, "packets_sent", 50).await;
 
-    // two removed, three added, the codec order changed, and t1 (bound at start).
-    let after = config(60, "[\"pcma\", \"pcmu\"]", &[one.clone(), three]);
+    // two removed, three added, the codec order changed, recordings sealed
+    // to a key from now on, and t1 (bound at start).
+    let key = age::x25519::Identity::generate();
+    let sealed = format!("encrypt_to = [\"{}\"]", key.to_public());
+    let after = config(60, "[\"pcma\", \"pcmu\"]", &sealed, &[one.clone(), three]);
     rewrite(&daemon, &after);
     let hup = Instant::now();
     sighup(&daemon);
@@ -142,7 +146,7 @@ async fn sighup_changes_accounts_and_codecs_while_a_recorded_call_goes_on() {
     assert!(waits.contains("\"sip\""), "{waits}");
 
     // A broken config, by SIGHUP and by daemon.reload: refused, naming the key.
-    let broken = config(60, "[\"pcma\", \"nope\"]", &[one]);
+    let broken = config(60, "[\"pcma\", \"nope\"]", &sealed, &[one]);
     rewrite(&daemon, &broken);
     sighup(&daemon);
     wait_logged(&daemon, "reload refused", 1).await;
@@ -172,16 +176,26 @@ async fn sighup_changes_accounts_and_codecs_while_a_recorded_call_goes_on() {
     let gap = largest_gap_ms(&sent);
     assert!(gap < 250.0, "the audio stopped for {gap:.0} ms");
     let path = PathBuf::from(saved["params"]["path"].as_str().unwrap());
-    assert_eq!(recordings(&daemon.path("rec")), std::slice::from_ref(&path));
+    assert_eq!(recordings(&daemon.path("rec")), std::slice::from_ref(&path), "the live call's stays plain");
     let frames = wav_samples(&path).len() / 2 / 160;
     assert!(frames.abs_diff(sent.len()) <= 10, "{frames} frames recorded, {} sent", sent.len());
 
-    // The next call offers the reloaded codec order.
+    // The next call offers the reloaded codec order, and its recording is sealed to the key.
     let (_work, peer, port, _media) = tone_peer();
     let call = dial(&mut ui, &format!("sip:tone@127.0.0.1:{port}")).await;
     ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
+    wait_call_counter(&mut ui, &call, "packets_sent", 25).await;
     ui.call("call.hangup", json!({ "call": call })).await.unwrap();
     assert_eq!(offered(&peer.expect_success().await), "8 0 101", "after the reload: pcma first");
+    let saved = ui.wait_event(WAIT, |e| e["method"] == "recording.saved" && e["params"]["call"] == call).await.unwrap();
+    let sealed = PathBuf::from(saved["params"]["path"].as_str().unwrap());
+    assert!(sealed.to_str().unwrap().ends_with(".wav.age"), "{sealed:?}");
+    let identity = daemon.path("identity.txt");
+    std::fs::write(&identity, key.to_string().expose_secret()).unwrap();
+    let wav = daemon.path("opened.wav");
+    softphoned::recorder::decrypt(&identity, &sealed, &wav).unwrap();
+    let frames = wav_samples(&wav).len() / 2 / 160;
+    assert!(frames >= 20, "{frames} frames decrypted of 25 sent or more");
 }
 
 #[tokio::test]

@@ -69,7 +69,8 @@ impl Daemon {
             self.sip.put_account(account);
         }
         self.accounts.apply(&self.sip, &plan);
-        self.media.reconfigure(&plan.config.media);
+        let recorder = super::recorder_settings(&plan.config).expect("recipients checked when the config was loaded");
+        self.media.reconfigure(&plan.config.media, recorder);
         let result = ReloadResult {
             accounts_added: plan.added,
             accounts_removed: plan.removed,

@@ -28,7 +28,7 @@ use crate::desk::{MediaReport, RecorderCommand};
 use crate::media::level::{Levels, MAX_GAIN};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
-use crate::recorder::Recorder;
+use crate::recorder::{Recorder, RecorderSettings};
 use socket::PortPair;
 use thread::{Command, MediaThread, MAX_THREADS};
 
@@ -133,10 +133,13 @@ impl MediaIo {
         self.gains
     }
 
-    /// `[media]` as reloaded: calls opened from now on use it; those up
-    /// keep what they started with.
-    pub fn reconfigure(&mut self, config: &MediaConfig) {
-        self.send(Command::Reconfigure(Box::new(thread::engine_config(config))));
+    /// `[media]` and the recorder's settings as reloaded: calls opened and
+    /// recordings begun from now on use them; those up keep what they
+    /// started with. Through the media thread, so a recording the desk
+    /// begins after the reload reaches the recorder after its settings.
+    pub fn reconfigure(&mut self, media: &MediaConfig, recorder: RecorderSettings) {
+        let engine = Box::new(thread::engine_config(media));
+        self.send(Command::Reconfigure { engine, recorder: Box::new(recorder) });
     }
 
     /// Use another microphone and speaker from now on (device switch or loss).

@@ -35,7 +35,7 @@ use crate::media::engine::{Deliver, Engine, EngineConfig, Fork, LegId, Port, See
 use crate::media::level::{apply_gain, LevelMeter};
 use crate::media::params::StreamParams;
 use crate::media::stream::MediaStats;
-use crate::recorder::{FrameBatch, Recorder};
+use crate::recorder::{FrameBatch, Recorder, RecorderSettings};
 
 /// RTCP comes every few seconds (and rtcp-mux on the RTP port): its own
 /// port is read every fifth tick, which halves the reads per call, and
@@ -91,8 +91,11 @@ pub(super) enum Command {
         digits: String,
     },
     Gains(Gains),
-    /// Settings for the calls opened from now on (a reload).
-    Reconfigure(Box<EngineConfig>),
+    /// Settings for the calls opened and the recordings begun from now on (a reload).
+    Reconfigure {
+        engine: Box<EngineConfig>,
+        recorder: Box<RecorderSettings>,
+    },
     Audio {
         source: Box<dyn AudioSource>,
         sink: Box<dyn AudioSink>,
@@ -244,7 +247,10 @@ impl MediaThread {
             }),
             Command::Recorder(command) => self.recorder_command(command),
             Command::Gains(gains) => self.gains = gains,
-            Command::Reconfigure(config) => self.engine.reconfigure(*config),
+            Command::Reconfigure { engine, recorder } => {
+                self.engine.reconfigure(*engine);
+                self.recorder.reconfigure(*recorder);
+            }
             Command::Audio { source, sink } => {
                 if let Some(old) = &self.clock {
                     old.listen(false);

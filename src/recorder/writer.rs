@@ -57,10 +57,24 @@ impl RecorderSettings {
 }
 
 enum Job {
-    Begin { call: CallId, path: PathBuf, rate: u32, format: RecordingFormat, metadata: Map<String, Value> },
+    Begin {
+        call: CallId,
+        path: PathBuf,
+        rate: u32,
+        format: RecordingFormat,
+        metadata: Map<String, Value>,
+    },
     Frames(FrameBatch),
-    Pause { call: CallId, paused: bool },
-    End { call: CallId, metadata: Map<String, Value> },
+    Pause {
+        call: CallId,
+        paused: bool,
+    },
+    End {
+        call: CallId,
+        metadata: Map<String, Value>,
+    },
+    /// A reload's recipients, retention and folder, for what begins after it.
+    Settings(Box<RecorderSettings>),
 }
 
 /// One tick's frames of every recorded call. Its buffers keep their
@@ -135,7 +149,7 @@ impl Recorder {
         let returns = spare.clone();
         std::thread::Builder::new().name("recorder".into()).spawn(move || {
             recover(&settings.dir);
-            run(queue, &settings, &events, &returns);
+            run(queue, settings, &events, &returns);
         })?;
         Ok((Recorder { jobs, dropped: Arc::new(AtomicU64::new(0)), spare }, reports))
     }
@@ -155,6 +169,13 @@ impl Recorder {
         metadata: Map<String, Value>,
     ) {
         self.send(Job::Begin { call: call.clone(), path, rate, format, metadata });
+    }
+
+    /// Settings reloaded: recordings begun from now on are sealed to the
+    /// new recipients; those open keep theirs. A new retention (or folder)
+    /// is swept at once.
+    pub fn reconfigure(&self, settings: RecorderSettings) {
+        self.send(Job::Settings(Box::new(settings)));
     }
 
     /// An empty batch to fill: a written one when there is one.
@@ -270,7 +291,7 @@ fn recycle(spare: &Mutex<Vec<FrameBatch>>, mut batch: FrameBatch) {
 
 fn run(
     queue: Receiver<Job>,
-    settings: &RecorderSettings,
+    mut settings: RecorderSettings,
     events: &mpsc::UnboundedSender<RecorderReport>,
     spare: &Mutex<Vec<FrameBatch>>,
 ) {
@@ -295,6 +316,12 @@ fn run(
             Err(RecvTimeoutError::Disconnected) => break,
         };
         match job {
+            Job::Settings(new) => {
+                if new.retention_days != settings.retention_days || new.dir != settings.dir {
+                    next_sweep = Instant::now();
+                }
+                settings = RecorderSettings { sweep_every: settings.sweep_every, ..*new };
+            }
             Job::Begin { call, path, rate, format, mut metadata } => {
                 if sealed::is_sealed(&path) {
                     let recipients: Vec<String> = settings.encrypt_to.iter().map(|r| r.to_string()).collect();
@@ -551,5 +578,17 @@ mod tests {
         assert!(path.exists() && sidecar_of(&path).exists(), "closed, but young");
         age_file(&path, 40);
         assert!(wait_until(|| !path.exists() && !sidecar_of(&path).exists()), "closed and old: swept with its sidecar");
+    }
+
+    #[test]
+    fn a_retention_set_by_a_reload_sweeps_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (recorder, _reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
+        let old = dir.path().join("2026/01/02/20260102-101010-c1-alice.wav");
+        std::fs::create_dir_all(old.parent().unwrap()).unwrap();
+        std::fs::write(&old, b"RIFF").unwrap();
+        age_file(&old, 40);
+        recorder.reconfigure(RecorderSettings { retention_days: Some(30), ..RecorderSettings::new(dir.path().into()) });
+        assert!(wait_until(|| !old.exists()), "swept after the reload, not a day later");
     }
 }
