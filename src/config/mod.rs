@@ -7,6 +7,7 @@ mod callback;
 mod calls;
 mod log;
 mod media;
+mod metrics;
 mod nat;
 
 use std::net::{IpAddr, SocketAddr};
@@ -25,6 +26,7 @@ pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
 pub use log::{LogConfig, LogFormat};
 pub use media::{parse_codecs, MediaConfig};
+pub use metrics::MetricsConfig;
 pub use nat::NatConfig;
 
 /// Why a configuration could not be used.
@@ -58,6 +60,7 @@ pub struct Config {
     pub nat: NatConfig,
     pub dns: DnsConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub accounts: Vec<AccountConfig>,
 }
 
@@ -286,6 +289,7 @@ impl Config {
         config.bridge.check()?;
         config.nat.check()?;
         config.log.check()?;
+        config.metrics.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

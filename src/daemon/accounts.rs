@@ -99,6 +99,7 @@ impl Daemon {
 
     /// An account's registration changed: published, and kept for `account.list`.
     pub(super) fn on_registration(&mut self, account: String, report: Report) {
+        self.count(|m| m.registration(&account, &report));
         let event = api::RegistrationEvent { account: account.clone(), report: report.clone() };
         let params = serde_json::to_value(event).expect("plain struct");
         self.publish(Notification::new(api::event::REGISTRATION_STATE, &params));

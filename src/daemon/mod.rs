@@ -12,6 +12,7 @@ mod budget;
 mod dispatch;
 mod instance;
 mod memory;
+mod metrics;
 mod outputs;
 mod systemd;
 
@@ -67,6 +68,9 @@ pub enum DaemonError {
     /// The browser bridge could not open (its address, its pairings file).
     #[error("browser bridge: {0}")]
     Bridge(String),
+    /// The metrics endpoint could not be bound.
+    #[error("metrics.listen {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A daemon running in the background of this process.
@@ -151,7 +155,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let bridge = bridge::start(&config, control_tx.clone(), events.clone(), shutdown.clone()).await?;
-    tokio::spawn(server::serve(listener, budget.control_clients, control_tx, events.clone(), shutdown.clone()));
+    let control_seats = server::Seats::new(budget.control_clients);
+    let metrics = metrics::start(&config, &sip, &control_seats, bridge.as_ref(), shutdown.clone()).await?;
+    tokio::spawn(server::serve(listener, control_seats, control_tx, events.clone(), shutdown.clone()));
     // Events and history name recordings by absolute path, wherever the daemon runs.
     let mut config = config;
     if let Ok(dir) = std::path::absolute(&config.recording.dir) {
@@ -182,6 +188,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         bridge,
         config,
         systemd: systemd::Systemd::new(),
+        metrics,
     };
     if let Some(opened) = first_open {
         daemon.on_audio_opened(opened, now.at);
@@ -246,6 +253,8 @@ struct Daemon {
     bridge: Option<Arc<crate::control::bridge::Shared>>,
     /// The watchdog ping and `STATUS=`.
     systemd: systemd::Systemd,
+    /// The Prometheus figures, when `[metrics]` opens an endpoint.
+    metrics: Option<crate::metrics::Metrics>,
 }
 
 impl Daemon {
@@ -284,6 +293,7 @@ impl Daemon {
                     release_code_at = Some(Instant::now() + memory::SETTLE);
                 }
                 Some(report) = recorder.recv() => {
+                    self.count(|m| m.recorder(&report));
                     self.feed(Input::Recorder(report), clock());
                 }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
@@ -336,6 +346,7 @@ impl Daemon {
     fn on_media(&mut self, out: MediaOut) {
         match out {
             MediaOut::Report(report) => {
+                self.count(|m| m.media(&report));
                 self.feed(Input::Media(report), clock());
             }
             MediaOut::Levels(levels) => {
