@@ -77,7 +77,12 @@ impl Timers {
     pub(super) fn start(&mut self, kind: CountdownKind, length: Duration, now: Instant, effects: &mut Vec<Effect>) {
         let ends_at = now + length;
         self.countdown = Some(Running { kind, ends_at, next_report_at: now + REPORT_EVERY.min(length) });
-        effects.push(Effect::Countdown(CountdownReport { kind, remaining_ms: millis(length), stopped: None, late: None }));
+        effects.push(Effect::Countdown(CountdownReport {
+            kind,
+            remaining_ms: millis(length),
+            stopped: None,
+            late: None,
+        }));
     }
 
     /// Stop the running countdown, if any; says whether one ran.

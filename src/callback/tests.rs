@@ -153,7 +153,10 @@ fn automatic_countdown_reports_every_second_and_dials_exactly_once_at_zero() {
     let mut clock = clock;
     let out = callbacks.command("cb1", Command::Accept, clock.now()).unwrap();
     let start = countdowns(&out);
-    assert_eq!(start, vec![CountdownReport { kind: CountdownKind::Dial, remaining_ms: 3_500, stopped: None, late: None }]);
+    assert_eq!(
+        start,
+        vec![CountdownReport { kind: CountdownKind::Dial, remaining_ms: 3_500, stopped: None, late: None }]
+    );
     let zero = clock.now().at + Duration::from_millis(3_500);
     let out = run_until(&mut callbacks, &mut clock, 3_499);
     let ticks: Vec<u64> = countdowns(&out).iter().map(|r| r.remaining_ms).collect();

@@ -132,11 +132,11 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, &'static str> {
             return Err("400 Bad Request");
         }
         head.extend_from_slice(&chunk[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(head);
-        }
         if head.len() > HEAD_MAX {
             return Err("431 Request Header Fields Too Large");
+        }
+        if head.windows(4).any(|w| w == b"\r\n\r\n") {
+            return Ok(head);
         }
     }
 }

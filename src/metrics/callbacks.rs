@@ -23,9 +23,8 @@ use crate::callback::{Callback, CallbackId, CallbackState, CountdownReport};
 #[derive(Debug, Clone, Copy)]
 struct Seen {
     state: CallbackState,
-    /// Attempts whose outcome, and whose talk time, are counted.
-    outcomes: usize,
-    talks: usize,
+    /// Attempts ended and counted (their outcome and talk time).
+    ended: usize,
     preview: bool,
 }
 
@@ -84,7 +83,7 @@ impl CallbackMetrics {
             // Closed and counted already: a late repeat of its last event.
             return;
         }
-        let mut seen = before.unwrap_or(Seen { state: callback.state, outcomes: 0, talks: 0, preview: false });
+        let mut seen = before.unwrap_or(Seen { state: callback.state, ended: 0, preview: false });
         if before.is_none_or(|b| b.state != callback.state) {
             if let Some(before) = before {
                 self.open.get_or_create(&state(before.state)).dec();
@@ -98,12 +97,10 @@ impl CallbackMetrics {
             seen.preview = true;
             self.phase("preview", preview_ms);
         }
-        for attempt in callback.attempts.iter().skip(seen.outcomes).take_while(|a| a.outcome.is_some()) {
-            seen.outcomes += 1;
+        // An answered attempt has its outcome at the answer; its talk time at the end.
+        for attempt in callback.attempts.iter().skip(seen.ended).take_while(|a| a.ended_at.is_some()) {
+            seen.ended += 1;
             self.attempts.get_or_create(&[("outcome", name(attempt.outcome))]).inc();
-        }
-        for attempt in callback.attempts.iter().skip(seen.talks).take_while(|a| a.outcome.is_some()) {
-            seen.talks += 1;
             if let Some(talk_ms) = attempt.talk_ms {
                 self.phase("talk", talk_ms);
             }

@@ -80,7 +80,12 @@ impl MediaMetrics {
                 "Datagrams on RTP ports that were not the call's RTP or failed SRTP authentication",
             ),
             playout_underruns: register(r, "playout_underruns", "Frames played as concealment or silence"),
-            jitter: histogram(r, "rtp_jitter_seconds", "Interarrival jitter of the peers' RTP, per quality report", seconds()),
+            jitter: histogram(
+                r,
+                "rtp_jitter_seconds",
+                "Interarrival jitter of the peers' RTP, per quality report",
+                seconds(),
+            ),
             loss: histogram(
                 r,
                 "rtp_loss_ratio",

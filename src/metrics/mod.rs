@@ -17,6 +17,9 @@ mod callbacks;
 mod media;
 mod pulled;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -71,7 +74,8 @@ pub struct Metrics {
     callbacks: callbacks::CallbackMetrics,
 }
 
-const REG_STATES: [RegState; 4] = [RegState::Unregistered, RegState::Registering, RegState::Registered, RegState::Failed];
+const REG_STATES: [RegState; 4] =
+    [RegState::Unregistered, RegState::Registering, RegState::Registered, RegState::Failed];
 
 impl Metrics {
     /// Register every metric; `pulled` says where the figures read at each

@@ -32,7 +32,8 @@ impl fmt::Debug for Pulled {
 impl Collector for Pulled {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         let sip = (self.sip)();
-        let requests = sip.requests.iter().map(|(flow, method, n)| ([("direction", flow.as_str()), ("method", *method)], *n));
+        let requests =
+            sip.requests.iter().map(|(flow, method, n)| ([("direction", flow.as_str()), ("method", *method)], *n));
         counters(&mut encoder, "sip_requests", "SIP requests, in and out, by method", requests)?;
         let responses = sip.responses.iter().map(|(flow, method, class, n)| {
             ([("direction", flow.as_str()), ("method", *method), ("class", *class)], *n)

@@ -300,7 +300,8 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>, spa
                     Ok(path) => {
                         tracing::info!(%call, path = %path.display(), duration_ms, "recording saved");
                         let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
-                        let _ = events.send(RecorderReport::Saved { call, path, duration_ms, bytes, frames_dropped_total });
+                        let _ =
+                            events.send(RecorderReport::Saved { call, path, duration_ms, bytes, frames_dropped_total });
                     }
                     Err(e) => fail(call, e.to_string()),
                 }

@@ -101,7 +101,7 @@ impl Tally {
                     return;
                 }
                 let method = response.headers.iter().find_map(|h| match h {
-                    Header::CSeq(cseq) => cseq.to_string().split_whitespace().nth(1).map(method_index),
+                    Header::CSeq(cseq) => cseq.to_string().split_whitespace().last().map(method_index),
                     _ => None,
                 });
                 let method = method.unwrap_or(METHODS.len() - 1);
