@@ -1,6 +1,8 @@
-//! Media figures from the media thread's reports: RTP and RTCP traffic as
-//! counters, and each quality report's jitter, loss, MOS and jitter-buffer
-//! delay as histograms (one observation per call per quality interval).
+//! Media figures from each call's quality reports (the desk's
+//! `call.quality` events) and its last figures when its media stops: RTP
+//! and RTCP traffic as counters, and each quality report's jitter, loss,
+//! MOS and jitter-buffer delay as histograms (one observation per call per
+//! quality interval).
 //!
 //! A report carries the call's running totals; the counters grow by the
 //! difference from the call's previous report, which is why the last
@@ -15,7 +17,6 @@ use prometheus_client::registry::Registry;
 
 use super::{register, Counters};
 use crate::call::CallId;
-use crate::desk::MediaReport;
 use crate::media::stream::MediaStats;
 
 /// A call's running totals at its last report.
@@ -108,23 +109,20 @@ impl MediaMetrics {
         }
     }
 
-    pub(super) fn report(&mut self, report: &MediaReport) {
-        match report {
-            MediaReport::Quality { call, stats } => {
-                self.jitter.observe(stats.rtcp.jitter_ms / 1000.0);
-                self.loss.observe(stats.rtcp.fraction_lost);
-                self.mos.observe(stats.mos);
-                self.buffer_delay.observe(f64::from(stats.jitter_buffer.current_delay_ms) / 1000.0);
-                self.count(call, stats);
-            }
-            MediaReport::Stopped { call, stats } => {
-                if let Some(stats) = stats {
-                    self.count(call, stats);
-                }
-                self.calls.remove(call);
-            }
-            MediaReport::Dtmf { .. } | MediaReport::Timeout { .. } => {}
+    pub(super) fn quality(&mut self, call: &CallId, stats: &MediaStats) {
+        self.jitter.observe(stats.rtcp.jitter_ms / 1000.0);
+        self.loss.observe(stats.rtcp.fraction_lost);
+        self.mos.observe(stats.mos);
+        self.buffer_delay.observe(f64::from(stats.jitter_buffer.current_delay_ms) / 1000.0);
+        self.count(call, stats);
+    }
+
+    /// The call's media stopped: its last figures, if it had any.
+    pub(super) fn stopped(&mut self, call: &CallId, stats: Option<&MediaStats>) {
+        if let Some(stats) = stats {
+            self.count(call, stats);
         }
+        self.calls.remove(call);
     }
 
     /// Grow the counters by what `call` did since its last report.

@@ -1,6 +1,7 @@
 //! The daemon's figures for Prometheus. [`Metrics`] is handed what passes
-//! through the run loop — the desk's outputs, the registration, media and
-//! recorder reports — and turns them into counters, gauges and histograms
+//! through the run loop — the desk's outputs, the registration reports,
+//! the media thread's last figures of each call, the recorder's reports —
+//! and turns them into counters, gauges and histograms
 //! of one `prometheus-client` registry; what other tasks count as they go
 //! (SIP messages, connected clients) is read when scraped (see `pulled`).
 //! It reads no clock and holds no socket: the shell serves
@@ -135,6 +136,7 @@ impl Metrics {
             Output::Sip { call, action: SipAction::Reject { code } } if !self.live.contains(call) => {
                 self.inbound_refused.get_or_create(&[("code", code.to_string())]).inc();
             }
+            Output::Event(Event::CallQuality { call, stats }) => self.media.quality(call, stats),
             Output::Event(Event::CallbackState(callback)) => self.callbacks.state(callback),
             Output::Event(Event::CallbackCountdown { countdown, .. }) => self.callbacks.countdown(countdown),
             _ => {}
@@ -154,9 +156,12 @@ impl Metrics {
         self.registration_changes.get_or_create(&[("state", name(report.state))]).inc();
     }
 
-    /// A report of the media thread.
+    /// A report of the media thread: its last figures when a call's media
+    /// stops (its quality reports come as the desk's `call.quality`).
     pub fn media(&mut self, report: &MediaReport) {
-        self.media.report(report);
+        if let MediaReport::Stopped { call, stats } = report {
+            self.media.stopped(call, stats.as_deref());
+        }
     }
 
     /// The recorder's word on a recording.

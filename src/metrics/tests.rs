@@ -119,9 +119,10 @@ fn media_counters_grow_by_each_reports_difference_and_quality_is_observed() {
         stats.rtcp.jitter_ms = 3.0;
         Box::new(stats)
     };
-    m.media(&MediaReport::Quality { call: "c1".into(), stats: stats(250, 240, 2) });
+    let quality = |call: &str, stats| Output::Event(Event::CallQuality { call: call.into(), stats });
+    m.output(&quality("c1", stats(250, 240, 2)));
     m.media(&MediaReport::Stopped { call: "c1".into(), stats: Some(stats(500, 490, 5)) });
-    m.media(&MediaReport::Quality { call: "c2".into(), stats: stats(100, 100, -1) });
+    m.output(&quality("c2", stats(100, 100, -1)));
     let rtp = |d: &str| value(&exposition, &format!("softphoned_rtp_packets_total{{direction=\"{d}\"}}"));
     assert_eq!((rtp("sent"), rtp("received")), (Some(600.0), Some(590.0)));
     assert_eq!(value(&exposition, "softphoned_rtp_payload_bytes_sent_total"), Some(600.0 * 160.0));
