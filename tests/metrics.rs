@@ -211,6 +211,9 @@ async fn calls_a_refusal_and_a_callback_move_the_counters_by_exactly_what_happen
 
     let rtp = |direction: &str| delta(&format!("softphoned_rtp_packets_total{{direction=\"{direction}\"}}"));
     assert!(rtp("sent") >= sent as f64 && rtp("received") >= received as f64, "{after:?}");
+    // PCMU: a byte a sample, 160 a packet.
+    let payload_received = delta("softphoned_rtp_payload_bytes_total{direction=\"received\"}");
+    assert_eq!(payload_received, 160.0 * rtp("received"), "{after:?}");
     assert!(delta("softphoned_rtcp_packets_total{direction=\"sent\"}") >= 1.0);
     assert!(watch.qualities >= 2, "quality every 500 ms over seconds of calls");
 

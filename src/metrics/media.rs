@@ -25,6 +25,7 @@ struct Totals {
     rtp_sent: u64,
     rtp_received: u64,
     payload_sent: u64,
+    payload_received: u64,
     rtcp_sent: u64,
     rtcp_received: u64,
     lost: u64,
@@ -38,6 +39,7 @@ impl Totals {
             rtp_sent: stats.packets_sent,
             rtp_received: stats.packets_received,
             payload_sent: stats.rtcp.octets_sent,
+            payload_received: stats.payload_bytes_received,
             rtcp_sent: stats.rtcp.reports_sent,
             rtcp_received: stats.rtcp.reports_received,
             // Negative when the peer duplicated more than was lost: no loss.
@@ -50,7 +52,7 @@ impl Totals {
 
 pub(super) struct MediaMetrics {
     rtp_packets: Counters<1>,
-    rtp_payload_bytes_sent: Counter,
+    rtp_payload_bytes: Counters<1>,
     rtcp_packets: Counters<1>,
     rtp_lost: Counter,
     rtp_discarded: Counter,
@@ -72,7 +74,11 @@ impl MediaMetrics {
         let seconds = || exponential_buckets(0.0025, 2.0, 8).collect::<Vec<_>>();
         MediaMetrics {
             rtp_packets: register(r, "rtp_packets", "RTP packets, sent and received"),
-            rtp_payload_bytes_sent: register(r, "rtp_payload_bytes_sent", "RTP payload bytes sent (headers excluded)"),
+            rtp_payload_bytes: register(
+                r,
+                "rtp_payload_bytes",
+                "RTP audio payload bytes, sent and received (headers excluded)",
+            ),
             rtcp_packets: register(r, "rtcp_packets", "RTCP (compound) packets, sent and received"),
             rtp_lost: register(r, "rtp_lost_packets", "Peers' RTP packets lost on the way (RTCP's count)"),
             rtp_discarded: register(
@@ -133,7 +139,9 @@ impl MediaMetrics {
         let direction = |d: &str| [("direction", d.to_string())];
         self.rtp_packets.get_or_create(&direction("sent")).inc_by(grown(now.rtp_sent, before.rtp_sent));
         self.rtp_packets.get_or_create(&direction("received")).inc_by(grown(now.rtp_received, before.rtp_received));
-        self.rtp_payload_bytes_sent.inc_by(grown(now.payload_sent, before.payload_sent));
+        self.rtp_payload_bytes.get_or_create(&direction("sent")).inc_by(grown(now.payload_sent, before.payload_sent));
+        let received = grown(now.payload_received, before.payload_received);
+        self.rtp_payload_bytes.get_or_create(&direction("received")).inc_by(received);
         self.rtcp_packets.get_or_create(&direction("sent")).inc_by(grown(now.rtcp_sent, before.rtcp_sent));
         self.rtcp_packets.get_or_create(&direction("received")).inc_by(grown(now.rtcp_received, before.rtcp_received));
         self.rtp_lost.inc_by(grown(now.lost, before.lost));

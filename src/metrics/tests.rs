@@ -112,6 +112,7 @@ fn media_counters_grow_by_each_reports_difference_and_quality_is_observed() {
             jitter_buffer: Default::default(),
             missing_percent: 0.0,
             mos: 4.3,
+            payload_bytes_received: received * 160,
         };
         stats.rtcp.octets_sent = sent * 160;
         stats.rtcp.packets_lost = lost;
@@ -125,7 +126,8 @@ fn media_counters_grow_by_each_reports_difference_and_quality_is_observed() {
     m.output(&quality("c2", stats(100, 100, -1)));
     let rtp = |d: &str| value(&exposition, &format!("softphoned_rtp_packets_total{{direction=\"{d}\"}}"));
     assert_eq!((rtp("sent"), rtp("received")), (Some(600.0), Some(590.0)));
-    assert_eq!(value(&exposition, "softphoned_rtp_payload_bytes_sent_total"), Some(600.0 * 160.0));
+    let bytes = |d: &str| value(&exposition, &format!("softphoned_rtp_payload_bytes_total{{direction=\"{d}\"}}"));
+    assert_eq!((bytes("sent"), bytes("received")), (Some(600.0 * 160.0), Some(590.0 * 160.0)));
     assert_eq!(value(&exposition, "softphoned_rtp_lost_packets_total"), Some(5.0), "duplicates are no loss");
     assert_eq!(value(&exposition, "softphoned_rtcp_packets_total{direction=\"sent\"}"), Some(2.0));
     assert_eq!(value(&exposition, "softphoned_mos_count"), Some(2.0), "one observation per quality report");
