@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// `IP:PORT` (or `PORT`, on 127.0.0.1) serving `GET /metrics`; unset: no endpoint.
