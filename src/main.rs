@@ -40,19 +40,39 @@ async fn main() -> anyhow::Result<()> {
         Ok(limit) => tracing::info!(limit, "open files limit"),
         Err(e) => tracing::warn!(error = %e, "could not raise the open files limit"),
     }
+    // Taken before the start, which can last seconds (a sound card, DNS):
+    // a SIGHUP meanwhile would otherwise end the process, by default.
+    let mut terminate = signal(SignalKind::terminate())?;
+    let mut hangup = signal(SignalKind::hangup())?;
     let daemon = softphoned::daemon::start(config).await.context("softphoned could not start")?;
     // Outside systemd there is no NOTIFY_SOCKET and this does nothing.
     if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
         tracing::warn!(error = %e, "could not notify systemd");
     }
-    let mut terminate = signal(SignalKind::terminate())?;
-    tokio::select! {
-        _ = terminate.recv() => tracing::info!("SIGTERM: stopping"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
+    loop {
+        tokio::select! {
+            _ = terminate.recv() => break tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => break tracing::info!("interrupted: stopping"),
+            // The run loop logs what changed or why nothing did.
+            _ = hangup.recv() => reload(&daemon).await,
+        }
     }
     let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
     daemon.stop().await;
     Ok(())
+}
+
+/// SIGHUP: read the config again, telling systemd while it is done
+/// (RELOADING=1 ... READY=1, which `systemctl reload` waits for on
+/// `Type=notify-reload` units, systemd 253 and later).
+async fn reload(daemon: &softphoned::daemon::RunningDaemon) {
+    let mut reloading = vec![sd_notify::NotifyState::Reloading];
+    reloading.extend(sd_notify::NotifyState::monotonic_usec_now());
+    let _ = sd_notify::notify(false, &reloading);
+    if let Err(e) = daemon.reload().await {
+        tracing::warn!(error = %e, "SIGHUP: the config was not reloaded");
+    }
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]);
 }
 
 /// Logs go to stderr (journald under systemd), as text or JSON lines.

@@ -84,6 +84,11 @@ impl Phone {
         Phone { calls: HashMap::new(), hold_on_answer }
     }
 
+    /// `calls.hold_on_answer` as reloaded: for the answers from now on.
+    pub fn set_hold_on_answer(&mut self, hold_on_answer: bool) {
+        self.hold_on_answer = hold_on_answer;
+    }
+
     /// Place a call. `id` and `session_id` are drawn by the shell.
     pub fn dial(
         &mut self,

@@ -467,6 +467,11 @@ impl Callbacks {
         Callbacks { open: HashMap::new(), closed: VecDeque::new(), policy }
     }
 
+    /// The policy for timers armed from now on (a reload); those running keep their deadlines.
+    pub fn set_policy(&mut self, policy: CallbackPolicy) {
+        self.policy = policy;
+    }
+
     /// A new callback. `id` is used when the offer names none.
     pub fn offer(&mut self, offer: Offer, id: CallbackId, now: Now) -> Result<Vec<Output>, CallbackError> {
         let callback = Callback::offered(offer, id, now)?;

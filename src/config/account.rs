@@ -12,7 +12,8 @@ use super::ConfigError;
 /// A SIP transport as the config names it: DNS location's own vocabulary.
 pub use crate::dns::Transport;
 
-/// A password: printed as `***`, never serialized, compared nowhere.
+/// A password: printed as `***`, never serialized, compared only to see
+/// whether a reloaded config changed it.
 #[derive(Clone, Deserialize, PartialEq, Eq)]
 #[serde(transparent)]
 pub struct Secret(String);
@@ -34,7 +35,7 @@ impl std::fmt::Debug for Secret {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// Names the account in methods and events.

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::ConfigError;
 use crate::callback::CallbackPolicy;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CallbackConfig {
     /// An unanswered dial attempt is hung up after this long (outcome `no_answer`).
@@ -49,7 +49,7 @@ impl CallbackConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
     /// The SQLite file of call and callback history.

@@ -11,7 +11,7 @@ use super::ConfigError;
 use crate::media::codec::Codec;
 use crate::sdp::SrtpPolicy;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Codec preference, best first: `opus`, `g722`, `pcmu`, `pcma`.

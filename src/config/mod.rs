@@ -9,6 +9,7 @@ mod log;
 mod media;
 mod metrics;
 mod nat;
+mod reload;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub use log::{LogConfig, LogFormat};
 pub use media::{parse_codecs, MediaConfig};
 pub use metrics::MetricsConfig;
 pub use nat::NatConfig;
+pub use reload::ReloadPlan;
 
 /// Why a configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +45,7 @@ pub enum ConfigError {
     Value { key: &'static str, message: String },
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub sip: SipConfig,
@@ -62,9 +64,12 @@ pub struct Config {
     pub log: LogConfig,
     pub metrics: MetricsConfig,
     pub accounts: Vec<AccountConfig>,
+    /// The file this was read from: a reload reads it again.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SipConfig {
     /// Listening points, `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`. A
@@ -125,7 +130,7 @@ impl Default for SipConfig {
 }
 
 /// `[dns]`: who locates registrars and proxies (RFC 3263: NAPTR, SRV, A/AAAA).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DnsConfig {
     /// Resolvers to ask, `IP` or `IP:PORT` (port 53 by default); none:
@@ -156,7 +161,7 @@ pub struct Listen {
     pub addr: SocketAddr,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// The agent state at start.
@@ -186,14 +191,14 @@ impl Default for AgentConfig {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ControlConfig {
     /// The Unix socket path; default `$XDG_RUNTIME_DIR/softphoned/control.sock`.
     pub socket: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AudioConfig {
     /// `tone:HZ`, `wav:PATH` or `null`.
@@ -208,7 +213,7 @@ impl Default for AudioConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RecordingConfig {
     /// Where recordings are written, in YYYY/MM/DD folders.
@@ -242,10 +247,11 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
         let Some(path) = path else { return Ok(Config::default()) };
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let config = Self::parse(&text).map_err(|e| match e {
+        let mut config = Self::parse(&text).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.into(), message },
             other => other,
         })?;
+        config.source = Some(path.into());
         Ok(config)
     }
 

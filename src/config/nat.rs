@@ -9,7 +9,7 @@ use super::ConfigError;
 /// The STUN port of RFC 8489 §9, used when `stun_server` names none.
 pub const STUN_PORT: u16 = 3478;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatConfig {
     /// `HOST` or `HOST:PORT` of a STUN server. Asked from the SIP socket

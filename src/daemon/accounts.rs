@@ -10,7 +10,7 @@ use tokio::time::timeout;
 use super::Daemon;
 use crate::account::registration::{renew_on_new_mapping, RegState, Report};
 use crate::call::admission::{AnswerPolicy, InboundPolicy};
-use crate::config::{Config, SrtpPolicy};
+use crate::config::{Config, ReloadPlan, SrtpPolicy};
 use crate::control::api::{self, AccountInfo};
 use crate::control::rpc::{code, RpcError};
 use crate::control::server::Notification;
@@ -32,13 +32,40 @@ impl Accounts {
     /// Start a registration task for every account with a registrar, and
     /// ask each to register.
     pub(super) fn start(sip: &SipAgent) -> Accounts {
-        let mut tasks = HashMap::new();
-        for account in sip.accounts().filter(|a| a.registrar.is_some()) {
-            let task = registrar::spawn(sip, &account.config.id);
-            let _ = task.commands.send(RegCommand::Register);
-            tasks.insert(account.config.id.clone(), task);
+        let mut accounts = Accounts { tasks: HashMap::new(), reports: HashMap::new() };
+        for account in sip.accounts() {
+            accounts.register(sip, &account.config.id, None);
         }
-        Accounts { tasks, reports: HashMap::new() }
+        accounts
+    }
+
+    /// A reload's accounts, once the SIP side has them: removed ones
+    /// unregister (their task ends after its Expires: 0), added ones
+    /// register, and a changed registration unregisters the old binding
+    /// before the new one registers.
+    pub(super) fn apply(&mut self, sip: &SipAgent, plan: &ReloadPlan) {
+        for id in &plan.removed {
+            // Dropping the task's sender is what unregisters it.
+            self.tasks.remove(id);
+            self.reports.remove(id);
+        }
+        for id in &plan.reregister {
+            let previous = self.tasks.remove(id).map(|RegistrationTask { task, .. }| task);
+            self.reports.remove(id);
+            self.register(sip, id, previous);
+        }
+        for id in &plan.added {
+            self.register(sip, id, None);
+        }
+    }
+
+    /// Start the registration of `id`, if it has a registrar, after `previous` ends.
+    fn register(&mut self, sip: &SipAgent, id: &str, previous: Option<tokio::task::JoinHandle<()>>) {
+        if sip.account(id).is_ok_and(|account| account.registrar.is_some()) {
+            let task = registrar::spawn(sip, id, previous);
+            let _ = task.commands.send(RegCommand::Register);
+            self.tasks.insert(id.to_string(), task);
+        }
     }
 
     pub(super) fn command(&self, account: &str, command: RegCommand) -> Result<(), RpcError> {
@@ -99,11 +126,18 @@ impl Daemon {
 
     /// An account's registration changed: published, and kept for `account.list`.
     pub(super) fn on_registration(&mut self, account: String, report: Report) {
-        self.count(|m| m.registration(&account, &report));
+        let before = self.accounts.reports.get(&account).map(|r| r.state);
         let event = api::RegistrationEvent { account: account.clone(), report: report.clone() };
         let params = serde_json::to_value(event).expect("plain struct");
         self.publish(Notification::new(api::event::REGISTRATION_STATE, &params));
-        self.accounts.reports.insert(account, report);
+        // A removed account's last word (its unregister) is published, not kept.
+        let state = report.state;
+        if self.sip.account(&account).is_ok() {
+            self.accounts.reports.insert(account, report);
+        }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.registration(before, state, |wanted| self.accounts.count(|s| s == wanted));
+        }
     }
 
     /// STUN found the NAT maps us elsewhere now: every binding the agent

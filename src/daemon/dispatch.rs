@@ -37,6 +37,7 @@ impl Daemon {
         let callback = |callback: String, command: CallbackCommand| Command::Callback { callback, command };
         let command = match request {
             Request::DaemonStatus(_) => return answer(reply_to, reply(self.status())),
+            Request::DaemonReload(_) => return self.reload(reply_to),
             Request::EventsSubscribe(_) => {
                 let error = RpcError::new(code::INTERNAL_ERROR, "events.subscribe is answered by the control server");
                 return answer(reply_to, Err(error));
@@ -246,7 +247,7 @@ impl Daemon {
     }
 }
 
-fn answer(reply_to: oneshot::Sender<Answer>, result: Answer) {
+pub(super) fn answer(reply_to: oneshot::Sender<Answer>, result: Answer) {
     // A client that went away does not need its answer.
     let _ = reply_to.send(result);
 }

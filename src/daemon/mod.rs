@@ -14,6 +14,7 @@ mod instance;
 mod memory;
 mod metrics;
 mod outputs;
+mod reload;
 mod systemd;
 
 use std::net::SocketAddr;
@@ -78,11 +79,26 @@ pub struct RunningDaemon {
     pub control_socket: PathBuf,
     /// The first listening point's address.
     pub sip_addr: SocketAddr,
+    /// The run loop's requests, as the control socket hands them in.
+    requests: mpsc::Sender<ControlRequest>,
     shutdown: CancellationToken,
     run_loop: JoinHandle<()>,
 }
 
 impl RunningDaemon {
+    /// Read the config file again (SIGHUP), as `daemon.reload` does: what
+    /// changed, or why the running config stays in force.
+    pub async fn reload(&self) -> Result<crate::control::api::ReloadResult, String> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let request = crate::control::api::Request::DaemonReload(crate::control::api::NoParams {});
+        self.requests
+            .send(ControlRequest { request, reply })
+            .await
+            .map_err(|_| "the daemon is stopping".to_string())?;
+        let result = answer.await.map_err(|_| "the daemon is stopping".to_string())?.map_err(|e| e.message)?;
+        serde_json::from_value(result).map_err(|e| e.to_string())
+    }
+
     /// Hang up every call, stop, and remove the control socket.
     pub async fn stop(self) {
         self.shutdown.cancel();
@@ -157,12 +173,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let bridge = bridge::start(&config, control_tx.clone(), events.clone(), shutdown.clone()).await?;
     let control_seats = server::Seats::new(budget.control_clients);
     let metrics = metrics::start(&config, &sip, &control_seats, bridge.as_ref(), shutdown.clone()).await?;
-    tokio::spawn(server::serve(listener, control_seats, control_tx, events.clone(), shutdown.clone()));
-    // Events and history name recordings by absolute path, wherever the daemon runs.
+    tokio::spawn(server::serve(listener, control_seats, control_tx.clone(), events.clone(), shutdown.clone()));
     let mut config = config;
-    if let Ok(dir) = std::path::absolute(&config.recording.dir) {
-        config.recording.dir = dir;
-    }
+    absolute_recording_dir(&mut config);
     if let Err(e) = usable_dir(&config.recording.dir) {
         // Calls go on without it; ops see at once why recordings will fail.
         tracing::error!(dir = %config.recording.dir.display(), error = %e, "recording.dir is not usable: recordings will fail");
@@ -173,6 +186,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (media, media_rx) =
         MediaIo::start(audio, listens[0].addr.ip(), config.media.clone(), recorder).map_err(DaemonError::Thread)?;
     let (audio_done, audio_rx) = mpsc::unbounded_channel();
+    let (reloads, reloads_rx) = mpsc::unbounded_channel();
     let now = clock();
     let mut daemon = Daemon {
         started: Instant::from_std(now.at),
@@ -189,6 +203,8 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         config,
         systemd: systemd::Systemd::new(),
         metrics,
+        reloading: false,
+        reloads,
     };
     if let Some(opened) = first_open {
         daemon.on_audio_opened(opened, now.at);
@@ -207,13 +223,14 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
                     media: media_rx,
                     audio: audio_rx,
                     recorder: recorder_reports,
+                    reloads: reloads_rx,
                 },
                 shutdown_loop,
             )
             .await;
         sip_shutdown.cancel();
     });
-    Ok(RunningDaemon { control_socket, sip_addr, shutdown, run_loop })
+    Ok(RunningDaemon { control_socket, sip_addr, requests: control_tx, shutdown, run_loop })
 }
 
 /// The present, read once per turn of the loop: tokio's clock (which
@@ -229,6 +246,7 @@ struct Inputs {
     media: mpsc::UnboundedReceiver<MediaOut>,
     audio: mpsc::UnboundedReceiver<audio::Opened>,
     recorder: mpsc::UnboundedReceiver<crate::desk::RecorderReport>,
+    reloads: mpsc::UnboundedReceiver<reload::Reloaded>,
 }
 
 struct Daemon {
@@ -255,11 +273,14 @@ struct Daemon {
     systemd: systemd::Systemd,
     /// The Prometheus figures, when `[metrics]` opens an endpoint.
     metrics: Option<crate::metrics::Metrics>,
+    /// A reload is being read and located (one at a time).
+    reloading: bool,
+    reloads: mpsc::UnboundedSender<reload::Reloaded>,
 }
 
 impl Daemon {
     async fn run(mut self, inputs: Inputs, shutdown: CancellationToken) {
-        let Inputs { mut control, mut sip, mut media, mut audio, mut recorder } = inputs;
+        let Inputs { mut control, mut sip, mut media, mut audio, mut recorder, mut reloads } = inputs;
         let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
         housekeeping.set_missed_tick_behavior(MissedTickBehavior::Delay);
         // The code start-up ran is released once it has settled, and again
@@ -297,6 +318,7 @@ impl Daemon {
                     self.feed(Input::Recorder(report), clock());
                 }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
+                Some(reloaded) = reloads.recv() => self.on_reloaded(reloaded),
                 // Here, in the loop, and nowhere else: a loop that stalls stops pinging.
                 _ = self.systemd.watchdog_due() => self.systemd.ping(),
             }
@@ -368,6 +390,13 @@ impl Daemon {
     fn publish(&self, notification: Notification) {
         // No subscriber is not an error.
         let _ = self.events.send(notification);
+    }
+}
+
+/// Events and history name recordings by absolute path, wherever the daemon runs.
+fn absolute_recording_dir(config: &mut Config) {
+    if let Ok(dir) = std::path::absolute(&config.recording.dir) {
+        config.recording.dir = dir;
     }
 }
 

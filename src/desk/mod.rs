@@ -130,6 +130,12 @@ impl Desk {
                 self.config.inbound.allowed = peers;
                 Ok(Reply::Done)
             }
+            Input::Reconfigure(config) => {
+                self.phone.set_hold_on_answer(config.hold_on_answer);
+                self.callbacks.set_policy(config.callback);
+                self.config = *config;
+                Ok(Reply::Done)
+            }
             Input::Timeout => {
                 self.deadlines_moved = true;
                 let calls = self.phone.poll(now.at);

@@ -133,6 +133,12 @@ impl MediaIo {
         self.gains
     }
 
+    /// `[media]` as reloaded: calls opened from now on use it; those up
+    /// keep what they started with.
+    pub fn reconfigure(&mut self, config: &MediaConfig) {
+        self.send(Command::Reconfigure(Box::new(thread::engine_config(config))));
+    }
+
     /// Use another microphone and speaker from now on (device switch or loss).
     pub fn replace_audio(&mut self, source: Box<dyn AudioSource>, sink: Box<dyn AudioSink>) {
         self.send(Command::Audio { source, sink });

@@ -91,6 +91,8 @@ pub(super) enum Command {
         digits: String,
     },
     Gains(Gains),
+    /// Settings for the calls opened from now on (a reload).
+    Reconfigure(Box<EngineConfig>),
     Audio {
         source: Box<dyn AudioSource>,
         sink: Box<dyn AudioSink>,
@@ -150,16 +152,7 @@ impl MediaThread {
         threads: usize,
     ) -> MediaThread {
         MediaThread {
-            engine: Engine::new(EngineConfig {
-                jitter_min_ms: config.jitter_min_ms,
-                jitter_max_ms: config.jitter_max_ms,
-                rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
-                dtmf_tone_ms: config.dtmf_tone_ms,
-                dtmf_gap_ms: config.dtmf_gap_ms,
-                rtp_keepalive: Duration::from_millis(config.rtp_keepalive_ms),
-                media_timeout: Duration::from_millis(config.media_timeout_ms),
-                quality_interval: Duration::from_millis(config.quality_interval_ms),
-            }),
+            engine: Engine::new(engine_config(config)),
             legs: HashMap::new(),
             io: HashMap::new(),
             clock: card_clock(&*audio.source, &*audio.sink),
@@ -251,6 +244,7 @@ impl MediaThread {
             }),
             Command::Recorder(command) => self.recorder_command(command),
             Command::Gains(gains) => self.gains = gains,
+            Command::Reconfigure(config) => self.engine.reconfigure(*config),
             Command::Audio { source, sink } => {
                 if let Some(old) = &self.clock {
                     old.listen(false);
@@ -494,6 +488,20 @@ impl TickSink for Wire<'_> {
 
     fn quality(&mut self, leg: LegId, stats: &MediaStats) {
         self.report(leg, |call| MediaReport::Quality { call, stats: Box::new(*stats) });
+    }
+}
+
+/// The engine's tunables from `[media]`.
+pub(super) fn engine_config(config: &MediaConfig) -> EngineConfig {
+    EngineConfig {
+        jitter_min_ms: config.jitter_min_ms,
+        jitter_max_ms: config.jitter_max_ms,
+        rtcp_interval: Duration::from_millis(config.rtcp_interval_ms),
+        dtmf_tone_ms: config.dtmf_tone_ms,
+        dtmf_gap_ms: config.dtmf_gap_ms,
+        rtp_keepalive: Duration::from_millis(config.rtp_keepalive_ms),
+        media_timeout: Duration::from_millis(config.media_timeout_ms),
+        quality_interval: Duration::from_millis(config.quality_interval_ms),
     }
 }
 

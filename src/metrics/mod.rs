@@ -21,7 +21,7 @@ mod pulled;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use prometheus_client::encoding::prometheus_text;
@@ -31,7 +31,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
-use crate::account::registration::{RegState, Report};
+use crate::account::registration::RegState;
 use crate::call::{CallId, CallState, SipAction};
 use crate::desk::{Event, MediaReport, Output, RecorderReport};
 
@@ -66,8 +66,6 @@ pub struct Metrics {
     inbound_refused: Counters<1>,
     registrations: Family<Labels<1>, Gauge>,
     registration_changes: Counters<1>,
-    /// Each account's last state.
-    accounts: HashMap<String, RegState>,
     recordings: Counters<1>,
     recording_bytes: Counter,
     recorder_frames_dropped: Counter,
@@ -99,7 +97,6 @@ impl Metrics {
                 "registration_changes",
                 "Registrations entering a state (registered, failed...)",
             ),
-            accounts: HashMap::new(),
             recordings: register(r, "recordings", "Recordings ended, saved or failed"),
             recording_bytes: register(r, "recording_bytes", "Bytes of the recordings saved"),
             recorder_frames_dropped: register(
@@ -143,17 +140,17 @@ impl Metrics {
         }
     }
 
-    /// A registration report from an account's task.
-    pub fn registration(&mut self, account: &str, report: &Report) {
-        let before = self.accounts.insert(account.to_string(), report.state);
-        if before == Some(report.state) {
-            return;
+    /// An account's registration reported `now`, having been `before`;
+    /// `accounts` tells how many accounts are in a state since (the shell
+    /// keeps each account's last report, and knows which accounts a reload
+    /// removed).
+    pub fn registration(&mut self, before: Option<RegState>, now: RegState, accounts: impl Fn(RegState) -> usize) {
+        if before != Some(now) {
+            self.registration_changes.get_or_create(&[("state", name(now))]).inc();
         }
-        if let Some(before) = before {
-            self.registrations.get_or_create(&[("state", name(before))]).dec();
+        for state in REG_STATES {
+            self.registrations.get_or_create(&[("state", name(state))]).set(accounts(state) as i64);
         }
-        self.registrations.get_or_create(&[("state", name(report.state))]).inc();
-        self.registration_changes.get_or_create(&[("state", name(report.state))]).inc();
     }
 
     /// A report of the media thread: its last figures when a call's media

@@ -1,6 +1,7 @@
 //! The aggregation fed by hand-made outputs and reports, and by a real
 //! callback machine; each test reads the scrape text as Prometheus would.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
@@ -85,12 +86,16 @@ fn calls_count_once_when_they_end_and_refusals_are_told_from_rejects() {
 #[test]
 fn registrations_by_state_follow_each_account_and_count_changes() {
     let (mut m, exposition) = metrics();
-    let report = |state| Report { state, ..Report::unregistered() };
-    m.registration("a", &report(RegState::Registering));
-    m.registration("b", &report(RegState::Registering));
-    m.registration("a", &report(RegState::Registered));
-    m.registration("b", &report(RegState::Failed));
-    m.registration("b", &report(RegState::Failed));
+    let mut accounts: HashMap<&str, RegState> = HashMap::new();
+    let mut report = |account, state| {
+        let before = accounts.insert(account, state);
+        m.registration(before, state, |wanted| accounts.values().filter(|s| **s == wanted).count());
+    };
+    report("a", RegState::Registering);
+    report("b", RegState::Registering);
+    report("a", RegState::Registered);
+    report("b", RegState::Failed);
+    report("b", RegState::Failed);
     let gauge = |s: &str| value(&exposition, &format!("softphoned_registrations{{state=\"{s}\"}}"));
     let changes = |s: &str| value(&exposition, &format!("softphoned_registration_changes_total{{state=\"{s}\"}}"));
     assert_eq!((gauge("registered"), gauge("failed"), gauge("registering")), (Some(1.0), Some(1.0), Some(0.0)));

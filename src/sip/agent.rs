@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rsipstack::dialog::dialog_layer::DialogLayer;
@@ -87,7 +87,7 @@ impl SipAgent {
         let (listens, stream_fronts) = (opened.listens, opened.fronts);
         let first = listens[0];
         // The RTP sockets are bound where the first listening point is.
-        let reach = Reach::new(config.public_address, first.addr.ip(), opened.udp, resolver);
+        let reach = Reach::new(config.public_address, first.addr.ip(), opened.udp, resolver.clone());
         let option = EndpointOption {
             t1: config.t1,
             t1x64: config.t1 * 64,
@@ -118,7 +118,8 @@ impl SipAgent {
             events,
             listens,
             user: config.user,
-            accounts,
+            accounts: RwLock::new(accounts.into_iter().map(|(id, a)| (id, Arc::new(a))).collect()),
+            resolver,
             trusted: Mutex::new(trusted),
             gate: gate.clone(),
             traffic,
@@ -238,7 +239,8 @@ impl SipAgent {
             tracing::warn!(%call, error = %e, "cannot dial");
             416u16
         })?;
-        let account = account.and_then(|id| self.inner.accounts.get(id));
+        let account = account.and_then(|id| self.account(id).ok());
+        let account = account.as_deref();
         let destination = account.and_then(|a| a.destination_for(&callee));
         let target = destination.clone().or_else(|| SipAddr::try_from(&callee).ok()).ok_or(416u16)?;
         let (local, _) = self.local_end(&target).await.map_err(|e| {

@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use crate::call::admission::AllowedPeer;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use rsipstack::dialog::dialog::TransactionHandle;
@@ -31,6 +31,7 @@ use super::account::Account;
 use super::error::SipError;
 use super::gate::Gate;
 use super::reach::Reach;
+use super::resolver::Resolver;
 use super::{headers, transport};
 use crate::account::registration::Report;
 use crate::call::session_timer::{self, SessionTimer};
@@ -103,7 +104,10 @@ pub(super) struct Inner {
     pub(super) events: mpsc::UnboundedSender<SipEvent>,
     pub(super) listens: Vec<Listen>,
     pub(super) user: String,
-    pub(super) accounts: HashMap<String, Account>,
+    /// By id; a reload adds, replaces and removes them while calls go on.
+    pub(super) accounts: RwLock<HashMap<String, Arc<Account>>>,
+    /// Locates the accounts' registrars and proxies, also those a reload adds.
+    pub(super) resolver: Resolver,
     /// `sip.allow_from` and every address the accounts' registrars and
     /// proxies were located at, at start or later (see [`SipAgent::trust`]).
     pub(super) trusted: Mutex<Vec<AllowedPeer>>,
@@ -127,7 +131,6 @@ impl SipAgent {
         &self.inner.listens
     }
 
-    /// The accounts, in no particular order.
     /// Who may send us INVITEs and is never rate-limited: `sip.allow_from`
     /// and the accounts' registrars and proxies.
     pub fn trusted(&self) -> Vec<AllowedPeer> {
@@ -163,12 +166,36 @@ impl SipAgent {
         }
     }
 
-    pub fn accounts(&self) -> impl Iterator<Item = &Account> {
-        self.inner.accounts.values()
+    /// The accounts, in no particular order.
+    pub fn accounts(&self) -> impl Iterator<Item = Arc<Account>> {
+        let accounts: Vec<_> = self.inner.accounts.read().expect("accounts").values().cloned().collect();
+        accounts.into_iter()
     }
 
-    pub fn account(&self, id: &str) -> Result<&Account, SipError> {
-        self.inner.accounts.get(id).ok_or_else(|| SipError::UnknownAccount(id.into()))
+    pub fn account(&self, id: &str) -> Result<Arc<Account>, SipError> {
+        let accounts = self.inner.accounts.read().expect("accounts");
+        accounts.get(id).cloned().ok_or_else(|| SipError::UnknownAccount(id.into()))
+    }
+
+    /// Parse and locate an account (RFC 3263), to be added with [`Self::put_account`].
+    pub async fn resolve_account(&self, config: crate::config::AccountConfig) -> Result<Account, SipError> {
+        Account::resolve(config, self.inner.resolver.clone()).await
+    }
+
+    /// Add an account, or replace the one with its id: calls placed from
+    /// now on use it, and its registrar and proxy are trusted from now on.
+    /// Dialogs already up keep going as they are.
+    pub fn put_account(&self, account: Account) {
+        let trusted = account.trusted.clone();
+        let id = account.config.id.clone();
+        self.inner.accounts.write().expect("accounts").insert(id, Arc::new(account));
+        self.trust(trusted);
+    }
+
+    /// Remove an account: no new call uses it; its calls go on. The
+    /// addresses it located stay trusted (another account may share them).
+    pub fn remove_account(&self, id: &str) {
+        self.inner.accounts.write().expect("accounts").remove(id);
     }
 
     /// A fresh call id, unique within this run and unlikely to repeat across runs.

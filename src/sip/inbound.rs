@@ -77,7 +77,7 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
     let inbound = Inbound {
         from,
         display_name,
-        account: account.map(|a| a.config.id.clone()),
+        account: account.as_ref().map(|a| a.config.id.clone()),
         offer: request.body.clone(),
         answer_after_hint: headers::answer_after(&request.headers),
         session_timer: agent.session_timer_for(&request.headers),
@@ -97,7 +97,7 @@ fn new_incoming_call(agent: &SipAgent, mut tx: Transaction) {
         }
         _ => local,
     };
-    let contact_user = account.map_or(user.as_str(), |a| a.user());
+    let contact_user = account.as_deref().map_or(user.as_str(), super::Account::user);
     let contact = agent.contact(if contact_user.is_empty() { "softphoned" } else { contact_user }, &local);
     let (state_tx, state_rx) = agent.dialog_layer().new_dialog_state_channel();
     let mut dialog = match agent.dialog_layer().get_or_create_server_invite(&tx, state_tx, None, Some(contact)) {

@@ -49,14 +49,30 @@ pub struct RegistrationTask {
 }
 
 /// Start the task of `account` (which must have a registrar). It waits for
-/// a [`RegCommand`]; dropping the sender unregisters and ends it.
-pub fn spawn(agent: &SipAgent, account: &str) -> RegistrationTask {
+/// a [`RegCommand`]; dropping the sender unregisters and ends it. With a
+/// `previous` task (the account's former settings, unregistering after a
+/// reload), it first waits for that one to end, so that the old binding's
+/// removal never follows the new one's REGISTER.
+pub fn spawn(agent: &SipAgent, account: &str, previous: Option<JoinHandle<()>>) -> RegistrationTask {
     let (commands, receiver) = mpsc::unbounded_channel();
     let agent = agent.clone();
     let account = account.to_string();
-    let task = tokio::spawn(async move { run(agent, account, receiver).await });
+    let task = tokio::spawn(async move {
+        if let Some(mut previous) = previous {
+            if tokio::time::timeout(PREVIOUS_UNREGISTER, &mut previous).await.is_err() {
+                tracing::warn!(%account, "the former registration did not end in time: stopped");
+                previous.abort();
+            }
+        }
+        run(agent, account, receiver).await
+    });
     RegistrationTask { commands, task }
 }
+
+/// How long a replaced registration may take to unregister before the new
+/// one starts anyway: a registrar that does not answer does not hold up
+/// the account's new settings for Timer F's 32 s.
+const PREVIOUS_UNREGISTER: Duration = Duration::from_secs(5);
 
 struct Registrar {
     agent: SipAgent,

@@ -75,6 +75,21 @@ pub struct SubscribeResult {
     pub topics: Vec<Topic>,
 }
 
+/// What a reload changed (see `daemon.reload`).
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct ReloadResult {
+    /// Account ids: these register now (when they have a registrar) ...
+    pub accounts_added: Vec<String>,
+    /// ... these unregister; their live calls go on ...
+    pub accounts_removed: Vec<String>,
+    /// ... and these take their new settings (registering anew when the
+    /// registration itself changed).
+    pub accounts_changed: Vec<String>,
+    /// Keys whose new value waits for a restart (`sip`, `media.threads`,
+    /// ...): the running value stays in force.
+    pub restart_required: Vec<String>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct StatusResult {
     pub version: String,

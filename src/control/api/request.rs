@@ -94,6 +94,9 @@ macro_rules! methods {
 methods! {
     DAEMON_STATUS "daemon.status" => DaemonStatus(NoParams) -> StatusResult,
         "Version, uptime, listening points, call count and the audio backends in use.";
+    DAEMON_RELOAD "daemon.reload" => DaemonReload(NoParams) -> ReloadResult,
+        "Unix socket only (SIGHUP does the same): read the config file again. Accounts added, removed or changed register, unregister or register anew; media, recording, callback and answering settings apply to new calls; live calls and recordings go on untouched. Keys bound at start (listening points, sockets, devices, the store...) keep their running values and are named in restart_required. A config that does not load is refused (-32602, naming the key) and the running one stays in force.",
+        example {} => {"accounts_added": ["second"], "accounts_removed": [], "accounts_changed": ["main"], "restart_required": ["sip"]};
     EVENTS_SUBSCRIBE "events.subscribe" => EventsSubscribe(SubscribeParams) -> SubscribeResult,
         "Receive notifications on this connection, for the given topics (default all).";
     CALL_DIAL "call.dial" => CallDial(DialParams) -> DialResult,

@@ -38,10 +38,10 @@ use crate::timing::{Throttled, TokenBucket};
 use door::{Admitted, Door, SUBPROTOCOL};
 use pairings::Pairings;
 
-/// Methods a page may never call: pairing is for the agent's own machine,
-/// over the Unix socket.
+/// Methods a page may never call: pairing and reloading the config are
+/// for the agent's own machine, over the Unix socket.
 pub const SOCKET_ONLY: &[&str] =
-    &[method::BRIDGE_PAIR, method::BRIDGE_LIST, method::BRIDGE_REVOKE, method::DEBUG_STALL];
+    &[method::BRIDGE_PAIR, method::BRIDGE_LIST, method::BRIDGE_REVOKE, method::DAEMON_RELOAD, method::DEBUG_STALL];
 
 /// How long a page has to present its token.
 const AUTH_WITHIN: Duration = Duration::from_secs(10);

@@ -273,3 +273,35 @@ fn a_60_kb_target_is_refused_at_once_with_nothing_sent() {
     }
     assert!(since(&bench, mark).is_empty(), "no INVITE, no line taken");
 }
+
+#[test]
+fn a_reload_applies_to_new_calls_and_leaves_the_live_one_be() {
+    let mut bench = Bench::new(config());
+    let live = dial(&mut bench, "5551000", 0);
+    bench.answer(&live, 500);
+    let mut reloaded = config();
+    reloaded.calls_max = 1;
+    reloaded.default_media.codecs = vec![crate::media::codec::Codec::Pcma];
+    bench.handle(Input::Reconfigure(Box::new(reloaded.clone())), bench.at(1000)).unwrap();
+    match bench.command(Command::Dial { to: "5552000".into(), account: None }, 1100) {
+        Err(DeskError::CallsMax { max: 1 }) => {}
+        other => panic!("the reloaded calls.max: {other:?}"),
+    }
+    assert_eq!(last_state(&bench, &live).state, CallState::Connected, "the live call goes on");
+
+    reloaded.calls_max = 2;
+    bench.handle(Input::Reconfigure(Box::new(reloaded)), bench.at(1200)).unwrap();
+    let next = dial(&mut bench, "5552000", 1300);
+    let offers: Vec<(String, String)> = bench
+        .sip()
+        .into_iter()
+        .filter_map(|(_, call, action)| match action {
+            SipAction::Invite { offer, .. } => Some((call, offer.lines().find(|l| l.starts_with("m=audio"))?.into())),
+            _ => None,
+        })
+        .collect();
+    let payloads = |m: &str| m.split_whitespace().skip(3).collect::<Vec<_>>().join(" ");
+    assert_eq!(offers.len(), 2);
+    assert_eq!((offers[0].0.as_str(), payloads(&offers[0].1).as_str()), (live.as_str(), "0 8 101"));
+    assert_eq!((offers[1].0.as_str(), payloads(&offers[1].1).as_str()), (next.as_str(), "8 101"));
+}

@@ -19,6 +19,7 @@
 //! frames. The engine never starts a thread itself.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::codec::{Frame, FRAME_SAMPLES, PCM_RATE};
@@ -153,6 +154,8 @@ struct Leg {
     expecting_since: Instant,
     timed_out: bool,
     next_quality: Instant,
+    /// The settings the leg was opened with: a reload changes new legs only.
+    config: Arc<EngineConfig>,
 }
 
 struct Slot {
@@ -162,7 +165,8 @@ struct Slot {
 
 /// See the module documentation.
 pub struct Engine {
-    config: EngineConfig,
+    /// What legs opened from now on get.
+    config: Arc<EngineConfig>,
     slots: Vec<Slot>,
     /// Empty slots, reused before the slab grows.
     free: Vec<u32>,
@@ -197,7 +201,6 @@ impl Lane {
 
 /// The tick's inputs every lane reads.
 struct TickInput<'a> {
-    config: &'a EngineConfig,
     now: Instant,
     ntp_now: u64,
     capture: &'a Frame,
@@ -207,13 +210,19 @@ struct TickInput<'a> {
 impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
-            config,
+            config: Arc::new(config),
             slots: Vec::new(),
             free: Vec::new(),
             lanes: vec![Lane::new()],
             mix: Mixer::default(),
             played: [0; FRAME_SAMPLES],
         }
+    }
+
+    /// Settings for the legs opened from now on (a reload); the legs
+    /// already open keep theirs to the end of their call.
+    pub fn reconfigure(&mut self, config: EngineConfig) {
+        self.config = Arc::new(config);
     }
 
     /// A new leg, silent until [`start`](Self::start); `cname` names its
@@ -229,6 +238,7 @@ impl Engine {
             expecting_since: now,
             timed_out: false,
             next_quality: now,
+            config: self.config.clone(),
         };
         let slot = match self.free.pop() {
             Some(slot) => slot,
@@ -262,8 +272,8 @@ impl Engine {
         seeds: Seeds,
         now: Instant,
     ) -> Result<(), StreamError> {
-        let Engine { config, slots, .. } = self;
-        let Some(leg) = leg_in(slots, id) else { return Ok(()) };
+        let Some(leg) = leg_in(&mut self.slots, id) else { return Ok(()) };
+        let config = &*leg.config;
         let receives = negotiated.direction.receives();
         let was_receiving = leg.stream.as_ref().is_some_and(|s| s.direction().receives());
         match &mut leg.stream {
@@ -366,10 +376,10 @@ impl Engine {
         if self.lanes.len() < sinks.len() {
             self.lanes.resize_with(sinks.len(), Lane::new);
         }
-        let Engine { config, slots, lanes, mix, played, .. } = self;
+        let Engine { slots, lanes, mix, played, .. } = self;
         let lanes = &mut lanes[..sinks.len()];
         let per_lane = slots.len().div_ceil(sinks.len()).max(1);
-        let input = TickInput { config, now, ntp_now, capture, music };
+        let input = TickInput { now, ntp_now, capture, music };
         across_lanes(fork, slots, 0, per_lane, lanes, sinks, &|legs, first, lane, sink| {
             play_out(legs, first, lane, sink, input.now)
         });
@@ -448,7 +458,7 @@ fn send_out(
     mix: &Mixer,
     input: &TickInput,
 ) {
-    let TickInput { config, now, ntp_now, capture, music } = *input;
+    let TickInput { now, ntp_now, capture, music } = *input;
     let Lane { outgoing, narrow, packet, .. } = lane;
     for (slot, entry) in legs.iter_mut().enumerate() {
         let Some(leg) = entry.leg.as_mut() else { continue };
@@ -473,6 +483,7 @@ fn send_out(
             let rtcp_to = SocketAddr::new(remote.ip(), remote.port().wrapping_add(1));
             sink.send(id, Port::Rtcp, rtcp_to, packet);
         }
+        let config = &*leg.config;
         if stream.direction().receives() && !leg.timed_out && !config.media_timeout.is_zero() {
             let last = stream.last_received().unwrap_or(leg.expecting_since).max(leg.expecting_since);
             if now.saturating_duration_since(last) > config.media_timeout {

@@ -133,6 +133,24 @@ fn the_media_timeout_fires_once_after_silence_and_rearms_on_resume() {
 }
 
 #[test]
+fn a_reconfigured_engine_gives_new_settings_to_new_legs_only() {
+    let t0 = Instant::now();
+    let mut engine = Engine::new(config());
+    let live = engine.open("live".into(), t0);
+    engine.start(live, pcmu(MediaDirection::SendRecv, 4000), seeds(1), t0).unwrap();
+    engine.reconfigure(EngineConfig { media_timeout: Duration::from_millis(500), ..config() });
+    let new = engine.open("new".into(), t0);
+    engine.start(new, pcmu(MediaDirection::SendRecv, 4002), seeds(2), t0).unwrap();
+    let silent = [0; FRAME_SAMPLES];
+    let mut kept = Kept::default();
+    // 1 s of silence: past the new leg's 500 ms, within the live one's 2 s.
+    let t = run(&mut engine, t0, 50, &silent, &silent, &mut kept);
+    assert_eq!(kept.timeouts, [new]);
+    run(&mut engine, t, 60, &silent, &silent, &mut kept);
+    assert_eq!(kept.timeouts, [new, live], "the live leg kept the 2 s it was opened with");
+}
+
+#[test]
 fn packets_keep_the_timeout_away() {
     let t0 = Instant::now();
     let mut engine = Engine::new(config());
