@@ -13,7 +13,9 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::kamailio::{self, Kamailio, KamailioOptions};
-use common::prometheus::{free_tcp_port, metrics_section, promtool_check, samples, scrape, Prometheus};
+use common::prometheus::{
+    free_tcp_port, http_get, http_raw, metrics_section, promtool_check, samples, scrape, Prometheus,
+};
 use common::sipp::{free_port_pair, write_tone_file, Sipp};
 use common::{dial, require_tools, wait_call_counter, Daemon};
 use serde_json::{json, Value};
@@ -286,6 +288,36 @@ async fn a_failed_registration_is_counted_once_per_failure_and_every_register_wa
     assert!(registers >= 2.0 * failures, "a challenge and an answer per attempt: {text}");
     assert_eq!(answered, registers, "{text}");
     assert!(kam.registrations("agent1").is_empty());
+}
+
+#[tokio::test]
+async fn bad_requests_get_their_http_error_and_idle_connections_are_bounded() {
+    let port = free_tcp_port();
+    let daemon = Daemon::spawn("agent", &metrics_section(port)).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let status = |request: &[u8]| http_raw(addr, request).unwrap().0;
+    assert_eq!(http_get(addr, "/").unwrap().0, 404);
+    assert_eq!(status(b"POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n"), 405);
+    assert_eq!(status(b"\x16\x03\x01 not http at all\r\n\r\n"), 400);
+    assert_eq!(status(b"GET /metrics SIP/2.0\r\n\r\n"), 505);
+    let huge = format!("GET /metrics HTTP/1.1\r\nX-Filler: {}\r\n\r\n", "a".repeat(16 * 1024));
+    assert_eq!(status(huge.as_bytes()), 431);
+    // Eight connections that say nothing hold every seat: a ninth is turned away at once.
+    let idle: Vec<_> = (0..8).map(|_| std::net::TcpStream::connect(addr).unwrap()).collect();
+    let deadline = Instant::now() + WAIT;
+    while status(b"GET /metrics HTTP/1.0\r\n\r\n") != 503 {
+        assert!(Instant::now() < deadline, "a ninth connection was served");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(idle);
+    // Their seats come back when they close; the daemon served on throughout.
+    let deadline = Instant::now() + WAIT;
+    while http_get(addr, "/metrics").unwrap().0 != 200 {
+        assert!(Instant::now() < deadline, "the seats never came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut ui = daemon.client().await;
+    assert_eq!(ui.call("daemon.status", json!({})).await.unwrap()["calls"], 0);
 }
 
 #[tokio::test]

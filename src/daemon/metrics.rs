@@ -5,7 +5,8 @@
 //! The endpoint is a plain HTTP/1.1 responder on tokio's `TcpListener` (no
 //! HTTP crate is a dependency, and one GET is all a scraper asks): one
 //! request per connection, its head read within [`HEAD_WITHIN`] and
-//! [`HEAD_MAX`] bytes, at most [`MAX_SCRAPERS`] connections at once.
+//! [`HEAD_MAX`] bytes, at most [`MAX_SCRAPERS`] connections served at once
+//! (and as many told 503).
 //! `GET /metrics` gets the text format; anything else gets its HTTP error
 //! and the connection is closed. The figures are encoded on this task,
 //! not the run loop's: the families are atomics the loop writes as it goes.
@@ -25,7 +26,7 @@ use crate::metrics::{Exposition, Metrics, Pulled, CONTENT_TYPE};
 use crate::sip::SipAgent;
 use crate::timing::Throttled;
 
-/// Scrapers served at once; one more is answered 503.
+/// Scrapers served at once; as many more are answered 503, the rest closed.
 const MAX_SCRAPERS: usize = 8;
 /// A request head larger than this is refused (431).
 const HEAD_MAX: usize = 8 * 1024;
@@ -33,6 +34,10 @@ const HEAD_MAX: usize = 8 * 1024;
 const HEAD_WITHIN: Duration = Duration::from_secs(5);
 /// How long writing the answer may take.
 const WRITE_WITHIN: Duration = Duration::from_secs(10);
+/// After an error answer, how much more of the request is read and
+/// dropped, and for how long, before the connection is closed.
+const LINGER_MAX: usize = 64 * 1024;
+const LINGER_WITHIN: Duration = Duration::from_secs(2);
 
 /// Open the endpoint if `[metrics]` names an address; the metrics to feed.
 pub(super) async fn start(
@@ -66,7 +71,7 @@ impl Daemon {
 }
 
 async fn serve(listener: TcpListener, exposition: Exposition, shutdown: CancellationToken) {
-    let seats = Seats::new(MAX_SCRAPERS);
+    let (seats, turned_away) = (Seats::new(MAX_SCRAPERS), Seats::new(MAX_SCRAPERS));
     let mut failures = Throttled::default();
     loop {
         let accepted = tokio::select! {
@@ -85,7 +90,13 @@ async fn serve(listener: TcpListener, exposition: Exposition, shutdown: Cancella
             }
         };
         let Some(seat) = seats.take() else {
-            tokio::spawn(async move { answer(&mut stream, "503 Service Unavailable", "too many scrapers\n").await });
+            // Told so while there is room to tell; past that, closed at once.
+            if let Some(seat) = turned_away.take() {
+                tokio::spawn(async move {
+                    answer(&mut stream, "503 Service Unavailable", "too many scrapers\n").await;
+                    drop(seat);
+                });
+            }
             continue;
         };
         let exposition = exposition.clone();
@@ -174,6 +185,20 @@ async fn answer(stream: &mut TcpStream, status: &str, body: &str) {
         stream.shutdown().await
     })
     .await;
+    // What the client still sends is read and dropped before closing:
+    // closing with it unread resets the connection, and the client could
+    // lose the answer it has not read yet (a lingering close).
+    let linger = async {
+        let mut sink = [0u8; 1024];
+        let mut left = LINGER_MAX;
+        while left > 0 {
+            match stream.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER_WITHIN, linger).await;
 }
 
 #[cfg(test)]

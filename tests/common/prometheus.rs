@@ -16,9 +16,14 @@ pub fn free_tcp_port() -> u16 {
 
 /// `GET path` over HTTP/1.0 (no chunking, closed after): (status, body).
 pub fn http_get(addr: SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    http_raw(addr, format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+}
+
+/// Send `request` as it is and read the answer to its end: (status, body).
+pub fn http_raw(addr: SocketAddr, request: &[u8]) -> std::io::Result<(u16, String)> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    stream.write_all(request)?;
     let mut answer = String::new();
     stream.read_to_string(&mut answer)?;
     let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
