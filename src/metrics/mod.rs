@@ -89,7 +89,7 @@ impl Metrics {
             inbound_refused: register(
                 r,
                 "inbound_calls_refused",
-                "INVITEs the desk refused before they rang (403 untrusted peer, not ready, calls.max...), by status",
+                "INVITEs refused before they rang, by status: 403 untrusted peer, 480/486 not ready or calls.max, 488 no common codec, 503 no RTP port",
             ),
             registrations: register(r, "registrations", "Accounts with a registrar, by their registration's state"),
             registration_changes: register(
