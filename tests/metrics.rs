@@ -91,6 +91,13 @@ impl Watch {
     }
 }
 
+/// A folder holding sipp's tone file, for the tone peers it starts in it.
+fn tone_folder() -> tempfile::TempDir {
+    let work = tempfile::tempdir().unwrap();
+    write_tone_file(work.path());
+    work
+}
+
 fn is_callback(event: &Value, state: &str) -> bool {
     event["method"] == "callback.state" && event["params"]["state"] == state
 }
@@ -126,8 +133,7 @@ async fn calls_a_refusal_and_a_callback_move_the_counters_by_exactly_what_happen
     if !require_tools(&["sipp", "sox", "promtool"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
+    let work = tone_folder();
     let (port, trusted) = (free_tcp_port(), free_port_pair());
     // Only the caller on `trusted` may call: anyone else gets 403.
     let config = format!(
@@ -321,12 +327,62 @@ async fn bad_requests_get_their_http_error_and_idle_connections_are_bounded() {
 }
 
 #[tokio::test]
+async fn sip_refused_before_the_stack_is_counted_by_why() {
+    let port = free_tcp_port();
+    let daemon = Daemon::spawn("agent", &metrics_section(port)).await;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let sip = SocketAddr::from(([127, 0, 0, 1], daemon.sip_port));
+    let mut buf = [0u8; 2048];
+    let mut ask = |request: String, answered: bool| {
+        peer.send_to(request.as_bytes(), sip).unwrap();
+        answered.then(|| {
+            let (n, _) = peer.recv_from(&mut buf).unwrap();
+            String::from_utf8_lossy(&buf[..n]).to_string()
+        })
+    };
+    let me = peer.local_addr().unwrap();
+    // No Call-ID: answered 400 by the validation, never seen by the stack.
+    let answer = ask(options(me, sip, 1, "", "Call-ID"), true).unwrap();
+    assert!(answer.starts_with("SIP/2.0 400 Missing Call-ID Header"), "{answer}");
+    // A known scanner is not answered at all.
+    ask(options(me, sip, 2, "User-Agent: friendly-scanner\r\n", ""), false);
+    // A well-formed OPTIONS reaches the stack: its request and response count there instead.
+    let answer = ask(options(me, sip, 3, "", ""), true).unwrap();
+    assert!(answer.starts_with("SIP/2.0 200"), "{answer}");
+
+    let now = samples(&scrape(addr));
+    assert_eq!(now["softphoned_sip_refused_total{reason=\"invalid\"}"], 1.0);
+    assert_eq!(now["softphoned_sip_refused_total{reason=\"scanner\"}"], 1.0);
+    assert_eq!(now["softphoned_sip_refused_total{reason=\"rate_limit\"}"], 0.0);
+    assert_eq!(now["softphoned_sip_requests_total{direction=\"in\",method=\"OPTIONS\"}"], 1.0);
+    let ok = "softphoned_sip_responses_total{direction=\"out\",method=\"OPTIONS\",class=\"2xx\"}";
+    assert_eq!(now[ok], 1.0);
+}
+
+/// An OPTIONS from `me` to `to`, the `n`th (its branch and Call-ID), with
+/// `extra` headers and without the header named `missing`.
+fn options(me: SocketAddr, to: SocketAddr, n: u32, extra: &str, missing: &str) -> String {
+    let headers = [
+        format!("Via: SIP/2.0/UDP {me};branch=z9hG4bKprobe{n}"),
+        "Max-Forwards: 70".into(),
+        format!("From: <sip:probe@{me}>;tag=p{n}"),
+        format!("To: <sip:agent@{to}>"),
+        format!("Call-ID: probe{n}@{me}"),
+        "CSeq: 1 OPTIONS".into(),
+    ];
+    let kept: String =
+        headers.iter().filter(|h| missing.is_empty() || !h.starts_with(missing)).map(|h| format!("{h}\r\n")).collect();
+    format!("OPTIONS sip:agent@{to} SIP/2.0\r\n{kept}{extra}Content-Length: 0\r\n\r\n")
+}
+
+#[tokio::test]
 async fn prometheus_scrapes_the_daemon_and_answers_the_live_call_gauge() {
     if !require_tools(&["sipp", "sox", "prometheus"]) {
         return;
     }
-    let work = tempfile::tempdir().unwrap();
-    write_tone_file(work.path());
+    let work = tone_folder();
     let port = free_tcp_port();
     let daemon = Daemon::spawn("agent", &metrics_section(port)).await;
     let prometheus = Prometheus::start(SocketAddr::from(([127, 0, 0, 1], port)));
