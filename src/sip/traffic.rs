@@ -1,9 +1,10 @@
 //! What SIP went in and out, counted for the metrics: every request by
 //! method and every response by its request's method and status class,
 //! as rsipstack's message inspector sees them — all transports, after
-//! [`validate`](super::validate) let them through on the way in, before
-//! the wire on the way out (a retransmission is the transaction's, not
-//! rsipstack's, so it is not counted twice). What the gate and the
+//! [`validate`](super::validate) let them through on the way in, just
+//! before the wire on the way out. Like the wire, it counts each
+//! retransmission (rsipstack hands those to the inspector too), so a
+//! lossy path shows as more messages per call. What the gate and the
 //! validation refused never reaches rsipstack: the [`Gate`](super::gate::Gate)
 //! counts that.
 //!
