@@ -34,20 +34,22 @@ impl Collector for Pulled {
         let sip = (self.sip)();
         let requests =
             sip.requests.iter().map(|(flow, method, n)| ([("direction", flow.as_str()), ("method", *method)], *n));
-        counters(&mut encoder, "sip_requests", "SIP requests, in and out, by method", requests)?;
+        counters(&mut encoder, "sip_requests", "SIP requests, in and out, by method.", requests)?;
         let responses = sip.responses.iter().map(|(flow, method, class, n)| {
             ([("direction", flow.as_str()), ("method", *method), ("class", *class)], *n)
         });
-        let help = "SIP responses, in and out, by their request's method and status class";
+        let help = "SIP responses, in and out, by their request's method and status class.";
         counters(&mut encoder, "sip_responses", help, responses)?;
         let refused = sip.refused.iter().map(|(why, n)| ([("reason", *why)], *n));
-        let help = "Inbound SIP messages never handed to the stack: scanners, over the rate limit, invalid (answered) or unreadable (dropped)";
+        let help = "Inbound SIP messages never handed to the stack: scanners, over the rate limit, invalid (answered) or unreadable (dropped).";
         counters(&mut encoder, "sip_refused", help, refused)?;
-        gauge(&mut encoder, "control_clients", "Clients connected to the control socket", (self.control_clients)())?;
-        gauge(&mut encoder, "bridge_clients", "Pages connected to the browser bridge", (self.bridge_clients)())
+        gauge(&mut encoder, "control_clients", "Clients connected to the control socket.", (self.control_clients)())?;
+        gauge(&mut encoder, "bridge_clients", "Pages connected to the browser bridge.", (self.bridge_clients)())
     }
 }
 
+/// A counter family whose series are all known now; `help` ends with its
+/// full stop, as the registry's own add one.
 fn counters<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
     name: &str,
