@@ -217,12 +217,16 @@ async fn calls_a_refusal_and_a_callback_move_the_counters_by_exactly_what_happen
     assert_eq!(sip("responses", "direction=\"in\",method=\"INVITE\",class=\"2xx\""), 1.0);
     assert_eq!(sip("responses", "direction=\"out\",method=\"INVITE\",class=\"2xx\""), 1.0);
 
-    let rtp = |direction: &str| delta(&format!("softphoned_rtp_packets_total{{direction=\"{direction}\"}}"));
+    let rtp_way = |name: &str, way: &str| delta(&format!("softphoned_{name}_total{{direction=\"{way}\"}}"));
+    let rtp = |way: &str| rtp_way("rtp_packets", way);
     assert!(rtp("sent") >= sent as f64 && rtp("received") >= received as f64, "{after:?}");
     // PCMU: a byte a sample, 160 a packet.
     let payload_received = delta("softphoned_rtp_payload_bytes_total{direction=\"received\"}");
     assert_eq!(payload_received, 160.0 * rtp("received"), "{after:?}");
     assert!(delta("softphoned_rtcp_packets_total{direction=\"sent\"}") >= 1.0);
+    // An RR or SR with its SDES: a few dozen bytes each.
+    let (rtcp, rtcp_bytes) = (rtp_way("rtcp_packets", "sent"), rtp_way("rtcp_bytes", "sent"));
+    assert!(rtcp_bytes >= 28.0 * rtcp && rtcp_bytes <= 200.0 * rtcp, "{rtcp} RTCP packets, {rtcp_bytes} bytes");
     assert!(watch.qualities >= 2, "quality every 500 ms over seconds of calls");
 
     assert_eq!(delta("softphoned_recordings_total{outcome=\"saved\"}"), 2.0);

@@ -19,15 +19,21 @@ use super::{register, Counters};
 use crate::call::CallId;
 use crate::media::stream::MediaStats;
 
+/// One way's running totals of a call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Way {
+    rtp: u64,
+    /// RTP payload bytes.
+    payload: u64,
+    rtcp: u64,
+    rtcp_bytes: u64,
+}
+
 /// A call's running totals at its last report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Totals {
-    rtp_sent: u64,
-    rtp_received: u64,
-    payload_sent: u64,
-    payload_received: u64,
-    rtcp_sent: u64,
-    rtcp_received: u64,
+    sent: Way,
+    received: Way,
     lost: u64,
     discarded: u64,
     underruns: u64,
@@ -35,15 +41,22 @@ struct Totals {
 
 impl Totals {
     fn of(stats: &MediaStats) -> Totals {
+        let rtcp = &stats.rtcp;
         Totals {
-            rtp_sent: stats.packets_sent,
-            rtp_received: stats.packets_received,
-            payload_sent: stats.rtcp.octets_sent,
-            payload_received: stats.payload_bytes_received,
-            rtcp_sent: stats.rtcp.reports_sent,
-            rtcp_received: stats.rtcp.reports_received,
+            sent: Way {
+                rtp: stats.packets_sent,
+                payload: rtcp.octets_sent,
+                rtcp: rtcp.reports_sent,
+                rtcp_bytes: rtcp.report_bytes_sent,
+            },
+            received: Way {
+                rtp: stats.packets_received,
+                payload: stats.payload_bytes_received,
+                rtcp: rtcp.reports_received,
+                rtcp_bytes: rtcp.report_bytes_received,
+            },
             // Negative when the peer duplicated more than was lost: no loss.
-            lost: stats.rtcp.packets_lost.max(0) as u64,
+            lost: rtcp.packets_lost.max(0) as u64,
             discarded: stats.packets_discarded,
             underruns: stats.playout_underruns,
         }
@@ -54,6 +67,7 @@ pub(super) struct MediaMetrics {
     rtp_packets: Counters<1>,
     rtp_payload_bytes: Counters<1>,
     rtcp_packets: Counters<1>,
+    rtcp_bytes: Counters<1>,
     rtp_lost: Counter,
     rtp_discarded: Counter,
     playout_underruns: Counter,
@@ -80,6 +94,7 @@ impl MediaMetrics {
                 "RTP audio payload bytes, sent and received (headers excluded)",
             ),
             rtcp_packets: register(r, "rtcp_packets", "RTCP (compound) packets, sent and received"),
+            rtcp_bytes: register(r, "rtcp_bytes", "RTCP bytes, sent and received (SRTCP's protection excluded)"),
             rtp_lost: register(r, "rtp_lost_packets", "Peers' RTP packets lost on the way (RTCP's count)"),
             rtp_discarded: register(
                 r,
@@ -135,17 +150,15 @@ impl MediaMetrics {
     fn count(&mut self, call: &CallId, stats: &MediaStats) {
         let now = Totals::of(stats);
         let before = self.calls.insert(call.clone(), now).unwrap_or_default();
-        let grown = |now: u64, before: u64| now.saturating_sub(before);
-        let direction = |d: &str| [("direction", d.to_string())];
-        self.rtp_packets.get_or_create(&direction("sent")).inc_by(grown(now.rtp_sent, before.rtp_sent));
-        self.rtp_packets.get_or_create(&direction("received")).inc_by(grown(now.rtp_received, before.rtp_received));
-        self.rtp_payload_bytes.get_or_create(&direction("sent")).inc_by(grown(now.payload_sent, before.payload_sent));
-        let received = grown(now.payload_received, before.payload_received);
-        self.rtp_payload_bytes.get_or_create(&direction("received")).inc_by(received);
-        self.rtcp_packets.get_or_create(&direction("sent")).inc_by(grown(now.rtcp_sent, before.rtcp_sent));
-        self.rtcp_packets.get_or_create(&direction("received")).inc_by(grown(now.rtcp_received, before.rtcp_received));
-        self.rtp_lost.inc_by(grown(now.lost, before.lost));
-        self.rtp_discarded.inc_by(grown(now.discarded, before.discarded));
-        self.playout_underruns.inc_by(grown(now.underruns, before.underruns));
+        for (way, now, before) in [("sent", now.sent, before.sent), ("received", now.received, before.received)] {
+            let labels = [("direction", way.to_string())];
+            self.rtp_packets.get_or_create(&labels).inc_by(now.rtp.saturating_sub(before.rtp));
+            self.rtp_payload_bytes.get_or_create(&labels).inc_by(now.payload.saturating_sub(before.payload));
+            self.rtcp_packets.get_or_create(&labels).inc_by(now.rtcp.saturating_sub(before.rtcp));
+            self.rtcp_bytes.get_or_create(&labels).inc_by(now.rtcp_bytes.saturating_sub(before.rtcp_bytes));
+        }
+        self.rtp_lost.inc_by(now.lost.saturating_sub(before.lost));
+        self.rtp_discarded.inc_by(now.discarded.saturating_sub(before.discarded));
+        self.playout_underruns.inc_by(now.underruns.saturating_sub(before.underruns));
     }
 }

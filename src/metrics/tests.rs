@@ -122,6 +122,7 @@ fn media_counters_grow_by_each_reports_difference_and_quality_is_observed() {
         stats.rtcp.octets_sent = sent * 160;
         stats.rtcp.packets_lost = lost;
         stats.rtcp.reports_sent = 1;
+        stats.rtcp.report_bytes_sent = 60;
         stats.rtcp.jitter_ms = 3.0;
         Box::new(stats)
     };
@@ -135,6 +136,7 @@ fn media_counters_grow_by_each_reports_difference_and_quality_is_observed() {
     assert_eq!((bytes("sent"), bytes("received")), (Some(600.0 * 160.0), Some(590.0 * 160.0)));
     assert_eq!(value(&exposition, "softphoned_rtp_lost_packets_total"), Some(5.0), "duplicates are no loss");
     assert_eq!(value(&exposition, "softphoned_rtcp_packets_total{direction=\"sent\"}"), Some(2.0));
+    assert_eq!(value(&exposition, "softphoned_rtcp_bytes_total{direction=\"sent\"}"), Some(120.0));
     assert_eq!(value(&exposition, "softphoned_mos_count"), Some(2.0), "one observation per quality report");
     assert_eq!(value(&exposition, "softphoned_mos_bucket{le=\"4.2\"}"), Some(0.0));
     assert_eq!(value(&exposition, "softphoned_rtp_jitter_seconds_bucket{le=\"0.005\"}"), Some(2.0));
