@@ -13,7 +13,7 @@ fn append_frames(c: &mut Criterion) {
     for rate in [16_000u32, 8_000] {
         let samples = rate as usize / 50;
         let (agent, remote) = (vec![1200i16; samples], vec![-800i16; samples]);
-        let mut file = RecordingFile::create(&dir.path().join(format!("{rate}.wav")), rate).unwrap();
+        let mut file = RecordingFile::create(&dir.path().join(format!("{rate}.wav")), rate, &[]).unwrap();
         group.throughput(Throughput::Bytes(samples as u64 * 4));
         group.bench_function(format!("{} kHz", rate / 1000), |b| {
             b.iter(|| file.write(black_box(&agent), black_box(&remote)).unwrap())

@@ -21,7 +21,7 @@ use softphoned::config::MediaConfig;
 use softphoned::media::codec::{Codec, OpusParams};
 use softphoned::media::params::{EventPayloads, MediaDirection, StreamParams};
 use softphoned::media_io::{MediaAudio, MediaIo, MediaOut};
-use softphoned::recorder::Recorder;
+use softphoned::recorder::{Recorder, RecorderSettings};
 
 /// Counting is on (the steady window).
 static COUNTING: AtomicBool = AtomicBool::new(false);
@@ -91,7 +91,7 @@ fn forty_calls_spread_over_two_media_threads_allocate_nothing_per_packet() {
 /// and returns how many media threads ran for more than 1 ms in it.
 fn steady_calls(calls: usize, threads: usize) -> usize {
     let dir = tempfile::tempdir().unwrap();
-    let (recorder, _reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+    let (recorder, _reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
     let audio = MediaAudio {
         source: Box::new(ToneSource::new(440.0)),
         sink: softphoned::audio::open("null", "null").unwrap().sink,

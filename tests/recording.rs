@@ -7,41 +7,18 @@ mod common;
 
 use std::time::Duration;
 
-use common::sipp::{free_port_pair, write_tone_file, Sipp};
-use common::{dial, require_tool, wait_call_counter, Daemon};
+use common::recorded::{
+    call_the_tone_peer, channels, first_file, lost_ms, opus_channels, record_and_hang_up, record_then_kill,
+    recovered_sidecar, WAIT,
+};
+use common::require_tool;
+use common::wait_call_counter;
 use serde_json::{json, Value};
 use softphoned::audio::analysis::{dominant_frequency, tone_amplitude};
-use softphoned::control::client::{is_call_state, Client};
+use softphoned::control::client::is_call_state;
 
-const WAIT: Duration = Duration::from_secs(10);
 /// Every answered call recorded, under the daemon's own folder.
 const ALWAYS: &str = "dir = \"recordings\"\nmode = \"always\"";
-
-/// Left and right channels of a stereo WAV, and its rate.
-fn channels(path: &std::path::Path) -> (Vec<i16>, Vec<i16>, u32) {
-    let mut reader = hound::WavReader::open(path).unwrap();
-    let spec = reader.spec();
-    assert_eq!((spec.channels, spec.bits_per_sample), (2, 16));
-    let samples: Vec<i16> = reader.samples::<i16>().map(Result::unwrap).collect();
-    let left = samples.iter().step_by(2).copied().collect();
-    let right = samples.iter().skip(1).step_by(2).copied().collect();
-    (left, right, spec.sample_rate)
-}
-
-/// The daemon (sending 440 Hz, with `recording` as its `[recording]`
-/// table) calls a sipp peer that answers with 1 kHz; returns once the call
-/// is connected.
-async fn call_the_tone_peer(work: &std::path::Path, recording: &str) -> (Sipp, Daemon, Client, String) {
-    write_tone_file(work);
-    let peer_port = free_port_pair();
-    let peer = Sipp::start(work, "uas_tone.xml", peer_port, free_port_pair(), &[]);
-    let daemon = Daemon::spawn("agent", &format!("[audio]\nsource = \"tone:440\"\n[recording]\n{recording}")).await;
-    let mut ui = daemon.client().await;
-    ui.call("events.subscribe", json!({})).await.unwrap();
-    let call = dial(&mut ui, &format!("sip:peer@127.0.0.1:{peer_port}")).await;
-    ui.wait_event(WAIT, |e| is_call_state(e, &call, "connected")).await.unwrap();
-    (peer, daemon, ui, call)
-}
 
 #[tokio::test]
 async fn a_recorded_call_has_us_left_them_right_its_pause_as_silence_and_its_own_length() {
@@ -133,27 +110,9 @@ async fn a_kill_during_a_recorded_call_leaves_a_valid_wav_missing_at_most_the_la
     }
     let work = tempfile::tempdir().unwrap();
     let (_peer, mut daemon, mut ui, call) = call_the_tone_peer(work.path(), ALWAYS).await;
-    let answered = std::time::Instant::now();
-    wait_call_counter(&mut ui, &call, "packets_received", 160).await;
-    let recorded_ms = answered.elapsed().as_millis() as f64;
-    daemon.kill_and_restart().await;
-
-    // At start the recorder repairs what the kill left and seals its sidecar,
-    // which was there, provisional, from the recording's start.
-    let dir = daemon.path("recordings");
-    let mut found = None;
-    for _ in 0..250 {
-        let meta = first_file(&dir, "json").and_then(|path| {
-            let meta: Value = serde_json::from_slice(&std::fs::read(&path).ok()?).ok()?;
-            (meta["recovered"] == true).then_some((path, meta))
-        });
-        if meta.is_some() {
-            found = meta;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let (sidecar, meta) = found.expect("the crashed recording was repaired at start");
+    let recorded_ms = record_then_kill(&mut daemon, &mut ui, &call, 160).await;
+    // At start the recorder repairs what the kill left and seals its sidecar.
+    let (sidecar, meta) = recovered_sidecar(&daemon.path("recordings")).await;
     assert_eq!(meta["call"], call.as_str(), "the sidecar names the call: {meta}");
     assert!(meta["remote"].as_str().is_some_and(|r| r.starts_with("sip:")), "and the parties: {meta}");
     assert!(meta.get("provisional").is_none(), "{meta}");
@@ -166,14 +125,8 @@ async fn a_kill_during_a_recorded_call_leaves_a_valid_wav_missing_at_most_the_la
     assert!(entry["answered_at"].is_string(), "{entry}");
     let named = std::path::Path::new(entry["recording"].as_str().unwrap()).with_extension("json");
     assert_eq!(named, sidecar, "history names the recording");
-    let (left, right, rate) = channels(&sidecar.with_extension("wav"));
-    let file_ms = left.len() as f64 * 1000.0 / rate as f64;
-    let lost_ms = recorded_ms - file_ms;
-    eprintln!("kill -9 after {recorded_ms:.0} ms recorded: {file_ms:.0} ms kept, {lost_ms:.0} ms lost");
+    let lost_ms = lost_ms(&sidecar.with_extension("wav"), recorded_ms);
     assert!(lost_ms <= 1100.0, "lost {lost_ms} ms of {recorded_ms} ms");
-    let tail = |side: &[i16]| side[side.len() - rate as usize / 2..].to_vec();
-    assert_eq!(dominant_frequency(&tail(&right), rate), Some(1000.0), "what was kept is real audio");
-    assert_eq!(dominant_frequency(&tail(&left), rate), Some(440.0));
 }
 
 /// A tmpfs this small, mounted for the test and unmounted after it.
@@ -237,21 +190,6 @@ async fn a_full_disk_fails_the_recording_and_not_the_call() {
     assert_eq!(dominant_frequency(&right[..rate as usize / 2], rate), Some(1000.0));
 }
 
-/// The first file with extension `ext` anywhere under `dir`.
-fn first_file(dir: &std::path::Path, ext: &str) -> Option<std::path::PathBuf> {
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(folder) = stack.pop() {
-        for path in std::fs::read_dir(&folder).into_iter().flatten().flatten().map(|e| e.path()) {
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == ext) {
-                return Some(path);
-            }
-        }
-    }
-    None
-}
-
 #[tokio::test]
 async fn an_ogg_opus_recording_keeps_both_sides_in_a_tenth_of_the_space() {
     if !require_tool("sipp") || !require_tool("sox") {
@@ -260,33 +198,13 @@ async fn an_ogg_opus_recording_keeps_both_sides_in_a_tenth_of_the_space() {
     let work = tempfile::tempdir().unwrap();
     let recording = format!("{ALWAYS}\nformat = \"ogg_opus\"");
     let (peer, _daemon, mut ui, call) = call_the_tone_peer(work.path(), &recording).await;
-    wait_call_counter(&mut ui, &call, "packets_received", 100).await;
-    ui.call("call.hangup", json!({"call": call})).await.unwrap();
-    let saved = ui
-        .wait_event(WAIT, |e| e["method"] == "recording.saved" && e["params"]["call"] == call.as_str())
-        .await
-        .unwrap();
-    peer.expect_success().await;
-    let path = std::path::PathBuf::from(saved["params"]["path"].as_str().unwrap());
+    let (path, saved) = record_and_hang_up(&mut ui, &call, 100, peer).await;
     assert_eq!(path.extension().and_then(|e| e.to_str()), Some("opus"));
-    let duration_s = saved["params"]["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
+    let duration_s = saved["duration_ms"].as_u64().unwrap() as f64 / 1000.0;
     let wav_bytes = duration_s * 8000.0 * 4.0;
     assert!((std::fs::metadata(&path).unwrap().len() as f64) < wav_bytes / 4.0, "smaller than the WAV would be");
 
-    let mut reader = ogg::PacketReader::new(std::fs::File::open(&path).unwrap());
-    let head = reader.read_packet().unwrap().unwrap();
-    assert!(head.data.starts_with(b"OpusHead") && head.data[9] == 2, "stereo Opus");
-    reader.read_packet().unwrap();
-    let mut decoder = opus::Decoder::new(8000, opus::Channels::Stereo).unwrap();
-    let (mut left, mut right) = (Vec::new(), Vec::new());
-    while let Some(packet) = reader.read_packet().unwrap() {
-        let mut pcm = [0i16; 320];
-        let n = decoder.decode(&packet.data, &mut pcm, false).unwrap();
-        for pair in pcm[..2 * n].chunks(2) {
-            left.push(pair[0]);
-            right.push(pair[1]);
-        }
-    }
+    let (left, right) = opus_channels(&path);
     assert_eq!(dominant_frequency(&left[4000..8000], 8000), Some(440.0), "left: the agent");
     assert_eq!(dominant_frequency(&right[4000..8000], 8000), Some(1000.0), "right: the peer");
 }

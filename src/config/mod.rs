@@ -9,6 +9,7 @@ mod log;
 mod media;
 mod metrics;
 mod nat;
+mod recording;
 mod reload;
 
 use std::net::{IpAddr, SocketAddr};
@@ -29,6 +30,7 @@ pub use log::{LogConfig, LogFormat};
 pub use media::{parse_codecs, MediaConfig};
 pub use metrics::MetricsConfig;
 pub use nat::NatConfig;
+pub use recording::RecordingConfig;
 pub use reload::ReloadPlan;
 
 /// Why a configuration could not be used.
@@ -213,27 +215,6 @@ impl Default for AudioConfig {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RecordingConfig {
-    /// Where recordings are written, in YYYY/MM/DD folders.
-    pub dir: PathBuf,
-    /// `always`, `on_demand` (the agent starts it) or `never`; accounts may set their own.
-    pub mode: crate::recording::RecordingMode,
-    /// `wav` (default) or `ogg_opus`.
-    pub format: crate::recording::RecordingFormat,
-}
-
-impl Default for RecordingConfig {
-    fn default() -> Self {
-        RecordingConfig {
-            dir: data_home().join("softphoned/recordings"),
-            mode: Default::default(),
-            format: Default::default(),
-        }
-    }
-}
-
 /// `$XDG_DATA_HOME`, or `~/.local/share`, or `/var/lib` for a system service.
 fn data_home() -> PathBuf {
     std::env::var_os("XDG_DATA_HOME")
@@ -295,6 +276,7 @@ impl Config {
         config.bridge.check()?;
         config.nat.check()?;
         config.log.check()?;
+        config.recording.check()?;
         config.metrics.check()?;
         for account in &mut config.accounts {
             account.resolve()?;

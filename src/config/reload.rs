@@ -59,6 +59,10 @@ impl ReloadPlan {
         bound_at_start!(media.hold_music => "media.hold_music");
         // The agent's state at start; from then on the agent sets it.
         bound_at_start!(agent.initial_state => "agent.initial_state");
+        // The recorder thread is started with its recipients and its sweep;
+        // the desk names files `.age` from the same key, so they move together.
+        bound_at_start!(recording.encrypt_to => "recording.encrypt_to");
+        bound_at_start!(recording.retention_days => "recording.retention_days");
 
         let (mut added, mut changed, mut reregister) = (Vec::new(), Vec::new(), Vec::new());
         for account in &new.accounts {

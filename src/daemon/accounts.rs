@@ -184,6 +184,7 @@ pub(super) fn desk_config(config: &Config, sip: &SipAgent) -> DeskConfig {
             account_modes: accounts.iter().filter_map(|a| Some((a.id.clone(), a.recording?))).collect(),
             dir: config.recording.dir.clone(),
             format: config.recording.format,
+            encrypted: !config.recording.encrypt_to.is_empty(),
             local_aors: accounts.iter().map(|a| (a.id.clone(), a.aor.clone())).collect(),
             default_local,
         },

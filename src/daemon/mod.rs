@@ -180,8 +180,13 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         // Calls go on without it; ops see at once why recordings will fail.
         tracing::error!(dir = %config.recording.dir.display(), error = %e, "recording.dir is not usable: recordings will fail");
     }
+    let recorder_settings = crate::recorder::RecorderSettings {
+        encrypt_to: config.recording.recipients()?,
+        retention_days: config.recording.retention_days,
+        ..crate::recorder::RecorderSettings::new(config.recording.dir.clone())
+    };
     let (recorder, recorder_reports) =
-        crate::recorder::Recorder::start(config.recording.dir.clone()).map_err(DaemonError::Thread)?;
+        crate::recorder::Recorder::start(recorder_settings).map_err(DaemonError::Thread)?;
     let audio = MediaAudio { source: setup.source, sink: setup.sink, hold_music };
     let (media, media_rx) =
         MediaIo::start(audio, listens[0].addr.ip(), config.media.clone(), recorder).map_err(DaemonError::Thread)?;

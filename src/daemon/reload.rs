@@ -9,11 +9,10 @@
 use tokio::sync::oneshot;
 
 use super::dispatch::{answer, reply};
-use super::{clock, Daemon};
+use super::Daemon;
 use crate::config::{Config, ReloadPlan};
 use crate::control::api::ReloadResult;
 use crate::control::rpc::{code, RpcError};
-use crate::desk::Input;
 use crate::sip::{Account, SipAgent};
 
 type Answer = Result<serde_json::Value, RpcError>;
@@ -79,7 +78,7 @@ impl Daemon {
         };
         self.config = plan.config;
         let desk = super::accounts::desk_config(&self.config, &self.sip);
-        self.feed(Input::Reconfigure(Box::new(desk)), clock());
+        self.desk.reconfigure(desk);
         tracing::info!(
             added = ?result.accounts_added,
             removed = ?result.accounts_removed,

@@ -74,6 +74,9 @@ pub struct RecordingPolicy {
     /// Absolute: events and history name files by full path.
     pub dir: PathBuf,
     pub format: RecordingFormat,
+    /// `recording.encrypt_to` is set: files are named `….age`, and the
+    /// recorder seals them to its recipients.
+    pub encrypted: bool,
     /// Our address as a sidecar names it, by account; `default_local` for calls of none.
     pub local_aors: HashMap<String, String>,
     pub default_local: String,
@@ -127,6 +130,7 @@ impl Default for DeskConfig {
                 account_modes: HashMap::new(),
                 dir: PathBuf::from("recordings"),
                 format: RecordingFormat::Wav,
+                encrypted: false,
                 local_aors: HashMap::new(),
                 default_local: "sip:agent@127.0.0.1".into(),
             },

@@ -96,6 +96,15 @@ impl Desk {
         }
     }
 
+    /// The configuration was reloaded: new calls, callbacks' timers armed
+    /// from now on and new admissions follow it; live calls keep theirs,
+    /// and the agent's state is the agent's.
+    pub fn reconfigure(&mut self, config: DeskConfig) {
+        self.phone.set_hold_on_answer(config.hold_on_answer);
+        self.callbacks.set_policy(config.callback);
+        self.config = config;
+    }
+
     /// Take one input at `now`. A command gets its reply; every other input
     /// replies [`Reply::Done`]. What follows from it waits in
     /// [`Desk::poll_output`].
@@ -128,12 +137,6 @@ impl Desk {
             }
             Input::Trust(peers) => {
                 self.config.inbound.allowed = peers;
-                Ok(Reply::Done)
-            }
-            Input::Reconfigure(config) => {
-                self.phone.set_hold_on_answer(config.hold_on_answer);
-                self.callbacks.set_policy(config.callback);
-                self.config = *config;
                 Ok(Reply::Done)
             }
             Input::Timeout => {

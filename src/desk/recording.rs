@@ -14,7 +14,7 @@ use crate::call::phone::{CallSummary, PhoneError};
 use crate::call::CallState;
 use crate::media::codec::Codec;
 use crate::media::PCM_RATE;
-use crate::recording::{metadata, RecordingMode, RecordingState, RecordingStatus};
+use crate::recording::{metadata, RecordingMode, RecordingState, RecordingStatus, ENCRYPTED_EXTENSION};
 
 /// A call being recorded.
 pub(super) struct Recording {
@@ -107,7 +107,8 @@ impl Desk {
         Ok(path)
     }
 
-    /// `DIR/YYYY/MM/DD/YYYYMMDD-HHMMSS-CALL-REMOTE[-CALLBACK].wav` (or `.opus`), in UTC.
+    /// `DIR/YYYY/MM/DD/YYYYMMDD-HHMMSS-CALL-REMOTE[-CALLBACK].wav` (or
+    /// `.opus`; `.age` after it when encrypted), in UTC.
     fn recording_path(&self, summary: &CallSummary, callback: Option<&str>, now: Timestamp) -> PathBuf {
         let utc = now.to_zoned(jiff::tz::TimeZone::UTC);
         let remote_user =
@@ -117,7 +118,11 @@ impl Desk {
             name = format!("{name}-{}", safe(callback));
         }
         let policy = &self.config.recording;
-        policy.dir.join(utc.strftime("%Y/%m/%d").to_string()).join(format!("{name}.{}", policy.format.extension()))
+        let mut file = format!("{name}.{}", policy.format.extension());
+        if policy.encrypted {
+            file = format!("{file}.{ENCRYPTED_EXTENSION}");
+        }
+        policy.dir.join(utc.strftime("%Y/%m/%d").to_string()).join(file)
     }
 
     fn stop_recording(&mut self, call: &str, end: Map<String, serde_json::Value>) {

@@ -37,10 +37,6 @@ pub enum Input {
     /// registrars and proxies were located at): a later DNS lookup found
     /// one more.
     Trust(Vec<AllowedPeer>),
-    /// The configuration was reloaded: new calls, callbacks' timers armed
-    /// from now on and new admissions follow it; live calls keep theirs,
-    /// and the agent's state is the agent's.
-    Reconfigure(Box<super::DeskConfig>),
     /// The instant [`super::Desk::poll_timeout`] named has come.
     Timeout,
     /// At start: the open records a previous run stored.

@@ -3,19 +3,26 @@
 //! header is made true every second of audio (hound's flush writes the
 //! sizes), the file is fsynced when it closes, and a file a crash left
 //! behind is repaired at the next start (its sizes set from what really is
-//! on disk). Files are created new, never overwritten, mode 0640.
+//! on disk). Files are created new, never overwritten, mode 0640. An
+//! encrypted WAV can't be patched once sealed: it is streamed with the
+//! "unknown length" header and its sizes are set when it is decrypted
+//! (`super::sealed`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+
+use age::stream::StreamWriter;
+use age::x25519::Recipient;
+
+use super::sealed;
 
 /// Bytes per stereo 16-bit sample frame.
 const BLOCK: u64 = 4;
 
 /// A recording being written.
 pub struct RecordingFile {
-    writer: hound::WavWriter<BufWriter<File>>,
+    writer: Wav,
     path: PathBuf,
     rate: u32,
     /// Stereo frames written, and since the header was last made true.
@@ -23,17 +30,32 @@ pub struct RecordingFile {
     unflushed: u64,
 }
 
+enum Wav {
+    /// hound, which makes the header true at each flush.
+    Plain(hound::WavWriter<BufWriter<File>>),
+    /// Streamed to age: the header says "unknown length"; `bytes` is the
+    /// frame's samples, reused.
+    Sealed { stream: StreamWriter<File>, bytes: Vec<u8> },
+}
+
 impl RecordingFile {
-    /// Create `path` (never replacing a file) for audio at `rate` Hz.
-    pub fn create(path: &Path, rate: u32) -> io::Result<RecordingFile> {
-        let file = OpenOptions::new().write(true).create_new(true).mode(0o640).open(path)?;
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: rate,
-            bits_per_sample: 16,
-            sample_format: hound::SampleFormat::Int,
+    /// Create `path` (never replacing a file) for audio at `rate` Hz,
+    /// encrypted to `recipients` unless there are none.
+    pub fn create(path: &Path, rate: u32, recipients: &[Recipient]) -> io::Result<RecordingFile> {
+        let file = sealed::create_new(path)?;
+        let writer = if recipients.is_empty() {
+            let spec = hound::WavSpec {
+                channels: 2,
+                sample_rate: rate,
+                bits_per_sample: 16,
+                sample_format: hound::SampleFormat::Int,
+            };
+            Wav::Plain(hound::WavWriter::new(BufWriter::new(file), spec).map_err(io_error)?)
+        } else {
+            let mut stream = sealed::seal(file, recipients)?;
+            stream.write_all(&streaming_header(rate))?;
+            Wav::Sealed { stream, bytes: Vec::new() }
         };
-        let writer = hound::WavWriter::new(BufWriter::new(file), spec).map_err(io_error)?;
         Ok(RecordingFile { writer, path: path.to_path_buf(), rate, frames: 0, unflushed: 0 })
     }
 
@@ -49,32 +71,73 @@ impl RecordingFile {
     /// Append the two sides, sample by sample (the shorter side is padded with silence).
     pub fn write(&mut self, agent: &[i16], remote: &[i16]) -> io::Result<()> {
         let len = agent.len().max(remote.len());
-        // hound's 16-bit writer: one buffered write for the frame, not a
-        // checked write per sample (a thousand recorded calls spent a fifth
-        // of a core on those).
-        let mut frame = self.writer.get_i16_writer(2 * len as u32);
-        for i in 0..len {
-            frame.write_sample(agent.get(i).copied().unwrap_or(0));
-            frame.write_sample(remote.get(i).copied().unwrap_or(0));
+        let sample = |side: &[i16], i: usize| side.get(i).copied().unwrap_or(0);
+        match &mut self.writer {
+            Wav::Plain(writer) => {
+                // hound's 16-bit writer: one buffered write for the frame, not a
+                // checked write per sample (a thousand recorded calls spent a fifth
+                // of a core on those).
+                let mut frame = writer.get_i16_writer(2 * len as u32);
+                for i in 0..len {
+                    frame.write_sample(sample(agent, i));
+                    frame.write_sample(sample(remote, i));
+                }
+                frame.flush().map_err(io_error)?;
+            }
+            // Whole chunks reach the file as they fill; nothing to flush.
+            Wav::Sealed { stream, bytes } => {
+                bytes.clear();
+                for i in 0..len {
+                    bytes.extend(sample(agent, i).to_le_bytes());
+                    bytes.extend(sample(remote, i).to_le_bytes());
+                }
+                stream.write_all(bytes)?;
+            }
         }
-        frame.flush().map_err(io_error)?;
         self.frames += len as u64;
         self.unflushed += len as u64;
         if self.unflushed >= u64::from(self.rate) {
             // Once a second: what is on disk is a valid WAV up to here.
             self.unflushed = 0;
-            self.writer.flush().map_err(io_error)?;
+            if let Wav::Plain(writer) = &mut self.writer {
+                writer.flush().map_err(io_error)?;
+            }
         }
         Ok(())
     }
 
-    /// Close: the header made final and the file on stable storage.
+    /// Close: the header made final (plain) or the stream's last chunk
+    /// written (sealed), and the file on stable storage.
     pub fn finish(self) -> io::Result<PathBuf> {
         let path = self.path;
-        self.writer.finalize().map_err(io_error)?;
-        File::open(&path)?.sync_all()?;
+        match self.writer {
+            Wav::Plain(writer) => {
+                writer.finalize().map_err(io_error)?;
+                File::open(&path)?.sync_all()?;
+            }
+            Wav::Sealed { stream, .. } => stream.finish()?.sync_all()?,
+        }
         Ok(path)
     }
+}
+
+/// A stereo 16-bit PCM header whose RIFF and data sizes say "unknown"
+/// (0xFFFFFFFF), as a stream that can't seek back writes it.
+fn streaming_header(rate: u32) -> Vec<u8> {
+    let mut header = Vec::with_capacity(44);
+    header.extend(b"RIFF");
+    header.extend(u32::MAX.to_le_bytes());
+    header.extend(b"WAVEfmt ");
+    header.extend(16u32.to_le_bytes());
+    header.extend(1u16.to_le_bytes()); // PCM
+    header.extend(2u16.to_le_bytes());
+    header.extend(rate.to_le_bytes());
+    header.extend((rate * BLOCK as u32).to_le_bytes());
+    header.extend((BLOCK as u16).to_le_bytes());
+    header.extend(16u16.to_le_bytes());
+    header.extend(b"data");
+    header.extend(u32::MAX.to_le_bytes());
+    header
 }
 
 /// Make the header of a WAV that a crash left behind tell the truth: its
@@ -135,7 +198,7 @@ mod tests {
     fn a_finished_recording_is_stereo_agent_left_remote_right_and_never_overwrites() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("call.wav");
-        let mut file = RecordingFile::create(&path, 8000).unwrap();
+        let mut file = RecordingFile::create(&path, 8000, &[]).unwrap();
         file.write(&[1, 2, 3], &[-1, -2, -3]).unwrap();
         file.write(&[4], &[]).unwrap();
         assert_eq!(file.duration_ms(), 0);
@@ -144,14 +207,14 @@ mod tests {
         assert_eq!((spec.channels, spec.sample_rate, spec.bits_per_sample), (2, 8000, 16));
         assert_eq!(samples, vec![1, -1, 2, -2, 3, -3, 4, 0]);
         assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
-        assert_eq!(RecordingFile::create(&path, 8000).err().map(|e| e.kind()), Some(io::ErrorKind::AlreadyExists));
+        assert_eq!(RecordingFile::create(&path, 8000, &[]).err().map(|e| e.kind()), Some(io::ErrorKind::AlreadyExists));
     }
 
     #[test]
     fn a_crash_loses_at_most_the_last_second_and_repair_keeps_what_reached_the_disk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("crashed.wav");
-        let mut file = RecordingFile::create(&path, 8000).unwrap();
+        let mut file = RecordingFile::create(&path, 8000, &[]).unwrap();
         let frame = [7i16; 160];
         for _ in 0..125 {
             file.write(&frame, &frame).unwrap();
@@ -165,5 +228,34 @@ mod tests {
         assert!(repaired.len() >= samples.len());
         assert!(repaired.iter().all(|s| *s == 7));
         assert!(!repair(&path).unwrap(), "a true header is left alone");
+    }
+
+    #[test]
+    fn an_encrypted_recording_holds_no_plain_wav_and_decrypts_to_the_same_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let identity = age::x25519::Identity::generate();
+        let path = dir.path().join("call.wav.age");
+        let mut file = RecordingFile::create(&path, 8000, &[identity.to_public()]).unwrap();
+        for n in 0..100 {
+            file.write(&[n; 160], &[-n; 160]).unwrap();
+        }
+        assert_eq!(file.duration_ms(), 2000);
+        file.finish().unwrap();
+        let stored = std::fs::read(&path).unwrap();
+        assert!(stored.starts_with(b"age-encryption.org/v1\n"));
+        assert!(!stored.windows(4).any(|w| w == b"RIFF" || w == b"WAVE"), "no plaintext header on disk");
+
+        let decryptor = age::Decryptor::new(File::open(&path).unwrap()).unwrap();
+        let mut plain = Vec::new();
+        let identities = std::iter::once(&identity as &dyn age::Identity);
+        decryptor.decrypt(identities).unwrap().read_to_end(&mut plain).unwrap();
+        assert_eq!((&plain[4..8], &plain[40..44]), (&[0xff; 4][..], &[0xff; 4][..]), "sizes: unknown");
+        let out = dir.path().join("call.wav");
+        std::fs::write(&out, plain).unwrap();
+        assert!(repair(&out).unwrap(), "the sizes are set from the length");
+        let (spec, samples) = read(&out);
+        assert_eq!((spec.channels, spec.sample_rate), (2, 8000));
+        let expected: Vec<i16> = (0..100i16).flat_map(|n| [n, -n].repeat(160)).collect();
+        assert_eq!(samples, expected, "the header's sizes were set on the way out");
     }
 }

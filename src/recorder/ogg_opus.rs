@@ -2,14 +2,16 @@
 //! the agent, right the remote party) as the WAV, about a tenth of its size.
 //! Ogg pages are self-delimiting, so a crash loses only the page being
 //! filled: a page is closed and written out every second of audio, and the
-//! file is fsynced when it closes.
+//! file is fsynced when it closes. Encrypted, the pages go through age,
+//! which writes whole 64 KiB chunks (`super::sealed`).
 
-use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use age::x25519::Recipient;
 use ogg::writing::{PacketWriteEndInfo, PacketWriter};
+
+use super::sealed::Output;
 
 /// Opus frames of 20 ms; granule positions count 48 kHz samples (RFC 7845 §4).
 const FRAMES_PER_PAGE: u64 = 50;
@@ -20,7 +22,7 @@ const MAX_PACKET: usize = 1500;
 const BITRATE: i32 = 32_000;
 
 pub struct OggOpusFile {
-    packets: PacketWriter<'static, BufWriter<File>>,
+    packets: PacketWriter<'static, Output>,
     encoder: opus::Encoder,
     path: PathBuf,
     rate: u32,
@@ -32,14 +34,15 @@ pub struct OggOpusFile {
 }
 
 impl OggOpusFile {
-    /// Create `path` (never replacing a file) for audio at `rate` Hz (8000 or 16000).
-    pub fn create(path: &Path, rate: u32) -> io::Result<OggOpusFile> {
-        let file = OpenOptions::new().write(true).create_new(true).mode(0o640).open(path)?;
+    /// Create `path` (never replacing a file) for audio at `rate` Hz (8000
+    /// or 16000), encrypted to `recipients` unless there are none.
+    pub fn create(path: &Path, rate: u32, recipients: &[Recipient]) -> io::Result<OggOpusFile> {
+        let output = Output::create(path, recipients)?;
         let mut encoder =
             opus::Encoder::new(rate, opus::Channels::Stereo, opus::Application::Voip).map_err(io::Error::other)?;
         encoder.set_bitrate(opus::Bitrate::Bits(BITRATE)).map_err(io::Error::other)?;
         let pre_skip = encoder.get_lookahead().map_err(io::Error::other)? as u64 * 48_000 / u64::from(rate);
-        let mut packets = PacketWriter::new(BufWriter::new(file));
+        let mut packets = PacketWriter::new(output);
         let serial = rand::random();
         let mut head = b"OpusHead".to_vec();
         head.extend([1, 2]);
@@ -116,8 +119,7 @@ impl OggOpusFile {
         let mut last = std::mem::take(&mut self.pending);
         last.resize(frame, 0);
         self.encode(&last, true)?;
-        let file = self.packets.into_inner().into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
+        self.packets.into_inner().finish()?;
         Ok(self.path)
     }
 }
@@ -132,7 +134,7 @@ mod tests {
     fn an_ogg_opus_recording_decodes_to_the_agent_left_and_the_remote_right() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("call.opus");
-        let mut file = OggOpusFile::create(&path, 16_000).unwrap();
+        let mut file = OggOpusFile::create(&path, 16_000, &[]).unwrap();
         let (mut ours, mut theirs) = (ToneSource::new(440.0), ToneSource::new(1000.0));
         let (mut a, mut b) = ([0i16; 320], [0i16; 320]);
         for _ in 0..100 {

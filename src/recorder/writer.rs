@@ -4,31 +4,57 @@
 //! (full queue: the batch is dropped and counted, never waited for). Pauses are written as silence
 //! and listed; a write error ends that recording with `Failed` and leaves
 //! what is on disk valid; a finished file is fsynced and gets its metadata
-//! sidecar (with the audio's sha256). At start, files a crash left behind
-//! (a WAV without sidecar) are repaired and given one.
+//! sidecar (with the sha256 of the file as stored). At start, files a crash
+//! left behind (no sidecar, or a provisional one) are repaired when they
+//! are plain WAVs and given one. With `recording.retention_days`, the
+//! thread sweeps old recordings at start and then daily: it knows which
+//! files are open, and the media path never waits on the sweep's disk work.
 
-use std::collections::HashMap;
-use std::io::{self, Read};
+use std::collections::{HashMap, HashSet};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::{json, Map, Value};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-use super::file::{self, RecordingFile};
+use super::at_rest::{self, recover, seal, write_sidecar};
+use super::file::RecordingFile;
 use super::ogg_opus::OggOpusFile;
+use super::sealed;
 use crate::call::CallId;
 use crate::desk::RecorderReport;
-use crate::recording::{metadata, RecordingFormat};
+use crate::recording::RecordingFormat;
 
 /// Jobs queued at most: a batch is one tick of every recorded call, so
 /// this is about 10 s of audio before ticks are dropped.
 const QUEUE: usize = 512;
 /// Written batches kept for reuse: a few cover a writer a little behind.
 const SPARE_BATCHES: usize = 4;
+
+/// What the recorder thread is started with (`[recording]`).
+#[derive(Clone)]
+pub struct RecorderSettings {
+    /// `recording.dir`: crash recovery and retention look here.
+    pub dir: PathBuf,
+    /// `recording.encrypt_to`: the recipients of `.age` recordings.
+    pub encrypt_to: Vec<age::x25519::Recipient>,
+    /// `recording.retention_days`.
+    pub retention_days: Option<u32>,
+    /// How often the retention sweep runs (and once at start): daily; tests shrink it.
+    pub sweep_every: Duration,
+}
+
+impl RecorderSettings {
+    /// Plain recordings under `dir`, kept forever.
+    pub fn new(dir: PathBuf) -> RecorderSettings {
+        let sweep_every = Duration::from_secs(24 * 3600);
+        RecorderSettings { dir, encrypt_to: Vec::new(), retention_days: None, sweep_every }
+    }
+}
 
 enum Job {
     Begin { call: CallId, path: PathBuf, rate: u32, format: RecordingFormat, metadata: Map<String, Value> },
@@ -102,14 +128,14 @@ pub struct Recorder {
 
 impl Recorder {
     /// Start the thread; crashed files under `dir` are repaired first (on it).
-    pub fn start(dir: PathBuf) -> io::Result<(Recorder, mpsc::UnboundedReceiver<RecorderReport>)> {
+    pub fn start(settings: RecorderSettings) -> io::Result<(Recorder, mpsc::UnboundedReceiver<RecorderReport>)> {
         let (jobs, queue) = sync_channel(QUEUE);
         let (events, reports) = mpsc::unbounded_channel();
         let spare = Arc::new(Mutex::new(Vec::new()));
         let returns = spare.clone();
         std::thread::Builder::new().name("recorder".into()).spawn(move || {
-            recover(&dir);
-            run(queue, &events, &returns);
+            recover(&settings.dir);
+            run(queue, &settings, &events, &returns);
         })?;
         Ok((Recorder { jobs, dropped: Arc::new(AtomicU64::new(0)), spare }, reports))
     }
@@ -178,10 +204,21 @@ enum Sink {
 }
 
 impl Sink {
-    fn create(path: &Path, rate: u32, format: RecordingFormat) -> io::Result<Sink> {
+    /// A `.age` path is sealed to `recipients` (there must be some); any other is plain.
+    fn create(
+        path: &Path,
+        rate: u32,
+        format: RecordingFormat,
+        recipients: &[age::x25519::Recipient],
+    ) -> io::Result<Sink> {
+        let recipients = match (sealed::is_sealed(path), recipients.is_empty()) {
+            (false, _) => &[],
+            (true, false) => recipients,
+            (true, true) => return Err(io::Error::other("an encrypted recording, and no recording.encrypt_to")),
+        };
         match format {
-            RecordingFormat::Wav => RecordingFile::create(path, rate).map(Sink::Wav),
-            RecordingFormat::OggOpus => OggOpusFile::create(path, rate).map(Sink::OggOpus),
+            RecordingFormat::Wav => RecordingFile::create(path, rate, recipients).map(Sink::Wav),
+            RecordingFormat::OggOpus => OggOpusFile::create(path, rate, recipients).map(Sink::OggOpus),
         }
     }
 
@@ -231,19 +268,42 @@ fn recycle(spare: &Mutex<Vec<FrameBatch>>, mut batch: FrameBatch) {
     }
 }
 
-fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>, spare: &Mutex<Vec<FrameBatch>>) {
+fn run(
+    queue: Receiver<Job>,
+    settings: &RecorderSettings,
+    events: &mpsc::UnboundedSender<RecorderReport>,
+    spare: &Mutex<Vec<FrameBatch>>,
+) {
     let mut open: HashMap<CallId, Open> = HashMap::new();
     let fail = |call: CallId, reason: String| {
         tracing::warn!(%call, %reason, "recording failed; the call goes on");
         let _ = events.send(RecorderReport::Failed { call, reason });
     };
-    while let Ok(job) = queue.recv() {
+    let mut next_sweep = Instant::now();
+    loop {
+        if let Some(days) = settings.retention_days.filter(|_| Instant::now() >= next_sweep) {
+            let writing: HashSet<PathBuf> = open.values().map(|o| o.file.path().to_path_buf()).collect();
+            at_rest::sweep(&settings.dir, days, &writing, SystemTime::now());
+            next_sweep = Instant::now() + settings.sweep_every;
+        }
+        // Without retention, no deadline: recv_timeout waits as recv does.
+        let wait =
+            settings.retention_days.map_or(Duration::MAX, |_| next_sweep.saturating_duration_since(Instant::now()));
+        let job = match queue.recv_timeout(wait) {
+            Ok(job) => job,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
         match job {
-            Job::Begin { call, path, rate, format, metadata } => {
+            Job::Begin { call, path, rate, format, mut metadata } => {
+                if sealed::is_sealed(&path) {
+                    let recipients: Vec<String> = settings.encrypt_to.iter().map(|r| r.to_string()).collect();
+                    metadata.insert("encryption".into(), json!({ "scheme": "age", "recipients": recipients }));
+                }
                 let created = path
                     .parent()
                     .map_or(Ok(()), std::fs::create_dir_all)
-                    .and_then(|_| Sink::create(&path, rate, format));
+                    .and_then(|_| Sink::create(&path, rate, format, &settings.encrypt_to));
                 // The sidecar is there from the start, marked provisional, so a
                 // crash leaves the parties named beside the audio.
                 let mut provisional = metadata.clone();
@@ -310,89 +370,11 @@ fn run(queue: Receiver<Job>, events: &mpsc::UnboundedSender<RecorderReport>, spa
     }
 }
 
-/// Write the sidecar of a finished WAV: its metadata and the audio's sha256.
-fn seal(wav: &Path, mut metadata: Map<String, Value>) -> io::Result<()> {
-    metadata.insert("sha256".into(), sha256(wav)?.into());
-    metadata.insert("file".into(), wav.file_name().map(|n| n.to_string_lossy().into_owned()).into());
-    write_sidecar(wav, &metadata)
-}
-
-/// Replace the sidecar of `wav` as a whole: written beside it, synced, then
-/// renamed over the old one, so a crash leaves the old or the new, never half.
-fn write_sidecar(wav: &Path, metadata: &Map<String, Value>) -> io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let text = serde_json::to_vec_pretty(metadata).map_err(io::Error::other)?;
-    let sidecar = sidecar_of(wav);
-    let fresh = sidecar.with_extension("json.new");
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&fresh)?;
-    file.write_all(&text)?;
-    file.sync_all()?;
-    std::fs::rename(&fresh, &sidecar)
-}
-
-/// What a sidecar says, if it can be read.
-fn read_sidecar(wav: &Path) -> Option<Map<String, Value>> {
-    match serde_json::from_slice(&std::fs::read(sidecar_of(wav)).ok()?).ok()? {
-        Value::Object(map) => Some(map),
-        _ => None,
-    }
-}
-
-pub fn sidecar_of(wav: &Path) -> PathBuf {
-    wav.with_extension("json")
-}
-
-fn sha256(path: &Path) -> io::Result<String> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let mut buffer = [0u8; 64 * 1024];
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hasher.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Repair every WAV under `dir` that a crash or kill left open (no
-/// sidecar, or the provisional one written at its start) and seal it,
-/// keeping what the provisional sidecar said and saying it was recovered.
-fn recover(dir: &Path) {
-    let mut stack = vec![dir.to_path_buf()];
-    // Bounded: a recording tree is a few levels of dates.
-    while let Some(folder) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&folder) else { continue };
-        for path in entries.flatten().map(|e| e.path()) {
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            if path.extension().is_none_or(|e| e != "wav") {
-                continue;
-            }
-            let known = read_sidecar(&path);
-            let left_open =
-                !sidecar_of(&path).exists() || known.as_ref().is_some_and(|m| m.contains_key("provisional"));
-            if !left_open {
-                continue;
-            }
-            let mut sidecar = known.unwrap_or_default();
-            sidecar.remove("provisional");
-            sidecar.extend(metadata(json!({ "recovered": true, "note": "left open by a crash; repaired at start" })));
-            match file::repair(&path).and_then(|_| seal(&path, sidecar)) {
-                Ok(()) => tracing::warn!(path = %path.display(), "recording left by a crash repaired"),
-                Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot repair a crashed recording"),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::super::at_rest::sha256;
     use super::*;
+    use crate::recording::{metadata, sidecar_of};
 
     fn events_until(reports: &mut mpsc::UnboundedReceiver<RecorderReport>) -> RecorderReport {
         reports.blocking_recv().expect("the recorder reports")
@@ -408,7 +390,7 @@ mod tests {
     #[test]
     fn a_thousand_calls_recorded_at_once_are_each_complete() {
         let dir = tempfile::tempdir().unwrap();
-        let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let (recorder, mut reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
         let calls: Vec<CallId> = (0..1000).map(|n| format!("c{n}")).collect();
         for call in &calls {
             recorder.begin(call, dir.path().join(format!("{call}.wav")), 8000, RecordingFormat::Wav, Map::new());
@@ -442,7 +424,7 @@ mod tests {
     #[test]
     fn a_paused_span_is_silence_of_the_right_length_and_listed_with_the_sha256() {
         let dir = tempfile::tempdir().unwrap();
-        let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let (recorder, mut reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
         let path = dir.path().join("2026/11/21/call.wav");
         let call: CallId = "c1".into();
         recorder.begin(&call, path.clone(), 8000, RecordingFormat::Wav, Map::new());
@@ -491,12 +473,12 @@ mod tests {
         // A file left open by a crash: valid up to its last flush, no sidecar.
         let crashed = dir.path().join("old/crashed.wav");
         std::fs::create_dir_all(crashed.parent().unwrap()).unwrap();
-        let mut file = RecordingFile::create(&crashed, 8000).unwrap();
+        let mut file = RecordingFile::create(&crashed, 8000, &[]).unwrap();
         file.write(&[5; 8000], &[5; 8000]).unwrap();
         file.write(&[5; 100], &[5; 100]).unwrap();
         std::mem::forget(file);
 
-        let (recorder, mut reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let (recorder, mut reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
         recorder.begin(&"c2".into(), dir.path().join("taken.wav"), 8000, RecordingFormat::Wav, Map::new());
         match events_until(&mut reports) {
             RecorderReport::Failed { call, reason } => assert!(call == "c2" && reason.contains("exists"), "{reason}"),
@@ -514,7 +496,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("2026/12/03/cut.wav");
         {
-            let (recorder, _reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+            let (recorder, _reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
             let parties = metadata(json!({ "call": "c9", "remote": "sip:customer@example.test" }));
             recorder.begin(&"c9".into(), path.clone(), 8000, RecordingFormat::Wav, parties);
             tick(&recorder, "c9", &[7; 160], &[7; 160]);
@@ -529,7 +511,7 @@ mod tests {
         let early: Value = serde_json::from_slice(&std::fs::read(sidecar_of(&path)).unwrap()).unwrap();
         assert_eq!((early["provisional"].as_bool(), early["call"].as_str()), (Some(true), Some("c9")));
 
-        let (_recorder, _reports) = Recorder::start(dir.path().to_path_buf()).unwrap();
+        let (_recorder, _reports) = Recorder::start(RecorderSettings::new(dir.path().to_path_buf())).unwrap();
         let mut sidecar = Value::Null;
         for _ in 0..200 {
             sidecar = serde_json::from_slice(&std::fs::read(sidecar_of(&path)).unwrap()).unwrap();
@@ -541,5 +523,43 @@ mod tests {
         assert_eq!(sidecar["recovered"], true, "{sidecar}");
         assert_eq!(sidecar["remote"], "sip:customer@example.test", "the parties survive the crash");
         assert!(sidecar.get("provisional").is_none() && sidecar["sha256"].is_string(), "{sidecar}");
+    }
+
+    /// Make `path` look last written `days` days ago.
+    fn age_file(path: &Path, days: u64) {
+        let then = SystemTime::now() - Duration::from_secs(days * 24 * 3600);
+        std::fs::File::options().write(true).open(path).unwrap().set_modified(then).unwrap();
+    }
+
+    fn wait_until(done: impl Fn() -> bool) -> bool {
+        (0..400).any(|_| {
+            std::thread::sleep(Duration::from_millis(5));
+            done()
+        })
+    }
+
+    #[test]
+    fn retention_never_deletes_the_file_being_written_and_deletes_it_once_closed_and_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = RecorderSettings {
+            retention_days: Some(30),
+            sweep_every: Duration::from_millis(20),
+            ..RecorderSettings::new(dir.path().to_path_buf())
+        };
+        let (recorder, mut reports) = Recorder::start(settings).unwrap();
+        let path = dir.path().join("2026/01/02/20260102-101010-c1-alice.wav");
+        recorder.begin(&"c1".into(), path.clone(), 8000, RecordingFormat::Wav, Map::new());
+        tick(&recorder, "c1", &[1; 160], &[1; 160]);
+        assert!(wait_until(|| path.exists()));
+        age_file(&path, 40);
+        // Sweeps come and go while it is open: it stays.
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(path.exists(), "a recording being written is never swept");
+        tick(&recorder, "c1", &[1; 160], &[1; 160]);
+        recorder.end(&"c1".into(), Map::new());
+        assert!(matches!(events_until(&mut reports), RecorderReport::Saved { .. }));
+        assert!(path.exists() && sidecar_of(&path).exists(), "closed, but young");
+        age_file(&path, 40);
+        assert!(wait_until(|| !path.exists() && !sidecar_of(&path).exists()), "closed and old: swept with its sidecar");
     }
 }

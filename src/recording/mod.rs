@@ -1,8 +1,11 @@
 //! Call recording as policy, plain data: when calls are recorded
 //! (`recording.mode`), in what format, and the sidecar's fields. The files
-//! and the thread writing them are the recorder's (`crate::recorder`).
+//! and the thread writing them are the recorder's (`crate::recorder`);
+//! which old ones to delete is [`retention`]'s decision.
 
-use std::path::PathBuf;
+pub mod retention;
+
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +34,16 @@ pub fn metadata(fields: serde_json::Value) -> serde_json::Map<String, serde_json
         serde_json::Value::Object(map) => map,
         other => panic!("sidecar metadata must be a JSON object, not {other}"),
     }
+}
+
+/// The extension added after the format's to an encrypted recording's name
+/// (`….wav.age`, `….opus.age`): an age file.
+pub const ENCRYPTED_EXTENSION: &str = "age";
+
+/// The metadata sidecar beside a recording: `NAME.json` for `NAME.wav`,
+/// `NAME.wav.json` for the encrypted `NAME.wav.age`.
+pub fn sidecar_of(recording: &Path) -> PathBuf {
+    recording.with_extension("json")
 }
 
 /// `recording.mode` (and an account's `recording`): when calls are recorded.

@@ -15,6 +15,7 @@ pub mod kamailio;
 pub mod linphone;
 pub mod netns;
 pub mod prometheus;
+pub mod recorded;
 pub mod sipp;
 
 use serde_json::json;

@@ -114,9 +114,30 @@ enum Cmd {
     },
     /// Call any method with JSON params.
     Raw { method: String, params: Option<String> },
+    /// Recordings on disk (no daemon needed): decrypt an encrypted one.
+    Recording {
+        #[command(subcommand)]
+        command: RecordingCmd,
+    },
     /// Write the man page and shell completions into DIR (for packaging).
     #[command(hide = true)]
     GenerateDocs { dir: PathBuf },
+}
+
+#[derive(Subcommand)]
+enum RecordingCmd {
+    /// Decrypt an encrypted recording (`….wav.age`, `….opus.age`) into OUTPUT
+    /// (created, mode 0600). A file cut short by a crash gives back every
+    /// complete 64 KiB chunk, and says so; a WAV gets its true sizes.
+    Decrypt {
+        /// An age identity file (as age-keygen writes it) holding a recipient's key.
+        #[arg(long, short)]
+        identity: PathBuf,
+        /// The recording as stored.
+        input: PathBuf,
+        /// Where its plaintext goes (must not exist yet).
+        output: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -144,6 +165,17 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     if let Cmd::GenerateDocs { dir } = &args.command {
         return Ok(softphoned::cli_docs::generate(Args::command(), dir)?);
+    }
+    if let Cmd::Recording { command: RecordingCmd::Decrypt { identity, input, output } } = &args.command {
+        let decrypted = softphoned::recorder::decrypt(identity, input, output)?;
+        match decrypted.cut {
+            None => eprintln!("decrypted {} bytes", decrypted.bytes),
+            Some(why) => eprintln!(
+                "recovered {} bytes: the file was cut short ({why}); everything up to the cut is kept",
+                decrypted.bytes
+            ),
+        }
+        return Ok(());
     }
     let socket = args.socket.unwrap_or_else(softphoned::config::default_control_socket);
     let mut client = Client::connect(&socket)
@@ -179,7 +211,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Cmd::Unregister { account } => (method::ACCOUNT_UNREGISTER, json!({ "account": account })),
         Cmd::Agent { state } => (method::AGENT_SET_STATE, json!({ "state": state })),
         Cmd::Callback { command } => command.request(),
-        Cmd::GenerateDocs { .. } => unreachable!("answered before connecting"),
+        Cmd::GenerateDocs { .. } | Cmd::Recording { .. } => unreachable!("answered before connecting"),
         Cmd::History(args) => args.request(),
         Cmd::Bridge { command: BridgeCmd::Pair { origin } } => (method::BRIDGE_PAIR, json!({ "origin": origin })),
         Cmd::Bridge { command: BridgeCmd::List } => (method::BRIDGE_LIST, json!({})),

@@ -282,7 +282,7 @@ fn a_reload_applies_to_new_calls_and_leaves_the_live_one_be() {
     let mut reloaded = config();
     reloaded.calls_max = 1;
     reloaded.default_media.codecs = vec![crate::media::codec::Codec::Pcma];
-    bench.handle(Input::Reconfigure(Box::new(reloaded.clone())), bench.at(1000)).unwrap();
+    bench.desk.reconfigure(reloaded.clone());
     match bench.command(Command::Dial { to: "5552000".into(), account: None }, 1100) {
         Err(DeskError::CallsMax { max: 1 }) => {}
         other => panic!("the reloaded calls.max: {other:?}"),
@@ -290,7 +290,7 @@ fn a_reload_applies_to_new_calls_and_leaves_the_live_one_be() {
     assert_eq!(last_state(&bench, &live).state, CallState::Connected, "the live call goes on");
 
     reloaded.calls_max = 2;
-    bench.handle(Input::Reconfigure(Box::new(reloaded)), bench.at(1200)).unwrap();
+    bench.desk.reconfigure(reloaded);
     let next = dial(&mut bench, "5552000", 1300);
     let offers: Vec<(String, String)> = bench
         .sip()

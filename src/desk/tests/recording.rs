@@ -72,6 +72,21 @@ fn record_media(rate: Option<u32>) -> Output {
 }
 
 #[test]
+fn an_encrypted_recording_is_named_age_everywhere_the_desk_names_it() {
+    let mut config = config();
+    config.recording.mode = RecordingMode::Always;
+    config.recording.encrypted = true;
+    let mut bench = Bench::new(config);
+    dial(&mut bench, "customer", 0);
+    bench.answer("c1", 1234);
+    let path = "/rec/2026/12/03/20261203-100001-c1-customer.wav.age";
+    let started = vec![begin(path, 1234, &bench, None, "sip:customer@pbx.test"), record_media(Some(8000))];
+    assert_eq!(recording_since(&bench, 0), started);
+    hang_up(&mut bench, "c1", 5000);
+    assert_eq!(fields(&history(&bench, "c1"), &["recording"]), json!({ "recording": path }));
+}
+
+#[test]
 fn always_records_from_the_answer_to_the_end_and_history_names_the_file() {
     let mut config = config();
     config.recording.mode = RecordingMode::Always;

@@ -1,0 +1,93 @@
+//! Encryption at rest (`recording.encrypt_to`): a recording's bytes go
+//! through an age stream to its X25519 recipients, so its plaintext never
+//! reaches the disk. The way back for ops, which also recovers a file a
+//! crash cut short, is `super::at_rest::decrypt`.
+//!
+//! Why a crash still leaves a usable file: age's STREAM seals the
+//! plaintext in 64 KiB chunks, each authenticated on its own, and only the
+//! chunk holding the end is flagged last. The writer hands a chunk to the
+//! kernel as soon as it is full (one `write`, no buffer of ours after it),
+//! so a kill -9 leaves every full chunk in the file and loses only the one
+//! being filled: at most 64 KiB of plaintext, 2 s of 8 kHz stereo WAV, 1 s
+//! at 16 kHz, 16-25 s of Ogg/Opus (2.6-4 kB/s: padding its pages out to a
+//! chunk every few seconds would cost most of what Opus saves, so it is
+//! not done). age's reader hands out each
+//! chunk as it authenticates it and fails only where the last one is
+//! missing, so recovery keeps everything it read before that error.
+//!
+//! A WAV can't have its header patched once it is sealed, so an encrypted
+//! WAV is written with the streaming header (sizes 0xFFFFFFFF, which sox
+//! and ffmpeg read as "up to the end") and decrypting sets the true sizes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use age::stream::StreamWriter;
+use age::x25519::Recipient;
+
+use crate::recording::ENCRYPTED_EXTENSION;
+
+/// Whether `path` names an encrypted recording.
+pub fn is_sealed(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == ENCRYPTED_EXTENSION)
+}
+
+/// Create a recording file: new (never replacing one), mode 0640.
+pub fn create_new(path: &Path) -> io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(0o640).open(path)
+}
+
+/// Start an age stream to `recipients` over `file` (its header is written now).
+pub fn seal(file: File, recipients: &[Recipient]) -> io::Result<StreamWriter<File>> {
+    let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
+        .map_err(io::Error::other)?;
+    encryptor.wrap_output(file)
+}
+
+/// Where a recording's bytes go: the file, or an age stream over it.
+pub enum Output {
+    Plain(BufWriter<File>),
+    Sealed(StreamWriter<File>),
+}
+
+impl Output {
+    /// Create `path`; sealed to `recipients` unless there are none.
+    pub fn create(path: &Path, recipients: &[Recipient]) -> io::Result<Output> {
+        let file = create_new(path)?;
+        if recipients.is_empty() {
+            Ok(Output::Plain(BufWriter::new(file)))
+        } else {
+            seal(file, recipients).map(Output::Sealed)
+        }
+    }
+
+    /// Write out what is buffered (a sealed stream's last chunk flagged
+    /// last) and put the file on stable storage.
+    pub fn finish(self) -> io::Result<()> {
+        let file = match self {
+            Output::Plain(writer) => writer.into_inner().map_err(|e| e.into_error())?,
+            Output::Sealed(stream) => stream.finish()?,
+        };
+        file.sync_all()
+    }
+}
+
+impl Write for Output {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Output::Plain(writer) => writer.write(buf),
+            Output::Sealed(stream) => stream.write(buf),
+        }
+    }
+
+    /// Plain: what is buffered reaches the file. Sealed: only whole chunks
+    /// ever do, and they already have.
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Output::Plain(writer) => writer.flush(),
+            Output::Sealed(stream) => stream.flush(),
+        }
+    }
+}
