@@ -12,6 +12,7 @@
 //! - [`audio`]: where the agent's audio comes from and goes to.
 //! - [`control`]: the JSON-RPC control socket and its protocol types.
 //! - [`config`]: the TOML configuration.
+//! - [`metrics`]: the Prometheus figures, from what the run loop passes on.
 //! - [`cli_docs`]: man pages and shell completions from the binaries' clap definitions.
 //!
 //! Dependencies point one way, down the floors of `DESIGN.md`: `media`
@@ -31,6 +32,7 @@ pub mod dns;
 pub mod history;
 pub mod media;
 pub mod media_io;
+pub mod metrics;
 pub mod nat;
 pub mod recorder;
 pub mod recording;

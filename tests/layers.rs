@@ -60,6 +60,7 @@ const FLOORS: &[(&str, u8)] = &[
     ("config", 5),
     ("timing", 5),
     ("media_io", 5),
+    ("metrics", 5),
     ("daemon", 6),
     ("cli_docs", 6),
 ];

@@ -7,9 +7,9 @@ cd "$(dirname "$0")/.."
 bash tests/deps.sh build-essential pkg-config cmake libasound2-dev libjack-jackd2-dev \
   sip-tester sox libsox-fmt-all tcpdump tshark socat kamailio kamailio-tls-modules openssl \
   baresip-core jackd2 faketime linphone-cli iproute2 chromium coturn nftables conntrack dnsmasq \
-  rtpengine-daemon systemd man-db age
+  rtpengine-daemon systemd man-db age prometheus
 export PATH="$PATH:/usr/sbin:/sbin"
-for tool in sipp sox tshark tcpdump kamailio kamcmd openssl baresip jackd faketime linphone-daemon ip chromium turnserver nft conntrack dnsmasq rtpengine systemd-analyze man age; do
+for tool in sipp sox tshark tcpdump kamailio kamcmd openssl baresip jackd faketime linphone-daemon ip chromium turnserver nft conntrack dnsmasq rtpengine systemd-analyze man age promtool prometheus; do
   command -v "$tool" >/dev/null || { echo "FATAL: $tool is still missing after install" >&2; exit 1; }
 done
 for module in g711 g722 opus srtp sndfile aufile jack account menu ctrl_tcp; do

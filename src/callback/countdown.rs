@@ -51,6 +51,11 @@ pub struct CountdownReport {
     pub remaining_ms: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stopped: Option<CountdownStop>,
+    /// How long after its zero the countdown was seen to elapse (the
+    /// shell woke late): for the metrics, not the control protocol.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub late: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,17 +77,27 @@ impl Timers {
     pub(super) fn start(&mut self, kind: CountdownKind, length: Duration, now: Instant, effects: &mut Vec<Effect>) {
         let ends_at = now + length;
         self.countdown = Some(Running { kind, ends_at, next_report_at: now + REPORT_EVERY.min(length) });
-        effects.push(Effect::Countdown(CountdownReport { kind, remaining_ms: millis(length), stopped: None }));
+        effects.push(Effect::Countdown(CountdownReport {
+            kind,
+            remaining_ms: millis(length),
+            stopped: None,
+            late: None,
+        }));
     }
 
     /// Stop the running countdown, if any; says whether one ran.
     pub(super) fn stop(&mut self, why: CountdownStop, effects: &mut Vec<Effect>) -> bool {
+        self.stop_late(why, None, effects)
+    }
+
+    fn stop_late(&mut self, why: CountdownStop, late: Option<Duration>, effects: &mut Vec<Effect>) -> bool {
         match self.countdown.take() {
             Some(running) => {
                 effects.push(Effect::Countdown(CountdownReport {
                     kind: running.kind,
                     remaining_ms: 0,
                     stopped: Some(why),
+                    late,
                 }));
                 true
             }
@@ -98,14 +113,15 @@ impl Timers {
     pub(super) fn poll_countdown(&mut self, now: Instant, effects: &mut Vec<Effect>) -> Option<CountdownKind> {
         let running = self.countdown.as_mut()?;
         if now >= running.ends_at {
-            let kind = running.kind;
-            self.stop(CountdownStop::Elapsed, effects);
+            let (kind, late) = (running.kind, now - running.ends_at);
+            self.stop_late(CountdownStop::Elapsed, Some(late), effects);
             return Some(kind);
         }
         if now >= running.next_report_at {
             let remaining = running.ends_at - now;
             running.next_report_at = now + REPORT_EVERY.min(remaining);
-            let report = CountdownReport { kind: running.kind, remaining_ms: millis(remaining), stopped: None };
+            let report =
+                CountdownReport { kind: running.kind, remaining_ms: millis(remaining), stopped: None, late: None };
             effects.push(Effect::Countdown(report));
         }
         None

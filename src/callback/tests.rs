@@ -153,7 +153,10 @@ fn automatic_countdown_reports_every_second_and_dials_exactly_once_at_zero() {
     let mut clock = clock;
     let out = callbacks.command("cb1", Command::Accept, clock.now()).unwrap();
     let start = countdowns(&out);
-    assert_eq!(start, vec![CountdownReport { kind: CountdownKind::Dial, remaining_ms: 3_500, stopped: None }]);
+    assert_eq!(
+        start,
+        vec![CountdownReport { kind: CountdownKind::Dial, remaining_ms: 3_500, stopped: None, late: None }]
+    );
     let zero = clock.now().at + Duration::from_millis(3_500);
     let out = run_until(&mut callbacks, &mut clock, 3_499);
     let ticks: Vec<u64> = countdowns(&out).iter().map(|r| r.remaining_ms).collect();
@@ -165,7 +168,12 @@ fn automatic_countdown_reports_every_second_and_dials_exactly_once_at_zero() {
     let stop = countdowns(&out);
     assert_eq!(
         stop,
-        vec![CountdownReport { kind: CountdownKind::Dial, remaining_ms: 0, stopped: Some(CountdownStop::Elapsed) }]
+        vec![CountdownReport {
+            kind: CountdownKind::Dial,
+            remaining_ms: 0,
+            stopped: Some(CountdownStop::Elapsed),
+            late: Some(Duration::ZERO)
+        }]
     );
     assert_eq!(last(&out).preview_ms, Some(3_500));
     // Even if the dial fails, the countdown does not come back.
@@ -206,7 +214,12 @@ fn a_cancelled_countdown_leaves_dialing_to_the_agent() {
     let out = callbacks.command("cb1", Command::CancelCountdown, clock.now()).unwrap();
     assert_eq!(
         countdowns(&out)[0],
-        CountdownReport { kind: CountdownKind::Dial, remaining_ms: 0, stopped: Some(CountdownStop::Cancelled) }
+        CountdownReport {
+            kind: CountdownKind::Dial,
+            remaining_ms: 0,
+            stopped: Some(CountdownStop::Cancelled),
+            late: None,
+        }
     );
     assert_eq!(dials(&run_until(&mut callbacks, &mut clock, 20_000)), 0);
     let again = callbacks.command("cb1", Command::CancelCountdown, clock.now()).unwrap_err();
@@ -361,7 +374,7 @@ fn wrapup_countdown_closes_by_itself_and_a_retry_from_wrapup_stops_it() {
     let out = connect_and_end(&mut callbacks, &mut clock, "c1");
     assert_eq!(
         countdowns(&out),
-        vec![CountdownReport { kind: CountdownKind::Wrapup, remaining_ms: 2_000, stopped: None }]
+        vec![CountdownReport { kind: CountdownKind::Wrapup, remaining_ms: 2_000, stopped: None, late: None }]
     );
     // The agent redials from wrap-up: the wrap-up countdown stops.
     let out = callbacks.command("cb1", Command::Retry, clock.advance(500)).unwrap();

@@ -7,6 +7,7 @@ mod callback;
 mod calls;
 mod log;
 mod media;
+mod metrics;
 mod nat;
 mod recording;
 mod reload;
@@ -27,6 +28,7 @@ pub use callback::{CallbackConfig, StoreConfig};
 pub use calls::{CallsConfig, TransferConfig};
 pub use log::{LogConfig, LogFormat};
 pub use media::{parse_codecs, MediaConfig};
+pub use metrics::MetricsConfig;
 pub use nat::NatConfig;
 pub use recording::RecordingConfig;
 pub use reload::ReloadPlan;
@@ -62,6 +64,7 @@ pub struct Config {
     pub nat: NatConfig,
     pub dns: DnsConfig,
     pub log: LogConfig,
+    pub metrics: MetricsConfig,
     pub accounts: Vec<AccountConfig>,
     /// The file this was read from: a reload reads it again.
     #[serde(skip)]
@@ -274,6 +277,7 @@ impl Config {
         config.nat.check()?;
         config.log.check()?;
         config.recording.check()?;
+        config.metrics.check()?;
         for account in &mut config.accounts {
             account.resolve()?;
         }

@@ -48,6 +48,8 @@ impl ReloadPlan {
         bound_at_start!(nat => "nat");
         bound_at_start!(dns => "dns");
         bound_at_start!(log => "log");
+        // The metrics endpoint's socket.
+        bound_at_start!(metrics => "metrics");
         // The SIP side checks every REFER against the hosts it started with.
         bound_at_start!(transfer => "transfer");
         // The media thread's pool, its denoiser and the hold music are made once.

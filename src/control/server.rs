@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::rpc::{self, code, RpcError, MAX_LINE_BYTES};
 use super::session::{Access, Session};
-pub use super::session::{ControlRequest, Notification};
+pub use super::session::{ControlRequest, Notification, Seats};
 use crate::timing::Throttled;
 
 /// Bind the socket with mode 0600 in a private folder, replacing a stale
@@ -46,15 +46,15 @@ pub async fn bind(path: &Path) -> std::io::Result<UnixListener> {
 /// limit allows fewer. One more is told so and closed.
 pub const MAX_CLIENTS: usize = 512;
 
-/// Accept clients until `shutdown`, at most `max_clients` at once.
+/// Accept clients until `shutdown`, at most one per seat at once.
 pub async fn serve(
     listener: UnixListener,
-    max_clients: usize,
+    seats: Seats,
     requests: mpsc::Sender<ControlRequest>,
     events: broadcast::Sender<Notification>,
     shutdown: CancellationToken,
 ) {
-    let seats = Arc::new(tokio::sync::Semaphore::new(max_clients));
+    let max_clients = seats.max();
     let departed = Arc::new(AtomicUsize::new(0));
     let (mut refusals, mut failures) = (Throttled::default(), Throttled::default());
     loop {
@@ -62,7 +62,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => return,
             accepted = listener.accept() => match accepted {
                 Ok((mut stream, _)) => {
-                    let Ok(seat) = seats.clone().try_acquire_owned() else {
+                    let Some(seat) = seats.take() else {
                         if let Some(refused) = refusals.hit(std::time::Instant::now()) {
                             tracing::warn!(max = max_clients, refused, "control clients refused: too many connected");
                         }
@@ -81,7 +81,7 @@ pub async fn serve(
                         drop(seat);
                         // After a crowd leaves, give its memory back (see `return_memory`).
                         let left = departed.fetch_add(1, Ordering::Relaxed) + 1;
-                        if left >= TRIM_AFTER || seats.available_permits() == max_clients {
+                        if left >= TRIM_AFTER || seats.taken() == 0 {
                             departed.store(0, Ordering::Relaxed);
                             tokio::task::spawn_blocking(return_memory);
                         }

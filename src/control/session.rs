@@ -34,6 +34,34 @@ impl Notification {
     }
 }
 
+/// The connections a server serves at once: one seat each, held while
+/// connected. How many are taken is what the metrics show as clients.
+#[derive(Debug, Clone)]
+pub struct Seats {
+    free: Arc<tokio::sync::Semaphore>,
+    max: usize,
+}
+
+impl Seats {
+    pub fn new(max: usize) -> Seats {
+        Seats { free: Arc::new(tokio::sync::Semaphore::new(max)), max }
+    }
+
+    /// A seat for a new connection, if one is free; freed when dropped.
+    pub fn take(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.free.clone().try_acquire_owned().ok()
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// Connections served now.
+    pub fn taken(&self) -> usize {
+        self.max - self.free.available_permits()
+    }
+}
+
 /// Which methods a session may call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Access {

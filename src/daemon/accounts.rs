@@ -126,12 +126,17 @@ impl Daemon {
 
     /// An account's registration changed: published, and kept for `account.list`.
     pub(super) fn on_registration(&mut self, account: String, report: Report) {
+        let before = self.accounts.reports.get(&account).map(|r| r.state);
         let event = api::RegistrationEvent { account: account.clone(), report: report.clone() };
         let params = serde_json::to_value(event).expect("plain struct");
         self.publish(Notification::new(api::event::REGISTRATION_STATE, &params));
         // A removed account's last word (its unregister) is published, not kept.
+        let state = report.state;
         if self.sip.account(&account).is_ok() {
             self.accounts.reports.insert(account, report);
+        }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.registration(before, state, |wanted| self.accounts.count(|s| s == wanted));
         }
     }
 

@@ -17,7 +17,7 @@ use crate::control::bridge::door::Door;
 use crate::control::bridge::pairings::Pairings;
 use crate::control::bridge::{self, Shared};
 use crate::control::rpc::{code, RpcError};
-use crate::control::session::{ControlRequest, Notification};
+use crate::control::session::{ControlRequest, Notification, Seats};
 
 /// Open the bridge if `[bridge]` enables it: check the config (loopback
 /// only, known methods), load the pairings, bind, serve.
@@ -49,6 +49,7 @@ pub(super) async fn start(
         revoked: broadcast::channel(16).0,
         max_frame_bytes: settings.max_frame_bytes,
         frames_per_second: settings.frames_per_second,
+        seats: Seats::new(bridge::MAX_CONNECTIONS),
     });
     tracing::info!(listen = %addr.ip(), port, origins = ?settings.allowed_origins, "browser bridge open");
     tokio::spawn(bridge::serve(listener, shared.clone(), requests, events, shutdown));

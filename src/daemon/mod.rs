@@ -12,6 +12,7 @@ mod budget;
 mod dispatch;
 mod instance;
 mod memory;
+mod metrics;
 mod outputs;
 mod reload;
 mod systemd;
@@ -68,6 +69,9 @@ pub enum DaemonError {
     /// The browser bridge could not open (its address, its pairings file).
     #[error("browser bridge: {0}")]
     Bridge(String),
+    /// The metrics endpoint could not be bound.
+    #[error("metrics.listen {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
 }
 
 /// A daemon running in the background of this process.
@@ -167,7 +171,9 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
     let (control_tx, control_rx) = mpsc::channel(256);
     let (events, _) = broadcast::channel(EVENT_BUFFER);
     let bridge = bridge::start(&config, control_tx.clone(), events.clone(), shutdown.clone()).await?;
-    tokio::spawn(server::serve(listener, budget.control_clients, control_tx.clone(), events.clone(), shutdown.clone()));
+    let control_seats = server::Seats::new(budget.control_clients);
+    let metrics = metrics::start(&config, &sip, &control_seats, bridge.as_ref(), shutdown.clone()).await?;
+    tokio::spawn(server::serve(listener, control_seats, control_tx.clone(), events.clone(), shutdown.clone()));
     let mut config = config;
     absolute_recording_dir(&mut config);
     if let Err(e) = usable_dir(&config.recording.dir) {
@@ -196,6 +202,7 @@ pub async fn start(config: Config) -> Result<RunningDaemon, DaemonError> {
         bridge,
         config,
         systemd: systemd::Systemd::new(),
+        metrics,
         reloading: false,
         reloads,
     };
@@ -264,6 +271,8 @@ struct Daemon {
     bridge: Option<Arc<crate::control::bridge::Shared>>,
     /// The watchdog ping and `STATUS=`.
     systemd: systemd::Systemd,
+    /// The Prometheus figures, when `[metrics]` opens an endpoint.
+    metrics: Option<crate::metrics::Metrics>,
     /// A reload is being read and located (one at a time).
     reloading: bool,
     reloads: mpsc::UnboundedSender<reload::Reloaded>,
@@ -305,6 +314,7 @@ impl Daemon {
                     release_code_at = Some(Instant::now() + memory::SETTLE);
                 }
                 Some(report) = recorder.recv() => {
+                    self.count(|m| m.recorder(&report));
                     self.feed(Input::Recorder(report), clock());
                 }
                 Some(ControlRequest { request, reply }) = control.recv() => self.dispatch(request, reply),
@@ -358,6 +368,7 @@ impl Daemon {
     fn on_media(&mut self, out: MediaOut) {
         match out {
             MediaOut::Report(report) => {
+                self.count(|m| m.media(&report));
                 self.feed(Input::Media(report), clock());
             }
             MediaOut::Levels(levels) => {

@@ -19,6 +19,7 @@ impl Daemon {
         let mut endings = Vec::new();
         loop {
             while let Some(output) = self.desk.poll_output() {
+                self.count(|m| m.output(&output));
                 match output {
                     Output::Sip { call, action } => endings.extend(self.sip.execute(&call, action)),
                     Output::Media(command) => self.media_command(command, now),

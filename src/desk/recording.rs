@@ -171,7 +171,7 @@ impl Desk {
     /// the agent may start another.
     pub(super) fn recorder_report(&mut self, report: RecorderReport) {
         match report {
-            RecorderReport::Saved { call, path, duration_ms } => {
+            RecorderReport::Saved { call, path, duration_ms, .. } => {
                 self.emit(Output::Event(Event::RecordingSaved { call, path, duration_ms }))
             }
             RecorderReport::Failed { call, reason } => {

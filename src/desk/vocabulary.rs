@@ -168,8 +168,10 @@ pub enum MediaReport {
 /// The recorder's word on a recording.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RecorderReport {
-    /// Closed and sealed: the file, and how much audio it holds.
-    Saved { call: CallId, path: PathBuf, duration_ms: u64 },
+    /// Closed and sealed: the file, how much audio it holds, its size, and
+    /// the frames the recorder has dropped so far, all recordings together
+    /// (it fell behind: see `recorder`).
+    Saved { call: CallId, path: PathBuf, duration_ms: u64, bytes: u64, frames_dropped_total: u64 },
     /// Could not be created or written (a full disk...): what reached the disk stays valid.
     Failed { call: CallId, reason: String },
 }

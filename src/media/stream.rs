@@ -73,6 +73,11 @@ pub struct MediaStats {
     /// E-model estimate (1-4.5) from loss (the worse of RTCP's and
     /// `missing_percent`), jitter, round trip and buffer delay.
     pub mos: f64,
+    /// Audio payload bytes taken from the peer's RTP (headers excluded):
+    /// for the metrics, not the control protocol, which reports quality.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub payload_bytes_received: u64,
 }
 
 /// One of SRTP's protect functions (RTP or RTCP).
@@ -101,6 +106,7 @@ pub struct MediaStream {
     keepalive: Duration,
     packets_discarded: u64,
     playout_underruns: u64,
+    payload_bytes_received: u64,
     /// Frames played since the peer's audio began, and of them those with
     /// nothing to play; with both at the last quality report.
     expected_frames: u64,
@@ -144,6 +150,7 @@ impl MediaStream {
             last_sent: None,
             keepalive: config.rtp_keepalive,
             packets_discarded: 0,
+            payload_bytes_received: 0,
             playout_underruns: 0,
             expected_frames: 0,
             missing_frames: 0,
@@ -276,6 +283,7 @@ impl MediaStream {
         let duration = (samples as u64 * u64::from(codec.rtp_clock_rate()) / u64::from(PCM_RATE)) as u32;
         self.last_received = Some(now);
         self.rtcp.on_rtp_received(view.sequence_number, view.timestamp, view.ssrc, now);
+        self.payload_bytes_received += payload.len() as u64;
         let meta = PacketMeta { sequence: view.sequence_number, timestamp: view.timestamp, ssrc: view.ssrc, duration };
         self.jitter.insert(meta, payload, now);
         None
@@ -375,6 +383,7 @@ impl MediaStream {
             packets_received: rtcp.packets_received,
             packets_discarded: self.packets_discarded,
             playout_underruns: self.playout_underruns,
+            payload_bytes_received: self.payload_bytes_received,
             missing_percent: self.missing_percent,
             mos: quality::mos(
                 e_model(self.negotiated.codec),

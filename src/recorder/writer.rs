@@ -379,13 +379,16 @@ fn run(
                     recording.pauses.push(json!({ "from_ms": from, "to_ms": recording.file.duration_ms() }));
                 }
                 let duration_ms = recording.file.duration_ms();
+                let frames_dropped_total = metadata.get("frames_dropped_total").and_then(Value::as_u64).unwrap_or(0);
                 recording.metadata.extend(metadata);
                 recording.metadata.insert("pauses".into(), Value::Array(recording.pauses));
                 recording.metadata.insert("duration_ms".into(), duration_ms.into());
                 match recording.file.finish().and_then(|path| seal(&path, recording.metadata).map(|_| path)) {
                     Ok(path) => {
                         tracing::info!(%call, path = %path.display(), duration_ms, "recording saved");
-                        let _ = events.send(RecorderReport::Saved { call, path, duration_ms });
+                        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                        let _ =
+                            events.send(RecorderReport::Saved { call, path, duration_ms, bytes, frames_dropped_total });
                     }
                     Err(e) => fail(call, e.to_string()),
                 }
@@ -469,7 +472,14 @@ mod tests {
         recorder.end(&call, end);
         assert_eq!(
             events_until(&mut reports),
-            RecorderReport::Saved { call: call.clone(), path: path.clone(), duration_ms: 2500 }
+            RecorderReport::Saved {
+                call: call.clone(),
+                path: path.clone(),
+                duration_ms: 2500,
+                // 2.5 s of 8 kHz 16-bit stereo after a 44-byte header.
+                bytes: 44 + 80_000,
+                frames_dropped_total: 0,
+            }
         );
         let samples: Vec<i16> = hound::WavReader::open(&path).unwrap().samples::<i16>().map(Result::unwrap).collect();
         let silent: Vec<usize> = samples.chunks(2).enumerate().filter(|(_, s)| s == &[0, 0]).map(|(i, _)| i).collect();

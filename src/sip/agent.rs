@@ -98,12 +98,13 @@ impl SipAgent {
             }),
             ..Default::default()
         };
+        let traffic = Arc::new(super::traffic::Tally::default());
         let endpoint = EndpointBuilder::new()
             .with_user_agent(concat!("softphoned/", env!("CARGO_PKG_VERSION")))
             .with_transport_layer(transport_layer)
             .with_cancel_token(shutdown.child_token())
             .with_option(option)
-            .with_inspector(Box::new(super::algorithm_names::AlgorithmNames))
+            .with_inspector(Box::new(super::traffic::Traffic { tally: traffic.clone() }))
             .build();
         let bind_err = |e: rsipstack::Error| SipError::Bind { listen: first, message: e.to_string() };
         let incoming = endpoint.incoming_transactions().map_err(bind_err)?;
@@ -121,6 +122,7 @@ impl SipAgent {
             resolver,
             trusted: Mutex::new(trusted),
             gate: gate.clone(),
+            traffic,
             session_expires_s: config.session_expires_s,
             min_se_s: config.min_se_s,
             refer_allowed_hosts: config.refer_allowed_hosts,

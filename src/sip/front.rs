@@ -24,11 +24,10 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::gate::{Admit, Gate, Silenced};
+use super::gate::{Admit, Gate, Refusal, Silenced};
 use super::validate::{self, Carrier, Verdict, POLICY};
 
 /// The gate shared by every listening point.
@@ -42,8 +41,6 @@ pub type StunWaiters = Mutex<HashMap<[u8; 12], tokio::sync::mpsc::UnboundedSende
 pub struct ValidatingUdp {
     socket: tokio::net::UdpSocket,
     gate: SharedGate,
-    answered: AtomicU64,
-    dropped: AtomicU64,
     /// The raw From and To of the latest requests, by Call-ID and CSeq:
     /// rsipstack's answers get them back as they came.
     recent: Mutex<VecDeque<Recent>>,
@@ -69,8 +66,6 @@ impl ValidatingUdp {
             public,
             socket,
             gate,
-            answered: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
             recent: Mutex::new(VecDeque::with_capacity(RECENT)),
             stun: Mutex::new(HashMap::new()),
         }
@@ -121,7 +116,7 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
                     return Ok((len, source));
                 }
                 Verdict::Reply { status, response, to } => {
-                    let n = self.answered.fetch_add(1, Ordering::Relaxed) + 1;
+                    let n = self.gate.lock().expect("SIP gate").refused(Refusal::Invalid);
                     let reason = response.split(|&b| b == b'\r').next().map(String::from_utf8_lossy);
                     tracing::debug!(%source, status, reason = ?reason, answered = n, "malformed SIP answered");
                     if let Err(e) = self.socket.send_to(&response, to).await {
@@ -129,7 +124,7 @@ impl rsipstack::platform::net::UdpSocket for ValidatingUdp {
                     }
                 }
                 Verdict::Drop(why) => {
-                    let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    let n = self.gate.lock().expect("SIP gate").refused(Refusal::Unreadable);
                     tracing::debug!(%source, why, dropped = n, "SIP datagram dropped");
                 }
             }

@@ -72,6 +72,30 @@ pub enum Silenced {
     OverRate,
 }
 
+/// Why a message never reached rsipstack, counted for the metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Scanner,
+    OverRate,
+    /// Malformed, and answered (400, 501...) by the validation.
+    Invalid,
+    /// Malformed beyond answering: dropped.
+    Unreadable,
+}
+
+impl Refusal {
+    pub const ALL: [Refusal; 4] = [Refusal::Scanner, Refusal::OverRate, Refusal::Invalid, Refusal::Unreadable];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Refusal::Scanner => "scanner",
+            Refusal::OverRate => "rate_limit",
+            Refusal::Invalid => "invalid",
+            Refusal::Unreadable => "unreadable",
+        }
+    }
+}
+
 /// What to do with one incoming message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Admit {
@@ -125,11 +149,20 @@ pub struct Gate {
     sources: HashMap<IpAddr, Source>,
     connections: HashMap<ConnectionId, Connection>,
     next_id: ConnectionId,
+    /// Messages refused since start, by [`Refusal`] (in `Refusal::ALL` order).
+    refused: [u64; Refusal::ALL.len()],
 }
 
 impl Gate {
     pub fn new(limits: Limits, trusted: Vec<AllowedPeer>) -> Gate {
-        Gate { limits, trusted, sources: HashMap::new(), connections: HashMap::new(), next_id: 1 }
+        Gate {
+            limits,
+            trusted,
+            sources: HashMap::new(),
+            connections: HashMap::new(),
+            next_id: 1,
+            refused: [0; Refusal::ALL.len()],
+        }
     }
 
     /// From now on `peer` is trusted too (a registrar located anew).
@@ -141,6 +174,19 @@ impl Gate {
 
     pub fn limits(&self) -> Limits {
         self.limits
+    }
+
+    /// Count one message refused (the gate counts its own silences); the
+    /// count of that kind so far.
+    pub fn refused(&mut self, why: Refusal) -> u64 {
+        let count = &mut self.refused[why as usize];
+        *count += 1;
+        *count
+    }
+
+    /// (why, count) for every kind of refusal so far.
+    pub fn refusals(&self) -> impl Iterator<Item = (Refusal, u64)> + '_ {
+        Refusal::ALL.into_iter().zip(self.refused)
     }
 
     /// Over UDP a trusted peer sends from the address and port it is
@@ -169,10 +215,12 @@ impl Gate {
             return Admit::Pass;
         }
         let why = if user_agent(msg).is_some_and(is_scanner) {
+            self.refused(Refusal::Scanner);
             Silenced::Scanner
         } else if self.take_token(source.ip(), now) {
             return Admit::Pass;
         } else {
+            self.refused(Refusal::OverRate);
             Silenced::OverRate
         };
         let state = self.source(source.ip(), now);

@@ -113,6 +113,8 @@ pub(super) struct Inner {
     pub(super) trusted: Mutex<Vec<AllowedPeer>>,
     /// What each source may send; it trusts the same peers.
     pub(super) gate: Arc<Mutex<Gate>>,
+    /// Requests and responses in and out (see `traffic`).
+    pub(super) traffic: Arc<super::traffic::Tally>,
     pub(super) session_expires_s: u32,
     pub(super) min_se_s: u32,
     pub(super) refer_allowed_hosts: Vec<String>,
@@ -133,6 +135,15 @@ impl SipAgent {
     /// and the accounts' registrars and proxies.
     pub fn trusted(&self) -> Vec<AllowedPeer> {
         self.inner.trusted.lock().expect("trusted peers").clone()
+    }
+
+    /// The SIP counted so far: requests and responses, and what was refused
+    /// before rsipstack saw it.
+    pub fn traffic(&self) -> super::traffic::SipCounts {
+        let mut counts = self.inner.traffic.counts();
+        let gate = self.inner.gate.lock().expect("SIP gate");
+        counts.refused = gate.refusals().map(|(why, count)| (why.as_str(), count)).collect();
+        counts
     }
 
     /// A registrar or proxy was located (again) at `addresses`: calls and

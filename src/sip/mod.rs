@@ -23,6 +23,7 @@ mod resolver;
 mod route;
 mod target;
 mod tls_unverified;
+pub mod traffic;
 mod transport;
 pub mod validate;
 

@@ -14,6 +14,7 @@ pub mod jack;
 pub mod kamailio;
 pub mod linphone;
 pub mod netns;
+pub mod prometheus;
 pub mod recorded;
 pub mod sipp;
 

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::api::method;
 use super::rpc::{self, code, RpcError};
-use super::session::{Access, ControlRequest, Notification, Session};
+use super::session::{Access, ControlRequest, Notification, Seats, Session};
 use crate::timing::{Throttled, TokenBucket};
 use door::{Admitted, Door, SUBPROTOCOL};
 use pairings::Pairings;
@@ -52,7 +52,7 @@ const IDLE: Duration = Duration::from_secs(60);
 /// How long a closing page may take to answer our Close.
 const CLOSING: Duration = Duration::from_secs(2);
 /// Pages open at once.
-const MAX_CONNECTIONS: usize = 64;
+pub const MAX_CONNECTIONS: usize = 64;
 
 /// What the bridge's connections share with the daemon's dispatcher.
 pub struct Shared {
@@ -62,6 +62,8 @@ pub struct Shared {
     pub revoked: broadcast::Sender<String>,
     pub max_frame_bytes: usize,
     pub frames_per_second: u32,
+    /// One per page connected, at most [`MAX_CONNECTIONS`].
+    pub seats: Seats,
 }
 
 /// Accept pages on `listener` until `shutdown`.
@@ -72,7 +74,6 @@ pub async fn serve(
     events: broadcast::Sender<Notification>,
     shutdown: CancellationToken,
 ) {
-    let seats = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     let mut failures = Throttled::default();
     loop {
         let accepted = tokio::select! {
@@ -89,7 +90,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Ok(seat) = seats.clone().try_acquire_owned() else {
+        let Some(seat) = shared.seats.take() else {
             tracing::warn!(%peer, max = MAX_CONNECTIONS, "bridge connection refused: too many pages connected");
             continue;
         };

@@ -66,6 +66,21 @@ pub struct RtcpStats {
     pub remote_jitter_ms: f64,
     /// From the last report block that echoed one of our SRs.
     pub rtt_ms: Option<f64>,
+    /// RTCP packets (compound) we sent and took in, and their bytes (SRTCP
+    /// excluded): for the metrics, not the control protocol, which reports
+    /// quality rather than traffic.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub reports_sent: u64,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub reports_received: u64,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub report_bytes_sent: u64,
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub report_bytes_received: u64,
 }
 
 /// NTP 64-bit timestamp (RFC 5905: seconds since 1900 in the high 32 bits,
@@ -146,6 +161,10 @@ pub struct RtcpSession {
     remote_packets_lost: i64,
     remote_jitter: u32,
     rtt: Option<Duration>,
+    reports_sent: u64,
+    reports_received: u64,
+    report_bytes_sent: u64,
+    report_bytes_received: u64,
 }
 
 impl RtcpSession {
@@ -201,6 +220,10 @@ impl RtcpSession {
             remote_packets_lost: 0,
             remote_jitter: 0,
             rtt: None,
+            reports_sent: 0,
+            reports_received: 0,
+            report_bytes_sent: 0,
+            report_bytes_received: 0,
         }
     }
 
@@ -242,6 +265,8 @@ impl RtcpSession {
             }
             self.take_report_blocks(report.blocks(), now);
         }
+        self.reports_received += 1;
+        self.report_bytes_received += datagram.len() as u64;
         Ok(())
     }
 
@@ -305,6 +330,8 @@ impl RtcpSession {
         }
         out.extend_from_slice(&self.sdes);
         self.sending.since_report = false;
+        self.reports_sent += 1;
+        self.report_bytes_sent += out.len() as u64;
         self.next_report = now + self.interval.mul_f64(self.rng.random_range(0.5..1.5));
         true
     }
@@ -345,6 +372,10 @@ impl RtcpSession {
             // The peer measures in the same clock: one codec each way.
             remote_jitter_ms: f64::from(self.remote_jitter) * ms_per_unit,
             rtt_ms: self.rtt.map(|rtt| rtt.as_secs_f64() * 1000.0),
+            reports_sent: self.reports_sent,
+            reports_received: self.reports_received,
+            report_bytes_sent: self.report_bytes_sent,
+            report_bytes_received: self.report_bytes_received,
         }
     }
 }

@@ -29,7 +29,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use super::{heard, Recent, SharedGate, RECENT};
-use crate::sip::gate::{ConnectionId, Seat};
+use crate::sip::gate::{ConnectionId, Refusal, Seat};
 use crate::sip::validate::{self, Carrier, Verdict, POLICY};
 use crate::timing::Throttled;
 
@@ -204,7 +204,11 @@ impl Connection {
                     Ok(None) => continue 'read,
                     Err(why) => {
                         // Cannot frame: answer what can be answered, then close.
-                        if let Verdict::Reply { response, .. } = validate::check(&buf, peer, Carrier::Stream, &POLICY) {
+                        let verdict = validate::check(&buf, peer, Carrier::Stream, &POLICY);
+                        let answered = matches!(verdict, Verdict::Reply { .. });
+                        let refusal = if answered { Refusal::Invalid } else { Refusal::Unreadable };
+                        gate.lock().expect("SIP gate").refused(refusal);
+                        if let Verdict::Reply { response, .. } = verdict {
                             let _ = writer.lock().await.write_all(&response).await;
                         }
                         tracing::debug!(%peer, why, "SIP TCP connection closed: cannot frame");
@@ -252,12 +256,16 @@ impl Connection {
                         }
                     }
                     Verdict::Reply { status, response, .. } => {
+                        gate.lock().expect("SIP gate").refused(Refusal::Invalid);
                         tracing::debug!(%peer, status, "malformed SIP over TCP answered");
                         if writer.lock().await.write_all(&response).await.is_err() {
                             break 'read;
                         }
                     }
-                    Verdict::Drop(why) => tracing::debug!(%peer, why, "SIP over TCP dropped"),
+                    Verdict::Drop(why) => {
+                        gate.lock().expect("SIP gate").refused(Refusal::Unreadable);
+                        tracing::debug!(%peer, why, "SIP over TCP dropped");
+                    }
                 }
             }
         }
