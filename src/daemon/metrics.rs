@@ -2,8 +2,8 @@
 //! `[metrics] listen` opens, and handing [`Metrics`] what passes through
 //! the run loop.
 //!
-//! The endpoint is a plain HTTP/1.1 responder on tokio's `TcpListener` (no
-//! HTTP crate is a dependency, and one GET is all a scraper asks): one
+//! The endpoint is a small HTTP/1.1 responder on tokio's `TcpListener`
+//! (one GET is all a scraper asks; `httparse` reads the request head): one
 //! request per connection, its head read within [`HEAD_WITHIN`] and
 //! [`HEAD_MAX`] bytes, at most [`MAX_SCRAPERS`] connections served at once
 //! (and as many told 503).
@@ -109,12 +109,12 @@ async fn serve(listener: TcpListener, exposition: Exposition, shutdown: Cancella
 
 /// One connection: read the head, answer, close.
 async fn scrape(mut stream: TcpStream, exposition: &Exposition) {
-    let head = match tokio::time::timeout(HEAD_WITHIN, read_head(&mut stream)).await {
-        Ok(Ok(head)) => head,
-        Ok(Err(status)) => return answer(&mut stream, status, "").await,
-        Err(_) => return answer(&mut stream, "408 Request Timeout", "").await,
+    let routed = match tokio::time::timeout(HEAD_WITHIN, read_head(&mut stream)).await {
+        Ok(Ok(head)) => route(&head),
+        Ok(Err(status)) => Err(status),
+        Err(_) => Err("408 Request Timeout"),
     };
-    match route(&head) {
+    match routed {
         Ok(()) => {
             let body = exposition.encode();
             let head = format!(
@@ -132,8 +132,11 @@ async fn scrape(mut stream: TcpStream, exposition: &Exposition) {
     }
 }
 
-/// The request head, up to its blank line; the status to answer when it
-/// cannot be had.
+/// Headers a scrape's request may carry; more is refused (431).
+const HEADERS_MAX: usize = 32;
+
+/// The request head, once `httparse` finds it complete; the status to
+/// answer when it cannot be had.
 async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, &'static str> {
     let mut head = Vec::with_capacity(512);
     let mut chunk = [0u8; 1024];
@@ -146,28 +149,30 @@ async fn read_head(stream: &mut TcpStream) -> Result<Vec<u8>, &'static str> {
         if head.len() > HEAD_MAX {
             return Err("431 Request Header Fields Too Large");
         }
-        if head.windows(4).any(|w| w == b"\r\n\r\n") {
-            return Ok(head);
+        let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+        match httparse::Request::new(&mut headers).parse(&head) {
+            Ok(httparse::Status::Complete(_)) => return Ok(head),
+            Ok(httparse::Status::Partial) => {}
+            Err(httparse::Error::TooManyHeaders) => return Err("431 Request Header Fields Too Large"),
+            Err(httparse::Error::Version) => return Err("505 HTTP Version Not Supported"),
+            Err(_) => return Err("400 Bad Request"),
         }
     }
 }
 
-/// Whether the request line asks for the metrics; the error status if not.
+/// Whether a complete request head asks for the metrics; the error status if not.
 fn route(head: &[u8]) -> Result<(), &'static str> {
-    let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-    let line = std::str::from_utf8(line).map_err(|_| "400 Bad Request")?;
-    let mut parts = line.split(' ');
-    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("400 Bad Request");
-    };
-    if !version.starts_with("HTTP/1.") {
-        return Err("505 HTTP Version Not Supported");
+    let mut headers = [httparse::EMPTY_HEADER; HEADERS_MAX];
+    let mut request = httparse::Request::new(&mut headers);
+    match request.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Err(httparse::Error::Version) => return Err("505 HTTP Version Not Supported"),
+        _ => return Err("400 Bad Request"),
     }
-    if method != "GET" {
+    if request.method != Some("GET") {
         return Err("405 Method Not Allowed");
     }
-    match target.split('?').next() {
+    match request.path.and_then(|path| path.split('?').next()) {
         Some("/metrics") => Ok(()),
         _ => Err("404 Not Found"),
     }
