@@ -76,8 +76,16 @@ pub(super) fn sha256(path: &Path) -> io::Result<String> {
 /// provisional sidecar said and saying it was recovered. A plain WAV is
 /// repaired first; an encrypted one can't be, and needs no repair: its
 /// complete chunks are what `softphonectl recording decrypt` gives back.
+/// A second sealing a crash interrupted is deleted: the first is whole.
 pub(super) fn recover(dir: &Path) {
     for path in list(dir).into_iter().map(|file| file.path) {
+        if path.extension().is_some_and(|e| e == "resealing") {
+            match std::fs::remove_file(&path) {
+                Ok(()) => tracing::warn!(path = %path.display(), "unfinished second sealing deleted"),
+                Err(e) => tracing::error!(path = %path.display(), error = %e, "cannot delete an unfinished sealing"),
+            }
+            continue;
+        }
         let wav = path.extension().is_some_and(|e| e == "wav");
         if !wav && !sealed::is_sealed(&path) {
             continue;
@@ -220,6 +228,18 @@ mod tests {
         assert!(!old.exists() && !sidecar(&old).exists());
         assert!(kept.exists(), "a link out of the folder is not followed");
         assert!(dir.join("2026/01/02/20260102-101011-c3-link.wav").symlink_metadata().is_ok(), "nor deleted");
+    }
+
+    #[test]
+    fn an_unfinished_second_sealing_is_deleted_at_start_and_the_recording_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let recording = dir.path().join("20260102-101010-c1-alice.wav.age");
+        let leftover = sealed::resealing_path(&recording);
+        std::fs::write(&recording, b"age-encryption.org/v1\n").unwrap();
+        std::fs::write(&leftover, b"age-encryption.org/v1\n").unwrap();
+        recover(dir.path());
+        assert!(!leftover.exists());
+        assert!(recording.exists() && sidecar(&recording).exists(), "the first sealing is kept and sealed");
     }
 
     fn sidecar(path: &Path) -> PathBuf {

@@ -5,15 +5,15 @@
 //! behind is repaired at the next start (its sizes set from what really is
 //! on disk). Files are created new, never overwritten, mode 0640. An
 //! encrypted WAV can't be patched once sealed: it is streamed with the
-//! "unknown length" header and its sizes are set when it is decrypted
-//! (`super::sealed`).
+//! "unknown length" header and sealed again with the true one when it
+//! ends (`super::sealed` says how); after a crash, decrypting sets it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use age::stream::StreamWriter;
-use age::x25519::Recipient;
+use age::x25519::{Identity, Recipient};
 
 use super::sealed;
 
@@ -34,8 +34,9 @@ enum Wav {
     /// hound, which makes the header true at each flush.
     Plain(hound::WavWriter<BufWriter<File>>),
     /// Streamed to age: the header says "unknown length"; `bytes` is the
-    /// frame's samples, reused.
-    Sealed { stream: StreamWriter<File>, bytes: Vec<u8> },
+    /// frame's samples, reused. Also sealed to `own`, with which it is read
+    /// back at the end and sealed again to `recipients` with the true header.
+    Sealed { stream: StreamWriter<File>, bytes: Vec<u8>, own: Box<Identity>, recipients: Vec<Recipient> },
 }
 
 impl RecordingFile {
@@ -52,9 +53,12 @@ impl RecordingFile {
             };
             Wav::Plain(hound::WavWriter::new(BufWriter::new(file), spec).map_err(io_error)?)
         } else {
-            let mut stream = sealed::seal(file, recipients)?;
-            stream.write_all(&streaming_header(rate))?;
-            Wav::Sealed { stream, bytes: Vec::new() }
+            let own = Box::new(Identity::generate());
+            let mut sealed_to = recipients.to_vec();
+            sealed_to.push(own.to_public());
+            let mut stream = sealed::seal(file, &sealed_to)?;
+            stream.write_all(&header(rate, None))?;
+            Wav::Sealed { stream, bytes: Vec::new(), own, recipients: recipients.to_vec() }
         };
         Ok(RecordingFile { writer, path: path.to_path_buf(), rate, frames: 0, unflushed: 0 })
     }
@@ -85,7 +89,7 @@ impl RecordingFile {
                 frame.flush().map_err(io_error)?;
             }
             // Whole chunks reach the file as they fill; nothing to flush.
-            Wav::Sealed { stream, bytes } => {
+            Wav::Sealed { stream, bytes, .. } => {
                 bytes.clear();
                 for i in 0..len {
                     bytes.extend(sample(agent, i).to_le_bytes());
@@ -115,18 +119,27 @@ impl RecordingFile {
                 writer.finalize().map_err(io_error)?;
                 File::open(&path)?.sync_all()?;
             }
-            Wav::Sealed { stream, .. } => stream.finish()?.sync_all()?,
+            Wav::Sealed { stream, own, recipients, .. } => {
+                stream.finish()?.sync_all()?;
+                let data = self.frames * BLOCK;
+                if let Err(e) = sealed::reseal(&path, &own, &recipients, &header(self.rate, Some(data))) {
+                    // What is there decrypts all the same; only its sizes say "unknown".
+                    tracing::warn!(path = %path.display(), error = %e, "cannot seal the recording with its true header");
+                }
+            }
         }
         Ok(path)
     }
 }
 
-/// A stereo 16-bit PCM header whose RIFF and data sizes say "unknown"
-/// (0xFFFFFFFF), as a stream that can't seek back writes it.
-fn streaming_header(rate: u32) -> Vec<u8> {
+/// A stereo 16-bit PCM header for `data` bytes of samples; with none, its
+/// RIFF and data sizes say "unknown" (0xFFFFFFFF), as a stream that can't
+/// seek back writes it. Past 4 GiB (37 hours at 8 kHz) they say so too.
+fn header(rate: u32, data: Option<u64>) -> Vec<u8> {
+    let size = |extra: u64| data.and_then(|d| u32::try_from(d + extra).ok()).unwrap_or(u32::MAX);
     let mut header = Vec::with_capacity(44);
     header.extend(b"RIFF");
-    header.extend(u32::MAX.to_le_bytes());
+    header.extend(size(36).to_le_bytes());
     header.extend(b"WAVEfmt ");
     header.extend(16u32.to_le_bytes());
     header.extend(1u16.to_le_bytes()); // PCM
@@ -136,7 +149,7 @@ fn streaming_header(rate: u32) -> Vec<u8> {
     header.extend((BLOCK as u16).to_le_bytes());
     header.extend(16u16.to_le_bytes());
     header.extend(b"data");
-    header.extend(u32::MAX.to_le_bytes());
+    header.extend(size(0).to_le_bytes());
     header
 }
 
@@ -244,18 +257,20 @@ mod tests {
         let stored = std::fs::read(&path).unwrap();
         assert!(stored.starts_with(b"age-encryption.org/v1\n"));
         assert!(!stored.windows(4).any(|w| w == b"RIFF" || w == b"WAVE"), "no plaintext header on disk");
+        let stanzas = String::from_utf8_lossy(&stored[..200]).matches("-> X25519 ").count();
+        assert_eq!(stanzas, 1, "sealed again to the recipient alone");
+        assert!(!sealed::resealing_path(&path).exists());
 
         let decryptor = age::Decryptor::new(File::open(&path).unwrap()).unwrap();
         let mut plain = Vec::new();
         let identities = std::iter::once(&identity as &dyn age::Identity);
         decryptor.decrypt(identities).unwrap().read_to_end(&mut plain).unwrap();
-        assert_eq!((&plain[4..8], &plain[40..44]), (&[0xff; 4][..], &[0xff; 4][..]), "sizes: unknown");
         let out = dir.path().join("call.wav");
         std::fs::write(&out, plain).unwrap();
-        assert!(repair(&out).unwrap(), "the sizes are set from the length");
+        assert!(!repair(&out).unwrap(), "the sizes were true already");
         let (spec, samples) = read(&out);
         assert_eq!((spec.channels, spec.sample_rate), (2, 8000));
         let expected: Vec<i16> = (0..100i16).flat_map(|n| [n, -n].repeat(160)).collect();
-        assert_eq!(samples, expected, "the header's sizes were set on the way out");
+        assert_eq!(samples, expected, "a plain WAV, as any reader takes it");
     }
 }

@@ -17,15 +17,22 @@
 //!
 //! A WAV can't have its header patched once it is sealed, so an encrypted
 //! WAV is written with the streaming header (sizes 0xFFFFFFFF, which sox
-//! and ffmpeg read as "up to the end") and decrypting sets the true sizes.
+//! and ffmpeg read as "up to the end"). So that the finished file is a
+//! plain WAV once decrypted, by `age -d` or any reader, it is also sealed,
+//! while written, to an identity of the recorder's own that lives only in
+//! its memory: at the end the recorder reads it back with that identity
+//! and seals it again, to the configured recipients only, with the true
+//! sizes ([`reseal`]), replacing the first by a rename. A crash before
+//! that leaves the first (the streaming header, which decrypting sets
+//! right); the identity dies with the process.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use age::stream::StreamWriter;
-use age::x25519::Recipient;
+use age::x25519::{Identity, Recipient};
 
 use crate::recording::ENCRYPTED_EXTENSION;
 
@@ -44,6 +51,39 @@ pub fn seal(file: File, recipients: &[Recipient]) -> io::Result<StreamWriter<Fil
     let encryptor = age::Encryptor::with_recipients(recipients.iter().map(|r| r as &dyn age::Recipient))
         .map_err(io::Error::other)?;
     encryptor.wrap_output(file)
+}
+
+/// What a finished file is written to before it replaces the first: a
+/// crash can leave one behind, which the next start deletes.
+pub fn resealing_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".resealing");
+    path.with_file_name(name)
+}
+
+/// Seal the finished age file at `path` again, to `recipients` only: read
+/// back with `own` (one of its recipients), its first `header.len()` bytes
+/// replaced by `header`. The new file is synced before it replaces the old
+/// one by a rename; on any error the old one stays as it was.
+pub fn reseal(path: &Path, own: &Identity, recipients: &[Recipient], header: &[u8]) -> io::Result<()> {
+    let decryptor = age::Decryptor::new(BufReader::new(File::open(path)?)).map_err(io::Error::other)?;
+    let mut plain = decryptor.decrypt(std::iter::once(own as &dyn age::Identity)).map_err(io::Error::other)?;
+    let mut old_header = vec![0u8; header.len()];
+    plain.read_exact(&mut old_header)?;
+    let fresh = resealing_path(path);
+    let written = (|| {
+        let mut stream = seal(create_new(&fresh)?, recipients)?;
+        stream.write_all(header)?;
+        io::copy(&mut plain, &mut stream)?;
+        stream.finish()?.sync_all()?;
+        std::fs::rename(&fresh, path)?;
+        // The rename itself on stable storage.
+        path.parent().map_or(Ok(()), |dir| File::open(dir)?.sync_all())
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&fresh);
+    }
+    written
 }
 
 /// Where a recording's bytes go: the file, or an age stream over it.
