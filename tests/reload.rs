@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use age::secrecy::ExposeSecret;
 use common::capture::{largest_gap_ms, Capture};
 use common::kamailio::{self, Kamailio, KamailioOptions, PASSWORD};
-use common::sipp::{logged_message, tone_peer};
+use common::sipp::{free_port_pair, logged_message, tone_peer, Sipp};
 use common::{dial, require_tools, wait_call_counter, wav_samples, Daemon};
 use serde_json::json;
 use softphoned::control::client::{is_call_state, Client};
@@ -218,4 +218,43 @@ async fn a_reload_names_what_waits_for_a_restart() {
     assert!(error.to_string().contains("recording.dir"), "{error}");
     let status = ui.call("daemon.status", json!({})).await.unwrap();
     assert!(!status["recording_dir"].as_str().unwrap().contains("a-file"), "{status}");
+}
+
+/// An account a reload removes takes its registrar's trust with it: from
+/// the registrar's address (sipp in its place, from its SIP port), an
+/// INVITE rang the agent before and gets 403 after.
+#[tokio::test]
+async fn a_removed_account_s_registrar_is_no_longer_trusted() {
+    if !require_tools(&["sipp"]) {
+        return;
+    }
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port_pair();
+    let registrar = Sipp::start(work.path(), "uas_registrar.xml", port, free_port_pair(), &[]);
+    // allow_from restricts who may call whatever the accounts; nobody listens at port 9.
+    let account = format!(
+        "[[accounts]]\nid = \"pbx\"\naor = \"sip:agent@127.0.0.1\"\nregistrar = \"sip:127.0.0.1:{port}\"\n\
+         expires_s = 300\nkeepalive_s = 0\n"
+    );
+    let sip = "t1_ms = 50\nallow_from = [\"127.0.0.1:9\"]\n";
+    let daemon = Daemon::spawn("agent", &format!("{sip}{account}")).await;
+    let mut ui = daemon.client().await;
+    registrar.expect_success().await;
+    let target = format!("127.0.0.1:{}", daemon.sip_port);
+    let call_from_the_registrar = |scenario: &str| {
+        Sipp::start(work.path(), scenario, port, free_port_pair(), &[target.as_str(), "-s", "agent", "-d", "200"])
+    };
+    // It rings (uac_cancel.xml needs the 180).
+    call_from_the_registrar("uac_cancel.xml").expect_success().await;
+
+    rewrite(&daemon, sip);
+    let result = ui.call("daemon.reload", json!({})).await.unwrap();
+    assert_eq!(result["accounts_removed"], json!(["pbx"]), "{result}");
+    // Its unregister, unanswered, gives up (64 T1) before sipp takes the port again.
+    let given_up = |e: &serde_json::Value| {
+        e["method"] == "registration.state" && e["params"]["account"] == "pbx" && e["params"]["state"] != "registering"
+    };
+    ui.wait_event(WAIT, given_up).await.unwrap();
+    let refused = call_from_the_registrar("uac_call_rejected.xml").expect_success().await;
+    assert!(refused.contains("SIP/2.0 403"), "the former registrar is refused:\n{refused}");
 }

@@ -33,6 +33,7 @@ use super::reach::Reach;
 use super::resolver::Resolver;
 use super::target::parse_target;
 use super::transport::{self, TlsSettings};
+use super::trusted::TrustedPeers;
 use super::{inbound, replaces};
 use crate::call::admission::AllowedPeer;
 use crate::call::session_timer::{self, Role};
@@ -76,9 +77,11 @@ impl SipAgent {
         for config in config.accounts {
             accounts.insert(config.id.clone(), Account::resolve(config, resolver.clone()).await?);
         }
-        let mut trusted = config.allow_from;
-        trusted.extend(accounts.values().flat_map(|a| a.trusted.iter().copied().map(AllowedPeer::Socket)));
-        let gate = Arc::new(Mutex::new(Gate::new(config.limits, trusted.clone())));
+        let mut trusted = TrustedPeers::new(config.allow_from);
+        for (id, account) in &accounts {
+            trusted.add(id, account.trusted.iter().copied());
+        }
+        let gate = Arc::new(Mutex::new(Gate::new(config.limits, trusted.peers())));
         let transport_layer =
             TransportLayer::new_with_domain_resolver(shutdown.child_token(), resolver.for_rsipstack());
         let opened =

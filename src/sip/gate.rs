@@ -165,11 +165,11 @@ impl Gate {
         }
     }
 
-    /// From now on `peer` is trusted too (a registrar located anew).
-    pub fn trust(&mut self, peer: AllowedPeer) {
-        if !self.trusted.contains(&peer) {
-            self.trusted.push(peer);
-        }
+    /// From now on these are trusted, and only these (a registrar located
+    /// anew, an account a reload removed). A connection keeps what it was
+    /// admitted as.
+    pub fn set_trusted(&mut self, peers: Vec<AllowedPeer>) {
+        self.trusted = peers;
     }
 
     pub fn limits(&self) -> Limits {

@@ -32,6 +32,7 @@ use super::error::SipError;
 use super::gate::Gate;
 use super::reach::Reach;
 use super::resolver::Resolver;
+use super::trusted::TrustedPeers;
 use super::{headers, transport};
 use crate::account::registration::Report;
 use crate::call::session_timer::{self, SessionTimer};
@@ -110,7 +111,7 @@ pub(super) struct Inner {
     pub(super) resolver: Resolver,
     /// `sip.allow_from` and every address the accounts' registrars and
     /// proxies were located at, at start or later (see [`SipAgent::trust`]).
-    pub(super) trusted: Mutex<Vec<AllowedPeer>>,
+    pub(super) trusted: Mutex<TrustedPeers>,
     /// What each source may send; it trusts the same peers.
     pub(super) gate: Arc<Mutex<Gate>>,
     /// Requests and responses in and out (see `traffic`).
@@ -134,7 +135,7 @@ impl SipAgent {
     /// Who may send us INVITEs and is never rate-limited: `sip.allow_from`
     /// and the accounts' registrars and proxies.
     pub fn trusted(&self) -> Vec<AllowedPeer> {
-        self.inner.trusted.lock().expect("trusted peers").clone()
+        self.inner.trusted.lock().expect("trusted peers").peers()
     }
 
     /// The SIP counted so far: requests and responses, and what was refused
@@ -146,24 +147,32 @@ impl SipAgent {
         counts
     }
 
-    /// A registrar or proxy was located (again) at `addresses`: calls and
-    /// requests from there are trusted from now on, as those located at
-    /// start are, so a failover target a later lookup found can call us.
-    /// New ones are announced as [`SipEvent::Trusted`].
-    pub(super) fn trust(&self, addresses: impl IntoIterator<Item = SocketAddr>) {
+    /// `account`'s registrar or proxy was located (again) at `addresses`:
+    /// calls and requests from there are trusted from now on, as those
+    /// located at start are, so a failover target a later lookup found can
+    /// call us.
+    pub(super) fn trust(&self, account: &str, addresses: impl IntoIterator<Item = SocketAddr>) {
+        self.change_trust(|trusted| trusted.add(account, addresses));
+    }
+
+    /// Change who is trusted; the gate follows at once, and a change is
+    /// logged and announced as [`SipEvent::Trusted`] (for the desk's admission).
+    fn change_trust(&self, change: impl FnOnce(&mut TrustedPeers)) {
         let mut trusted = self.inner.trusted.lock().expect("trusted peers");
-        let mut gate = self.inner.gate.lock().expect("gate");
-        let before = trusted.len();
-        for peer in addresses.into_iter().map(AllowedPeer::Socket) {
-            if !trusted.contains(&peer) {
-                tracing::info!(?peer, "trusted from now on: a registrar or proxy was located there");
-                trusted.push(peer);
-                gate.trust(peer);
-            }
+        let before = trusted.peers();
+        change(&mut trusted);
+        let after = trusted.peers();
+        if after == before {
+            return;
         }
-        if trusted.len() > before {
-            let _ = self.inner.events.send(SipEvent::Trusted { peers: trusted.clone() });
+        for peer in after.iter().filter(|p| !before.contains(p)) {
+            tracing::info!(?peer, "trusted from now on: a registrar or proxy was located there");
         }
+        for peer in before.iter().filter(|p| !after.contains(p)) {
+            tracing::info!(?peer, "no longer trusted: no account's registrar or proxy is there any more");
+        }
+        self.inner.gate.lock().expect("gate").set_trusted(after.clone());
+        let _ = self.inner.events.send(SipEvent::Trusted { peers: after });
     }
 
     /// The accounts, in no particular order.
@@ -188,14 +197,16 @@ impl SipAgent {
     pub fn put_account(&self, account: Account) {
         let trusted = account.trusted.clone();
         let id = account.config.id.clone();
-        self.inner.accounts.write().expect("accounts").insert(id, Arc::new(account));
-        self.trust(trusted);
+        self.inner.accounts.write().expect("accounts").insert(id.clone(), Arc::new(account));
+        self.change_trust(|peers| peers.replace(&id, trusted));
     }
 
     /// Remove an account: no new call uses it; its calls go on. The
-    /// addresses it located stay trusted (another account may share them).
+    /// addresses it located are no longer trusted, unless another account
+    /// or `sip.allow_from` names them.
     pub fn remove_account(&self, id: &str) {
         self.inner.accounts.write().expect("accounts").remove(id);
+        self.change_trust(|peers| peers.remove(id));
     }
 
     /// A fresh call id, unique within this run and unlikely to repeat across runs.

@@ -25,6 +25,7 @@ mod target;
 mod tls_unverified;
 pub mod traffic;
 mod transport;
+mod trusted;
 pub mod validate;
 
 pub use account::Account;

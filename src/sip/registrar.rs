@@ -230,7 +230,7 @@ impl Registrar {
     async fn fresh_target(&mut self) -> Result<SipAddr, String> {
         if self.targets.as_ref().is_none_or(|t| t.is_stale(std::time::Instant::now())) {
             let mut located = self.resolver.locate(&self.next_hop, self.transport).await.map_err(|e| e.to_string())?;
-            self.agent.trust(located.all().iter().map(|t| t.address));
+            self.agent.trust(&self.account, located.all().iter().map(|t| t.address));
             located.stay_on(self.targets.as_ref().and_then(Targets::current));
             self.targets = Some(located);
         }

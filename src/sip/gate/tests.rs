@@ -71,8 +71,10 @@ fn a_peer_trusted_later_is_no_longer_limited() {
     let backup = addr("192.0.2.20:5060");
     let mut gate = Gate::new(limits(), vec![]);
     assert!((0..100).any(|_| gate.on_message(backup, None, OPTIONS, start) != Admit::Pass));
-    gate.trust(AllowedPeer::Socket(backup));
+    gate.set_trusted(vec![AllowedPeer::Socket(backup)]);
     assert!((0..500).all(|_| gate.on_message(backup, None, OPTIONS, start) == Admit::Pass));
+    gate.set_trusted(vec![]);
+    assert!((0..100).any(|_| gate.on_message(backup, None, OPTIONS, start) != Admit::Pass), "and limited again");
 }
 
 #[test]
